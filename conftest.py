@@ -1,0 +1,97 @@
+"""Shared fixtures: every test that takes ``backend`` runs on each installed backend.
+
+Backends: numpy, array_api_strict (its CPU device and the non-default
+``device1``), torch on CPU, and cupy / torch on CUDA when a GPU is present.
+A backend that is not installed is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+try:
+    from hypothesis import settings
+
+    settings.register_profile("xpkmeans", deadline=None, max_examples=40, derandomize=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "xpkmeans"))
+except ImportError:  # pragma: no cover
+    pass
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array namespace and a device to put test data on."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    def asarray(self, values: Any, dtype: Any = None) -> Any:
+        """Host values as an array of this backend; float64 NumPy data keeps its dtype."""
+        values = np.asarray(values)
+        if dtype is None and values.dtype.kind == "f":
+            dtype = getattr(self.xp, values.dtype.name)
+        return self.xp.asarray(values, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        from xpkmeans._backend import to_numpy
+
+        return to_numpy(x)
+
+    def assert_here(self, x: Any, dtype: Any = None) -> None:
+        """``x`` is an array of this namespace, on this device (and of ``dtype``)."""
+        from array_api_compat import array_namespace, device
+
+        assert array_namespace(x) is self.xp, f"{type(x)} is not a {self.name} array"
+        assert device(x) == self.device, f"on {device(x)}, expected {self.device}"
+        if dtype is not None:
+            assert x.dtype == dtype, f"dtype {x.dtype}, expected {dtype}"
+
+
+def _make_backend(name: str) -> Backend:
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return Backend(name, xp, "cpu")
+    if name.startswith("array_api_strict"):
+        xp = pytest.importorskip("array_api_strict")
+        device = xp.Device("device1") if name.endswith("device1") else xp.Device("CPU_DEVICE")
+        return Backend(name, xp, device)
+    if name.startswith("torch"):
+        pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+        import torch
+
+        if name == "torch-cuda" and not torch.cuda.is_available():
+            pytest.skip("torch-cuda: no CUDA device")
+        return Backend(name, xp, torch.device("cuda" if name == "torch-cuda" else "cpu"))
+    if name == "cupy":
+        cupy = pytest.importorskip("cupy")
+        try:
+            if cupy.cuda.runtime.getDeviceCount() == 0:
+                pytest.skip("cupy: no CUDA device")
+        except cupy.cuda.runtime.CUDARuntimeError:
+            pytest.skip("cupy: no CUDA device")
+        import array_api_compat.cupy as xp
+
+        return Backend(name, xp, cupy.cuda.Device())
+    raise ValueError(name)
+
+
+BACKENDS = ["numpy", "array_api_strict", "array_api_strict-device1", "torch", "cupy", "torch-cuda"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each installed backend in turn (GPU ones skip without a GPU)."""
+    return _make_backend(request.param)
+
+
+@pytest.fixture
+def numpy_backend() -> Backend:
+    return _make_backend("numpy")

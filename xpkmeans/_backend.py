@@ -1,0 +1,219 @@
+"""What the array API standard lacks, in one place.
+
+This is the only module that names a backend. Everything here has a portable
+implementation written against the standard; a backend fast path is allowed
+only where ``tests/test_backend.py`` proves it equals the portable one.
+
+- random numbers: drawn on the host by a ``numpy.random.Generator`` and moved
+  to the device, so one seed gives one start on every backend;
+- ``segment_sum``: the per-cluster sum of the M step (a scatter-add);
+- ``to_numpy``: copy to the host, for convergence tests, plots and files;
+- ``row_chunk_size``: how many rows of an ``n x k`` block fit the work budget;
+- ``synchronize``: wait for queued device work (benchmarks).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    device as device_of,
+    is_cupy_array,
+    is_cupy_namespace,
+    is_numpy_array,
+    is_torch_array,
+    is_torch_namespace,
+)
+
+__all__ = [
+    "array_namespace",
+    "device_of",
+    "default_float_dtype",
+    "from_host",
+    "host_rng",
+    "is_cpu_device",
+    "row_chunk_size",
+    "segment_sum",
+    "synchronize",
+    "to_numpy",
+    "widest_float_dtype",
+]
+
+# Elements of one (rows x n_clusters) block. CPU: small enough to stay in cache;
+# GPU: large enough to fill the device with one kernel launch per block.
+_CPU_BLOCK_ELEMENTS = 1 << 18
+_GPU_BLOCK_ELEMENTS = 1 << 26
+
+
+# ------------------------------------------------------------------ random numbers
+
+
+def host_rng(random_state: Any = None) -> np.random.Generator:
+    """Turn ``random_state`` into a host ``numpy.random.Generator``.
+
+    Accepts None, an integer seed, a ``Generator`` (used as is) or a legacy
+    ``RandomState`` (a seed is drawn from it, so it advances, as in scikit-learn).
+    """
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.integer)):
+        if random_state is not None and int(random_state) < 0:
+            msg = f"`random_state` must be a non-negative integer, got {random_state}."
+            raise ValueError(msg)
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    msg = (
+        "`random_state` must be None, an int, a numpy.random.Generator or a "
+        f"numpy.random.RandomState, got {type(random_state).__name__}."
+    )
+    raise TypeError(msg)
+
+
+def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:
+    """Move host values (NumPy array or scalars) into namespace ``xp`` on ``device``."""
+    return xp.asarray(values, dtype=dtype, device=device)
+
+
+# ------------------------------------------------------------------ host transfer
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array of any supported backend to a host NumPy array."""
+    if is_numpy_array(x):
+        return np.asarray(x)
+    if is_cupy_array(x):
+        return x.get()
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    try:  # CPU libraries such as array_api_strict implement the buffer protocol
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):
+        host = array_namespace(x).__array_namespace_info__().default_device()
+        return np.asarray(x.to_device(host))
+
+
+def is_cpu_device(xp: Any, device: Any) -> bool:
+    """True when ``device`` is host memory (not a GPU)."""
+    if is_cupy_namespace(xp):
+        return False
+    if is_torch_namespace(xp):
+        return device.type == "cpu"
+    return True
+
+
+def synchronize(x: Any) -> None:
+    """Block until the device work that produces ``x`` has finished."""
+    if is_cupy_array(x):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    elif is_torch_array(x) and x.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(x.device)
+
+
+# ------------------------------------------------------------------ dtypes and sizes
+
+
+def default_float_dtype(xp: Any, device: Any) -> Any:
+    """The namespace's default real floating dtype on ``device``."""
+    return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+
+
+def widest_float_dtype(xp: Any, device: Any) -> Any:
+    """float64 where ``device`` supports it, else float32 (for accurate running sums)."""
+    kinds = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+    return kinds.get("float64", xp.float32)
+
+
+def row_chunk_size(n_rows: int, n_cols: int, *, xp: Any, device: Any) -> int:
+    """Rows per block so that a ``rows x n_cols`` temporary stays within budget."""
+    budget = _CPU_BLOCK_ELEMENTS if is_cpu_device(xp, device) else _GPU_BLOCK_ELEMENTS
+    return max(1, min(n_rows, budget // max(n_cols, 1)))
+
+
+# ------------------------------------------------------------------ segment sum
+
+
+def segment_sum(
+    values: Any, segment_ids: Any, n_segments: int, *, weights: Any = None
+) -> tuple[Any, Any]:
+    """Sum the (weighted) rows of ``values`` that share a segment id.
+
+    Parameters
+    ----------
+    values : array of shape (n, d)
+    segment_ids : integer array of shape (n,), each in ``[0, n_segments)``
+    n_segments : int
+    weights : array of shape (n,), optional
+        Each row is multiplied by its weight before summing; None means 1.
+
+    Returns
+    -------
+    sums : array of shape (n_segments, d)
+        Per segment, the sum of ``weights[i] * values[i]``.
+    totals : array of shape (n_segments,)
+        Per segment, the sum of ``weights[i]`` (the row count without weights).
+    """
+    xp = array_namespace(values, segment_ids)
+    if is_torch_namespace(xp):
+        return _segment_sum_torch(values, segment_ids, n_segments, weights)
+    if is_cupy_namespace(xp):
+        return _segment_sum_cupy(values, segment_ids, n_segments, weights)
+    return segment_sum_portable(values, segment_ids, n_segments, weights=weights)
+
+
+def segment_sum_portable(
+    values: Any, segment_ids: Any, n_segments: int, *, weights: Any = None
+) -> tuple[Any, Any]:
+    """Array-API ``segment_sum``: one-hot (segments x rows) blocks times ``values``."""
+    xp = array_namespace(values, segment_ids)
+    n, d = values.shape
+    device = device_of(values)
+    segments = xp.arange(n_segments, device=device)[:, None]
+    step = row_chunk_size(n, n_segments, xp=xp, device=device)
+    sums = xp.zeros((n_segments, d), dtype=values.dtype, device=device)
+    totals = xp.zeros((n_segments,), dtype=values.dtype, device=device)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        one_hot = xp.astype(segment_ids[None, start:stop] == segments, values.dtype)
+        if weights is not None:
+            one_hot = one_hot * weights[None, start:stop]
+        sums = sums + one_hot @ values[start:stop, :]
+        totals = totals + xp.sum(one_hot, axis=1)
+    return sums, totals
+
+
+def _segment_sum_torch(values, segment_ids, n_segments, weights):
+    import torch
+
+    if weights is None:
+        weights = torch.ones(values.shape[0], dtype=values.dtype, device=values.device)
+        rows = values
+    else:
+        rows = values * weights[:, None]
+    shape = (n_segments, values.shape[1])
+    sums = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    totals = torch.zeros(n_segments, dtype=values.dtype, device=values.device)
+    return sums.index_add_(0, segment_ids, rows), totals.index_add_(0, segment_ids, weights)
+
+
+def _segment_sum_cupy(values, segment_ids, n_segments, weights):
+    import cupy
+    import cupyx
+
+    if weights is None:
+        weights = cupy.ones(values.shape[0], dtype=values.dtype)
+        rows = values
+    else:
+        rows = values * weights[:, None]
+    sums = cupy.zeros((n_segments, values.shape[1]), dtype=values.dtype)
+    totals = cupy.zeros(n_segments, dtype=values.dtype)
+    cupyx.scatter_add(sums, segment_ids, rows)
+    cupyx.scatter_add(totals, segment_ids, weights)
+    return sums, totals

@@ -1,0 +1,354 @@
+"""The EM (Lloyd) algorithm for k-means, written once against the array API.
+
+E step: assign every point to its nearest centre.
+M step: move every centre to the (weighted) mean of its points; a centre that
+lost all its points is moved to the point farthest from its own centre.
+
+Private functions here assume validated inputs and take the namespace ``xp``;
+the public ``e_step``, ``m_step`` and ``lloyd_steps`` validate first.
+No function builds an (n_samples x n_clusters) matrix: rows go in blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from ._backend import device_of, row_chunk_size, segment_sum, to_numpy
+from ._validation import (
+    check_array,
+    check_centers,
+    check_int,
+    check_labels,
+    check_sample_weight,
+    check_n_clusters_fits,
+)
+
+# ------------------------------------------------------------------ data
+
+
+def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
+    """``X`` minus its column means, and the means.
+
+    Distances are computed as ``||c||^2 - 2 x . c``; on centred data the
+    terms are small and the cancellation loses little precision.
+    """
+    X_mean = xp.mean(X, axis=0)
+    return X - X_mean, X_mean
+
+
+# ------------------------------------------------------------------ E step
+
+
+def _nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
+    """Index of the nearest centre for each row of ``X`` (ties: lowest index).
+
+    Uses ``argmin_j ||c_j||^2 / 2 - x . c_j``, which drops ``||x||^2`` and the
+    factor 2 from the squared distance without changing the minimiser.
+    """
+    n_samples, n_clusters = X.shape[0], centers.shape[0]
+    half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
+    centers_t = xp.permute_dims(centers, (1, 0))
+    step = row_chunk_size(n_samples, n_clusters, xp=xp, device=device_of(X))
+    blocks = [
+        xp.argmin(half_sq_norms - X[start : start + step, :] @ centers_t, axis=1)
+        for start in range(0, n_samples, step)
+    ]
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+
+
+def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
+    """``||x_i - centers[labels_i]||^2`` for each row, computed exactly (no expansion)."""
+    n_samples, n_features = X.shape
+    step = row_chunk_size(n_samples, n_features, xp=xp, device=device_of(X))
+    blocks = []
+    for start in range(0, n_samples, step):
+        diff = X[start : start + step, :] - xp.take(centers, labels[start : start + step], axis=0)
+        blocks.append(xp.sum(diff * diff, axis=1))
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+
+
+def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
+    """Sum of (weighted) squared distances of points to their assigned centres (0-D)."""
+    distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
+    if sample_weight is not None:
+        distances = distances * sample_weight
+    return xp.sum(distances)
+
+
+# ------------------------------------------------------------------ M step
+
+
+def _centers_from_sums(sums: Any, totals: Any, fallback: Any, *, xp: Any) -> Any:
+    """Means ``sums / totals``; rows with zero total take ``fallback``."""
+    filled = totals > 0
+    safe_totals = xp.where(filled, totals, xp.ones_like(totals))
+    return xp.where(filled[:, None], sums / safe_totals[:, None], fallback)
+
+
+def _relocate_empty_clusters(
+    X: Any, sample_weight: Any, labels: Any, centers: Any, sums: Any, totals: Any, *, xp: Any
+) -> tuple[Any, Any]:
+    """Give each empty cluster one of the points farthest from their own centre.
+
+    The r-th empty cluster (by index) takes the r-th farthest point, which
+    leaves the cluster it was in, as scikit-learn does. Points of zero weight
+    are never moved. The shapes involved do not depend on the data.
+    """
+    n_clusters = centers.shape[0]
+    empty = totals == 0
+    distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
+    if sample_weight is not None:
+        distances = xp.where(sample_weight > 0, distances, xp.zeros_like(distances))
+    farthest = xp.argsort(distances, descending=True, stable=True)[:n_clusters]
+    rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
+    donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
+    donor_points = xp.take(X, donors, axis=0)
+    if sample_weight is None:
+        donor_weights = xp.ones_like(totals)
+    else:
+        donor_weights = xp.take(sample_weight, donors)
+    moved = xp.where(empty, donor_weights, xp.zeros_like(donor_weights))
+    removed_sums, removed_totals = segment_sum(
+        donor_points, xp.take(labels, donors), n_clusters, weights=moved
+    )
+    sums = xp.where(empty[:, None], donor_points * moved[:, None], sums - removed_sums)
+    totals = xp.where(empty, moved, totals - removed_totals)
+    return sums, totals
+
+
+def _update_centers(
+    X: Any, sample_weight: Any, labels: Any, centers: Any, *, xp: Any, relocate: bool
+) -> tuple[Any, Any]:
+    """M step: new centres and the number of empty clusters (0-D, on device).
+
+    With ``relocate=False`` empty clusters keep their old centre; the caller
+    decides (after its one host sync) whether ``relocate=True`` is needed.
+    """
+    n_clusters = centers.shape[0]
+    sums, totals = segment_sum(X, labels, n_clusters, weights=sample_weight)
+    n_empty = xp.sum(xp.astype(totals == 0, X.dtype))
+    if relocate:
+        sums, totals = _relocate_empty_clusters(
+            X, sample_weight, labels, centers, sums, totals, xp=xp
+        )
+    return _centers_from_sums(sums, totals, centers, xp=xp), n_empty
+
+
+# ------------------------------------------------------------------ EM loop
+
+
+@dataclass(frozen=True)
+class LloydStep:
+    """One EM iteration.
+
+    Attributes
+    ----------
+    iteration : int
+        1 for the first iteration.
+    labels : array of shape (n_samples,)
+        E step: the nearest of ``previous_centers`` for each point (on the
+        last step: of ``centers``, as ``KMeans.labels_``).
+    centers : array of shape (n_clusters, n_features)
+        M step: the mean of each cluster's points.
+    previous_centers : array of shape (n_clusters, n_features)
+        The centres this iteration started from.
+    inertia : float or None
+        Sum of squared distances of points to ``centers[labels]``; None when
+        not tracked.
+    center_shift : float
+        Sum over centres of the squared distance each moved.
+    converged : bool
+        True when this is the last step because the labels stopped changing
+        or the centre shift fell within the tolerance.
+    """
+
+    iteration: int
+    labels: Any
+    centers: Any
+    previous_centers: Any
+    inertia: float | None
+    center_shift: float
+    converged: bool
+
+
+def _lloyd_iterations(
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    *,
+    max_iter: int,
+    tol: float,
+    xp: Any,
+    track_inertia: bool = False,
+) -> Iterator[LloydStep]:
+    """Run EM from ``centers`` and yield every iteration; the last one is final.
+
+    Stops when the labels do not change (strict convergence), when the squared
+    centre shift is ``<= tol``, or after ``max_iter`` iterations. Unless the
+    labels stopped changing, the last step's labels are recomputed against the
+    final centres so that labels and centres agree.
+
+    Each iteration copies to the host once: three numbers (labels changed,
+    centre shift, empty clusters). Relocating empty clusters, which is rare,
+    costs one more copy.
+    """
+    previous_labels = None
+    for iteration in range(1, max_iter + 1):
+        labels = _nearest_centers(X, centers, xp=xp)
+        new_centers, n_empty = _update_centers(
+            X, sample_weight, labels, centers, xp=xp, relocate=False
+        )
+        if previous_labels is None:
+            changed = xp.ones((), dtype=X.dtype, device=device_of(X))
+        else:
+            changed = xp.astype(xp.any(labels != previous_labels), X.dtype)
+        shift = xp.sum((new_centers - centers) ** 2)
+        changed_host, shift_host, n_empty_host = to_numpy(xp.stack([changed, shift, n_empty]))
+        if n_empty_host > 0:
+            new_centers, _ = _update_centers(
+                X, sample_weight, labels, centers, xp=xp, relocate=True
+            )
+            shift_host = float(xp.sum((new_centers - centers) ** 2))
+
+        strict = not changed_host
+        converged = strict or shift_host <= tol
+        last = converged or iteration == max_iter
+        previous_centers, centers = centers, new_centers
+        if last and not strict:
+            labels = _nearest_centers(X, centers, xp=xp)
+        inertia = None
+        if track_inertia:
+            inertia = float(_inertia(X, sample_weight, centers, labels, xp=xp))
+        yield LloydStep(
+            iteration=iteration,
+            labels=labels,
+            centers=centers,
+            previous_centers=previous_centers,
+            inertia=inertia,
+            center_shift=float(shift_host),
+            converged=bool(converged),
+        )
+        if last:
+            return
+        previous_labels = labels
+
+
+def _kmeans_single_lloyd(
+    X: Any,
+    sample_weight: Any,
+    centers_init: Any,
+    *,
+    max_iter: int,
+    tol: float,
+    xp: Any,
+    verbose: int = 0,
+) -> tuple[Any, float, Any, int]:
+    """One k-means run by EM from ``centers_init``.
+
+    Returns
+    -------
+    labels, inertia, centers, n_iter
+    """
+    for step in _lloyd_iterations(
+        X, sample_weight, centers_init, max_iter=max_iter, tol=tol, xp=xp,
+        track_inertia=bool(verbose),
+    ):
+        if verbose:
+            print(f"Iteration {step.iteration}, inertia {step.inertia}.")
+    if verbose and step.converged:
+        print(f"Converged at iteration {step.iteration}.")
+    inertia = float(_inertia(X, sample_weight, step.centers, step.labels, xp=xp))
+    return step.labels, inertia, step.centers, step.iteration
+
+
+# ------------------------------------------------------------------ public steps
+
+
+def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any]:
+    """E step of k-means: assign each point to its nearest centre.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any array-API array (NumPy, CuPy, PyTorch, ...).
+    centers : array of shape (n_clusters, n_features)
+    sample_weight : array of shape (n_samples,), default=None
+        Weights of the points in the inertia; None means 1 each.
+
+    Returns
+    -------
+    labels : integer array of shape (n_samples,)
+        Index of the nearest centre (ties go to the lowest index).
+    inertia : 0-D array
+        Sum of weighted squared distances of points to their centre.
+    """
+    X, xp = check_array(X)
+    centers = check_centers(centers, X, xp)
+    weights = check_sample_weight(sample_weight, X, xp)
+    labels = _nearest_centers(X, centers, xp=xp)
+    return labels, _inertia(X, weights, centers, labels, xp=xp)
+
+
+def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> Any:
+    """M step of k-means: move each centre to the weighted mean of its points.
+
+    A cluster with no points (or only zero-weight points) takes the point
+    farthest from its own centre, which leaves its old cluster.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    labels : integer array of shape (n_samples,)
+        Cluster of each point, in ``[0, n_clusters)``.
+    centers : array of shape (n_clusters, n_features)
+        The current centres: they give ``n_clusters`` and the distances used
+        to relocate empty clusters.
+    sample_weight : array of shape (n_samples,), default=None
+
+    Returns
+    -------
+    new_centers : array of shape (n_clusters, n_features)
+    """
+    X, xp = check_array(X)
+    centers = check_centers(centers, X, xp)
+    weights = check_sample_weight(sample_weight, X, xp)
+    labels = check_labels(labels, X, centers.shape[0], xp)
+    new_centers, n_empty = _update_centers(X, weights, labels, centers, xp=xp, relocate=False)
+    if float(n_empty) > 0:
+        new_centers, _ = _update_centers(X, weights, labels, centers, xp=xp, relocate=True)
+    return new_centers
+
+
+def lloyd_steps(
+    X: Any, init: Any, *, max_iter: int = 300, sample_weight: Any = None
+) -> Iterator[LloydStep]:
+    """Walk through EM one iteration at a time, for learning and plotting.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    init : array of shape (n_clusters, n_features)
+        Starting centres, e.g. from :func:`kmeans_plusplus`.
+    max_iter : int, default=300
+    sample_weight : array of shape (n_samples,), default=None
+
+    Yields
+    ------
+    LloydStep
+        With ``labels``, ``centers``, ``inertia`` and ``iteration``. The last
+        step equals the result of ``KMeans(init=init, n_init=1, tol=0)``.
+    """
+    X, xp = check_array(X)
+    centers = check_centers(init, X, xp, name="init")
+    weights = check_sample_weight(sample_weight, X, xp)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    check_n_clusters_fits(X.shape[0], centers.shape[0])
+    X_centered, X_mean = center_data(X, xp=xp)
+    for step in _lloyd_iterations(
+        X_centered, weights, centers - X_mean, max_iter=max_iter, tol=0.0, xp=xp,
+        track_inertia=True,
+    ):
+        yield replace(
+            step, centers=step.centers + X_mean, previous_centers=step.previous_centers + X_mean
+        )

@@ -1,0 +1,196 @@
+"""Input checks shared by every public entry point.
+
+Each check names the parameter and states the rule and the offending value.
+Inputs are never modified: conversions make new arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from typing import Any
+
+import numpy as np
+
+from ._backend import array_namespace, default_float_dtype, device_of, to_numpy
+
+
+def _is_sparse(X: Any) -> bool:
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
+
+
+def _as_array(X: Any, name: str) -> tuple[Any, Any]:
+    """``X`` as an array-API array and its namespace; other inputs go through NumPy."""
+    if _is_sparse(X):
+        msg = f"`{name}` is a sparse matrix; xpkmeans needs dense data (use `{name}.toarray()`)."
+        raise TypeError(msg)
+    try:
+        return X, array_namespace(X)
+    except TypeError:
+        pass
+    try:  # lists, pandas frames, objects with __array__
+        X = np.asarray(X)
+    except (TypeError, ValueError) as e:
+        msg = f"`{name}` could not be converted to a numeric array: {e}"
+        raise TypeError(msg) from e
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            msg = f"`{name}` must be numeric; {e}"
+            raise TypeError(msg) from e
+    return X, array_namespace(X)
+
+
+def check_array(
+    X: Any, *, name: str = "X", ensure_min_samples: int = 1, dtype: Any = None
+) -> tuple[Any, Any]:
+    """Validate a 2-D finite real array; return it (as float) and its namespace.
+
+    float32 and float64 are kept; other real or integer dtypes become the
+    namespace's default floating dtype, unless ``dtype`` forces one.
+    """
+    X, xp = _as_array(X, name)
+    kind = X.dtype
+    if xp.isdtype(kind, "complex floating"):
+        msg = f"Complex data not supported: `{name}` has dtype {kind}."
+        raise ValueError(msg)
+    if not xp.isdtype(kind, ("bool", "numeric")):
+        msg = f"`{name}` must be a numeric array, got dtype {kind}."
+        raise TypeError(msg)
+    if X.ndim != 2:
+        msg = (
+            f"`{name}` must be a 2-D array of shape (n_samples, n_features), got "
+            f"ndim={X.ndim}. Reshape with X.reshape(-1, 1) for one feature or "
+            "X.reshape(1, -1) for one sample."
+        )
+        raise ValueError(msg)
+    n_samples, n_features = X.shape
+    if n_samples < ensure_min_samples:
+        msg = (
+            f"`{name}`: found array with {n_samples} sample(s) (shape={tuple(X.shape)}) "
+            f"while a minimum of {ensure_min_samples} is required."
+        )
+        raise ValueError(msg)
+    if n_features < 1:
+        msg = (
+            f"`{name}`: found array with 0 feature(s) (shape={tuple(X.shape)}) "
+            "while a minimum of 1 is required."
+        )
+        raise ValueError(msg)
+    device = device_of(X)
+    if dtype is None:
+        dtype = kind if kind in (xp.float32, xp.float64) else default_float_dtype(xp, device)
+    if kind != dtype:
+        X = xp.astype(X, dtype)
+    if not bool(xp.all(xp.isfinite(X))):
+        msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
+        raise ValueError(msg)
+    return X, xp
+
+
+def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
+    """Validate ``sample_weight`` for ``X``: None, a scalar or a 1-D array of length n.
+
+    Returns an array of X's dtype and device, or None for unit weights.
+    """
+    if sample_weight is None:
+        return None
+    n_samples = X.shape[0]
+    device = device_of(X)
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        weights = xp.full((n_samples,), float(sample_weight), dtype=X.dtype, device=device)
+    else:
+        try:
+            wxp = array_namespace(sample_weight)
+        except TypeError:
+            sample_weight = np.asarray(sample_weight)
+            wxp = array_namespace(sample_weight)
+        if wxp is not xp:  # another library: go through the host
+            sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
+        if not xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")):
+            msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
+            raise TypeError(msg)
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+            msg = (
+                f"`sample_weight` must have shape ({n_samples},) to match X, got "
+                f"{tuple(sample_weight.shape)}."
+            )
+            raise ValueError(msg)
+        weights = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
+    if not bool(xp.all(xp.isfinite(weights))):
+        msg = "`sample_weight` contains NaN or inf."
+        raise ValueError(msg)
+    if bool(xp.any(weights < 0)):
+        msg = "`sample_weight` must be non-negative; negative values found."
+        raise ValueError(msg)
+    if not bool(xp.any(weights > 0)):
+        msg = "`sample_weight` must have at least one positive value; all are zero."
+        raise ValueError(msg)
+    return weights
+
+
+def check_int(value: Any, name: str, *, minimum: int) -> int:
+    """An integer (not bool) that is ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        msg = f"`{name}` must be an int, got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"`{name}` must be >= {minimum}, got {value}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_tol(tol: Any) -> float:
+    """A finite, non-negative real number."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        msg = f"`tol` must be a real number, got {tol!r} of type {type(tol).__name__}."
+        raise TypeError(msg)
+    if not np.isfinite(tol) or tol < 0:
+        msg = f"`tol` must be a finite number >= 0, got {tol}."
+        raise ValueError(msg)
+    return float(tol)
+
+
+def check_n_clusters_fits(n_samples: int, n_clusters: int) -> None:
+    """There must be at least as many samples as clusters."""
+    if n_samples < n_clusters:
+        msg = f"n_samples={n_samples} should be >= n_clusters={n_clusters}."
+        raise ValueError(msg)
+
+
+def as_namespace(array: Any, xp: Any, device: Any) -> Any:
+    """``array`` as an array of namespace ``xp`` on ``device`` (via the host if foreign)."""
+    try:
+        if array_namespace(array) is xp:
+            return xp.asarray(array, device=device)
+    except TypeError:
+        array = np.asarray(array)
+    return xp.asarray(to_numpy(array), device=device)
+
+
+def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> Any:
+    """A finite (n_clusters, n_features) array in X's namespace, device and dtype."""
+    centers, _ = _as_array(centers, name)
+    centers, _ = check_array(as_namespace(centers, xp, device_of(X)), name=name, dtype=X.dtype)
+    if centers.shape[1] != X.shape[1]:
+        msg = f"`{name}` has {centers.shape[1]} features but X has {X.shape[1]}; they must match."
+        raise ValueError(msg)
+    return centers
+
+
+def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
+    """Integer labels, one per row of X, each in ``[0, n_clusters)``."""
+    labels, _ = _as_array(labels, "labels")
+    labels = as_namespace(labels, xp, device_of(X))
+    if not xp.isdtype(labels.dtype, "integral"):
+        msg = f"`labels` must be integers, got dtype {labels.dtype}."
+        raise TypeError(msg)
+    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        msg = f"`labels` must have shape ({X.shape[0]},), got {tuple(labels.shape)}."
+        raise ValueError(msg)
+    if bool(xp.any((labels < 0) | (labels >= n_clusters))):
+        msg = f"`labels` must lie in [0, {n_clusters}) for {n_clusters} centers."
+        raise ValueError(msg)
+    return xp.astype(labels, xp.int64)
