@@ -151,7 +151,7 @@ default="k-means++"
                 raise ValueError(msg)
         explicit = not isinstance(init, str) and not callable(init)
         if self.n_init == "auto":
-            n_init = 1 if init == "k-means++" or explicit else 10
+            n_init = 1 if explicit or init == "k-means++" else 10
         else:
             if isinstance(self.n_init, str):
                 msg = f"`n_init` must be 'auto' or an int >= 1, got {self.n_init!r}."

@@ -26,7 +26,9 @@ def _as_array(X: Any, name: str) -> tuple[Any, Any]:
         msg = f"`{name}` is a sparse matrix; xpkmeans needs dense data (use `{name}.toarray()`)."
         raise TypeError(msg)
     try:
-        return X, array_namespace(X)
+        xp = array_namespace(X)
+        if not (isinstance(X, np.ndarray) and X.dtype == object):
+            return X, xp
     except TypeError:
         pass
     try:  # lists, pandas frames, objects with __array__
@@ -62,7 +64,7 @@ def check_array(
     if X.ndim != 2:
         msg = (
             f"`{name}` must be a 2-D array of shape (n_samples, n_features), got "
-            f"ndim={X.ndim}. Reshape with X.reshape(-1, 1) for one feature or "
+            f"ndim={X.ndim}. Reshape your data with X.reshape(-1, 1) for one feature or "
             "X.reshape(1, -1) for one sample."
         )
         raise ValueError(msg)

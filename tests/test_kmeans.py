@@ -1,0 +1,302 @@
+"""KMeans against scikit-learn, across backends, and on bad input."""
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+
+import xpkmeans
+from xpkmeans import ConvergenceWarning, KMeans, NotFittedError, k_means
+
+
+def blobs(n=300, d=2, k=4, std=1.0, seed=0):
+    X, _ = xpkmeans.make_blobs(n, d, centers=k, cluster_std=std, random_state=seed)
+    return X
+
+
+def random_rows(X, k, seed=0):
+    return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)]
+
+
+# ------------------------------------------------------------------ scikit-learn parity
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("max_iter,tol", [(300, 1e-4), (300, 0.0), (2, 0.0)])
+def test_same_init_same_result_as_sklearn(backend, dtype, max_iter, tol):
+    X = blobs(400, 3, 5, std=2.5).astype(dtype)
+    init = random_rows(X, 5)
+    sk = SkKMeans(5, init=init, n_init=1, max_iter=max_iter, tol=tol).fit(X)
+
+    km = KMeans(5, init=backend.asarray(init), max_iter=max_iter, tol=tol)
+    km.fit(backend.asarray(X))
+
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), sk.labels_)
+    assert km.n_iter_ == sk.n_iter_
+    rtol = TOLERANCE[dtype]
+    assert km.inertia_ == pytest.approx(sk.inertia_, rel=rtol)
+    np.testing.assert_allclose(
+        backend.to_numpy(km.cluster_centers_), sk.cluster_centers_, rtol=rtol, atol=rtol
+    )
+
+
+def test_same_init_with_sample_weight_as_sklearn(backend):
+    X = blobs(300, 2, 4, std=2.0)
+    weights = np.random.default_rng(3).uniform(0, 3, X.shape[0])
+    init = random_rows(X, 4, seed=2)
+    sk = SkKMeans(4, init=init, n_init=1).fit(X, sample_weight=weights)
+    km = KMeans(4, init=backend.asarray(init)).fit(
+        backend.asarray(X), sample_weight=backend.asarray(weights)
+    )
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), sk.labels_)
+    assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-10)
+    assert km.score(backend.asarray(X), sample_weight=backend.asarray(weights)) == (
+        pytest.approx(sk.score(X, sample_weight=weights), rel=1e-10)
+    )
+
+
+def test_empty_cluster_relocated_like_sklearn(backend):
+    X = blobs(200, 2, 3)
+    init = np.vstack([X[:2], [[500.0, 500.0]]])  # the third centre gets no point
+    sk = SkKMeans(3, init=init, n_init=1).fit(X)
+    km = KMeans(3, init=backend.asarray(init)).fit(backend.asarray(X))
+    centers = backend.to_numpy(km.cluster_centers_)
+    assert np.all(np.abs(centers) < 100), "the far centre was not relocated"
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), sk.labels_)
+    np.testing.assert_allclose(centers, sk.cluster_centers_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_default_fit_reaches_sklearn_inertia(init):
+    """Over several seeds, the mean inertia is as good as scikit-learn's."""
+    X = blobs(1500, 5, 10, std=3.0, seed=7)
+    ours = [KMeans(10, init=init, random_state=s).fit(X).inertia_ for s in range(6)]
+    theirs = [SkKMeans(10, init=init, random_state=s).fit(X).inertia_ for s in range(6)]
+    assert np.mean(ours) <= 1.01 * np.mean(theirs)
+
+
+def test_k_means_function_matches_estimator():
+    X = blobs()
+    centers, labels, inertia, n_iter = k_means(X, 4, random_state=1, return_n_iter=True)
+    km = KMeans(4, random_state=1).fit(X)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_array_equal(centers, km.cluster_centers_)
+    assert (inertia, n_iter) == (km.inertia_, km.n_iter_)
+    assert len(k_means(X, 4, random_state=1)) == 3
+
+
+def test_n_init_keeps_lowest_inertia():
+    X = blobs(300, 2, 4, std=1.5)
+    good = KMeans(4, random_state=0).fit(X).cluster_centers_
+    bad = np.vstack([X[:1] + 0.01 * i for i in range(4)])  # four centres in one spot
+    starts = [bad, good, bad]
+    calls = []
+
+    def init(X_centered, n_clusters, random_state):
+        calls.append(random_state)
+        return starts[len(calls) - 1] - X.mean(axis=0)
+
+    km = KMeans(4, init=init, n_init=3).fit(X)
+    assert len(calls) == 3 and all(isinstance(r, np.random.Generator) for r in calls)
+    best = min(KMeans(4, init=s).fit(X).inertia_ for s in starts)
+    assert km.inertia_ == pytest.approx(best, rel=1e-12)
+
+
+# ------------------------------------------------------------------ backends
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_same_seed_same_clustering_on_every_backend(backend, init):
+    X = blobs(500, 3, 6, std=2.0, seed=4)
+    ref = KMeans(6, init=init, random_state=11).fit(X)
+    km = KMeans(6, init=init, random_state=11).fit(backend.asarray(X))
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), ref.labels_)
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-10)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_outputs_stay_in_namespace_device_and_dtype(backend, dtype):
+    X = backend.asarray(blobs().astype(dtype))
+    km = KMeans(4, random_state=0).fit(X)
+    backend.assert_here(km.cluster_centers_, X.dtype)
+    backend.assert_here(km.labels_)
+    assert backend.xp.isdtype(km.labels_.dtype, "integral")
+    assert isinstance(km.inertia_, float) and isinstance(km.n_iter_, int)
+    assert km.n_features_in_ == 2
+    backend.assert_here(km.predict(X))
+    backend.assert_here(km.transform(X), X.dtype)
+    backend.assert_here(km.fit_predict(X))
+    backend.assert_here(km.fit_transform(X), X.dtype)
+    assert isinstance(km.score(X), float)
+
+
+def test_integer_input_becomes_default_float(backend):
+    X = backend.asarray(np.round(blobs()).astype(np.int64))
+    km = KMeans(4, random_state=0).fit(X)
+    default = backend.xp.__array_namespace_info__().default_dtypes(device=backend.device)
+    assert km.cluster_centers_.dtype == default["real floating"]
+
+
+def test_transform_is_distance_to_centers(backend):
+    X = blobs()
+    km = KMeans(4, random_state=0).fit(backend.asarray(X))
+    centers = backend.to_numpy(km.cluster_centers_)
+    expected = np.linalg.norm(X[:, None, :] - centers[None], axis=2)
+    np.testing.assert_allclose(backend.to_numpy(km.transform(backend.asarray(X))), expected,
+                               rtol=1e-7, atol=1e-7)
+
+
+def test_predict_accepts_other_library():
+    torch = pytest.importorskip("torch")
+    X = blobs()
+    km = KMeans(4, random_state=0).fit(torch.asarray(X))
+    labels = km.predict(X)
+    assert isinstance(labels, np.ndarray)
+    np.testing.assert_array_equal(labels, km.labels_.numpy())
+
+
+def test_inputs_are_not_modified(backend):
+    X = blobs()
+    weights = np.linspace(0.5, 2, X.shape[0])
+    init = random_rows(X, 4)
+    Xb, wb, ib = backend.asarray(X), backend.asarray(weights), backend.asarray(init)
+    KMeans(4, init=ib).fit(Xb, sample_weight=wb)
+    KMeans(4, random_state=0).fit(Xb, sample_weight=wb).predict(Xb)
+    np.testing.assert_array_equal(backend.to_numpy(Xb), X)
+    np.testing.assert_array_equal(backend.to_numpy(wb), weights)
+    np.testing.assert_array_equal(backend.to_numpy(ib), init)
+
+
+# ------------------------------------------------------------------ weights and degenerate data
+
+
+def test_integer_weights_equal_repeated_samples(backend):
+    X = blobs(120, 2, 3, std=2.0)
+    weights = np.random.default_rng(0).integers(0, 4, X.shape[0])
+    repeated = np.repeat(X, weights, axis=0)
+    a = KMeans(3, random_state=5, tol=0).fit(backend.asarray(X),
+                                               sample_weight=backend.asarray(weights))
+    b = KMeans(3, random_state=5, tol=0).fit(backend.asarray(repeated))
+    np.testing.assert_allclose(backend.to_numpy(a.cluster_centers_),
+                               backend.to_numpy(b.cluster_centers_), rtol=1e-9)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-9)
+
+
+def test_zero_weight_points_are_never_initial_centers(backend):
+    X = blobs(200)
+    weights = np.zeros(200)
+    weights[::10] = 1.0
+    for seed in range(3):
+        _, indices = xpkmeans.kmeans_plusplus(backend.asarray(X), 5, random_state=seed,
+                                              sample_weight=backend.asarray(weights))
+        assert np.all(backend.to_numpy(indices) % 10 == 0)
+
+
+def test_fewer_distinct_points_than_clusters_warns(backend):
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 0.0]]), 10, axis=0)
+    with pytest.warns(ConvergenceWarning, match="distinct clusters \\(3\\).*n_clusters \\(5\\)"):
+        km = KMeans(5, random_state=0).fit(backend.asarray(X))
+    centers = backend.to_numpy(km.cluster_centers_)
+    assert centers.shape == (5, 2) and np.all(np.isfinite(centers))
+    assert km.inertia_ == pytest.approx(0.0, abs=1e-12)
+
+
+def test_all_identical_points(backend):
+    X = np.ones((20, 3))
+    with pytest.warns(ConvergenceWarning):
+        km = KMeans(3, random_state=0).fit(backend.asarray(X))
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), np.ones((3, 3)))
+    assert km.inertia_ == 0.0
+
+
+def test_verbose_prints_iterations(capsys):
+    KMeans(3, random_state=0, verbose=1).fit(blobs())
+    out = capsys.readouterr().out
+    assert "Initialization complete" in out and "Iteration 1, inertia" in out
+
+
+# ------------------------------------------------------------------ bad input
+
+X_OK = blobs(50)
+
+BAD_FIT = [
+    ({"X": X_OK[:, :, None]}, ValueError, "2-D"),
+    ({"X": X_OK[:, 0]}, ValueError, "2-D.*Reshape"),
+    ({"X": np.empty((0, 2))}, ValueError, "0 sample"),
+    ({"X": np.empty((10, 0))}, ValueError, "0 feature"),
+    ({"X": np.where(np.eye(50, 2) > 0, np.nan, X_OK)}, ValueError, "NaN"),
+    ({"X": np.where(np.eye(50, 2) > 0, np.inf, X_OK)}, ValueError, "inf"),
+    ({"X": X_OK + 1j}, ValueError, "Complex"),
+    ({"X": np.array([["a", "b"], ["c", "d"]])}, TypeError, "numeric"),
+    ({"X": [["a", 1.0], [2.0, 3.0]]}, TypeError, "numeric"),
+    ({"X": X_OK[:3], "n_clusters": 4}, ValueError, "n_samples=3 should be >= n_clusters=4"),
+    ({"n_clusters": 0}, ValueError, "n_clusters"),
+    ({"n_clusters": 2.5}, TypeError, "n_clusters"),
+    ({"n_clusters": True}, TypeError, "n_clusters"),
+    ({"max_iter": 0}, ValueError, "max_iter"),
+    ({"max_iter": "10"}, TypeError, "max_iter"),
+    ({"tol": -1.0}, ValueError, "tol"),
+    ({"tol": float("nan")}, ValueError, "tol"),
+    ({"tol": "small"}, TypeError, "tol"),
+    ({"n_init": 0}, ValueError, "n_init"),
+    ({"n_init": "many"}, ValueError, "n_init"),
+    ({"init": "kmeans||"}, ValueError, "Unknown init method 'kmeans\\|\\|'"),
+    ({"init": np.zeros((3, 2))}, ValueError, "shape of the initial centers"),
+    ({"init": np.zeros((4, 3))}, ValueError, "`init` has 3 features"),
+    ({"init": np.full((4, 2), np.nan)}, ValueError, "`init` contains NaN"),
+    ({"init": lambda X, k, random_state: X[: k - 1]}, ValueError, "shape of the initial"),
+    ({"algorithm": "elkan2"}, ValueError, "algorithm"),
+    ({"random_state": "x"}, TypeError, "random_state"),
+    ({"sample_weight": -np.ones(50)}, ValueError, "sample_weight.*non-negative"),
+    ({"sample_weight": np.ones(49)}, ValueError, "sample_weight.*shape \\(50,\\)"),
+    ({"sample_weight": np.ones((50, 1))}, ValueError, "sample_weight.*shape"),
+    ({"sample_weight": np.zeros(50)}, ValueError, "sample_weight.*positive"),
+    ({"sample_weight": np.full(50, np.nan)}, ValueError, "sample_weight.*NaN"),
+]
+
+
+@pytest.mark.parametrize("args,error,match", BAD_FIT, ids=[m for _, _, m in BAD_FIT])
+def test_bad_fit_input_raises(args, error, match):
+    args = dict(args)
+    X = args.pop("X", X_OK)
+    sample_weight = args.pop("sample_weight", None)
+    args.setdefault("n_clusters", 4)
+    with pytest.raises(error, match=match):
+        KMeans(**args).fit(X, sample_weight=sample_weight)
+
+
+def test_bad_input_on_each_backend(backend):
+    X = backend.asarray(X_OK)
+    with pytest.raises(ValueError, match="NaN"):
+        KMeans(2).fit(backend.asarray(np.where(np.eye(50, 2) > 0, np.nan, X_OK)))
+    with pytest.raises(ValueError, match="2-D"):
+        KMeans(2).fit(X[:, 0])
+    with pytest.raises(ValueError, match="shape"):
+        KMeans(2).fit(X, sample_weight=backend.asarray(np.ones(3)))
+
+
+def test_explicit_init_with_n_init_warns():
+    with pytest.warns(RuntimeWarning, match="only one init"):
+        km = KMeans(4, init=random_rows(X_OK, 4), n_init=5).fit(X_OK)
+    assert km.n_iter_ >= 1
+
+
+def test_sparse_input_is_rejected_clearly():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse"):
+        KMeans(2).fit(sparse.csr_matrix(X_OK))
+
+
+def test_predict_before_fit_and_wrong_features():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        KMeans(2).predict(X_OK)
+    km = KMeans(2, random_state=0).fit(X_OK)
+    with pytest.raises(ValueError, match="X has 3 features, but KMeans is expecting 2"):
+        km.predict(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        km.predict(np.full((4, 2), np.nan))
+    with pytest.raises(ValueError, match="sample_weight"):
+        km.predict(X_OK, sample_weight=np.ones(3))

@@ -1,0 +1,130 @@
+"""The E and M steps and the EM walk-through, against plain NumPy references."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra.numpy import arrays
+
+import xpkmeans
+from xpkmeans import KMeans, e_step, lloyd_steps, m_step
+
+
+def reference_e_step(X, centers, weights=None):
+    distances = ((X[:, None, :] - centers[None]) ** 2).sum(axis=2)
+    labels = distances.argmin(axis=1)
+    weights = np.ones(len(X)) if weights is None else weights
+    return labels, float((distances[np.arange(len(X)), labels] * weights).sum())
+
+
+def data(seed=0, n=200, d=3, k=4):
+    X, _ = xpkmeans.make_blobs(n, d, centers=k, cluster_std=2.0, random_state=seed)
+    return X, X[np.random.default_rng(seed).choice(n, k, replace=False)]
+
+
+def test_e_step_matches_reference(backend):
+    X, centers = data()
+    weights = np.random.default_rng(1).uniform(0, 2, len(X))
+    labels, inertia = e_step(backend.asarray(X), backend.asarray(centers),
+                             sample_weight=backend.asarray(weights))
+    ref_labels, ref_inertia = reference_e_step(X, centers, weights)
+    backend.assert_here(labels)
+    backend.assert_here(inertia, backend.xp.float64)
+    np.testing.assert_array_equal(backend.to_numpy(labels), ref_labels)
+    assert float(inertia) == pytest.approx(ref_inertia, rel=1e-12)
+
+
+def test_e_step_is_chunked_consistently(backend, monkeypatch):
+    from xpkmeans import _backend
+
+    X, centers = data(n=500)
+    expected = backend.to_numpy(e_step(backend.asarray(X), backend.asarray(centers))[0])
+    monkeypatch.setattr(_backend, "_CPU_BLOCK_ELEMENTS", 16)  # blocks of 4 rows
+    labels, _ = e_step(backend.asarray(X), backend.asarray(centers))
+    np.testing.assert_array_equal(backend.to_numpy(labels), expected)
+
+
+def test_m_step_is_weighted_mean(backend):
+    X, centers = data()
+    labels = np.random.default_rng(2).integers(0, 4, len(X))
+    weights = np.random.default_rng(3).uniform(0.1, 2, len(X))
+    new = m_step(backend.asarray(X), backend.asarray(labels), backend.asarray(centers),
+                 sample_weight=backend.asarray(weights))
+    backend.assert_here(new, backend.xp.float64)
+    for j in range(4):
+        members = labels == j
+        expected = np.average(X[members], axis=0, weights=weights[members])
+        np.testing.assert_allclose(backend.to_numpy(new)[j], expected, rtol=1e-10)
+
+
+def test_m_step_moves_empty_cluster_to_farthest_point(backend):
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 0, 0, 1])
+    centers = np.array([[0.0, 0.0], [0.0, 1.0], [50.0, 50.0]])
+    new = backend.to_numpy(m_step(backend.asarray(X), backend.asarray(labels),
+                                  backend.asarray(centers)))
+    # point 2 is farthest from its centre: it founds cluster 2 and leaves cluster 0
+    np.testing.assert_allclose(new, [[0.5, 0.0], [0.0, 1.0], [10.0, 0.0]])
+
+
+def test_m_step_rejects_bad_labels():
+    X, centers = data()
+    with pytest.raises(ValueError, match="labels.*\\[0, 4\\)"):
+        m_step(X, np.full(len(X), 4), centers)
+    with pytest.raises(ValueError, match="labels.*shape"):
+        m_step(X, np.zeros(3, dtype=int), centers)
+    with pytest.raises(TypeError, match="labels.*integers"):
+        m_step(X, np.zeros(len(X)), centers)
+    with pytest.raises(ValueError, match="centers.*features"):
+        e_step(X, centers[:, :2])
+
+
+def test_lloyd_steps_walk_to_the_kmeans_result(backend):
+    X, init = data(seed=3, k=5)
+    steps = list(lloyd_steps(backend.asarray(X), backend.asarray(init)))
+    km = KMeans(5, init=init, n_init=1, tol=0).fit(X)
+    last = steps[-1]
+    assert [s.iteration for s in steps] == list(range(1, len(steps) + 1))
+    assert last.iteration == km.n_iter_ and last.converged
+    np.testing.assert_array_equal(backend.to_numpy(last.labels), km.labels_)
+    np.testing.assert_allclose(backend.to_numpy(last.centers), km.cluster_centers_, rtol=1e-10)
+    assert last.inertia == pytest.approx(km.inertia_, rel=1e-10)
+    backend.assert_here(last.centers, backend.xp.float64)
+    backend.assert_here(last.labels)
+    np.testing.assert_allclose(backend.to_numpy(steps[0].previous_centers), init, rtol=1e-12)
+
+
+def test_lloyd_steps_stop_at_max_iter():
+    X, init = data(seed=3, k=5)
+    steps = list(lloyd_steps(X, init, max_iter=2))
+    km = KMeans(5, init=init, max_iter=2, tol=0).fit(X)
+    assert len(steps) == 2 and not steps[-1].converged
+    np.testing.assert_array_equal(steps[-1].labels, km.labels_)
+    assert steps[-1].inertia == pytest.approx(km.inertia_, rel=1e-12)
+
+
+points = arrays(np.float64, st.tuples(st.integers(8, 40), st.integers(1, 3)),
+                elements=st.floats(-100, 100, allow_nan=False, width=32))
+
+
+@given(X=points, k=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_inertia_never_rises_along_em(X, k, seed):
+    init = X[np.random.default_rng(seed).choice(len(X), min(k, len(X)), replace=False)]
+    inertias = [step.inertia for step in lloyd_steps(X, init)]
+    start = reference_e_step(X, init)[1]
+    for before, after in zip([start, *inertias], inertias):
+        assert after <= before * (1 + 1e-9) + 1e-9
+
+
+@given(X=points, k=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_predict_reproduces_labels_after_converged_fit(X, k, seed):
+    import warnings
+
+    from xpkmeans import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # duplicates are drawn often
+        km = KMeans(k, random_state=seed, tol=0, max_iter=1000).fit(X)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    assert np.isfinite(km.inertia_)
+    np.testing.assert_allclose(km.inertia_, reference_e_step(X, km.cluster_centers_)[1],
+                               rtol=1e-9, atol=1e-9)
