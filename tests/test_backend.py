@@ -7,10 +7,11 @@ from xpkmeans import _backend
 from xpkmeans._backend import host_rng, segment_sum, segment_sum_portable, to_numpy
 
 
+@pytest.mark.parametrize("k", [7, 300])  # NumPy: one-hot below 128 segments, bincount above
 @pytest.mark.parametrize("weighted", [False, True])
-def test_segment_sum_fast_path_equals_portable(backend, weighted):
+def test_segment_sum_fast_path_equals_portable(backend, weighted, k):
     rng = np.random.default_rng(0)
-    n, d, k = 1000, 5, 7
+    n, d = 1000, 5
     values = backend.asarray(rng.standard_normal((n, d)))
     ids = backend.asarray(rng.integers(0, k - 1, n))  # the last segment stays empty
     weights = backend.asarray(rng.uniform(0, 2, n)) if weighted else None
@@ -26,6 +27,7 @@ def test_segment_sum_fast_path_equals_portable(backend, weighted):
 
 def test_segment_sum_matches_numpy_reference(backend, monkeypatch):
     monkeypatch.setattr(_backend, "_CPU_BLOCK_ELEMENTS", 64)  # many blocks
+    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
     rng = np.random.default_rng(1)
     values = rng.standard_normal((300, 3))
     ids = rng.integers(0, 4, 300)
@@ -64,3 +66,5 @@ def test_row_chunk_size_bounds_block():
     rows = _backend.row_chunk_size(10**6, 1024, xp=xp, device="cpu")
     assert 1 <= rows and rows * 1024 <= _backend._CPU_BLOCK_ELEMENTS
     assert _backend.row_chunk_size(5, 3, xp=xp, device="cpu") == 5
+    # very wide blocks keep a floor of rows, still far from n x n
+    assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _backend._MIN_BLOCK_ROWS

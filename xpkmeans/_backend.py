@@ -14,8 +14,11 @@ only where ``tests/test_backend.py`` proves it equals the portable one.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from array_api_compat import (
@@ -24,6 +27,7 @@ from array_api_compat import (
     is_cupy_array,
     is_cupy_namespace,
     is_numpy_array,
+    is_numpy_namespace,
     is_torch_array,
     is_torch_namespace,
 )
@@ -35,6 +39,8 @@ __all__ = [
     "from_host",
     "host_rng",
     "is_cpu_device",
+    "map_blocks",
+    "parallel_region",
     "row_chunk_size",
     "segment_sum",
     "synchronize",
@@ -42,10 +48,14 @@ __all__ = [
     "widest_float_dtype",
 ]
 
+# Per-cluster sums: below this many clusters the one-hot product beats bincount.
+_ONE_HOT_MAX_SEGMENTS = 128
+
 # Elements of one (rows x n_clusters) block. CPU: small enough to stay in cache;
 # GPU: large enough to fill the device with one kernel launch per block.
 _CPU_BLOCK_ELEMENTS = 1 << 18
 _GPU_BLOCK_ELEMENTS = 1 << 26
+_MIN_BLOCK_ROWS = 256
 
 
 # ------------------------------------------------------------------ random numbers
@@ -132,9 +142,54 @@ def widest_float_dtype(xp: Any, device: Any) -> Any:
 
 
 def row_chunk_size(n_rows: int, n_cols: int, *, xp: Any, device: Any) -> int:
-    """Rows per block so that a ``rows x n_cols`` temporary stays within budget."""
+    """Rows per block so that a ``rows x n_cols`` temporary stays within budget.
+
+    At least ``_MIN_BLOCK_ROWS`` rows (when there are that many), so that very
+    wide blocks (silhouette: ``rows x n_samples``) still make efficient products;
+    memory stays linear in ``n_cols``.
+    """
     budget = _CPU_BLOCK_ELEMENTS if is_cpu_device(xp, device) else _GPU_BLOCK_ELEMENTS
-    return max(1, min(n_rows, budget // max(n_cols, 1)))
+    return min(n_rows, max(_MIN_BLOCK_ROWS, budget // max(n_cols, 1)))
+
+
+# ------------------------------------------------------------------ block parallelism
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _cpu_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    return _pool
+
+
+def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any) -> list:
+    """``[function(b) for b in blocks]``, run on all CPU cores for NumPy.
+
+    NumPy works on one core outside BLAS but releases the GIL in matmul,
+    argmin and element-wise loops, so blocks run in threads. Other libraries
+    parallelise (or queue on a device) by themselves and run the blocks in order.
+    """
+    blocks = list(blocks)
+    if len(blocks) > 1 and is_numpy_namespace(xp):
+        return list(_cpu_pool().map(function, blocks))
+    return [function(block) for block in blocks]
+
+
+def parallel_region(xp: Any) -> contextlib.AbstractContextManager:
+    """Context for a region that calls ``map_blocks``: one BLAS thread per block.
+
+    As in scikit-learn, BLAS is limited to one thread while blocks run in
+    parallel (if threadpoolctl is installed), so the cores are not oversubscribed.
+    """
+    if is_numpy_namespace(xp):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------ segment sum
@@ -179,28 +234,36 @@ def segment_sum_portable(
     device = device_of(values)
     segments = xp.arange(n_segments, device=device)[:, None]
     step = row_chunk_size(n, n_segments, xp=xp, device=device)
-    sums = xp.zeros((n_segments, d), dtype=values.dtype, device=device)
-    totals = xp.zeros((n_segments,), dtype=values.dtype, device=device)
-    for start in range(0, n, step):
+
+    def block_sums(start: int) -> tuple[Any, Any]:
         stop = min(start + step, n)
         one_hot = xp.astype(segment_ids[None, start:stop] == segments, values.dtype)
         if weights is not None:
             one_hot = one_hot * weights[None, start:stop]
-        sums = sums + one_hot @ values[start:stop, :]
-        totals = totals + xp.sum(one_hot, axis=1)
+        return one_hot @ values[start:stop, :], xp.sum(one_hot, axis=1)
+
+    sums = xp.zeros((n_segments, d), dtype=values.dtype, device=device)
+    totals = xp.zeros((n_segments,), dtype=values.dtype, device=device)
+    for block_sum, block_total in map_blocks(block_sums, range(0, n, step), xp=xp):
+        sums = sums + block_sum
+        totals = totals + block_total
     return sums, totals
 
 
 def _segment_sum_numpy(values, segment_ids, n_segments, weights):
-    # One bincount per column: O(n d), where the one-hot product is O(n d k).
-    # bincount sums in float64, which only adds accuracy.
-    ids = np.asarray(segment_ids)
+    # Few segments: the one-hot product (BLAS) wins. Many: one bincount per
+    # column, O(n d) instead of O(n d k); bincount sums in float64.
+    if n_segments <= _ONE_HOT_MAX_SEGMENTS:
+        return segment_sum_portable(values, segment_ids, n_segments, weights=weights)
     columns = values.T if weights is None else (values * weights[:, None]).T
-    sums = np.empty((n_segments, values.shape[1]), dtype=values.dtype)
-    for j, column in enumerate(columns):
-        sums[:, j] = np.bincount(ids, weights=column, minlength=n_segments)
-    totals = np.bincount(ids, weights=weights, minlength=n_segments).astype(values.dtype)
-    return sums, totals
+    xp = array_namespace(values)
+    sums = map_blocks(
+        lambda column: np.bincount(segment_ids, weights=column, minlength=n_segments),
+        columns,
+        xp=xp,
+    )
+    totals = np.bincount(segment_ids, weights=weights, minlength=n_segments)
+    return np.stack(sums, axis=1).astype(values.dtype), totals.astype(values.dtype)
 
 
 def _segment_sum_torch(values, segment_ids, n_segments, weights):
