@@ -18,6 +18,7 @@ try:
     from hypothesis import settings
 
     settings.register_profile("xpkmeans", deadline=None, max_examples=40, derandomize=True)
+    settings.register_profile("thorough", deadline=None, max_examples=1000)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "xpkmeans"))
 except ImportError:  # pragma: no cover
     pass

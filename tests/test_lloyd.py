@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xpkmeans
@@ -39,6 +39,7 @@ def test_e_step_is_chunked_consistently(backend, monkeypatch):
     X, centers = data(n=500)
     expected = backend.to_numpy(e_step(backend.asarray(X), backend.asarray(centers))[0])
     monkeypatch.setattr(_backend, "_CPU_BLOCK_ELEMENTS", 16)  # blocks of 4 rows
+    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
     labels, _ = e_step(backend.asarray(X), backend.asarray(centers))
     np.testing.assert_array_equal(backend.to_numpy(labels), expected)
 
@@ -107,7 +108,9 @@ points = arrays(np.float64, st.tuples(st.integers(8, 40), st.integers(1, 3)),
 
 
 @given(X=points, k=st.integers(1, 5), seed=st.integers(0, 2**16))
+@example(X=np.array([[-1.0], [1.0], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0]]), k=2, seed=0)
 def test_inertia_never_rises_along_em(X, k, seed):
+    """Found by hypothesis: two equal starting centres, one cluster emptied and relocated."""
     init = X[np.random.default_rng(seed).choice(len(X), min(k, len(X)), replace=False)]
     inertias = [step.inertia for step in lloyd_steps(X, init)]
     start = reference_e_step(X, init)[1]
@@ -116,6 +119,7 @@ def test_inertia_never_rises_along_em(X, k, seed):
 
 
 @given(X=points, k=st.integers(1, 5), seed=st.integers(0, 2**16))
+@example(X=np.array([[0.0]] + [[1.0]] + [[0.0]] * 7), k=3, seed=0)  # duplicate centres
 def test_predict_reproduces_labels_after_converged_fit(X, k, seed):
     import warnings
 

@@ -266,6 +266,7 @@ default="k-means++"
                 stacklevel=2,
             )
         self.cluster_centers_ = centers + X_mean
+        self._fit_frame = (X_mean, centers, self.cluster_centers_)
         self.labels_ = labels
         self.inertia_ = inertia
         self.n_iter_ = n_iter
@@ -300,6 +301,10 @@ default="k-means++"
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         check_sample_weight(sample_weight, X, xp)
+        X_mean, centered_centers, fitted = self._fit_frame
+        if fitted is self.cluster_centers_ and device_of(X_mean) == device_of(X):
+            # the arithmetic of fit (centred data), so predict(X_train) == labels_
+            X, centers = X - xp.astype(X_mean, X.dtype), xp.astype(centered_centers, X.dtype)
         return _nearest_centers(X, centers, xp=xp)
 
     def transform(self, X: Any) -> Any:

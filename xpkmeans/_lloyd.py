@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from ._backend import device_of, row_chunk_size, segment_sum, to_numpy
+from ._backend import device_of, map_blocks, parallel_region, row_chunk_size, segment_sum, to_numpy
 from ._validation import (
     check_array,
     check_centers,
@@ -50,10 +50,11 @@ def _nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
     centers_t = xp.permute_dims(centers, (1, 0))
     step = row_chunk_size(n_samples, n_clusters, xp=xp, device=device_of(X))
-    blocks = [
-        xp.argmin(half_sq_norms - X[start : start + step, :] @ centers_t, axis=1)
-        for start in range(0, n_samples, step)
-    ]
+    blocks = map_blocks(
+        lambda start: xp.argmin(half_sq_norms - X[start : start + step, :] @ centers_t, axis=1),
+        range(0, n_samples, step),
+        xp=xp,
+    )
     return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
 
 
@@ -154,8 +155,9 @@ class LloydStep:
     previous_centers : array of shape (n_clusters, n_features)
         The centres this iteration started from.
     inertia : float or None
-        Sum of squared distances of points to ``centers[labels]``; None when
-        not tracked.
+        The objective of ``centers``: the (weighted) sum of squared distances
+        of the points to their nearest centre. It never rises from one step
+        to the next. None when not tracked.
     center_shift : float
         Sum over centres of the squared distance each moved.
     converged : bool
@@ -211,15 +213,17 @@ def _lloyd_iterations(
             )
             shift_host = float(xp.sum((new_centers - centers) ** 2))
 
-        strict = not changed_host
+        # Relocation moves centres without relabelling: not a fixed point yet.
+        strict = not changed_host and n_empty_host == 0
         converged = strict or shift_host <= tol
         last = converged or iteration == max_iter
         previous_centers, centers = centers, new_centers
         if last and not strict:
             labels = _nearest_centers(X, centers, xp=xp)
         inertia = None
-        if track_inertia:
-            inertia = float(_inertia(X, sample_weight, centers, labels, xp=xp))
+        if track_inertia:  # the objective of the new centres: each point to its nearest
+            nearest = labels if last and not strict else _nearest_centers(X, centers, xp=xp)
+            inertia = float(_inertia(X, sample_weight, centers, nearest, xp=xp))
         yield LloydStep(
             iteration=iteration,
             labels=labels,
@@ -250,12 +254,14 @@ def _kmeans_single_lloyd(
     -------
     labels, inertia, centers, n_iter
     """
-    for step in _lloyd_iterations(
+    steps = _lloyd_iterations(
         X, sample_weight, centers_init, max_iter=max_iter, tol=tol, xp=xp,
         track_inertia=bool(verbose),
-    ):
-        if verbose:
-            print(f"Iteration {step.iteration}, inertia {step.inertia}.")
+    )
+    with parallel_region(xp):
+        for step in steps:
+            if verbose:
+                print(f"Iteration {step.iteration}, inertia {step.inertia}.")
     if verbose and step.converged:
         print(f"Converged at iteration {step.iteration}.")
     inertia = float(_inertia(X, sample_weight, step.centers, step.labels, xp=xp))
