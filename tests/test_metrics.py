@@ -1,0 +1,286 @@
+"""``xpkmeans.metrics`` against ``sklearn.metrics``, on every backend.
+
+Reference data is made on the host with NumPy's RNG; expected values come
+from scikit-learn on the same host data.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+
+import xpkmeans._backend as backend_module
+import xpkmeans.metrics as metrics_module
+from xpkmeans.metrics import (
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_samples,
+    silhouette_score,
+)
+
+RTOL = 1e-6
+
+# each score with its scikit-learn reference
+SCORES = {
+    "silhouette": (silhouette_score, sk_metrics.silhouette_score),
+    "calinski_harabasz": (calinski_harabasz_score, sk_metrics.calinski_harabasz_score),
+    "davies_bouldin": (davies_bouldin_score, sk_metrics.davies_bouldin_score),
+}
+ALL_FUNCTIONS = [
+    silhouette_samples, silhouette_score, calinski_harabasz_score, davies_bouldin_score,
+]
+
+
+def make_clusters(n_samples=150, n_features=3, n_clusters=4, *, mislabel=0.15, seed=0):
+    """Gaussian clusters with some labels shuffled, so some silhouettes are negative."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-6, 6, size=(n_clusters, n_features))
+    labels = rng.integers(0, n_clusters, size=n_samples)
+    X = centers[labels] + rng.normal(size=(n_samples, n_features))
+    wrong = rng.random(n_samples) < mislabel
+    labels[wrong] = rng.integers(0, n_clusters, size=int(wrong.sum()))
+    return X + 50.0, labels  # offset: the result must not depend on the origin
+
+
+def assert_close(actual, expected, rtol=RTOL):
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-12)
+
+
+# ------------------------------------------------------------------ equal to scikit-learn
+
+
+def test_silhouette_samples_matches_sklearn(backend):
+    X, labels = make_clusters()
+    result = silhouette_samples(backend.asarray(X), backend.asarray(labels))
+    backend.assert_here(result, backend.xp.float64)
+    expected = sk_metrics.silhouette_samples(X, labels)
+    assert (expected < 0).any() and (expected > 0).any()  # the data exercise both signs
+    assert_close(backend.to_numpy(result), expected)
+
+
+@pytest.mark.parametrize("name", sorted(SCORES))
+def test_scores_match_sklearn(backend, name):
+    ours, reference = SCORES[name]
+    X, labels = make_clusters(n_features=5, n_clusters=6, seed=1)
+    result = ours(backend.asarray(X), backend.asarray(labels))
+    assert type(result) is float
+    assert_close(result, reference(X, labels))
+
+
+@pytest.mark.parametrize("name", sorted(SCORES))
+def test_float32_input_is_scored_in_float64(backend, name):
+    ours, reference = SCORES[name]
+    X, labels = make_clusters(seed=2)
+    X32 = X.astype(np.float32)
+    result = ours(backend.asarray(X32), backend.asarray(labels))
+    assert_close(result, reference(X32.astype(np.float64), labels))
+
+
+def test_silhouette_samples_keeps_float32(backend):
+    X, labels = make_clusters(seed=3)
+    X32 = X.astype(np.float32)
+    result = silhouette_samples(backend.asarray(X32), backend.asarray(labels))
+    backend.assert_here(result, backend.xp.float32)
+    expected = sk_metrics.silhouette_samples(X32.astype(np.float64), labels)
+    assert_close(backend.to_numpy(result), expected)
+
+
+# ------------------------------------------------------------------ labels
+
+
+@pytest.mark.parametrize("name", sorted(SCORES))
+def test_any_integer_labels(backend, name):
+    ours, reference = SCORES[name]
+    X, labels = make_clusters(n_clusters=3, seed=4)
+    renamed = np.array([-5, 3, 70])[labels]  # negative, non-contiguous
+    result = ours(backend.asarray(X), backend.asarray(renamed))
+    assert_close(result, reference(X, renamed))
+
+
+def test_labels_from_lists_floats_and_numpy(backend):
+    X, labels = make_clusters(n_clusters=3, seed=5)
+    expected = sk_metrics.silhouette_score(X, labels)
+    X_here = backend.asarray(X)
+    assert_close(silhouette_score(X_here, labels.tolist()), expected)
+    assert_close(silhouette_score(X_here, labels), expected)  # NumPy labels, any X
+    assert_close(silhouette_score(X_here, backend.asarray(labels.astype(np.float64))), expected)
+
+
+def test_two_clusters_from_bool_labels(backend):
+    X, labels = make_clusters(n_clusters=2, seed=6)
+    result = davies_bouldin_score(backend.asarray(X), backend.asarray(labels == 1))
+    assert_close(result, sk_metrics.davies_bouldin_score(X, labels))
+
+
+# ------------------------------------------------------------------ edge cases
+
+
+def test_point_alone_in_its_cluster_has_silhouette_zero(backend):
+    X, labels = make_clusters(n_samples=40, n_clusters=2, seed=7)
+    labels[5] = 9  # a singleton cluster
+    result = backend.to_numpy(silhouette_samples(backend.asarray(X), backend.asarray(labels)))
+    assert result[5] == 0.0
+    assert_close(result, sk_metrics.silhouette_samples(X, labels))
+
+
+def test_identical_points(backend):
+    X = np.ones((6, 2))
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    X_here, labels_here = backend.asarray(X), backend.asarray(labels)
+    samples = backend.to_numpy(silhouette_samples(X_here, labels_here))
+    np.testing.assert_array_equal(samples, sk_metrics.silhouette_samples(X, labels))
+    np.testing.assert_array_equal(samples, np.zeros(6))
+    assert calinski_harabasz_score(X_here, labels_here) == 1.0
+    assert sk_metrics.calinski_harabasz_score(X, labels) == 1.0
+    assert davies_bouldin_score(X_here, labels_here) == 0.0
+    assert sk_metrics.davies_bouldin_score(X, labels) == 0.0
+
+
+def test_two_clusters_with_one_centroid(backend):
+    # equal centroids: compared with nothing, as in scikit-learn (distance set to inf)
+    X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0], [5.0, 5.0], [7.0, 5.0]])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    result = davies_bouldin_score(backend.asarray(X), backend.asarray(labels))
+    assert_close(result, sk_metrics.davies_bouldin_score(X, labels))
+
+
+def test_distance_of_a_point_to_itself_is_exactly_zero(backend):
+    # Two interleaved clusters far from the mean: a ~ b ~ 1 while ||x|| ~ 1e4, so
+    # the ~sqrt(eps) * ||x|| self-distance the expansion leaves would show.
+    rng = np.random.default_rng(13)
+    far = rng.normal(size=(30, 8)) + 1e4 / np.sqrt(8)
+    X = np.concatenate([far, -far])
+    labels = np.concatenate([rng.integers(0, 2, size=30), np.full(30, 2)])
+    result = silhouette_samples(backend.asarray(X), backend.asarray(labels))
+    assert_close(backend.to_numpy(result), sk_metrics.silhouette_samples(X, labels))
+
+
+def test_smallest_valid_problem(backend):
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    labels = np.array([4, 4, 2])
+    for name, (ours, reference) in SCORES.items():
+        assert_close(ours(backend.asarray(X), backend.asarray(labels)), reference(X, labels))
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_one_label_is_an_error(backend, function):
+    X, _ = make_clusters(n_samples=10)
+    with pytest.raises(ValueError, match=r"Number of labels is 1\. Valid values are 2 to"):
+        function(backend.asarray(X), backend.asarray(np.full(10, 3)))
+
+
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_one_label_per_sample_is_an_error(backend, function):
+    X, _ = make_clusters(n_samples=10)
+    with pytest.raises(ValueError, match=r"Number of labels is 10\. .*n_samples=10"):
+        function(backend.asarray(X), backend.asarray(np.arange(10)))
+
+
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_labels_of_wrong_shape(backend, function):
+    X, labels = make_clusters(n_samples=10)
+    with pytest.raises(ValueError, match=r"`labels` must be 1-D of shape \(10,\).*\(9,\)"):
+        function(backend.asarray(X), backend.asarray(labels[:9]))
+    with pytest.raises(ValueError, match=r"`labels` must be 1-D .*\(10, 1\)"):
+        function(backend.asarray(X), backend.asarray(labels[:, None]))
+
+
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_labels_not_integers(backend, function):
+    X, labels = make_clusters(n_samples=10)
+    with pytest.raises(ValueError, match="`labels` must be integer-valued"):
+        function(backend.asarray(X), backend.asarray(labels + 0.5))
+    with pytest.raises(ValueError, match="`labels` must be integer-valued"):
+        function(backend.asarray(X), backend.asarray(np.where(labels == 0, np.nan, labels)))
+
+
+def test_string_labels_are_rejected():
+    X, _ = make_clusters(n_samples=4)
+    with pytest.raises(TypeError, match="`labels` must be integers, got dtype"):
+        silhouette_score(X, ["a", "b", "a", "b"])
+
+
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_bad_X(backend, function):
+    X, labels = make_clusters(n_samples=10)
+    with pytest.raises(ValueError, match="`X` must be a 2-D array"):
+        function(backend.asarray(X[:, 0]), backend.asarray(labels))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="`X` contains NaN"):
+        function(backend.asarray(X), backend.asarray(labels))
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def test_sample_size_scores_a_host_drawn_subset(backend):
+    X, labels = make_clusters(n_samples=200, seed=8)
+    subset = np.random.default_rng(11).permutation(200)[:60]
+    result = silhouette_score(
+        backend.asarray(X), backend.asarray(labels), sample_size=60, random_state=11
+    )
+    assert_close(result, sk_metrics.silhouette_score(X[subset], labels[subset]))
+    # a Generator is used as is, so the same seed gives the same subset
+    again = silhouette_score(
+        backend.asarray(X), backend.asarray(labels), sample_size=60,
+        random_state=np.random.default_rng(11),
+    )
+    assert again == result
+
+
+def test_sample_size_above_n_samples_scores_all(backend):
+    X, labels = make_clusters(n_samples=50, seed=9)
+    result = silhouette_score(
+        backend.asarray(X), backend.asarray(labels), sample_size=500, random_state=0
+    )
+    assert_close(result, sk_metrics.silhouette_score(X, labels))
+
+
+def test_bad_sample_size():
+    X, labels = make_clusters(n_samples=20)
+    with pytest.raises(ValueError, match="`sample_size` must be >= 1, got 0"):
+        silhouette_score(X, labels, sample_size=0)
+    with pytest.raises(TypeError, match="`sample_size` must be an int"):
+        silhouette_score(X, labels, sample_size=2.5)
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        silhouette_score(X, labels, sample_size=1, random_state=0)
+
+
+# ------------------------------------------------------------------ memory
+
+
+def test_silhouette_in_many_small_blocks(backend, monkeypatch):
+    X, labels = make_clusters(n_samples=97, seed=10)
+    # 7 rows of 97 distances per block: 14 blocks, the last one ragged
+    monkeypatch.setattr(backend_module, "_CPU_BLOCK_ELEMENTS", 7 * 97)
+    monkeypatch.setattr(backend_module, "_GPU_BLOCK_ELEMENTS", 7 * 97)
+    monkeypatch.setattr(backend_module, "_MIN_BLOCK_ROWS", 1)
+    steps = []
+
+    def recording_row_chunk_size(*args, **kwargs):
+        steps.append(backend_module.row_chunk_size(*args, **kwargs))
+        return steps[-1]
+
+    monkeypatch.setattr(metrics_module, "row_chunk_size", recording_row_chunk_size)
+    result = silhouette_samples(backend.asarray(X), backend.asarray(labels))
+    assert steps == [7]
+    assert_close(backend.to_numpy(result), sk_metrics.silhouette_samples(X, labels))
+
+
+def test_silhouette_never_builds_the_distance_matrix():
+    n_samples = 20_000  # the full matrix would take 3.2 GB
+    X, labels = make_clusters(n_samples=n_samples, n_features=2, seed=12)
+    full_matrix_bytes = n_samples * n_samples * 8
+    tracemalloc.start()
+    try:
+        silhouette_score(X, labels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < full_matrix_bytes / 10, f"peak {peak / 1e6:.1f} MB"
