@@ -132,8 +132,8 @@ def run_course(
     steps, start_seed = _slow_start(X, n_clusters, model.inertia_)
     fig = plot_lloyd_steps(
         steps, X, max_panels=6,
-        title=f"3. EM step by step from a poor random start ({n_clusters} data points, seed "
-              f"{start_seed}): {len(steps)} iterations until no point changes cluster\n"
+        title=f"3. EM step by step from a poor start ({n_clusters} random data points as "
+              f"centres, seed {start_seed}): {len(steps)} iterations until no point changes cluster\n"
               "E step: colour each point by its nearest centre. "
               "M step: move each centre to the mean of its points (arrow).",
     )
