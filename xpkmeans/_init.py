@@ -12,7 +12,16 @@ import math
 from typing import Any, Callable
 
 from ._lloyd import center_data
-from ._backend import device_of, from_host, host_rng, to_numpy, widest_float_dtype
+from ._backend import (
+    device_of,
+    from_host,
+    host_rng,
+    map_blocks,
+    parallel_region,
+    row_chunk_size,
+    to_numpy,
+    widest_float_dtype,
+)
 from ._validation import (
     check_array,
     check_int,
@@ -31,12 +40,34 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
     return xp.clip(indices, 0, cumulative.shape[0] - 1)
 
 
-def _sq_distances_to_rows(X: Any, x_sq_norms: Any, rows: Any, *, xp: Any) -> Any:
-    """Squared distances (n_samples, n_rows) from each point to a few rows of X."""
-    candidates = xp.take(X, rows, axis=0)
-    cross = X @ xp.permute_dims(candidates, (1, 0))
-    distances = x_sq_norms[:, None] - 2 * cross + xp.take(x_sq_norms, rows)[None, :]
-    return xp.clip(distances, 0, None)
+def _closest_with_candidates(
+    X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
+) -> tuple[Any, Any]:
+    """For each candidate, the squared distance of every point to its nearest centre
+    if that candidate were added, and the resulting potential.
+
+    Returns ``(to_candidates, potentials)`` of shapes (n_samples, n_candidates)
+    and (n_candidates,). Rows go in blocks that stay in cache, on all cores.
+    """
+    n_samples = X.shape[0]
+    step = row_chunk_size(n_samples, 4 * candidates.shape[0], xp=xp, device=device_of(X))
+    rows_x = xp.take(X, candidates, axis=0)
+    rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
+    rows_x_t = xp.permute_dims(rows_x, (1, 0))
+
+    def block(start: int) -> tuple[Any, Any]:
+        stop = start + step
+        cross = X[start:stop, :] @ rows_x_t
+        distances = xp.clip(x_sq_norms[start:stop, None] - 2 * cross + rows_sq_norms, 0, None)
+        nearest = xp.minimum(closest_sq[start:stop, None], distances)
+        return nearest, weights[start:stop] @ nearest
+
+    blocks = map_blocks(block, range(0, n_samples, step), xp=xp)
+    to_candidates = xp.concat([b[0] for b in blocks]) if len(blocks) > 1 else blocks[0][0]
+    potentials = blocks[0][1]
+    for _, partial in blocks[1:]:
+        potentials = potentials + partial
+    return to_candidates, potentials
 
 
 def _kmeans_plusplus(
@@ -77,18 +108,19 @@ def _kmeans_plusplus(
         uniforms = from_host(rng.random(size), xp=xp, device=device, dtype=accumulate)
         return _weighted_draws(cumulative, uniforms, xp=xp)
 
-    first = draw(weights, 1)
-    indices = [first]
-    closest_sq = _sq_distances_to_rows(X, x_sq_norms, first, xp=xp)[:, 0]
-    for _ in range(1, n_clusters):
-        candidates = draw(weights * closest_sq, n_local_trials)
-        to_candidates = xp.minimum(
-            closest_sq[:, None], _sq_distances_to_rows(X, x_sq_norms, candidates, xp=xp)
-        )
-        potentials = weights @ to_candidates
-        best = xp.argmin(potentials)
-        closest_sq = xp.take(to_candidates, best[None], axis=1)[:, 0]
-        indices.append(xp.take(candidates, best[None]))
+    indices = [draw(weights, 1)]
+    far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
+    with parallel_region(xp):
+        closest_sq = _closest_with_candidates(X, x_sq_norms, weights, far, indices[0], xp=xp)[0]
+        closest_sq = closest_sq[:, 0]
+        for _ in range(1, n_clusters):
+            candidates = draw(weights * closest_sq, n_local_trials)
+            to_candidates, potentials = _closest_with_candidates(
+                X, x_sq_norms, weights, closest_sq, candidates, xp=xp
+            )
+            best = xp.argmin(potentials)
+            closest_sq = xp.take(to_candidates, best[None], axis=1)[:, 0]
+            indices.append(xp.take(candidates, best[None]))
     indices = xp.concat(indices)
     return xp.take(X, indices, axis=0), indices
 
