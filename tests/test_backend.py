@@ -7,7 +7,7 @@ from xpkmeans import _backend
 from xpkmeans._backend import host_rng, segment_sum, segment_sum_portable, to_numpy
 
 
-@pytest.mark.parametrize("k", [7, 300])  # NumPy: one-hot below 128 segments, bincount above
+@pytest.mark.parametrize("k", [7, 300])  # NumPy: one-hot below 32 segments, bincount above
 @pytest.mark.parametrize("weighted", [False, True])
 def test_segment_sum_fast_path_equals_portable(backend, weighted, k):
     rng = np.random.default_rng(0)

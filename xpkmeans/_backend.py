@@ -43,13 +43,15 @@ __all__ = [
     "parallel_region",
     "row_chunk_size",
     "segment_sum",
+    "subtract_row",
     "synchronize",
     "to_numpy",
     "widest_float_dtype",
 ]
 
-# Per-cluster sums: below this many clusters the one-hot product beats bincount.
-_ONE_HOT_MAX_SEGMENTS = 128
+# Per-cluster sums on NumPy: below this many clusters the one-hot product
+# beats one bincount per column (measured on 2 AVX2 cores).
+_ONE_HOT_MAX_SEGMENTS = 32
 
 # Elements of one (rows x n_clusters) block. CPU: small enough to stay in cache;
 # GPU: large enough to fill the device with one kernel launch per block.
@@ -150,6 +152,17 @@ def row_chunk_size(n_rows: int, n_cols: int, *, xp: Any, device: Any) -> int:
     """
     budget = _CPU_BLOCK_ELEMENTS if is_cpu_device(xp, device) else _GPU_BLOCK_ELEMENTS
     return min(n_rows, max(_MIN_BLOCK_ROWS, budget // max(n_cols, 1)))
+
+
+def subtract_row(X: Any, row: Any) -> Any:
+    """``X - row`` (a new array), laid out for the fastest kernels of the backend.
+
+    NumPy: column-major, so that each feature is contiguous for ``bincount``
+    in ``segment_sum``; row blocks still go to BLAS without a copy.
+    """
+    if is_numpy_array(X):
+        return np.subtract(X, row, order="F")
+    return X - row
 
 
 # ------------------------------------------------------------------ block parallelism

@@ -14,7 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from ._backend import device_of, map_blocks, parallel_region, row_chunk_size, segment_sum, to_numpy
+from ._backend import (
+    device_of,
+    map_blocks,
+    parallel_region,
+    row_chunk_size,
+    segment_sum,
+    subtract_row,
+    to_numpy,
+)
 from ._validation import (
     check_array,
     check_centers,
@@ -34,7 +42,7 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
     terms are small and the cancellation loses little precision.
     """
     X_mean = xp.mean(X, axis=0)
-    return X - X_mean, X_mean
+    return subtract_row(X, X_mean), X_mean
 
 
 # ------------------------------------------------------------------ E step
