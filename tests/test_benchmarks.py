@@ -1,0 +1,22 @@
+"""Smoke test: the benchmark command runs end to end on a tiny problem.
+
+Speed is measured in benchmarks/, never asserted here.
+"""
+
+import json
+
+import pytest
+
+pytest.importorskip("sklearn")
+run = pytest.importorskip("benchmarks.run")
+
+
+def test_benchmark_runs_on_a_tiny_problem(tmp_path):
+    results = run.main(["--quick", "--problems", "tiny", "--figures", "lloyd,fit",
+                        "--backends", "sklearn-lloyd,xpkmeans-numpy", "--out", str(tmp_path)])
+    written = sorted(p.suffix for p in tmp_path.iterdir())
+    assert ".json" in written and ".md" in written
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved.keys() == results.keys()
+    table = next(tmp_path.glob("*.md")).read_text()
+    assert "xpkmeans-numpy" in table and "sklearn-lloyd" in table
