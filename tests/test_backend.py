@@ -68,3 +68,15 @@ def test_row_chunk_size_bounds_block():
     assert _backend.row_chunk_size(5, 3, xp=xp, device="cpu") == 5
     # very wide blocks keep a floor of rows, still far from n x n
     assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _backend._MIN_BLOCK_ROWS
+
+
+def test_take_rows_equals_take_on_any_layout(backend):
+    from xpkmeans._backend import subtract_row, take_rows
+
+    X = np.arange(40.0).reshape(10, 4)
+    indices = backend.asarray(np.array([7, 0, 7, 3]))
+    for values in (backend.asarray(X), subtract_row(backend.asarray(X), backend.asarray(X[0]))):
+        rows = take_rows(values, indices)
+        backend.assert_here(rows, values.dtype)
+        expected = backend.xp.take(values, indices, axis=0)
+        np.testing.assert_array_equal(to_numpy(rows), to_numpy(expected))

@@ -44,6 +44,7 @@ __all__ = [
     "row_chunk_size",
     "segment_sum",
     "subtract_row",
+    "take_rows",
     "synchronize",
     "to_numpy",
     "widest_float_dtype",
@@ -163,6 +164,14 @@ def subtract_row(X: Any, row: Any) -> Any:
     if is_numpy_array(X):
         return np.subtract(X, row, order="F")
     return X - row
+
+
+def take_rows(X: Any, indices: Any) -> Any:
+    """``xp.take(X, indices, axis=0)``; for NumPy, fancy indexing, which gathers
+    rows of a column-major array without first copying all of it."""
+    if is_numpy_array(X):
+        return X[np.asarray(indices)]
+    return array_namespace(X).take(X, indices, axis=0)
 
 
 # ------------------------------------------------------------------ block parallelism

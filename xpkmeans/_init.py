@@ -19,6 +19,7 @@ from ._backend import (
     map_blocks,
     parallel_region,
     row_chunk_size,
+    take_rows,
     to_numpy,
     widest_float_dtype,
 )
@@ -51,7 +52,7 @@ def _closest_with_candidates(
     """
     n_samples = X.shape[0]
     step = row_chunk_size(n_samples, 4 * candidates.shape[0], xp=xp, device=device_of(X))
-    rows_x = xp.take(X, candidates, axis=0)
+    rows_x = take_rows(X, candidates)
     rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
     rows_x_t = xp.permute_dims(rows_x, (1, 0))
 
@@ -122,7 +123,7 @@ def _kmeans_plusplus(
             closest_sq = xp.take(to_candidates, best[None], axis=1)[:, 0]
             indices.append(xp.take(candidates, best[None]))
     indices = xp.concat(indices)
-    return xp.take(X, indices, axis=0), indices
+    return take_rows(X, indices), indices
 
 
 def _init_kmeans_plusplus(X, n_clusters, *, sample_weight, rng, xp):
@@ -143,7 +144,7 @@ def _init_random(X, n_clusters, *, sample_weight, rng, xp):
             )
             raise ValueError(msg)
     rows = rng.choice(n_samples, size=n_clusters, replace=False, p=p)
-    return xp.take(X, from_host(rows, xp=xp, device=device_of(X)), axis=0)
+    return take_rows(X, from_host(rows, xp=xp, device=device_of(X)))
 
 
 INITIALIZERS: dict[str, Callable[..., Any]] = {
@@ -196,4 +197,4 @@ def kmeans_plusplus(
         xp=xp,
         n_local_trials=n_local_trials,
     )
-    return xp.take(X, indices, axis=0), indices
+    return take_rows(X, indices), indices

@@ -21,6 +21,7 @@ from ._backend import (
     row_chunk_size,
     segment_sum,
     subtract_row,
+    take_rows,
     to_numpy,
 )
 from ._validation import (
@@ -112,7 +113,7 @@ def _relocate_empty_clusters(
     farthest = xp.argsort(distances, descending=True, stable=True)[:n_clusters]
     rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
     donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
-    donor_points = xp.take(X, donors, axis=0)
+    donor_points = take_rows(X, donors)
     if sample_weight is None:
         donor_weights = xp.ones_like(totals)
     else:
