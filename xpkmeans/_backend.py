@@ -15,6 +15,7 @@ only where ``tests/test_backend.py`` proves it equals the portable one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -205,13 +206,20 @@ def parallel_region(xp: Any) -> contextlib.AbstractContextManager:
     As in scikit-learn, BLAS is limited to one thread while blocks run in
     parallel (if threadpoolctl is installed), so the cores are not oversubscribed.
     """
-    if is_numpy_namespace(xp):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            return contextlib.nullcontext()
-        return threadpool_limits(limits=1, user_api="blas")
-    return contextlib.nullcontext()
+    controller = _blas_controller() if is_numpy_namespace(xp) else None
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    # Finding the loaded BLAS libraries takes milliseconds: do it once.
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 # ------------------------------------------------------------------ segment sum
