@@ -300,3 +300,19 @@ def test_predict_before_fit_and_wrong_features():
         km.predict(np.full((4, 2), np.nan))
     with pytest.raises(ValueError, match="sample_weight"):
         km.predict(X_OK, sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("dtype,value", [("float64", 1e200), ("float32", 1e20)])
+def test_values_whose_squares_overflow_are_rejected(backend, dtype, value):
+    X = np.array([[value], [2 * value], [-value], [5.0]], dtype=dtype)
+    with pytest.raises(ValueError, match="too large"):
+        KMeans(2).fit(backend.asarray(X))
+
+
+def test_type_errors_are_also_value_errors():
+    """Like scikit-learn's InvalidParameterError, so either except clause works."""
+    for bad in ({"n_clusters": 2.5}, {"max_iter": "10"}, {"tol": "small"}):
+        with pytest.raises(ValueError):
+            KMeans(**bad).fit(X_OK)
+        with pytest.raises(TypeError):
+            KMeans(**bad).fit(X_OK)

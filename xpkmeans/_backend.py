@@ -33,6 +33,8 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
+from ._errors import InputTypeError
+
 __all__ = [
     "array_namespace",
     "device_of",
@@ -84,7 +86,7 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
         "`random_state` must be None, an int, a numpy.random.Generator or a "
         f"numpy.random.RandomState, got {type(random_state).__name__}."
     )
-    raise TypeError(msg)
+    raise InputTypeError(msg)
 
 
 def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:

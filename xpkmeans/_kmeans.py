@@ -36,10 +36,20 @@ ALGORITHMS = ("lloyd",)
 
 
 def _tolerance(X: Any, tol: float, *, xp: Any) -> float:
-    """``tol`` scaled by the mean per-feature variance of X (scikit-learn's rule)."""
-    if tol == 0:
-        return 0.0
-    return float(xp.mean(xp.var(X, axis=0))) * tol
+    """``tol`` scaled by the mean per-feature variance of X (scikit-learn's rule).
+
+    Also the check that squared distances fit the dtype: values near the
+    square root of the dtype's maximum would make every distance infinite.
+    """
+    scale = float(xp.max(xp.abs(X)))  # variances of X / scale cannot overflow
+    mean_variance = float(xp.mean(xp.var(X / scale, axis=0))) * scale * scale if scale else 0.0
+    if not mean_variance * X.shape[1] <= float(xp.finfo(X.dtype).max):
+        msg = (
+            f"`X` has values too large for {X.dtype}: their squared distances overflow. "
+            "Rescale X (e.g. divide by its largest absolute value)."
+        )
+        raise ValueError(msg)
+    return mean_variance * tol
 
 
 def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any) -> bool:

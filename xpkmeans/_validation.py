@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import InputTypeError
 from ._backend import array_namespace, default_float_dtype, device_of, to_numpy
 
 
@@ -24,7 +25,7 @@ def _as_array(X: Any, name: str) -> tuple[Any, Any]:
     """``X`` as an array-API array and its namespace; other inputs go through NumPy."""
     if _is_sparse(X):
         msg = f"`{name}` is a sparse matrix; xpkmeans needs dense data (use `{name}.toarray()`)."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     try:
         xp = array_namespace(X)
         if not (isinstance(X, np.ndarray) and X.dtype == object):
@@ -35,13 +36,13 @@ def _as_array(X: Any, name: str) -> tuple[Any, Any]:
         X = np.asarray(X)
     except (TypeError, ValueError) as e:
         msg = f"`{name}` could not be converted to a numeric array: {e}"
-        raise TypeError(msg) from e
+        raise InputTypeError(msg) from e
     if X.dtype == object:
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as e:
             msg = f"`{name}` must be numeric; {e}"
-            raise TypeError(msg) from e
+            raise InputTypeError(msg) from e
     return X, array_namespace(X)
 
 
@@ -60,7 +61,7 @@ def check_array(
         raise ValueError(msg)
     if not xp.isdtype(kind, ("bool", "numeric")):
         msg = f"`{name}` must be a numeric array, got dtype {kind}."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     if X.ndim != 2:
         msg = (
             f"`{name}` must be a 2-D array of shape (n_samples, n_features), got "
@@ -113,7 +114,7 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
             sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
         if not xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")):
             msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
-            raise TypeError(msg)
+            raise InputTypeError(msg)
         if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
             msg = (
                 f"`sample_weight` must have shape ({n_samples},) to match X, got "
@@ -137,7 +138,7 @@ def check_int(value: Any, name: str, *, minimum: int) -> int:
     """An integer (not bool) that is ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
         msg = f"`{name}` must be an int, got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     if value < minimum:
         msg = f"`{name}` must be >= {minimum}, got {value}."
         raise ValueError(msg)
@@ -148,7 +149,7 @@ def check_tol(tol: Any) -> float:
     """A finite, non-negative real number."""
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
         msg = f"`tol` must be a real number, got {tol!r} of type {type(tol).__name__}."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     if not np.isfinite(tol) or tol < 0:
         msg = f"`tol` must be a finite number >= 0, got {tol}."
         raise ValueError(msg)
@@ -188,7 +189,7 @@ def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
     labels = as_namespace(labels, xp, device_of(X))
     if not xp.isdtype(labels.dtype, "integral"):
         msg = f"`labels` must be integers, got dtype {labels.dtype}."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = f"`labels` must have shape ({X.shape[0]},), got {tuple(labels.shape)}."
         raise ValueError(msg)

@@ -26,6 +26,7 @@ from ._backend import (
     segment_sum,
     widest_float_dtype,
 )
+from ._errors import InputTypeError
 from ._lloyd import _sq_distances_to_assigned, center_data
 from ._validation import as_namespace, check_array, check_int
 
@@ -64,7 +65,7 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
         labels = as_namespace(labels, xp, device_of(X))
     except (TypeError, ValueError) as e:
         msg = f"`labels` could not be converted to an integer array: {e}"
-        raise TypeError(msg) from e
+        raise InputTypeError(msg) from e
     kind = labels.dtype
     if xp.isdtype(kind, "bool"):
         labels = xp.astype(labels, xp.int64)
@@ -75,7 +76,7 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
             raise ValueError(msg)
     elif not xp.isdtype(kind, "integral"):
         msg = f"`labels` must be integers, got dtype {kind}."
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = (
             f"`labels` must be 1-D of shape ({X.shape[0]},) to match X, got shape "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ._backend import device_of
+from ._errors import InputTypeError
 from ._kmeans import KMeans
 from ._validation import check_array, check_int
 from .metrics import (
@@ -215,7 +216,7 @@ def _check_candidates(
             "`n_clusters` must be a sequence of ints such as range(2, 11), got "
             f"{n_clusters!r} of type {type(n_clusters).__name__}."
         )
-        raise TypeError(msg)
+        raise InputTypeError(msg)
     try:
         values = list(n_clusters)
     except TypeError as e:
@@ -223,7 +224,7 @@ def _check_candidates(
             "`n_clusters` must be a sequence of ints such as range(2, 11), got "
             f"an object of type {type(n_clusters).__name__}."
         )
-        raise TypeError(msg) from e
+        raise InputTypeError(msg) from e
     if not values:
         msg = "`n_clusters` must hold at least one number of clusters, got none."
         raise ValueError(msg)
