@@ -8,7 +8,7 @@ arrays stay in the namespace and on the device of the training data.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -234,6 +234,12 @@ default="k-means++"
         -------
         self : KMeans
         """
+        return self._fit(X, sample_weight)
+
+    def _fit(
+        self, X: Any, sample_weight: Any = None, *, track_starts: Callable = iter
+    ) -> "KMeans":
+        """``fit``; ``track_starts`` wraps the ``range`` of starts (a progress bar)."""
         n_clusters, max_iter, tol, n_init = self._check_params()
         X, xp = check_array(X)
         check_n_clusters_fits(X.shape[0], n_clusters)
@@ -245,7 +251,7 @@ default="k-means++"
         explicit = not isinstance(self.init, str) and not callable(self.init)
 
         best = None
-        for _ in range(n_init):
+        for _ in track_starts(range(n_init)):
             if explicit:
                 centers_init = self._init_centroids(
                     X, n_clusters, sample_weight=weights, rng=rng, xp=xp

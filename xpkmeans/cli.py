@@ -244,36 +244,18 @@ def fit_kmeans(
     seed: int | None = None,
     progress: bool = True,
 ) -> Any:
-    """``KMeans(...).fit(X)`` with a progress bar over the ``n_init`` starts.
+    """``KMeans(n_clusters, init=init, n_init=n_init, random_state=seed).fit(X)``
+    with a progress bar over the ``n_init`` starts."""
+    from ._kmeans import KMeans
 
-    The starts run one at a time from one random generator, the way
-    ``KMeans`` runs them, so the result equals
-    ``KMeans(n_clusters, init=init, n_init=n_init, random_state=seed).fit(X)``.
-    Only the kept start's warnings are re-issued.
-    """
-    from ._backend import array_namespace
-    from ._kmeans import KMeans, _is_same_clustering
+    model = KMeans(n_clusters, init=init, n_init="auto" if n_init is None else n_init,
+                   max_iter=max_iter, random_state=seed)
 
-    if n_init is None:
-        n_init = 1 if init == "k-means++" else 10
-    rng = np.random.default_rng(seed)
-    best, best_warnings = None, []
-    starts = _progress(range(n_init), total=n_init, desc="k-means starts",
-                       enabled=progress and n_init > 1)
-    for _ in starts:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = KMeans(n_clusters, init=init, n_init=1, max_iter=max_iter,
-                           random_state=rng).fit(X)
-        if best is None or (
-            model.inertia_ < best.inertia_
-            and not _is_same_clustering(model.labels_, best.labels_, n_clusters,
-                                        xp=array_namespace(model.labels_))
-        ):
-            best, best_warnings = model, list(caught)
-    for caught_warning in best_warnings:
-        warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
-    return best
+    def track_starts(starts: range) -> Any:
+        return _progress(starts, total=len(starts), desc="k-means starts",
+                         enabled=progress and len(starts) > 1)
+
+    return model._fit(X, track_starts=track_starts)
 
 
 # ------------------------------------------------------------------ subcommands
