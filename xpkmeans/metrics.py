@@ -10,7 +10,7 @@
 Everything is computed in the namespace and on the device of ``X``, in float64
 where the device has it. The silhouette never builds the ``n x n`` distance
 matrix: rows go in blocks of ``rows x n`` distances, reduced at once to
-``rows x n_labels`` per-cluster sums by a matmul with a one-hot matrix.
+``rows x n_labels`` per-cluster sums by ``segment_sum``.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
     ones = xp.ones_like(sq_norms)
     left = xp.concat([-2 * X_centered, sq_norms, ones], axis=1)
     right = xp.permute_dims(xp.concat([X_centered, ones, sq_norms], axis=1), (1, 0))
-    one_hot = xp.astype(codes[:, None] == xp.arange(n_labels, device=device)[None, :], dtype)
-    counts = xp.sum(one_hot, axis=0)
+    clusters = xp.arange(n_labels, device=device)[None, :]
+    counts = segment_sum(xp.ones_like(sq_norms), codes, n_labels)[1]
 
     step = row_chunk_size(n_samples, n_samples, xp=xp, device=device)
     is_self = xp.eye(step, dtype=xp.bool, device=device)
@@ -176,9 +176,12 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
         distances[:, start:stop] = xp.where(
             is_self[:rows, :rows], zero, distances[:, start:stop]
         )
+        # per cluster, the summed distances of each point of the block (n_labels x rows)
+        cluster_sums = segment_sum(xp.permute_dims(distances, (1, 0)), codes, n_labels)[0]
+        own_cluster = xp.astype(codes[start:stop, None] == clusters, dtype)
         blocks.append(
             _silhouette_from_cluster_sums(
-                distances @ one_hot, one_hot[start:stop, :], counts, xp=xp
+                xp.permute_dims(cluster_sums, (1, 0)), own_cluster, counts, xp=xp
             )
         )
     return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
