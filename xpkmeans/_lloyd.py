@@ -231,7 +231,8 @@ def _lloyd_iterations(
             labels = _nearest_centers(X, centers, xp=xp)
         inertia = None
         if track_inertia:  # the objective of the new centres: each point to its nearest
-            nearest = labels if last and not strict else _nearest_centers(X, centers, xp=xp)
+            # last step: labels are already nearest (relabelled, or unchanged centres)
+            nearest = labels if last else _nearest_centers(X, centers, xp=xp)
             inertia = float(_inertia(X, sample_weight, centers, nearest, xp=xp))
         yield LloydStep(
             iteration=iteration,
@@ -273,7 +274,9 @@ def _kmeans_single_lloyd(
                 print(f"Iteration {step.iteration}, inertia {step.inertia}.")
     if verbose and step.converged:
         print(f"Converged at iteration {step.iteration}.")
-    inertia = float(_inertia(X, sample_weight, step.centers, step.labels, xp=xp))
+    inertia = step.inertia  # tracked when verbose: on the last step, that of step.labels
+    if inertia is None:
+        inertia = float(_inertia(X, sample_weight, step.centers, step.labels, xp=xp))
     return step.labels, inertia, step.centers, step.iteration
 
 
