@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from xpkmeans import _backend
-from xpkmeans._backend import host_rng, segment_sum, segment_sum_portable, to_numpy
+from xpkmeans._backend import (
+    host_rng,
+    nearest_center_labels,
+    nearest_center_labels_portable,
+    segment_sum,
+    segment_sum_portable,
+    subtract_row,
+    to_numpy,
+)
 
 
 @pytest.mark.parametrize("k", [7, 300])  # NumPy: one-hot below 32 segments, bincount above
@@ -40,6 +48,36 @@ def test_segment_sum_matches_numpy_reference(backend, monkeypatch):
                           weights=backend.asarray(weights))
         np.testing.assert_allclose(to_numpy(sums), expected, rtol=1e-10)
         np.testing.assert_allclose(to_numpy(totals), np.bincount(ids, weights, 4), rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 16, 64, 65, 300])  # NumPy: scan up to 64 clusters
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nearest_center_labels_fast_path_equals_portable(backend, k, dtype):
+    rng = np.random.default_rng(k)
+    X = rng.integers(-3, 4, (500, 6)).astype(dtype)  # small integers: many exact ties
+    centers = rng.integers(-3, 4, (k, 6)).astype(dtype)
+    centers[k // 2] = centers[0]  # duplicate centres tie on every row
+    X = backend.asarray(X)
+    centers = backend.asarray(centers)
+    half_sq_norms = 0.5 * backend.xp.sum(centers * centers, axis=1)
+    shifted = subtract_row(X, X[0, :])  # the layout the EM loop uses (NumPy: column-major)
+    half_sq_norms = half_sq_norms - centers @ X[0, :] - 0.5 * backend.xp.sum(X[0, :] ** 2)
+    centers = centers - X[0, :]
+    for block in (shifted, shifted[100:357, :]):
+        labels = nearest_center_labels(block, centers, half_sq_norms)
+        expected = nearest_center_labels_portable(block, centers, half_sq_norms)
+        backend.assert_here(labels)
+        np.testing.assert_array_equal(to_numpy(labels), to_numpy(expected))
+
+
+def test_nearest_center_labels_takes_the_first_of_tied_centres():
+    X = np.zeros((3, 2))
+    centers = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    half_sq_norms = 0.5 * np.sum(centers * centers, axis=1)
+    np.testing.assert_array_equal(nearest_center_labels(X, centers, half_sq_norms), [2, 2, 2])
+    np.testing.assert_array_equal(
+        nearest_center_labels(np.asfortranarray(X), centers[::-1], half_sq_norms[::-1]), [0, 0, 0]
+    )
 
 
 def test_to_numpy_round_trip(backend):
