@@ -7,6 +7,7 @@ from hypothesis.extra.numpy import arrays
 
 import xpkmeans
 from xpkmeans import KMeans, e_step, lloyd_steps, m_step
+from xpkmeans._backend import segment_sum
 
 
 def reference_e_step(X, centers, weights=None):
@@ -65,6 +66,38 @@ def test_m_step_moves_empty_cluster_to_farthest_point(backend):
                                   backend.asarray(centers)))
     # point 2 is farthest from its centre: it founds cluster 2 and leaves cluster 0
     np.testing.assert_allclose(new, [[0.5, 0.0], [0.0, 1.0], [10.0, 0.0]])
+
+
+def test_cluster_sums_of_moved_points_equal_sums_of_all(backend, monkeypatch):
+    from xpkmeans import _lloyd
+    from xpkmeans._backend import picks_rows_cheaply
+
+    X, _ = data(n=500)
+    rng = np.random.default_rng(4)
+    before = rng.integers(0, 4, len(X))
+    after = before.copy()
+    after[:20] = (after[:20] + 1) % 4  # 4% of the points move
+    X, before, after = backend.asarray(X), backend.asarray(before), backend.asarray(after)
+    xp = backend.xp
+
+    summed_rows = []
+    def recording_segment_sum(values, *args, **kwargs):
+        summed_rows.append(values.shape[0])
+        return segment_sum(values, *args, **kwargs)
+
+    previous = _lloyd._cluster_sums(X, None, before, 4, xp=xp)
+    monkeypatch.setattr(_lloyd, "segment_sum", recording_segment_sum)
+    updated = _lloyd._cluster_sums(X, None, after, 4, xp=xp, previous=previous)
+    expected = _lloyd._cluster_sums(X, None, after, 4, xp=xp)
+
+    moved_only = picks_rows_cheaply(X)
+    assert summed_rows[0] == (20 if moved_only else 500)
+    backend.assert_here(updated.sums, xp.float64)
+    np.testing.assert_allclose(backend.to_numpy(updated.sums), backend.to_numpy(expected.sums),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(backend.to_numpy(updated.totals),
+                                  backend.to_numpy(expected.totals))
+    assert updated.labels is after
 
 
 def test_m_step_rejects_bad_labels():
@@ -132,3 +165,20 @@ def test_predict_reproduces_labels_after_converged_fit(X, k, seed):
     assert np.isfinite(km.inertia_)
     np.testing.assert_allclose(km.inertia_, reference_e_step(X, km.cluster_centers_)[1],
                                rtol=1e-9, atol=1e-9)
+
+
+@given(X=points, k=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_em_moving_only_changed_points_equals_summing_all(X, k, seed):
+    from xpkmeans import _lloyd
+
+    init = X[np.random.default_rng(seed).choice(len(X), min(k, len(X)), replace=False)]
+    walks = []
+    for fraction in (0.0, 1.0):  # never / always move only the changed points
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_lloyd, "_MAX_MOVED_FRACTION", fraction)
+            walks.append(list(lloyd_steps(X, init)))
+    all_points, moved_points = walks
+    assert len(all_points) == len(moved_points)
+    for full, updated in zip(all_points, moved_points):
+        np.testing.assert_array_equal(updated.labels, full.labels)
+        np.testing.assert_allclose(updated.centers, full.centers, rtol=1e-9, atol=1e-9)

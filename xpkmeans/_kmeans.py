@@ -35,21 +35,27 @@ from ._validation import (
 ALGORITHMS = ("lloyd",)
 
 
-def _tolerance(X: Any, tol: float, *, xp: Any) -> float:
+def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
     """``tol`` scaled by the mean per-feature variance of X (scikit-learn's rule).
 
-    Also the check that squared distances fit the dtype: values near the
-    square root of the dtype's maximum would make every distance infinite.
+    Also the check that squared distances, and their sum, fit the dtype:
+    values near the square root of the dtype's maximum would make them infinite.
     """
-    scale = float(xp.max(xp.abs(X)))  # variances of X / scale cannot overflow
-    mean_variance = float(xp.mean(xp.var(X / scale, axis=0))) * scale * scale if scale else 0.0
-    if not mean_variance * X.shape[1] <= float(xp.finfo(X.dtype).max):
+    largest = float(xp.finfo(X_centered.dtype).max)
+    scale = max(float(xp.max(X_centered)), -float(xp.min(X_centered)))
+    n_values = X_centered.shape[0] * X_centered.shape[1]
+    if scale * scale * n_values <= largest:  # the squares cannot overflow
+        total_variance = float(xp.sum(X_centered * X_centered))
+    else:
+        scaled = X_centered / scale
+        total_variance = float(xp.sum(scaled * scaled)) * scale * scale  # a float: inf, no error
+    if not total_variance <= largest / 4:
         msg = (
-            f"`X` has values too large for {X.dtype}: their squared distances overflow. "
-            "Rescale X (e.g. divide by its largest absolute value)."
+            f"`X` has values too large for {X_centered.dtype}: their squared distances "
+            "overflow. Rescale X (e.g. divide by its largest absolute value)."
         )
         raise ValueError(msg)
-    return mean_variance * tol
+    return total_variance / n_values * tol
 
 
 def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any) -> bool:
@@ -247,7 +253,7 @@ default="k-means++"
         rng = host_rng(self.random_state)
 
         X_centered, X_mean = center_data(X, xp=xp)
-        scaled_tol = _tolerance(X, tol, xp=xp)
+        scaled_tol = _tolerance(X_centered, tol, xp=xp)
         explicit = not isinstance(self.init, str) and not callable(self.init)
 
         best = None

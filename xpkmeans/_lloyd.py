@@ -17,12 +17,15 @@ from typing import Any, Iterator
 from ._backend import (
     device_of,
     map_blocks,
+    nearest_center_labels,
     parallel_region,
+    picks_rows_cheaply,
     row_chunk_size,
     segment_sum,
     subtract_row,
     take_rows,
     to_numpy,
+    widest_float_dtype,
 )
 from ._validation import (
     check_array,
@@ -57,10 +60,9 @@ def _nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
     """
     n_samples, n_clusters = X.shape[0], centers.shape[0]
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-    centers_t = xp.permute_dims(centers, (1, 0))
     step = row_chunk_size(n_samples, n_clusters, xp=xp, device=device_of(X))
     blocks = map_blocks(
-        lambda start: xp.argmin(half_sq_norms - X[start : start + step, :] @ centers_t, axis=1),
+        lambda start: nearest_center_labels(X[start : start + step, :], centers, half_sq_norms),
         range(0, n_samples, step),
         xp=xp,
     )
@@ -71,10 +73,13 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
     """``||x_i - centers[labels_i]||^2`` for each row, computed exactly (no expansion)."""
     n_samples, n_features = X.shape
     step = row_chunk_size(n_samples, n_features, xp=xp, device=device_of(X))
-    blocks = []
-    for start in range(0, n_samples, step):
-        diff = X[start : start + step, :] - xp.take(centers, labels[start : start + step], axis=0)
-        blocks.append(xp.sum(diff * diff, axis=1))
+
+    def block_distances(start: int) -> Any:
+        block = X[start : start + step, :]
+        diff = block - take_rows(centers, labels[start : start + step], like=block)
+        return xp.sum(diff * diff, axis=1)
+
+    blocks = map_blocks(block_distances, range(0, n_samples, step), xp=xp)
     return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
 
 
@@ -89,23 +94,77 @@ def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) 
 # ------------------------------------------------------------------ M step
 
 
-def _centers_from_sums(sums: Any, totals: Any, fallback: Any, *, xp: Any) -> Any:
-    """Means ``sums / totals``; rows with zero total take ``fallback``."""
-    filled = totals > 0
-    safe_totals = xp.where(filled, totals, xp.ones_like(totals))
-    return xp.where(filled[:, None], sums / safe_totals[:, None], fallback)
+# The M step moves only the points that changed cluster, where that is cheap
+# (see ``picks_rows_cheaply``) and fewer than this fraction changed; measured:
+# about 0.4 ms per 1% of 10^5 points (16 features), against 4 ms for all.
+_MAX_MOVED_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class _ClusterSums:
+    """Per-cluster (weighted) sums of the points and total weights, accumulated
+    in the widest float of the device, and the labels they were summed for."""
+
+    sums: Any
+    totals: Any
+    labels: Any
+
+
+def _cluster_sums(
+    X: Any, sample_weight: Any, labels: Any, n_clusters: int, *, xp: Any,
+    previous: _ClusterSums | None = None,
+) -> _ClusterSums:
+    """The sums of the M step for ``labels``.
+
+    Given the sums of the previous labels, and when few points moved, only
+    the moved points are subtracted from their old clusters and added to
+    their new ones; otherwise all points are summed. Unweighted only: with
+    weights, a running total could miss an exact zero (an empty cluster).
+    """
+    accumulate = widest_float_dtype(xp, device_of(X))
+    if previous is not None and sample_weight is None and picks_rows_cheaply(X):
+        moved = xp.nonzero(labels != previous.labels)[0]
+        if moved.shape[0] == 0:
+            return replace(previous, labels=labels)
+        if moved.shape[0] <= _MAX_MOVED_FRACTION * X.shape[0]:
+            rows = take_rows(X, moved)
+            added, added_totals = segment_sum(rows, xp.take(labels, moved), n_clusters)
+            removed, removed_totals = segment_sum(
+                rows, xp.take(previous.labels, moved), n_clusters
+            )
+            sums = previous.sums + (xp.astype(added, accumulate) - xp.astype(removed, accumulate))
+            totals = previous.totals + xp.astype(added_totals - removed_totals, accumulate)
+            return _ClusterSums(sums, totals, labels)
+    sums, totals = segment_sum(X, labels, n_clusters, weights=sample_weight)
+    return _ClusterSums(xp.astype(sums, accumulate), xp.astype(totals, accumulate), labels)
+
+
+def _centers_from_sums(cluster_sums: _ClusterSums, fallback: Any, *, xp: Any) -> Any:
+    """Means ``sums / totals`` in the dtype of ``fallback``; rows with zero total
+    take ``fallback``."""
+    filled = cluster_sums.totals > 0
+    safe_totals = xp.where(filled, cluster_sums.totals, xp.ones_like(cluster_sums.totals))
+    means = xp.astype(cluster_sums.sums / safe_totals[:, None], fallback.dtype)
+    return xp.where(filled[:, None], means, fallback)
+
+
+def _count_empty(cluster_sums: _ClusterSums, *, xp: Any) -> Any:
+    """Number of clusters without points (0-D, on device)."""
+    return xp.sum(xp.astype(cluster_sums.totals == 0, cluster_sums.totals.dtype))
 
 
 def _relocate_empty_clusters(
-    X: Any, sample_weight: Any, labels: Any, centers: Any, sums: Any, totals: Any, *, xp: Any
-) -> tuple[Any, Any]:
+    X: Any, sample_weight: Any, centers: Any, cluster_sums: _ClusterSums, *, xp: Any
+) -> _ClusterSums:
     """Give each empty cluster one of the points farthest from their own centre.
 
     The r-th empty cluster (by index) takes the r-th farthest point, which
     leaves the cluster it was in, as scikit-learn does. Points of zero weight
-    are never moved. The shapes involved do not depend on the data.
+    are never moved. The shapes involved do not depend on the data. The
+    returned sums no longer match ``labels`` (the donors keep their label).
     """
     n_clusters = centers.shape[0]
+    labels, sums, totals = cluster_sums.labels, cluster_sums.sums, cluster_sums.totals
     empty = totals == 0
     distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
     if sample_weight is not None:
@@ -113,36 +172,26 @@ def _relocate_empty_clusters(
     farthest = xp.argsort(distances, descending=True, stable=True)[:n_clusters]
     rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
     donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
-    donor_points = take_rows(X, donors)
+    donor_points = xp.astype(take_rows(X, donors), sums.dtype)
     if sample_weight is None:
         donor_weights = xp.ones_like(totals)
     else:
-        donor_weights = xp.take(sample_weight, donors)
+        donor_weights = xp.astype(xp.take(sample_weight, donors), totals.dtype)
     moved = xp.where(empty, donor_weights, xp.zeros_like(donor_weights))
     removed_sums, removed_totals = segment_sum(
         donor_points, xp.take(labels, donors), n_clusters, weights=moved
     )
     sums = xp.where(empty[:, None], donor_points * moved[:, None], sums - removed_sums)
     totals = xp.where(empty, moved, totals - removed_totals)
-    return sums, totals
+    return _ClusterSums(sums, totals, labels)
 
 
-def _update_centers(
-    X: Any, sample_weight: Any, labels: Any, centers: Any, *, xp: Any, relocate: bool
-) -> tuple[Any, Any]:
-    """M step: new centres and the number of empty clusters (0-D, on device).
-
-    With ``relocate=False`` empty clusters keep their old centre; the caller
-    decides (after its one host sync) whether ``relocate=True`` is needed.
-    """
-    n_clusters = centers.shape[0]
-    sums, totals = segment_sum(X, labels, n_clusters, weights=sample_weight)
-    n_empty = xp.sum(xp.astype(totals == 0, X.dtype))
-    if relocate:
-        sums, totals = _relocate_empty_clusters(
-            X, sample_weight, labels, centers, sums, totals, xp=xp
-        )
-    return _centers_from_sums(sums, totals, centers, xp=xp), n_empty
+def _m_step(X: Any, sample_weight: Any, labels: Any, centers: Any, *, xp: Any) -> Any:
+    """New centres for ``labels``, relocating empty clusters (one host sync)."""
+    cluster_sums = _cluster_sums(X, sample_weight, labels, centers.shape[0], xp=xp)
+    if float(_count_empty(cluster_sums, xp=xp)) > 0:
+        cluster_sums = _relocate_empty_clusters(X, sample_weight, centers, cluster_sums, xp=xp)
+    return _centers_from_sums(cluster_sums, centers, xp=xp)
 
 
 # ------------------------------------------------------------------ EM loop
@@ -204,22 +253,27 @@ def _lloyd_iterations(
     centre shift, empty clusters). Relocating empty clusters, which is rare,
     costs one more copy.
     """
-    previous_labels = None
+    n_clusters = centers.shape[0]
+    previous_labels = cluster_sums = None
     for iteration in range(1, max_iter + 1):
         labels = _nearest_centers(X, centers, xp=xp)
-        new_centers, n_empty = _update_centers(
-            X, sample_weight, labels, centers, xp=xp, relocate=False
+        cluster_sums = _cluster_sums(
+            X, sample_weight, labels, n_clusters, xp=xp, previous=cluster_sums
         )
+        new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
         if previous_labels is None:
             changed = xp.ones((), dtype=X.dtype, device=device_of(X))
         else:
             changed = xp.astype(xp.any(labels != previous_labels), X.dtype)
         shift = xp.sum((new_centers - centers) ** 2)
+        n_empty = xp.astype(_count_empty(cluster_sums, xp=xp), X.dtype)
         changed_host, shift_host, n_empty_host = to_numpy(xp.stack([changed, shift, n_empty]))
         if n_empty_host > 0:
-            new_centers, _ = _update_centers(
-                X, sample_weight, labels, centers, xp=xp, relocate=True
+            cluster_sums = _relocate_empty_clusters(
+                X, sample_weight, centers, cluster_sums, xp=xp
             )
+            new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
+            cluster_sums = None  # no longer the sums of `labels`
             shift_host = float(xp.sum((new_centers - centers) ** 2))
 
         # Relocation moves centres without relabelling: not a fixed point yet.
@@ -332,10 +386,7 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)
     labels = check_labels(labels, X, centers.shape[0], xp)
-    new_centers, n_empty = _update_centers(X, weights, labels, centers, xp=xp, relocate=False)
-    if float(n_empty) > 0:
-        new_centers, _ = _update_centers(X, weights, labels, centers, xp=xp, relocate=True)
-    return new_centers
+    return _m_step(X, weights, labels, centers, xp=xp)
 
 
 def lloyd_steps(
