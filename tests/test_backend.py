@@ -6,6 +6,8 @@ import pytest
 from xpkmeans import _backend
 from xpkmeans._backend import (
     host_rng,
+    largest_indices,
+    largest_indices_portable,
     nearest_center_labels,
     nearest_center_labels_portable,
     segment_sum,
@@ -80,6 +82,17 @@ def test_nearest_center_labels_takes_the_first_of_tied_centres():
     )
 
 
+@pytest.mark.parametrize("count", [1, 3, 10, 40])
+def test_largest_indices_fast_path_equals_portable(backend, count):
+    rng = np.random.default_rng(count)
+    for values in (rng.standard_normal(40), rng.integers(0, 4, 40).astype(float)):  # ties
+        values = backend.asarray(values)
+        chosen = to_numpy(largest_indices(values, count))
+        expected = to_numpy(largest_indices_portable(values, count))
+        assert chosen.shape == (count,)
+        np.testing.assert_array_equal(chosen, expected)
+
+
 def test_to_numpy_round_trip(backend):
     values = np.arange(6.0).reshape(2, 3)
     out = to_numpy(backend.asarray(values))
@@ -106,6 +119,18 @@ def test_row_chunk_size_bounds_block():
     assert _backend.row_chunk_size(5, 3, xp=xp, device="cpu") == 5
     # very wide blocks keep a floor of rows, still far from n x n
     assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _backend._MIN_BLOCK_ROWS
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float32", "float64")])
+def test_subtract_row_equals_broadcast_subtraction(backend, monkeypatch, dtypes):
+    monkeypatch.setattr(_backend, "_TRANSPOSE_BLOCK_ELEMENTS", 12)  # blocks of 4 rows
+    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3)).astype(dtypes[0])
+    row = rng.standard_normal(3).astype(dtypes[1])
+    out = subtract_row(backend.asarray(X), backend.asarray(row))
+    backend.assert_here(out, getattr(backend.xp, dtypes[1]))
+    np.testing.assert_array_equal(to_numpy(out), X - row)
 
 
 def test_take_rows_equals_take_on_any_layout(backend):

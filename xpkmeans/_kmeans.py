@@ -41,14 +41,15 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
     Also the check that squared distances, and their sum, fit the dtype:
     values near the square root of the dtype's maximum would make them infinite.
     """
-    largest = float(xp.finfo(X_centered.dtype).max)
-    scale = max(float(xp.max(X_centered)), -float(xp.min(X_centered)))
     n_values = X_centered.shape[0] * X_centered.shape[1]
-    if scale * scale * n_values <= largest:  # the squares cannot overflow
-        total_variance = float(xp.sum(X_centered * X_centered))
+    largest = float(xp.finfo(X_centered.dtype).max)
+    scale = float(xp.max(xp.stack([xp.max(X_centered), -xp.min(X_centered)])))
+    if scale * scale * n_values <= largest:  # no square can overflow
+        total_variance = float(xp.sum(xp.vecdot(X_centered, X_centered, axis=-2)))
     else:
         scaled = X_centered / scale
-        total_variance = float(xp.sum(scaled * scaled)) * scale * scale  # a float: inf, no error
+        # a Python float: an overflow gives inf, without a warning
+        total_variance = float(xp.sum(xp.vecdot(scaled, scaled, axis=-2))) * scale * scale
     if not total_variance <= largest / 4:
         msg = (
             f"`X` has values too large for {X_centered.dtype}: their squared distances "

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from ._backend import (
     device_of,
+    largest_indices,
     map_blocks,
     nearest_center_labels,
     parallel_region,
@@ -169,7 +170,7 @@ def _relocate_empty_clusters(
     distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
     if sample_weight is not None:
         distances = xp.where(sample_weight > 0, distances, xp.zeros_like(distances))
-    farthest = xp.argsort(distances, descending=True, stable=True)[:n_clusters]
+    farthest = largest_indices(distances, n_clusters)
     rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
     donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
     donor_points = xp.astype(take_rows(X, donors), sums.dtype)
