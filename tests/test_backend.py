@@ -10,6 +10,10 @@ from xpkmeans._backend import (
     largest_indices_portable,
     nearest_center_labels,
     nearest_center_labels_portable,
+    nearest_two_centers,
+    nearest_two_centers_portable,
+    scatter,
+    scatter_portable,
     segment_sum,
     segment_sum_portable,
     subtract_row,
@@ -70,6 +74,41 @@ def test_nearest_center_labels_fast_path_equals_portable(backend, k, dtype):
         expected = nearest_center_labels_portable(block, centers, half_sq_norms)
         backend.assert_here(labels)
         np.testing.assert_array_equal(to_numpy(labels), to_numpy(expected))
+
+
+@pytest.mark.parametrize("k", [1, 2, 16, 65])
+def test_nearest_two_centers_fast_path_equals_portable(backend, k):
+    rng = np.random.default_rng(k)
+    X = backend.asarray(rng.integers(-3, 4, (300, 4)).astype(float))
+    centers = rng.integers(-3, 4, (k, 4)).astype(float)
+    centers[k // 2] = centers[0]
+    centers = backend.asarray(centers)
+    half_sq_norms = 0.5 * backend.xp.sum(centers * centers, axis=1)
+    got = nearest_two_centers(X, centers, half_sq_norms)
+    expected = nearest_two_centers_portable(X, centers, half_sq_norms)
+    for value, reference in zip(got, expected):
+        backend.assert_here(value)
+        np.testing.assert_array_equal(to_numpy(value), to_numpy(reference))
+    np.testing.assert_array_equal(to_numpy(got[0]),
+                                  to_numpy(nearest_center_labels(X, centers, half_sq_norms)))
+    scores = to_numpy(half_sq_norms)[None, :] - to_numpy(X) @ to_numpy(centers).T
+    ordered = np.sort(scores, axis=1)
+    np.testing.assert_array_equal(to_numpy(got[1]), ordered[:, 0])
+    np.testing.assert_array_equal(to_numpy(got[2]), ordered[:, 1] if k > 1 else np.inf)
+
+
+@pytest.mark.parametrize("indices", [[], [0], [2, 5, 9], list(range(10))])
+def test_scatter_fast_path_equals_portable(backend, indices):
+    values = backend.asarray(np.arange(10.0))
+    positions = backend.asarray(np.asarray(indices, dtype=np.int64))
+    updates = backend.asarray(-np.arange(1.0, len(indices) + 1))
+    got, expected = scatter(values, positions, updates), scatter_portable(values, positions, updates)
+    backend.assert_here(got, values.dtype)
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(expected))
+    reference = np.arange(10.0)
+    reference[indices] = -np.arange(1.0, len(indices) + 1)
+    np.testing.assert_array_equal(to_numpy(got), reference)
+    np.testing.assert_array_equal(to_numpy(values), np.arange(10.0))  # not modified
 
 
 def test_nearest_center_labels_takes_the_first_of_tied_centres():

@@ -8,7 +8,9 @@ only where ``tests/test_backend.py`` proves it equals the portable one.
   to the device, so one seed gives one start on every backend;
 - ``nearest_center_labels``: the E step on one block of rows (a GEMM fused
   with an argmin, which NumPy pays for per row when there are few clusters);
+- ``nearest_two_centers``: the same, with the two smallest scores (Hamerly);
 - ``segment_sum``: the per-cluster sum of the M step (a scatter-add);
+- ``scatter``: assignment at integer indices, which the standard lacks;
 - ``to_numpy``: copy to the host, for convergence tests, plots and files;
 - ``row_chunk_size``: how many rows of an ``n x k`` block fit the work budget;
 - ``synchronize``: wait for queued device work (benchmarks).
@@ -50,6 +52,10 @@ __all__ = [
     "map_blocks",
     "nearest_center_labels",
     "nearest_center_labels_portable",
+    "nearest_two_centers",
+    "nearest_two_centers_portable",
+    "scatter",
+    "scatter_portable",
     "parallel_region",
     "picks_rows_cheaply",
     "row_chunk_size",
@@ -221,10 +227,15 @@ def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
 _pool: ThreadPoolExecutor | None = None
 
 
+@functools.lru_cache(maxsize=1)
+def _n_cores() -> int:
+    return os.cpu_count() or 1  # uncached it costs tens of microseconds a call
+
+
 def _cpu_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        _pool = ThreadPoolExecutor(max_workers=_n_cores())
     return _pool
 
 
@@ -238,7 +249,7 @@ def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any
     parallelise (or queue on a device) by themselves and run the blocks in order.
     """
     blocks = list(blocks)
-    n_runs = min(len(blocks), os.cpu_count() or 1)
+    n_runs = min(len(blocks), _n_cores())
     if n_runs < 2 or not is_numpy_namespace(xp):
         return [function(block) for block in blocks]
     bounds = [len(blocks) * run // n_runs for run in range(n_runs + 1)]
@@ -297,18 +308,74 @@ def nearest_center_labels_portable(X: Any, centers: Any, half_sq_norms: Any) -> 
     return xp.argmin(half_sq_norms - X @ xp.permute_dims(centers, (1, 0)), axis=1)
 
 
+def nearest_two_centers(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, Any, Any]:
+    """``nearest_center_labels``, with the smallest and second smallest score
+    of each row (``+inf`` for a single centre). The labels are those of
+    ``nearest_center_labels`` on the same rows.
+    """
+    if is_numpy_array(X) and centers.shape[0] <= _SCAN_MAX_CLUSTERS:
+        scores = _scores_by_cluster(X, centers, half_sq_norms)
+        labels, best = _first_minimum_by_cluster(scores)
+        scores[labels, np.arange(scores.shape[1])] = np.inf
+        return labels, best, scores.min(axis=0)
+    return nearest_two_centers_portable(X, centers, half_sq_norms)
+
+
+def nearest_two_centers_portable(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, Any, Any]:
+    """Array-API ``nearest_two_centers``."""
+    xp = array_namespace(X, centers)
+    scores = half_sq_norms - X @ xp.permute_dims(centers, (1, 0))
+    labels = xp.argmin(scores, axis=1)
+    is_nearest = xp.arange(centers.shape[0], device=device_of(X))[None, :] == labels[:, None]
+    others = xp.where(is_nearest, xp.asarray(xp.inf, dtype=scores.dtype, device=device_of(X)), scores)
+    return labels, xp.min(scores, axis=1), xp.min(others, axis=1)
+
+
 def _nearest_center_labels_scan(X, centers, half_sq_norms):
+    return _first_minimum_by_cluster(_scores_by_cluster(X, centers, half_sq_norms))[0]
+
+
+def _scores_by_cluster(X, centers, half_sq_norms):
     # NumPy's argmin costs ~50 ns per row whatever its length. Scores laid out
-    # (clusters x rows) reduce across clusters with vectorised column passes:
-    # the minimum, then the first cluster reaching it, as the largest
-    # "reversed rank" among the clusters equal to the minimum.
-    n_clusters = centers.shape[0]
+    # (clusters x rows) reduce across clusters with vectorised column passes.
     scores = centers @ X.T
     np.subtract(half_sq_norms[:, None], scores, out=scores)
-    is_min = scores == scores.min(axis=0)
+    return scores
+
+
+def _first_minimum_by_cluster(scores):
+    # The minimum of each column, then the first cluster reaching it, as the
+    # largest "reversed rank" among the clusters equal to the minimum.
+    n_clusters = scores.shape[0]
+    best = scores.min(axis=0)
     reversed_rank = np.arange(n_clusters - 1, -1, -1, dtype=np.uint8)[:, None]
-    first = np.multiply(is_min, reversed_rank).max(axis=0)
-    return (n_clusters - 1) - first.astype(np.intp)
+    first = np.multiply(scores == best, reversed_rank).max(axis=0)
+    return (n_clusters - 1) - first.astype(np.intp), best
+
+
+# ------------------------------------------------------------------ scatter
+
+
+def scatter(values: Any, indices: Any, updates: Any) -> Any:
+    """A copy of the 1-D ``values`` with ``values[indices] = updates``
+    (``indices`` sorted and distinct, as ``nonzero`` gives them)."""
+    if is_numpy_array(values) or is_torch_array(values) or is_cupy_array(values):
+        out = values.copy() if not is_torch_array(values) else values.clone()
+        out[indices] = updates
+        return out
+    return scatter_portable(values, indices, updates)
+
+
+def scatter_portable(values: Any, indices: Any, updates: Any) -> Any:
+    """Array-API ``scatter`` (the standard has no integer-array assignment):
+    each position finds its slot in ``indices`` by binary search."""
+    xp = array_namespace(values)
+    if indices.shape[0] == 0:
+        return values
+    positions = xp.arange(values.shape[0], dtype=indices.dtype, device=device_of(values))
+    slot = xp.clip(xp.searchsorted(indices, positions), max=indices.shape[0] - 1)
+    hit = xp.take(indices, slot) == positions
+    return xp.where(hit, xp.take(updates, slot), values)
 
 
 # ------------------------------------------------------------------ top values

@@ -12,7 +12,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._backend import array_namespace, device_of, host_rng, segment_sum, widest_float_dtype
+from ._backend import (
+    array_namespace,
+    device_of,
+    host_rng,
+    picks_rows_cheaply,
+    segment_sum,
+    widest_float_dtype,
+)
+from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
 from ._lloyd import _inertia, _kmeans_single_lloyd, _nearest_centers, center_data
 from ._sklearn_compat import (
@@ -32,7 +40,7 @@ from ._validation import (
     check_tol,
 )
 
-ALGORITHMS = ("lloyd",)
+ALGORITHMS = ("lloyd", "hamerly")
 
 
 def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
@@ -106,8 +114,13 @@ default="k-means++"
         the same clustering on every backend.
     copy_x : bool, default=True
         Accepted for scikit-learn compatibility. xpkmeans never modifies X.
-    algorithm : {"lloyd"}, default="lloyd"
-        The EM algorithm.
+    algorithm : {"lloyd", "hamerly"}, default="lloyd"
+        How the E step finds the nearest centres. "lloyd" compares every
+        point with every centre. "hamerly" keeps two distance bounds per point
+        and recomputes only the points whose bounds overlap: the same labels,
+        centres and iterations, and much less work once few points move.
+        It needs to pick those points out, so it runs on eager arrays in
+        host memory (NumPy, PyTorch CPU); elsewhere it is "lloyd".
 
     Attributes
     ----------
@@ -269,9 +282,12 @@ default="k-means++"
                 )
             if self.verbose:
                 print("Initialization complete")
+            nearest = None
+            if self.algorithm == "hamerly" and picks_rows_cheaply(X_centered):
+                nearest = BoundedNearest(X_centered, xp=xp)
             labels, inertia, centers, n_iter = _kmeans_single_lloyd(
                 X_centered, weights, centers_init, max_iter=max_iter, tol=scaled_tol,
-                xp=xp, verbose=self.verbose,
+                xp=xp, verbose=self.verbose, nearest=nearest,
             )
             if best is None or (
                 inertia < best[1]

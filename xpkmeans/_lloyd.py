@@ -12,7 +12,8 @@ No function builds an (n_samples x n_clusters) matrix: rows go in blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from functools import partial
+from typing import Any, Callable, Iterator
 
 from ._backend import (
     device_of,
@@ -242,6 +243,7 @@ def _lloyd_iterations(
     tol: float,
     xp: Any,
     track_inertia: bool = False,
+    nearest: Callable[[Any], Any] | None = None,
 ) -> Iterator[LloydStep]:
     """Run EM from ``centers`` and yield every iteration; the last one is final.
 
@@ -250,14 +252,19 @@ def _lloyd_iterations(
     labels stopped changing, the last step's labels are recomputed against the
     final centres so that labels and centres agree.
 
+    ``nearest(centers)`` is the E step (default: ``_nearest_centers`` of
+    ``X``); it may keep state from call to call, as Hamerly's bounds do.
+
     Each iteration copies to the host once: three numbers (labels changed,
     centre shift, empty clusters). Relocating empty clusters, which is rare,
     costs one more copy.
     """
+    if nearest is None:
+        nearest = partial(_nearest_centers, X, xp=xp)
     n_clusters = centers.shape[0]
     previous_labels = cluster_sums = None
     for iteration in range(1, max_iter + 1):
-        labels = _nearest_centers(X, centers, xp=xp)
+        labels = nearest(centers)
         cluster_sums = _cluster_sums(
             X, sample_weight, labels, n_clusters, xp=xp, previous=cluster_sums
         )
@@ -283,12 +290,12 @@ def _lloyd_iterations(
         last = converged or iteration == max_iter
         previous_centers, centers = centers, new_centers
         if last and not strict:
-            labels = _nearest_centers(X, centers, xp=xp)
+            labels = nearest(centers)
         inertia = None
         if track_inertia:  # the objective of the new centres: each point to its nearest
             # last step: labels are already nearest (relabelled, or unchanged centres)
-            nearest = labels if last else _nearest_centers(X, centers, xp=xp)
-            inertia = float(_inertia(X, sample_weight, centers, nearest, xp=xp))
+            nearest_labels = labels if last else _nearest_centers(X, centers, xp=xp)
+            inertia = float(_inertia(X, sample_weight, centers, nearest_labels, xp=xp))
         yield LloydStep(
             iteration=iteration,
             labels=labels,
@@ -312,8 +319,10 @@ def _kmeans_single_lloyd(
     tol: float,
     xp: Any,
     verbose: int = 0,
+    nearest: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, float, Any, int]:
-    """One k-means run by EM from ``centers_init``.
+    """One k-means run by EM from ``centers_init`` (E step: ``nearest``, see
+    ``_lloyd_iterations``).
 
     Returns
     -------
@@ -321,7 +330,7 @@ def _kmeans_single_lloyd(
     """
     steps = _lloyd_iterations(
         X, sample_weight, centers_init, max_iter=max_iter, tol=tol, xp=xp,
-        track_inertia=bool(verbose),
+        track_inertia=bool(verbose), nearest=nearest,
     )
     with parallel_region(xp):
         for step in steps:

@@ -1,0 +1,95 @@
+"""Hamerly's bounded E step gives Lloyd's labels, with less work."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra.numpy import arrays
+
+import xpkmeans
+from xpkmeans import KMeans, _lloyd
+from xpkmeans._backend import picks_rows_cheaply
+from xpkmeans._hamerly import BoundedNearest
+
+
+def test_bounded_nearest_follows_moving_centres(backend):
+    """Along a walk of the centres, every call equals a full E step."""
+    rng = np.random.default_rng(0)
+    X = backend.asarray(rng.standard_normal((400, 3)) * 3)
+    centers = rng.standard_normal((6, 3)) * 3
+    nearest = BoundedNearest(X, xp=backend.xp)
+    for step in range(12):
+        centers = centers + rng.standard_normal(centers.shape) * (0.5 if step < 6 else 0.01)
+        moved = backend.asarray(centers)
+        labels = nearest(moved)
+        backend.assert_here(labels)
+        expected = _lloyd._nearest_centers(X, moved, xp=backend.xp)
+        np.testing.assert_array_equal(backend.to_numpy(labels), backend.to_numpy(expected))
+
+
+def test_bounded_nearest_skips_points_once_centres_settle(monkeypatch):
+    import array_api_compat.numpy as xp
+
+    X, _ = xpkmeans.make_blobs(2000, 2, centers=4, cluster_std=0.5, random_state=0)
+    centers = np.array([[-5.0, -5.0], [5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])
+    recomputed = []
+    original = BoundedNearest._recompute
+
+    def recording(self, indices, centers):
+        recomputed.append(indices.shape[0])
+        return original(self, indices, centers)
+
+    monkeypatch.setattr(BoundedNearest, "_recompute", recording)
+    nearest = BoundedNearest(X, xp=xp)
+    nearest(centers)
+    nearest(centers + 1e-3)  # tiny moves: every bound still separates
+    assert recomputed == [2000]
+
+
+def test_hamerly_fit_equals_lloyd_fit(backend):
+    X, _ = xpkmeans.make_blobs(3000, 5, centers=12, cluster_std=2.0, random_state=3)
+    X = backend.asarray(X)
+    lloyd = KMeans(12, random_state=0, n_init=2, tol=0).fit(X)
+    hamerly = KMeans(12, random_state=0, n_init=2, tol=0, algorithm="hamerly").fit(X)
+    backend.assert_here(hamerly.cluster_centers_, backend.xp.float64)
+    assert hamerly.n_iter_ == lloyd.n_iter_
+    np.testing.assert_array_equal(backend.to_numpy(hamerly.labels_), backend.to_numpy(lloyd.labels_))
+    np.testing.assert_allclose(backend.to_numpy(hamerly.cluster_centers_),
+                               backend.to_numpy(lloyd.cluster_centers_), rtol=1e-12)
+    assert hamerly.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-12)
+
+
+def test_hamerly_is_lloyd_where_rows_cannot_be_picked_cheaply(monkeypatch):
+    from xpkmeans import _kmeans
+
+    monkeypatch.setattr(_kmeans, "picks_rows_cheaply", lambda X: False)
+    monkeypatch.setattr(BoundedNearest, "__call__", lambda self, centers: pytest.fail("used"))
+    X, _ = xpkmeans.make_blobs(300, 2, centers=3, random_state=0)
+    km = KMeans(3, random_state=0, algorithm="hamerly").fit(X)
+    assert km.n_iter_ >= 1
+
+
+# small integers: distances are exact, so ties are exact ties in every product
+points = arrays(np.float64, st.tuples(st.integers(8, 40), st.integers(1, 3)),
+                elements=st.integers(-6, 6).map(float))
+
+
+@given(X=points, k=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_hamerly_walk_equals_lloyd_walk_with_ties(X, k, seed):
+    import array_api_compat.numpy as xp
+
+    k = min(k, len(X))
+    init = X[np.random.default_rng(seed).choice(len(X), k, replace=False)]
+    X_centered, X_mean = _lloyd.center_data(X, xp=xp)
+    walks = [
+        list(_lloyd._lloyd_iterations(X_centered, None, init - X_mean, max_iter=50, tol=0.0,
+                                      xp=xp, nearest=nearest))
+        for nearest in (None, BoundedNearest(X_centered, xp=xp))
+    ]
+    assert len(walks[0]) == len(walks[1])
+    for lloyd, hamerly in zip(*walks):
+        np.testing.assert_array_equal(hamerly.labels, lloyd.labels)
+        np.testing.assert_array_equal(hamerly.centers, lloyd.centers)
+
+
+def test_picks_rows_cheaply_only_on_host():
+    assert picks_rows_cheaply(np.zeros((2, 2)))
