@@ -86,20 +86,25 @@ def _no_cuda_reason(array: str) -> str | None:
 # ------------------------------------------------------------------ xpkmeans
 
 
-def _xpkmeans_lloyd(X, init, max_iter):
-    from xpkmeans import KMeans
+def _xpkmeans(algorithm: str):
+    def lloyd(X, init, max_iter):
+        from xpkmeans import KMeans
 
-    km = KMeans(init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0).fit(X)
-    return Fitted(km.cluster_centers_, km.n_iter_)
+        km = KMeans(
+            init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algorithm
+        ).fit(X)
+        return Fitted(km.cluster_centers_, km.n_iter_)
+
+    def fit(X, n_clusters, seed):
+        from xpkmeans import KMeans
+
+        km = KMeans(n_clusters, random_state=seed, algorithm=algorithm).fit(X)
+        return Fitted(km.cluster_centers_, km.n_iter_)
+
+    return lloyd, fit
 
 
-def _xpkmeans_fit(X, n_clusters, seed):
-    from xpkmeans import KMeans
-
-    km = KMeans(n_clusters, random_state=seed).fit(X)
-    return Fitted(km.cluster_centers_, km.n_iter_)
-
-
+_xpkmeans_lloyd, _xpkmeans_fit = _xpkmeans("lloyd")
 _XPKMEANS_NOTES = "KMeans(k, init=init, n_init=1, tol=0, max_iter) / KMeans(k, random_state=0)"
 
 # ------------------------------------------------------------------ scikit-learn
@@ -217,6 +222,8 @@ LIBRARIES: tuple[Library, ...] = (
             "KMeans(algorithm='elkan')"),
     Library("xpkmeans-numpy", "cpu", "numpy", ("xpkmeans",), _xpkmeans_lloyd, _xpkmeans_fit,
             _XPKMEANS_NOTES),
+    Library("xpkmeans-hamerly", "cpu", "numpy", ("xpkmeans",), *_xpkmeans("hamerly"),
+            "as xpkmeans-numpy, with algorithm='hamerly'"),
     Library("xpkmeans-torch", "cpu", "torch-cpu", ("xpkmeans", "torch"), _xpkmeans_lloyd,
             _xpkmeans_fit, _XPKMEANS_NOTES),
     Library("faiss", "cpu", "numpy", ("faiss",), _faiss_lloyd, _faiss_fit, _FAISS_NOTES),

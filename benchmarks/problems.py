@@ -77,8 +77,11 @@ PROBLEMS: tuple[Problem, ...] = (
     Problem("small",  100_000,     16,  16,   10,    ("cpu", "gpu")),
     Problem("medium", 1_000_000,   32,  64,   10,    ("cpu", "gpu")),
     Problem("wide",   200_000,     128, 1000, 5,     ("cpu", "gpu"), skip=(("fit", "cpu"),),
-            skip_reason="default fit of CPU libraries left out: greedy k-means++ with k=1000 "
-            "takes minutes per fit on a few cores"),
+            skip_reason="default fit of CPU libraries left out of the default run: greedy "
+            "k-means++ with k=1000 takes about a minute per fit on two cores (run it "
+            "with --problems wide)"),
+    # overlapping blobs: many iterations in which few points move (Hamerly's case)
+    Problem("overlap", 100_000,    32,  256,  30,    ("cpu",), cluster_std=3.0),
     Problem("large",  10_000_000,  32,  256,  5,     ("gpu",)),
     Problem("huge",   8_000_000,   128, 1024, 5,     ("gpu",)),
 )

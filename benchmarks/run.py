@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "lloyd" in figures:
             log("  Lloyd iterations")
             results["lloyd"] += _lloyd_figure(problem, data, here, rounds, device, budget)
-        fit_libs = [lib for lib in here if ("fit", lib.device) not in problem.skip]
+        named = args.problems is not None  # a problem named on the command line runs in full
+        fit_libs = [lib for lib in here if named or ("fit", lib.device) not in problem.skip]
         if "fit" in figures and fit_libs:
             log("  default fit")
             results["fit"] += _fit_figure(problem, data, fit_libs, rounds, device, budget,
