@@ -21,7 +21,7 @@ from xpkmeans._backend import (
 )
 
 
-@pytest.mark.parametrize("k", [7, 300])  # NumPy: one-hot below 32 segments, bincount above
+@pytest.mark.parametrize("k", [3, 12, 300])  # NumPy, 5 columns: one-hot for 3, bincount for 12, 300
 @pytest.mark.parametrize("weighted", [False, True])
 def test_segment_sum_fast_path_equals_portable(backend, weighted, k):
     rng = np.random.default_rng(0)

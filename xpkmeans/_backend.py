@@ -67,8 +67,9 @@ __all__ = [
     "widest_float_dtype",
 ]
 
-# Per-cluster sums on NumPy: below this many clusters the one-hot product
-# beats one bincount per column (measured on 2 AVX2 cores).
+# Per-cluster sums on NumPy: the one-hot product costs about (k compares +
+# k d multiply-adds) per row, bincount about 4 d: the product wins up to this
+# many clusters, and only below 2 d (measured on 2 AVX2 cores).
 _ONE_HOT_MAX_SEGMENTS = 32
 
 # E step on NumPy: up to this many clusters, scan the (clusters x rows) scores
@@ -462,9 +463,9 @@ def segment_sum_portable(
 
 
 def _segment_sum_numpy(values, segment_ids, n_segments, weights):
-    # Few segments: the one-hot product (BLAS) wins. Many: one bincount per
-    # column, O(n d) instead of O(n d k); bincount sums in float64.
-    if n_segments <= _ONE_HOT_MAX_SEGMENTS:
+    # Few segments: the one-hot product (BLAS) wins. Many, or few columns:
+    # one bincount per column, O(n d) instead of O(n d k); it sums in float64.
+    if n_segments <= _ONE_HOT_MAX_SEGMENTS and n_segments < 2 * values.shape[1]:
         return segment_sum_portable(values, segment_ids, n_segments, weights=weights)
     columns = values.T if weights is None else (values * weights[:, None]).T
     xp = array_namespace(values)

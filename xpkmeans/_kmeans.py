@@ -118,7 +118,9 @@ default="k-means++"
         How the E step finds the nearest centres. "lloyd" compares every
         point with every centre. "hamerly" keeps two distance bounds per point
         and recomputes only the points whose bounds overlap: the same labels,
-        centres and iterations, and much less work once few points move.
+        centres and iterations (up to points equally far from two centres
+        within rounding), and much less work once few points move: faster
+        on long fits with many clusters, slower on fits of a few iterations.
         It needs to pick those points out, so it runs on eager arrays in
         host memory (NumPy, PyTorch CPU); elsewhere it is "lloyd".
 
