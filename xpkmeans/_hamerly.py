@@ -33,7 +33,6 @@ from ._backend import (
     scatter,
     take_rows,
 )
-from ._lloyd import _sq_distances_to_assigned
 
 
 class BoundedNearest:
@@ -49,7 +48,12 @@ class BoundedNearest:
         # relative error of a distance computed directly, and of one bound update
         self._direct_pad = 1.0 + (n_features + 4) * eps
         self._update_pad = 1.0 + 4.0 * eps
-        self._sq_norms = xp.vecdot(X, X)
+        step = row_chunk_size(X.shape[0], n_features, xp=xp, device=device_of(X))
+        self._sq_norms = xp.concat(map_blocks(
+            lambda start: xp.sum(X[start : start + step, :] ** 2, axis=1),
+            range(0, X.shape[0], step),
+            xp=xp,
+        ))
         self.labels = self._upper = self._lower = self._centers = None
 
     def __call__(self, centers: Any) -> Any:
@@ -106,14 +110,18 @@ class BoundedNearest:
     def _recompute(self, indices: Any, centers: Any) -> tuple[Any, Any, Any]:
         """Labels, upper and lower bounds of the rows ``indices``, from scratch."""
         xp = self.xp
-        rows = take_rows(self.X, indices) if indices.shape[0] < self.X.shape[0] else self.X
+        every = indices.shape[0] == self.X.shape[0]  # then indices is arange(n)
         half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-        step = row_chunk_size(rows.shape[0], centers.shape[0], xp=xp, device=device_of(rows))
-        blocks = map_blocks(
-            lambda start: nearest_two_centers(rows[start : start + step, :], centers, half_sq_norms),
-            range(0, rows.shape[0], step),
-            xp=xp,
-        )
+        step = row_chunk_size(indices.shape[0], centers.shape[0], xp=xp, device=device_of(self.X))
+
+        def block(start: int) -> tuple[Any, Any, Any]:
+            if every:
+                rows = self.X[start : start + step, :]
+            else:
+                rows = take_rows(self.X, indices[start : start + step])
+            return nearest_two_centers(rows, centers, half_sq_norms)
+
+        blocks = map_blocks(block, range(0, indices.shape[0], step), xp=xp)
         labels, best, second = (xp.concat([block[i] for block in blocks]) for i in range(3))
         sq_norms = xp.take(self._sq_norms, indices)
         errors = self._score_errors(sq_norms, centers)
@@ -123,10 +131,17 @@ class BoundedNearest:
 
     def _distances_to(self, indices: Any, labels: Any, centers: Any) -> Any:
         """Upper bounds of the distances of rows ``indices`` to ``centers[labels]``,
-        computed directly (no cancellation)."""
-        rows = take_rows(self.X, indices)
-        sq = _sq_distances_to_assigned(rows, centers, labels, xp=self.xp)
-        return self.xp.sqrt(sq) * self._direct_pad
+        computed directly (no cancellation), in blocks of gathered rows."""
+        xp = self.xp
+        step = row_chunk_size(indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X))
+
+        def block(start: int) -> Any:
+            rows = take_rows(self.X, indices[start : start + step])
+            diff = rows - take_rows(centers, labels[start : start + step], like=rows)
+            return xp.sum(diff * diff, axis=1)
+
+        blocks = map_blocks(block, range(0, indices.shape[0], step), xp=xp)
+        return xp.sqrt(xp.concat(blocks)) * self._direct_pad
 
     def _half_gaps_between(self, centers: Any) -> Any:
         """Half the distance from each centre to its nearest other centre, rounded down."""

@@ -16,7 +16,9 @@ from ._backend import (
     array_namespace,
     device_of,
     host_rng,
+    map_blocks,
     picks_rows_cheaply,
+    row_chunk_size,
     segment_sum,
     widest_float_dtype,
 )
@@ -53,11 +55,9 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
     largest = float(xp.finfo(X_centered.dtype).max)
     scale = float(xp.max(xp.stack([xp.max(X_centered), -xp.min(X_centered)])))
     if scale * scale * n_values <= largest:  # no square can overflow
-        total_variance = float(xp.sum(xp.vecdot(X_centered, X_centered, axis=-2)))
-    else:
-        scaled = X_centered / scale
-        # a Python float: an overflow gives inf, without a warning
-        total_variance = float(xp.sum(xp.vecdot(scaled, scaled, axis=-2))) * scale * scale
+        total_variance = _sum_of_squares(X_centered, xp=xp)
+    else:  # a Python float: an overflow gives inf, without a warning
+        total_variance = _sum_of_squares(X_centered, scale=scale, xp=xp) * scale * scale
     if not total_variance <= largest / 4:
         msg = (
             f"`X` has values too large for {X_centered.dtype}: their squared distances "
@@ -65,6 +65,18 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
         )
         raise ValueError(msg)
     return total_variance / n_values * tol
+
+
+def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
+    """Sum of the squares of ``X / scale``, in row blocks (no n x d temporary)."""
+    step = row_chunk_size(X.shape[0], X.shape[1], xp=xp, device=device_of(X))
+
+    def block_sum(start: int) -> Any:
+        block = X[start : start + step, :] / scale if scale != 1.0 else X[start : start + step, :]
+        return xp.sum(block * block)
+
+    blocks = map_blocks(block_sum, range(0, X.shape[0], step), xp=xp)
+    return float(xp.sum(xp.stack(blocks)))
 
 
 def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any) -> bool:

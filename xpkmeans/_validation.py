@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputTypeError
-from ._backend import array_namespace, default_float_dtype, device_of, to_numpy
+from ._backend import (
+    array_namespace,
+    default_float_dtype,
+    device_of,
+    map_blocks,
+    row_chunk_size,
+    to_numpy,
+)
 
 
 def _is_sparse(X: Any) -> bool:
@@ -87,7 +94,13 @@ def check_array(
         dtype = kind if kind in (xp.float32, xp.float64) else default_float_dtype(xp, device)
     if kind != dtype:
         X = xp.astype(X, dtype)
-    if not bool(xp.all(xp.isfinite(X))):
+    step = row_chunk_size(n_samples, n_features, xp=xp, device=device)
+    finite = map_blocks(  # in row blocks: some libraries' isfinite makes copies of X
+        lambda start: xp.all(xp.isfinite(X[start : start + step, :])),
+        range(0, n_samples, step),
+        xp=xp,
+    )
+    if not bool(xp.all(xp.stack(finite))):
         msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
         raise ValueError(msg)
     return X, xp
