@@ -83,50 +83,29 @@ def _no_cuda_reason(array: str) -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device"
 
 
-# ------------------------------------------------------------------ xpkmeans
+# ------------------------------------------------------------------ xpkmeans, scikit-learn
 
 
-def _xpkmeans(algorithm: str):
+def _kmeans_estimator(module: str, algorithm: str):
+    """Adapters for ``module.KMeans`` (xpkmeans and scikit-learn share its API)."""
+
     def lloyd(X, init, max_iter):
-        from xpkmeans import KMeans
-
+        KMeans = importlib.import_module(module).KMeans
         km = KMeans(
             init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algorithm
         ).fit(X)
         return Fitted(km.cluster_centers_, km.n_iter_)
 
     def fit(X, n_clusters, seed):
-        from xpkmeans import KMeans
-
+        KMeans = importlib.import_module(module).KMeans
         km = KMeans(n_clusters, random_state=seed, algorithm=algorithm).fit(X)
         return Fitted(km.cluster_centers_, km.n_iter_)
 
     return lloyd, fit
 
 
-_xpkmeans_lloyd, _xpkmeans_fit = _xpkmeans("lloyd")
+_xpkmeans_lloyd, _xpkmeans_fit = _kmeans_estimator("xpkmeans", "lloyd")
 _XPKMEANS_NOTES = "KMeans(k, init=init, n_init=1, tol=0, max_iter) / KMeans(k, random_state=0)"
-
-# ------------------------------------------------------------------ scikit-learn
-
-
-def _sklearn(algorithm: str):
-    def lloyd(X, init, max_iter):
-        from sklearn.cluster import KMeans
-
-        km = KMeans(
-            init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algorithm
-        ).fit(X)
-        return Fitted(km.cluster_centers_, km.n_iter_)
-
-    def fit(X, n_clusters, seed):
-        from sklearn.cluster import KMeans
-
-        km = KMeans(n_clusters, random_state=seed, algorithm=algorithm).fit(X)
-        return Fitted(km.cluster_centers_, km.n_iter_)
-
-    return lloyd, fit
-
 
 # ------------------------------------------------------------------ faiss
 
@@ -212,8 +191,8 @@ def _flash_fit(X, n_clusters, seed):
 
 # ------------------------------------------------------------------ registry
 
-_sk_lloyd, _sk_lloyd_fit = _sklearn("lloyd")
-_sk_elkan, _sk_elkan_fit = _sklearn("elkan")
+_sk_lloyd, _sk_lloyd_fit = _kmeans_estimator("sklearn.cluster", "lloyd")
+_sk_elkan, _sk_elkan_fit = _kmeans_estimator("sklearn.cluster", "elkan")
 
 LIBRARIES: tuple[Library, ...] = (
     Library("sklearn-lloyd", "cpu", "numpy", ("sklearn",), _sk_lloyd, _sk_lloyd_fit,
@@ -222,7 +201,7 @@ LIBRARIES: tuple[Library, ...] = (
             "KMeans(algorithm='elkan')"),
     Library("xpkmeans-numpy", "cpu", "numpy", ("xpkmeans",), _xpkmeans_lloyd, _xpkmeans_fit,
             _XPKMEANS_NOTES),
-    Library("xpkmeans-hamerly", "cpu", "numpy", ("xpkmeans",), *_xpkmeans("hamerly"),
+    Library("xpkmeans-hamerly", "cpu", "numpy", ("xpkmeans",), *_kmeans_estimator("xpkmeans", "hamerly"),
             "as xpkmeans-numpy, with algorithm='hamerly'"),
     Library("xpkmeans-torch", "cpu", "torch-cpu", ("xpkmeans", "torch"), _xpkmeans_lloyd,
             _xpkmeans_fit, _XPKMEANS_NOTES),
