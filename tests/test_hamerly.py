@@ -52,7 +52,8 @@ def test_hamerly_fit_equals_lloyd_fit(backend):
     hamerly = KMeans(12, random_state=0, n_init=2, tol=0, algorithm="hamerly").fit(X)
     backend.assert_here(hamerly.cluster_centers_, backend.xp.float64)
     assert hamerly.n_iter_ == lloyd.n_iter_
-    np.testing.assert_array_equal(backend.to_numpy(hamerly.labels_), backend.to_numpy(lloyd.labels_))
+    np.testing.assert_array_equal(backend.to_numpy(hamerly.labels_),
+                                  backend.to_numpy(lloyd.labels_))
     np.testing.assert_allclose(backend.to_numpy(hamerly.cluster_centers_),
                                backend.to_numpy(lloyd.cluster_centers_), rtol=1e-12)
     assert hamerly.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-12)

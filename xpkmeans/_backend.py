@@ -11,6 +11,10 @@ only where ``tests/test_backend.py`` proves it equals the portable one.
 - ``nearest_two_centers``: the same, with the two smallest scores (Hamerly);
 - ``segment_sum``: the per-cluster sum of the M step (a scatter-add);
 - ``scatter``: assignment at integer indices, which the standard lacks;
+- ``largest_indices``: the top values (the standard has only a full sort);
+- ``take_rows``, ``subtract_row``: gathers and copies laid out for the backend;
+- ``picks_rows_cheaply``: where data-dependent shapes (``nonzero``) are cheap;
+- ``map_blocks``, ``parallel_region``: NumPy's blocks on all CPU cores;
 - ``to_numpy``: copy to the host, for convergence tests, plots and files;
 - ``row_chunk_size``: how many rows of an ``n x k`` block fit the work budget;
 - ``synchronize``: wait for queued device work (benchmarks).
@@ -328,7 +332,8 @@ def nearest_two_centers_portable(X: Any, centers: Any, half_sq_norms: Any) -> tu
     scores = half_sq_norms - X @ xp.permute_dims(centers, (1, 0))
     labels = xp.argmin(scores, axis=1)
     is_nearest = xp.arange(centers.shape[0], device=device_of(X))[None, :] == labels[:, None]
-    others = xp.where(is_nearest, xp.asarray(xp.inf, dtype=scores.dtype, device=device_of(X)), scores)
+    infinity = xp.asarray(xp.inf, dtype=scores.dtype, device=device_of(X))
+    others = xp.where(is_nearest, infinity, scores)
     return labels, xp.min(scores, axis=1), xp.min(others, axis=1)
 
 
