@@ -27,7 +27,7 @@ import functools
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from array_api_compat import (
@@ -259,10 +259,11 @@ def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any
         return [function(block) for block in blocks]
     bounds = [len(blocks) * run // n_runs for run in range(n_runs + 1)]
     runs = [blocks[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    others = [_cpu_pool().submit(_map_run, function, run) for run in runs[1:]]
-    results = _map_run(function, runs[0])
-    for other in others:
-        results.extend(other.result())
+    with parallel_region(xp):
+        others = [_cpu_pool().submit(_map_run, function, run) for run in runs[1:]]
+        results = _map_run(function, runs[0])
+        for other in others:
+            results.extend(other.result())
     return results
 
 
@@ -270,16 +271,30 @@ def _map_run(function: Callable[[Any], Any], blocks: list) -> list:
     return [function(block) for block in blocks]
 
 
-def parallel_region(xp: Any) -> contextlib.AbstractContextManager:
+_blas_limited = False  # a parallel_region is open
+
+
+@contextlib.contextmanager
+def parallel_region(xp: Any) -> Iterator[None]:
     """Context for a region that calls ``map_blocks``: one BLAS thread per block.
 
     As in scikit-learn, BLAS is limited to one thread while blocks run in
     parallel (if threadpoolctl is installed), so the cores are not oversubscribed.
+    A whole fit runs in one region: entering costs 40 us (nested ones are
+    free), and BLAS's own worker threads, once woken, keep spinning after the
+    call and slow whatever runs next on the cores.
     """
+    global _blas_limited
     controller = _blas_controller() if is_numpy_namespace(xp) else None
-    if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+    if controller is None or _blas_limited:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        _blas_limited = True
+        try:
+            yield
+        finally:
+            _blas_limited = False
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ from ._backend import (
     device_of,
     host_rng,
     map_blocks,
+    parallel_region,
     picks_rows_cheaply,
     row_chunk_size,
     segment_sum,
@@ -276,56 +277,57 @@ default="k-means++"
         """``fit``; ``track_starts`` wraps the ``range`` of starts (a progress bar)."""
         n_clusters, max_iter, tol, n_init = self._check_params()
         X, xp = check_array(X)
-        check_n_clusters_fits(X.shape[0], n_clusters)
-        weights = check_sample_weight(sample_weight, X, xp)
-        rng = host_rng(self.random_state)
+        with parallel_region(xp):  # the whole fit: BLAS never wakes its own threads
+            check_n_clusters_fits(X.shape[0], n_clusters)
+            weights = check_sample_weight(sample_weight, X, xp)
+            rng = host_rng(self.random_state)
 
-        X_centered, X_mean = center_data(X, xp=xp)
-        scaled_tol = _tolerance(X_centered, tol, xp=xp)
-        explicit = not isinstance(self.init, str) and not callable(self.init)
+            X_centered, X_mean = center_data(X, xp=xp)
+            scaled_tol = _tolerance(X_centered, tol, xp=xp)
+            explicit = not isinstance(self.init, str) and not callable(self.init)
 
-        best = None
-        for _ in track_starts(range(n_init)):
-            if explicit:
-                centers_init = self._init_centroids(
-                    X, n_clusters, sample_weight=weights, rng=rng, xp=xp
-                ) - X_mean
-            else:
-                centers_init = self._init_centroids(
-                    X_centered, n_clusters, sample_weight=weights, rng=rng, xp=xp
+            best = None
+            for _ in track_starts(range(n_init)):
+                if explicit:
+                    centers_init = self._init_centroids(
+                        X, n_clusters, sample_weight=weights, rng=rng, xp=xp
+                    ) - X_mean
+                else:
+                    centers_init = self._init_centroids(
+                        X_centered, n_clusters, sample_weight=weights, rng=rng, xp=xp
+                    )
+                if self.verbose:
+                    print("Initialization complete")
+                nearest = None
+                if self.algorithm == "hamerly" and picks_rows_cheaply(X_centered):
+                    nearest = BoundedNearest(X_centered, xp=xp)
+                labels, inertia, centers, n_iter = _kmeans_single_lloyd(
+                    X_centered, weights, centers_init, max_iter=max_iter, tol=scaled_tol,
+                    xp=xp, verbose=self.verbose, nearest=nearest,
                 )
-            if self.verbose:
-                print("Initialization complete")
-            nearest = None
-            if self.algorithm == "hamerly" and picks_rows_cheaply(X_centered):
-                nearest = BoundedNearest(X_centered, xp=xp)
-            labels, inertia, centers, n_iter = _kmeans_single_lloyd(
-                X_centered, weights, centers_init, max_iter=max_iter, tol=scaled_tol,
-                xp=xp, verbose=self.verbose, nearest=nearest,
-            )
-            if best is None or (
-                inertia < best[1]
-                and not _is_same_clustering(labels, best[0], n_clusters, xp=xp)
-            ):
-                best = labels, inertia, centers, n_iter
+                if best is None or (
+                    inertia < best[1]
+                    and not _is_same_clustering(labels, best[0], n_clusters, xp=xp)
+                ):
+                    best = labels, inertia, centers, n_iter
 
-        labels, inertia, centers, n_iter = best
-        distinct = _count_nonempty(labels, n_clusters, xp=xp)
-        if distinct < n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct}) found smaller than "
-                f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        self.cluster_centers_ = centers + X_mean
-        self._fit_frame = (X_mean, centers, self.cluster_centers_)
-        self.labels_ = labels
-        self.inertia_ = inertia
-        self.n_iter_ = n_iter
-        self.n_features_in_ = X.shape[1]
-        self._n_features_out = n_clusters
-        return self
+            labels, inertia, centers, n_iter = best
+            distinct = _count_nonempty(labels, n_clusters, xp=xp)
+            if distinct < n_clusters:
+                warnings.warn(
+                    f"Number of distinct clusters ({distinct}) found smaller than "
+                    f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+            self.cluster_centers_ = centers + X_mean
+            self._fit_frame = (X_mean, centers, self.cluster_centers_)
+            self.labels_ = labels
+            self.inertia_ = inertia
+            self.n_iter_ = n_iter
+            self.n_features_in_ = X.shape[1]
+            self._n_features_out = n_clusters
+            return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit and return ``labels_``."""
