@@ -183,3 +183,21 @@ def test_take_rows_equals_take_on_any_layout(backend):
         backend.assert_here(rows, values.dtype)
         expected = backend.xp.take(values, indices, axis=0)
         np.testing.assert_array_equal(to_numpy(rows), to_numpy(expected))
+
+
+def test_parallel_region_limits_blas_once_and_restores_it():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import array_api_compat.numpy as xp
+
+    def blas_threads():
+        return [m["num_threads"] for m in threadpoolctl.threadpool_info()
+                if m["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "threadpoolctl finds no BLAS behind NumPy"
+    with _backend.parallel_region(xp):
+        assert all(n == 1 for n in blas_threads())
+        with _backend.parallel_region(xp):  # nested: free, and leaves the limit alone
+            assert all(n == 1 for n in blas_threads())
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
