@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import (
-    array_namespace,
     device_of,
     from_host,
     host_rng,
