@@ -191,8 +191,7 @@ def _lloyd_figure(problem: Problem, data: Dataset, libs: list[Library], rounds: 
     rows = []
     for lib in libs:
         m = measured[lib.name]
-        row = {"problem": problem.name, "n": problem.n, "d": problem.d, "k": problem.k,
-               "library": lib.name, "device": lib.device, "expected_iter": iters, **m.to_json()}
+        row = {**_measured_row(problem, lib, m), "device": lib.device, "expected_iter": iters}
         if m.result is not None:
             row["n_iter"] = m.result.n_iter
             row["per_iter_s"] = m.median / (m.result.n_iter or iters)
@@ -203,6 +202,12 @@ def _lloyd_figure(problem: Problem, data: Dataset, libs: list[Library], rounds: 
         rows.append(row)
         m.result = None
     return rows
+
+
+def _measured_row(problem: Problem, lib: Library, m: Any) -> dict[str, Any]:
+    """The columns every timed figure shares: the problem, the library, the times."""
+    return {"problem": problem.name, "n": problem.n, "d": problem.d, "k": problem.k,
+            "library": lib.name, **m.to_json()}
 
 
 def _fit_figure(problem: Problem, data: Dataset, libs: list[Library], rounds: int, device: str,
@@ -222,8 +227,7 @@ def _fit_figure(problem: Problem, data: Dataset, libs: list[Library], rounds: in
     rows = []
     for lib in libs:
         m = measured[lib.name]
-        row = {"problem": problem.name, "n": problem.n, "d": problem.d, "k": problem.k,
-               "library": lib.name, **m.to_json()}
+        row = _measured_row(problem, lib, m)
         if m.result is not None:
             row["n_iter"] = m.result.n_iter
             row["inertia"] = quality.inertia(data.array(data.home), m.result.centers)
