@@ -33,6 +33,7 @@ from ._backend import (
     scatter,
     take_rows,
 )
+from ._lloyd import _sq_distances_of_block
 
 
 class BoundedNearest:
@@ -137,8 +138,7 @@ class BoundedNearest:
 
         def block(start: int) -> Any:
             rows = take_rows(self.X, indices[start : start + step])
-            diff = rows - take_rows(centers, labels[start : start + step], like=rows)
-            return xp.sum(diff * diff, axis=1)
+            return _sq_distances_of_block(rows, centers, labels[start : start + step], xp=xp)
 
         blocks = map_blocks(block, range(0, indices.shape[0], step), xp=xp)
         return xp.sqrt(xp.concat(blocks)) * self._direct_pad

@@ -79,13 +79,20 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
     n_samples, n_features = X.shape
     step = row_chunk_size(n_samples, n_features, xp=xp, device=device_of(X))
 
-    def block_distances(start: int) -> Any:
-        block = X[start : start + step, :]
-        diff = block - take_rows(centers, labels[start : start + step], like=block)
-        return xp.sum(diff * diff, axis=1)
-
-    blocks = map_blocks(block_distances, range(0, n_samples, step), xp=xp)
+    blocks = map_blocks(
+        lambda start: _sq_distances_of_block(
+            X[start : start + step, :], centers, labels[start : start + step], xp=xp
+        ),
+        range(0, n_samples, step),
+        xp=xp,
+    )
     return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+
+
+def _sq_distances_of_block(rows: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
+    """``_sq_distances_to_assigned`` of one block of rows (no threads of its own)."""
+    diff = rows - take_rows(centers, labels, like=rows)
+    return xp.sum(diff * diff, axis=1)
 
 
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
