@@ -70,7 +70,9 @@ def _make_backend(name: str) -> Backend:
 
         if name == "torch-cuda" and not torch.cuda.is_available():
             pytest.skip("torch-cuda: no CUDA device")
-        return Backend(name, xp, torch.device("cuda" if name == "torch-cuda" else "cpu"))
+        if name == "torch-cuda":  # results name the index: cuda:0, not cuda
+            return Backend(name, xp, torch.device("cuda", torch.cuda.current_device()))
+        return Backend(name, xp, torch.device("cpu"))
     if name == "cupy":
         cupy = pytest.importorskip("cupy")
         try:
@@ -96,3 +98,15 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def numpy_backend() -> Backend:
     return _make_backend("numpy")
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Row blocks of at most 16 cells on every device (a 4-column temporary:
+    4 rows), so that small test data spans many blocks and a short last one."""
+    from xpkmeans._backend import _host
+
+    monkeypatch.setattr(_host, "_CPU_BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(_host, "_GPU_BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(_host, "_MIN_BLOCK_ROWS", 1)
+    return 16

@@ -5,19 +5,23 @@ import pytest
 
 from xpkmeans import _backend
 from xpkmeans._backend import (
+    _host,
+    _numpy,
     host_rng,
     largest_indices,
-    largest_indices_portable,
     nearest_center_labels,
-    nearest_center_labels_portable,
     nearest_two_centers,
-    nearest_two_centers_portable,
     scatter,
-    scatter_portable,
     segment_sum,
-    segment_sum_portable,
     subtract_row,
     to_numpy,
+)
+from xpkmeans._backend._portable import (
+    largest_indices as largest_indices_portable,
+    nearest_center_labels as nearest_center_labels_portable,
+    nearest_two_centers as nearest_two_centers_portable,
+    scatter as scatter_portable,
+    segment_sum as segment_sum_portable,
 )
 
 
@@ -40,8 +44,8 @@ def test_segment_sum_fast_path_equals_portable(backend, weighted, k):
 
 
 def test_segment_sum_matches_numpy_reference(backend, monkeypatch):
-    monkeypatch.setattr(_backend, "_CPU_BLOCK_ELEMENTS", 64)  # many blocks
-    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(_host, "_CPU_BLOCK_ELEMENTS", 64)  # many blocks
+    monkeypatch.setattr(_host, "_MIN_BLOCK_ROWS", 1)
     rng = np.random.default_rng(1)
     values = rng.standard_normal((300, 3))
     ids = rng.integers(0, 4, 300)
@@ -155,16 +159,16 @@ def test_row_chunk_size_bounds_block():
     import array_api_compat.numpy as xp
 
     rows = _backend.row_chunk_size(10**6, 1024, xp=xp, device="cpu")
-    assert 1 <= rows and rows * 1024 <= _backend._CPU_BLOCK_ELEMENTS
+    assert 1 <= rows and rows * 1024 <= _host._CPU_BLOCK_ELEMENTS
     assert _backend.row_chunk_size(5, 3, xp=xp, device="cpu") == 5
     # very wide blocks keep a floor of rows, still far from n x n
-    assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _backend._MIN_BLOCK_ROWS
+    assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _host._MIN_BLOCK_ROWS
 
 
 @pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float32", "float64")])
 def test_subtract_row_equals_broadcast_subtraction(backend, monkeypatch, dtypes):
-    monkeypatch.setattr(_backend, "_TRANSPOSE_BLOCK_ELEMENTS", 12)  # blocks of 4 rows
-    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(_numpy, "_TRANSPOSE_BLOCK_ELEMENTS", 12)  # blocks of 4 rows
+    monkeypatch.setattr(_host, "_MIN_BLOCK_ROWS", 1)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 3)).astype(dtypes[0])
     row = rng.standard_normal(3).astype(dtypes[1])

@@ -34,13 +34,10 @@ def test_e_step_matches_reference(backend):
     assert float(inertia) == pytest.approx(ref_inertia, rel=1e-12)
 
 
-def test_e_step_is_chunked_consistently(backend, monkeypatch):
-    from xpkmeans import _backend
-
-    X, centers = data(n=500)
+def test_e_step_is_chunked_consistently(backend, request):
+    X, centers = data(n=501)  # 4 centres: blocks of 4 rows, the last one short
     expected = backend.to_numpy(e_step(backend.asarray(X), backend.asarray(centers))[0])
-    monkeypatch.setattr(_backend, "_CPU_BLOCK_ELEMENTS", 16)  # blocks of 4 rows
-    monkeypatch.setattr(_backend, "_MIN_BLOCK_ROWS", 1)
+    request.getfixturevalue("small_blocks")
     labels, _ = e_step(backend.asarray(X), backend.asarray(centers))
     np.testing.assert_array_equal(backend.to_numpy(labels), expected)
 

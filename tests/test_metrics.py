@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-import xpkmeans._backend as backend_module
+from xpkmeans._backend import _host
 import xpkmeans.metrics as metrics_module
 from xpkmeans.metrics import (
     calinski_harabasz_score,
@@ -258,18 +258,18 @@ def test_bad_sample_size():
 def test_silhouette_in_many_small_blocks(backend, monkeypatch):
     X, labels = make_clusters(n_samples=97, seed=10)
     # 7 rows of 97 distances per block: 14 blocks, the last one ragged
-    monkeypatch.setattr(backend_module, "_CPU_BLOCK_ELEMENTS", 7 * 97)
-    monkeypatch.setattr(backend_module, "_GPU_BLOCK_ELEMENTS", 7 * 97)
-    monkeypatch.setattr(backend_module, "_MIN_BLOCK_ROWS", 1)
-    steps = []
+    monkeypatch.setattr(_host, "_CPU_BLOCK_ELEMENTS", 7 * 97)
+    monkeypatch.setattr(_host, "_GPU_BLOCK_ELEMENTS", 7 * 97)
+    monkeypatch.setattr(_host, "_MIN_BLOCK_ROWS", 1)
+    blocks = []
 
-    def recording_row_chunk_size(*args, **kwargs):
-        steps.append(backend_module.row_chunk_size(*args, **kwargs))
-        return steps[-1]
+    def recording_row_blocks(*args, **kwargs):
+        blocks.extend(_host.row_blocks(*args, **kwargs))
+        return blocks
 
-    monkeypatch.setattr(metrics_module, "row_chunk_size", recording_row_chunk_size)
+    monkeypatch.setattr(metrics_module, "row_blocks", recording_row_blocks)
     result = silhouette_samples(backend.asarray(X), backend.asarray(labels))
-    assert steps == [7]
+    assert [b.stop - b.start for b in blocks] == [7] * 13 + [6]
     assert_close(backend.to_numpy(result), sk_metrics.silhouette_samples(X, labels))
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import (
+    concat_rows,
     device_of,
-    map_blocks,
+    map_row_blocks,
     nearest_two_centers,
-    row_chunk_size,
     scatter,
     take_rows,
 )
@@ -49,12 +49,10 @@ class BoundedNearest:
         # relative error of a distance computed directly, and of one bound update
         self._direct_pad = 1.0 + (n_features + 4) * eps
         self._update_pad = 1.0 + 4.0 * eps
-        step = row_chunk_size(X.shape[0], n_features, xp=xp, device=device_of(X))
-        self._sq_norms = xp.concat(map_blocks(
-            lambda start: xp.sum(X[start : start + step, :] ** 2, axis=1),
-            range(0, X.shape[0], step),
-            xp=xp,
-        ))
+        self._sq_norms = concat_rows(map_row_blocks(
+            lambda rows: xp.sum(X[rows, :] ** 2, axis=1),
+            X.shape[0], n_features, xp=xp, device=device_of(X),
+        ), xp=xp)
         self.labels = self._upper = self._lower = self._centers = None
 
     def __call__(self, centers: Any) -> Any:
@@ -113,17 +111,15 @@ class BoundedNearest:
         xp = self.xp
         every = indices.shape[0] == self.X.shape[0]  # then indices is arange(n)
         half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-        step = row_chunk_size(indices.shape[0], centers.shape[0], xp=xp, device=device_of(self.X))
 
-        def block(start: int) -> tuple[Any, Any, Any]:
-            if every:
-                rows = self.X[start : start + step, :]
-            else:
-                rows = take_rows(self.X, indices[start : start + step])
-            return nearest_two_centers(rows, centers, half_sq_norms)
+        def block(rows: slice) -> tuple[Any, Any, Any]:
+            points = self.X[rows, :] if every else take_rows(self.X, indices[rows])
+            return nearest_two_centers(points, centers, half_sq_norms)
 
-        blocks = map_blocks(block, range(0, indices.shape[0], step), xp=xp)
-        labels, best, second = (xp.concat([block[i] for block in blocks]) for i in range(3))
+        blocks = map_row_blocks(
+            block, indices.shape[0], centers.shape[0], xp=xp, device=device_of(self.X)
+        )
+        labels, best, second = (concat_rows([b[i] for b in blocks], xp=xp) for i in range(3))
         sq_norms = xp.take(self._sq_norms, indices)
         errors = self._score_errors(sq_norms, centers)
         upper = xp.sqrt(xp.clip(sq_norms + 2.0 * best + errors, min=0.0)) * self._direct_pad
@@ -134,14 +130,15 @@ class BoundedNearest:
         """Upper bounds of the distances of rows ``indices`` to ``centers[labels]``,
         computed directly (no cancellation), in blocks of gathered rows."""
         xp = self.xp
-        step = row_chunk_size(indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X))
 
-        def block(start: int) -> Any:
-            rows = take_rows(self.X, indices[start : start + step])
-            return _sq_distances_of_block(rows, centers, labels[start : start + step], xp=xp)
+        def block(rows: slice) -> Any:
+            points = take_rows(self.X, indices[rows])
+            return _sq_distances_of_block(points, centers, labels[rows], xp=xp)
 
-        blocks = map_blocks(block, range(0, indices.shape[0], step), xp=xp)
-        return xp.sqrt(xp.concat(blocks)) * self._direct_pad
+        blocks = map_row_blocks(
+            block, indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X)
+        )
+        return xp.sqrt(concat_rows(blocks, xp=xp)) * self._direct_pad
 
     def _half_gaps_between(self, centers: Any) -> Any:
         """Half the distance from each centre to its nearest other centre, rounded down."""

@@ -16,9 +16,9 @@ from ._backend import (
     device_of,
     from_host,
     host_rng,
-    map_blocks,
+    concat_rows,
+    map_row_blocks,
     parallel_region,
-    row_chunk_size,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -50,21 +50,20 @@ def _closest_with_candidates(
     Returns ``(to_candidates, potentials)`` of shapes (n_samples, n_candidates)
     and (n_candidates,). Rows go in blocks that stay in cache, on all cores.
     """
-    n_samples = X.shape[0]
-    step = row_chunk_size(n_samples, 4 * candidates.shape[0], xp=xp, device=device_of(X))
     rows_x = take_rows(X, candidates)
     rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
     rows_x_t = xp.permute_dims(rows_x, (1, 0))
 
-    def block(start: int) -> tuple[Any, Any]:
-        stop = start + step
-        cross = X[start:stop, :] @ rows_x_t
-        distances = xp.clip(x_sq_norms[start:stop, None] - 2 * cross + rows_sq_norms, 0, None)
-        nearest = xp.minimum(closest_sq[start:stop, None], distances)
-        return nearest, weights[start:stop] @ nearest
+    def block(rows: slice) -> tuple[Any, Any]:
+        cross = X[rows, :] @ rows_x_t
+        distances = xp.clip(x_sq_norms[rows, None] - 2 * cross + rows_sq_norms, 0, None)
+        nearest = xp.minimum(closest_sq[rows, None], distances)
+        return nearest, weights[rows] @ nearest
 
-    blocks = map_blocks(block, range(0, n_samples, step), xp=xp)
-    to_candidates = xp.concat([b[0] for b in blocks]) if len(blocks) > 1 else blocks[0][0]
+    blocks = map_row_blocks(
+        block, X.shape[0], 4 * candidates.shape[0], xp=xp, device=device_of(X)
+    )
+    to_candidates = concat_rows([b[0] for b in blocks], xp=xp)
     potentials = blocks[0][1]
     for _, partial in blocks[1:]:
         potentials = potentials + partial

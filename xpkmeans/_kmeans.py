@@ -16,10 +16,9 @@ from ._backend import (
     array_namespace,
     device_of,
     host_rng,
-    map_blocks,
+    map_row_blocks,
     parallel_region,
     picks_rows_cheaply,
-    row_chunk_size,
     segment_sum,
     widest_float_dtype,
 )
@@ -70,13 +69,11 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
 
 def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
     """Sum of the squares of ``X / scale``, in row blocks (no n x d temporary)."""
-    step = row_chunk_size(X.shape[0], X.shape[1], xp=xp, device=device_of(X))
-
-    def block_sum(start: int) -> Any:
-        block = X[start : start + step, :] / scale if scale != 1.0 else X[start : start + step, :]
+    def block_sum(rows: slice) -> Any:
+        block = X[rows, :] / scale if scale != 1.0 else X[rows, :]
         return xp.sum(block * block)
 
-    blocks = map_blocks(block_sum, range(0, X.shape[0], step), xp=xp)
+    blocks = map_row_blocks(block_sum, X.shape[0], X.shape[1], xp=xp, device=device_of(X))
     return float(xp.sum(xp.stack(blocks)))
 
 

@@ -16,13 +16,13 @@ from functools import partial
 from typing import Any, Callable, Iterator
 
 from ._backend import (
+    concat_rows,
     device_of,
     largest_indices,
-    map_blocks,
+    map_row_blocks,
     nearest_center_labels,
     parallel_region,
     picks_rows_cheaply,
-    row_chunk_size,
     segment_sum,
     subtract_row,
     take_rows,
@@ -63,30 +63,21 @@ def _nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
     Uses ``argmin_j ||c_j||^2 / 2 - x . c_j``, which drops ``||x||^2`` and the
     factor 2 from the squared distance without changing the minimiser.
     """
-    n_samples, n_clusters = X.shape[0], centers.shape[0]
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-    step = row_chunk_size(n_samples, n_clusters, xp=xp, device=device_of(X))
-    blocks = map_blocks(
-        lambda start: nearest_center_labels(X[start : start + step, :], centers, half_sq_norms),
-        range(0, n_samples, step),
-        xp=xp,
+    blocks = map_row_blocks(
+        lambda rows: nearest_center_labels(X[rows, :], centers, half_sq_norms),
+        X.shape[0], centers.shape[0], xp=xp, device=device_of(X),
     )
-    return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+    return concat_rows(blocks, xp=xp)
 
 
 def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
     """``||x_i - centers[labels_i]||^2`` for each row, computed exactly (no expansion)."""
-    n_samples, n_features = X.shape
-    step = row_chunk_size(n_samples, n_features, xp=xp, device=device_of(X))
-
-    blocks = map_blocks(
-        lambda start: _sq_distances_of_block(
-            X[start : start + step, :], centers, labels[start : start + step], xp=xp
-        ),
-        range(0, n_samples, step),
-        xp=xp,
+    blocks = map_row_blocks(
+        lambda rows: _sq_distances_of_block(X[rows, :], centers, labels[rows], xp=xp),
+        X.shape[0], X.shape[1], xp=xp, device=device_of(X),
     )
-    return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+    return concat_rows(blocks, xp=xp)
 
 
 def _sq_distances_of_block(rows: Any, centers: Any, labels: Any, *, xp: Any) -> Any:

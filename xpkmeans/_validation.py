@@ -17,8 +17,7 @@ from ._backend import (
     array_namespace,
     default_float_dtype,
     device_of,
-    map_blocks,
-    row_chunk_size,
+    map_row_blocks,
     to_numpy,
 )
 
@@ -94,11 +93,8 @@ def check_array(
         dtype = kind if kind in (xp.float32, xp.float64) else default_float_dtype(xp, device)
     if kind != dtype:
         X = xp.astype(X, dtype)
-    step = row_chunk_size(n_samples, n_features, xp=xp, device=device)
-    finite = map_blocks(  # in row blocks: some libraries' isfinite makes copies of X
-        lambda start: xp.all(xp.isfinite(X[start : start + step, :])),
-        range(0, n_samples, step),
-        xp=xp,
+    finite = map_row_blocks(  # in row blocks: some libraries' isfinite makes copies of X
+        lambda rows: xp.all(xp.isfinite(X[rows, :])), n_samples, n_features, xp=xp, device=device
     )
     if not bool(xp.all(xp.stack(finite))):
         msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."

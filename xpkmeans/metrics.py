@@ -18,10 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import (
+    concat_rows,
     device_of,
     from_host,
     host_rng,
-    row_chunk_size,
+    row_blocks,
     segment_sum,
     widest_float_dtype,
 )
@@ -148,7 +149,7 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
     """Silhouette of each point (widest float dtype); validated, encoded inputs.
 
     Rows go in blocks: each block holds its ``rows x n`` distances, reduced at
-    once to ``rows x n_labels`` sums; ``row_chunk_size`` keeps a block within
+    once to ``rows x n_labels`` sums; ``row_blocks`` keeps a block within
     the backend's work budget (one row at least), whatever ``n``.
     """
     n_samples = X.shape[0]
@@ -164,26 +165,22 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
     clusters = xp.arange(n_labels, device=device)[None, :]
     counts = segment_sum(xp.ones_like(sq_norms), codes, n_labels)[1]
 
-    step = row_chunk_size(n_samples, n_samples, xp=xp, device=device)
-    is_self = xp.eye(step, dtype=xp.bool, device=device)
     blocks = []
-    for start in range(0, n_samples, step):
-        stop = min(start + step, n_samples)
-        distances = xp.sqrt(xp.clip(left[start:stop, :] @ right, 0, None))
+    for block in row_blocks(n_samples, n_samples, xp=xp, device=device):
+        start, stop = block.start, block.stop
+        distances = xp.sqrt(xp.clip(left[block, :] @ right, 0, None))
         # a point's distance to itself is exactly 0 (the expansion leaves ~sqrt(eps))
-        rows = stop - start
-        distances[:, start:stop] = xp.where(
-            is_self[:rows, :rows], zero, distances[:, start:stop]
-        )
+        is_self = xp.eye(stop - start, dtype=xp.bool, device=device)
+        distances[:, block] = xp.where(is_self, zero, distances[:, block])
         # per cluster, the summed distances of each point of the block (n_labels x rows)
         cluster_sums = segment_sum(xp.permute_dims(distances, (1, 0)), codes, n_labels)[0]
-        own_cluster = xp.astype(codes[start:stop, None] == clusters, dtype)
+        own_cluster = xp.astype(codes[block, None] == clusters, dtype)
         blocks.append(
             _silhouette_from_cluster_sums(
                 xp.permute_dims(cluster_sums, (1, 0)), own_cluster, counts, xp=xp
             )
         )
-    return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+    return concat_rows(blocks, xp=xp)
 
 
 def silhouette_samples(X: Any, labels: Any) -> Any:

@@ -1,0 +1,73 @@
+"""What the array API standard lacks, in one place: the only package that
+names a backend.
+
+Every primitive has a portable twin written against the standard
+(``_portable``); a fast path is allowed only where ``tests/test_backend.py``
+proves it equals that twin. The rooms:
+
+- ``_primitives``: the public primitives, each a guard per fast path, then
+  the portable twin (``nearest_center_labels``, ``nearest_two_centers``,
+  ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
+  ``subtract_row``);
+- ``_portable``: the portable twins;
+- ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
+- ``_host``: the host random generator, host copies, devices, dtypes and row
+  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits.
+"""
+
+from ._host import (
+    array_namespace,
+    concat_rows,
+    default_float_dtype,
+    device_of,
+    from_host,
+    host_rng,
+    is_cpu_device,
+    is_cuda_array,
+    map_row_blocks,
+    picks_rows_cheaply,
+    row_blocks,
+    row_chunk_size,
+    synchronize,
+    to_numpy,
+    widest_float_dtype,
+)
+from ._primitives import (
+    largest_indices,
+    nearest_center_labels,
+    nearest_two_centers,
+    scatter,
+    segment_sum,
+    subtract_row,
+    take_rows,
+)
+from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
+
+__all__ = [
+    "array_namespace",
+    "blas_is_limited",
+    "concat_rows",
+    "default_float_dtype",
+    "device_of",
+    "from_host",
+    "host_rng",
+    "is_cpu_device",
+    "is_cuda_array",
+    "largest_indices",
+    "map_blocks",
+    "map_row_blocks",
+    "n_cores",
+    "nearest_center_labels",
+    "nearest_two_centers",
+    "parallel_region",
+    "picks_rows_cheaply",
+    "row_blocks",
+    "row_chunk_size",
+    "scatter",
+    "segment_sum",
+    "subtract_row",
+    "synchronize",
+    "take_rows",
+    "to_numpy",
+    "widest_float_dtype",
+]

@@ -1,0 +1,95 @@
+"""The backend primitives: one guard per fast path, then the portable twin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
+
+from . import _gpu, _numpy, _portable
+from ._host import array_namespace
+
+
+def nearest_center_labels(X: Any, centers: Any, half_sq_norms: Any) -> Any:
+    """For each row ``x`` of ``X``, the first ``j`` minimising
+    ``half_sq_norms[j] - x @ centers[j]`` (the nearest centre when
+    ``half_sq_norms`` is ``||c_j||^2 / 2``).
+
+    ``X`` is one block of rows: the scores are a ``rows x n_clusters`` temporary.
+    """
+    if is_numpy_array(X) and centers.shape[0] <= _numpy.SCAN_MAX_CLUSTERS:
+        return _numpy.nearest_center_labels(X, centers, half_sq_norms)
+    return _portable.nearest_center_labels(X, centers, half_sq_norms)
+
+
+def nearest_two_centers(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, Any, Any]:
+    """``nearest_center_labels``, with the smallest and second smallest score
+    of each row (``+inf`` for a single centre). The labels are those of
+    ``nearest_center_labels`` on the same rows.
+    """
+    if is_numpy_array(X) and centers.shape[0] <= _numpy.SCAN_MAX_CLUSTERS:
+        return _numpy.nearest_two_centers(X, centers, half_sq_norms)
+    return _portable.nearest_two_centers(X, centers, half_sq_norms)
+
+
+def scatter(values: Any, indices: Any, updates: Any) -> Any:
+    """A copy of the 1-D ``values`` with ``values[indices] = updates``
+    (``indices`` sorted and distinct, as ``nonzero`` gives them)."""
+    if is_numpy_array(values):
+        return _numpy.scatter(values, indices, updates)
+    if is_torch_array(values) or is_cupy_array(values):
+        return _gpu.scatter(values, indices, updates)
+    return _portable.scatter(values, indices, updates)
+
+
+def largest_indices(values: Any, count: int) -> Any:
+    """Indices of the ``count`` largest of the 1-D ``values``, largest first,
+    ties by lowest index: ``argsort(values, descending=True, stable=True)[:count]``."""
+    count = min(count, values.shape[0])
+    if is_numpy_array(values) and count > 0:
+        return _numpy.largest_indices(values, count)
+    return _portable.largest_indices(values, count)
+
+
+def segment_sum(
+    values: Any, segment_ids: Any, n_segments: int, *, weights: Any = None
+) -> tuple[Any, Any]:
+    """Sum the (weighted) rows of ``values`` that share a segment id.
+
+    Parameters
+    ----------
+    values : array of shape (n, d)
+    segment_ids : integer array of shape (n,), each in ``[0, n_segments)``
+    n_segments : int
+    weights : array of shape (n,), optional
+        Each row is multiplied by its weight before summing; None means 1.
+
+    Returns
+    -------
+    sums : array of shape (n_segments, d)
+        Per segment, the sum of ``weights[i] * values[i]``.
+    totals : array of shape (n_segments,)
+        Per segment, the sum of ``weights[i]`` (the row count without weights).
+    """
+    if is_numpy_array(values):
+        return _numpy.segment_sum(values, segment_ids, n_segments, weights)
+    if is_torch_array(values):
+        return _gpu.segment_sum_torch(values, segment_ids, n_segments, weights)
+    if is_cupy_array(values):
+        return _gpu.segment_sum_cupy(values, segment_ids, n_segments, weights)
+    return _portable.segment_sum(values, segment_ids, n_segments, weights=weights)
+
+
+def subtract_row(X: Any, row: Any) -> Any:
+    """``X - row`` (a new array), laid out for the fastest kernels of the backend
+    (NumPy: column-major, so that ``segment_sum`` reads contiguous features)."""
+    if is_numpy_array(X):
+        return _numpy.subtract_row(X, row)
+    return X - row
+
+
+def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
+    """``xp.take(X, indices, axis=0)``, laid out like ``like`` where that matters."""
+    if is_numpy_array(X):
+        return _numpy.take_rows(X, indices, like)
+    return array_namespace(X).take(X, indices, axis=0)

@@ -1,0 +1,108 @@
+"""NumPy's row blocks on all CPU cores, with BLAS limited to one thread per block."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+from array_api_compat import is_numpy_namespace
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def n_cores() -> int:
+    """CPU cores of this machine (cached: uncached it costs tens of microseconds)."""
+    return os.cpu_count() or 1
+
+
+def _cpu_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=n_cores())
+        return _pool
+
+
+def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any) -> list:
+    """``[function(b) for b in blocks]``, run on all CPU cores for NumPy.
+
+    NumPy works on one core outside BLAS but releases the GIL in matmul,
+    argmin and element-wise loops, so blocks run in threads: one contiguous
+    run of blocks per core, the first in the calling thread (waking a thread
+    costs tens of microseconds, as much as a small block). Other libraries
+    parallelise (or queue on a device) by themselves and run the blocks in order.
+    """
+    blocks = list(blocks)
+    n_runs = min(len(blocks), n_cores())
+    if n_runs < 2 or not is_numpy_namespace(xp):
+        return [function(block) for block in blocks]
+    bounds = [len(blocks) * run // n_runs for run in range(n_runs + 1)]
+    runs = [blocks[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    with parallel_region(xp):
+        others = [_cpu_pool().submit(_map_run, function, run) for run in runs[1:]]
+        results = _map_run(function, runs[0])
+        for other in others:
+            results.extend(other.result())
+    return results
+
+
+def _map_run(function: Callable[[Any], Any], blocks: list) -> list:
+    return [function(block) for block in blocks]
+
+
+# BLAS limits are process-wide, so regions are counted across threads: the
+# limit is set when the first region opens and lifted when the last one closes.
+_regions_open = 0
+_regions_lock = threading.Lock()
+_saved_limits: Any = None
+
+
+@contextlib.contextmanager
+def parallel_region(xp: Any) -> Iterator[None]:
+    """Context for a region that calls ``map_blocks``: one BLAS thread per block.
+
+    As in scikit-learn, BLAS is limited to one thread while blocks run in
+    parallel, so the cores are not oversubscribed. A whole fit runs in one
+    region: entering the first costs 40 us (nested or concurrent ones are
+    free), and BLAS's own worker threads, once woken, keep spinning after the
+    call and slow whatever runs next on the cores. Two fits in two threads
+    share one limit, lifted when the last of them ends.
+    """
+    global _regions_open, _saved_limits
+    controller = _blas_controller() if is_numpy_namespace(xp) else None
+    if controller is None:
+        yield
+        return
+    with _regions_lock:
+        if _regions_open == 0:
+            _saved_limits = controller.limit(limits=1, user_api="blas")
+        _regions_open += 1
+    try:
+        yield
+    finally:
+        with _regions_lock:
+            _regions_open -= 1
+            if _regions_open == 0:
+                _saved_limits.restore_original_limits()
+                _saved_limits = None
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    # Finding the loaded BLAS libraries takes milliseconds: do it once.
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a core dependency
+        return None
+    return ThreadpoolController()
+
+
+def blas_is_limited() -> bool:
+    """True while a ``parallel_region`` is open in any thread."""
+    return _regions_open > 0
