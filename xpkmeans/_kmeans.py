@@ -17,6 +17,7 @@ from ._backend import (
     device_of,
     host_rng,
     map_row_blocks,
+    nearest_centers,
     parallel_region,
     picks_rows_cheaply,
     segment_sum,
@@ -24,7 +25,7 @@ from ._backend import (
 )
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
-from ._lloyd import _inertia, _kmeans_single_lloyd, _nearest_centers, center_data
+from ._lloyd import _inertia, _kmeans_single_lloyd, center_data
 from ._sklearn_compat import (
     BaseEstimator,
     ClusterMixin,
@@ -357,7 +358,7 @@ default="k-means++"
         if fitted is self.cluster_centers_ and device_of(X_mean) == device_of(X):
             # the arithmetic of fit (centred data), so predict(X_train) == labels_
             X, centers = X - xp.astype(X_mean, X.dtype), xp.astype(centered_centers, X.dtype)
-        return _nearest_centers(X, centers, xp=xp)
+        return nearest_centers(X, centers)
 
     def transform(self, X: Any) -> Any:
         """Euclidean distance of each sample to each centre.
@@ -377,7 +378,7 @@ default="k-means++"
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         weights = check_sample_weight(sample_weight, X, xp)
-        labels = _nearest_centers(X, centers, xp=xp)
+        labels = nearest_centers(X, centers)
         return -float(_inertia(X, weights, centers, labels, xp=xp))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

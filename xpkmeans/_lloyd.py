@@ -12,7 +12,6 @@ No function builds an (n_samples x n_clusters) matrix: rows go in blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any, Callable, Iterator
 
 from ._backend import (
@@ -20,7 +19,8 @@ from ._backend import (
     device_of,
     largest_indices,
     map_row_blocks,
-    nearest_center_labels,
+    nearest_centers,
+    nearest_centers_and_sums,
     parallel_region,
     picks_rows_cheaply,
     segment_sum,
@@ -55,20 +55,6 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
 
 
 # ------------------------------------------------------------------ E step
-
-
-def _nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
-    """Index of the nearest centre for each row of ``X`` (ties: lowest index).
-
-    Uses ``argmin_j ||c_j||^2 / 2 - x . c_j``, which drops ``||x||^2`` and the
-    factor 2 from the squared distance without changing the minimiser.
-    """
-    half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-    blocks = map_row_blocks(
-        lambda rows: nearest_center_labels(X[rows, :], centers, half_sq_norms),
-        X.shape[0], centers.shape[0], xp=xp, device=device_of(X),
-    )
-    return concat_rows(blocks, xp=xp)
 
 
 def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
@@ -235,6 +221,47 @@ class LloydStep:
     converged: bool
 
 
+def _assign_and_sum(
+    X: Any, sample_weight: Any, centers: Any, previous: _ClusterSums | None, *,
+    nearest: Callable[[Any], Any] | None, xp: Any,
+) -> _ClusterSums:
+    """E step, then the sums of the M step for its labels.
+
+    One fused pass over X (``nearest_centers_and_sums``) unless the E step is
+    injected (Hamerly) or the sums can be updated from ``previous`` by the
+    few points that moved (``_cluster_sums``).
+    """
+    incremental = previous is not None and sample_weight is None and picks_rows_cheaply(X)
+    if nearest is None and not incremental:
+        labels, sums, totals = nearest_centers_and_sums(X, centers, weights=sample_weight)
+        return _ClusterSums(sums, totals, labels)
+    labels = nearest_centers(X, centers) if nearest is None else nearest(centers)
+    return _cluster_sums(X, sample_weight, labels, centers.shape[0], xp=xp, previous=previous)
+
+
+@dataclass(frozen=True)
+class _IterationSummary:
+    """What the host learns of an iteration, in one device-to-host copy."""
+
+    labels_changed: bool
+    center_shift: float
+    n_empty: int
+
+
+def _summarise(
+    previous_labels: Any, cluster_sums: _ClusterSums, centers: Any, new_centers: Any, *, xp: Any
+) -> _IterationSummary:
+    dtype = new_centers.dtype
+    if previous_labels is None:
+        changed = xp.ones((), dtype=dtype, device=device_of(centers))
+    else:
+        changed = xp.astype(xp.any(cluster_sums.labels != previous_labels), dtype)
+    shift = xp.sum((new_centers - centers) ** 2)
+    n_empty = xp.astype(_count_empty(cluster_sums, xp=xp), dtype)
+    changed, shift, n_empty = to_numpy(xp.stack([changed, shift, n_empty]))
+    return _IterationSummary(bool(changed), float(shift), int(n_empty))
+
+
 def _lloyd_iterations(
     X: Any,
     sample_weight: Any,
@@ -248,54 +275,46 @@ def _lloyd_iterations(
 ) -> Iterator[LloydStep]:
     """Run EM from ``centers`` and yield every iteration; the last one is final.
 
-    Stops when the labels do not change (strict convergence), when the squared
-    centre shift is ``<= tol``, or after ``max_iter`` iterations. Unless the
+    Stop rule: the labels did not change (strict convergence), the squared
+    centre shift is ``<= tol``, or ``max_iter`` iterations ran. Unless the
     labels stopped changing, the last step's labels are recomputed against the
     final centres so that labels and centres agree.
 
-    ``nearest(centers)`` is the E step (default: ``_nearest_centers`` of
+    ``nearest(centers)`` is the E step (default: ``nearest_centers`` of
     ``X``); it may keep state from call to call, as Hamerly's bounds do.
 
     Each iteration copies to the host once: three numbers (labels changed,
     centre shift, empty clusters). Relocating empty clusters, which is rare,
     costs one more copy.
     """
-    if nearest is None:
-        nearest = partial(_nearest_centers, X, xp=xp)
-    n_clusters = centers.shape[0]
-    previous_labels = cluster_sums = None
+    cluster_sums = previous_labels = None
     for iteration in range(1, max_iter + 1):
-        labels = nearest(centers)
-        cluster_sums = _cluster_sums(
-            X, sample_weight, labels, n_clusters, xp=xp, previous=cluster_sums
+        cluster_sums = _assign_and_sum(
+            X, sample_weight, centers, cluster_sums, nearest=nearest, xp=xp
         )
+        labels = cluster_sums.labels
         new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
-        if previous_labels is None:
-            changed = xp.ones((), dtype=X.dtype, device=device_of(X))
-        else:
-            changed = xp.astype(xp.any(labels != previous_labels), X.dtype)
-        shift = xp.sum((new_centers - centers) ** 2)
-        n_empty = xp.astype(_count_empty(cluster_sums, xp=xp), X.dtype)
-        changed_host, shift_host, n_empty_host = to_numpy(xp.stack([changed, shift, n_empty]))
-        if n_empty_host > 0:
+        summary = _summarise(previous_labels, cluster_sums, centers, new_centers, xp=xp)
+        shift = summary.center_shift
+        if summary.n_empty > 0:
             cluster_sums = _relocate_empty_clusters(
                 X, sample_weight, centers, cluster_sums, xp=xp
             )
             new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
             cluster_sums = None  # no longer the sums of `labels`
-            shift_host = float(xp.sum((new_centers - centers) ** 2))
+            shift = float(xp.sum((new_centers - centers) ** 2))
 
         # Relocation moves centres without relabelling: not a fixed point yet.
-        strict = not changed_host and n_empty_host == 0
-        converged = strict or shift_host <= tol
+        strict = not summary.labels_changed and summary.n_empty == 0
+        converged = strict or shift <= tol
         last = converged or iteration == max_iter
         previous_centers, centers = centers, new_centers
         if last and not strict:
-            labels = nearest(centers)
+            labels = nearest_centers(X, centers) if nearest is None else nearest(centers)
         inertia = None
         if track_inertia:  # the objective of the new centres: each point to its nearest
             # last step: labels are already nearest (relabelled, or unchanged centres)
-            nearest_labels = labels if last else _nearest_centers(X, centers, xp=xp)
+            nearest_labels = labels if last else nearest_centers(X, centers)
             inertia = float(_inertia(X, sample_weight, centers, nearest_labels, xp=xp))
         yield LloydStep(
             iteration=iteration,
@@ -303,8 +322,8 @@ def _lloyd_iterations(
             centers=centers,
             previous_centers=previous_centers,
             inertia=inertia,
-            center_shift=float(shift_host),
-            converged=bool(converged),
+            center_shift=shift,
+            converged=converged,
         )
         if last:
             return
@@ -369,7 +388,7 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
     X, xp = check_array(X)
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)
-    labels = _nearest_centers(X, centers, xp=xp)
+    labels = nearest_centers(X, centers)
     return labels, _inertia(X, weights, centers, labels, xp=xp)
 
 

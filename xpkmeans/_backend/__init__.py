@@ -6,9 +6,11 @@ Every primitive has a portable twin written against the standard
 proves it equals that twin. The rooms:
 
 - ``_primitives``: the public primitives, each a guard per fast path, then
-  the portable twin (``nearest_center_labels``, ``nearest_two_centers``,
+  the portable twin: on one block of rows (``nearest_center_labels``,
+  ``nearest_two_centers``), whole passes over X (``nearest_centers``,
+  ``nearest_centers_and_sums``: a fused kernel where one exists),
   ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
-  ``subtract_row``);
+  ``subtract_row``;
 - ``_portable``: the portable twins;
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
 - ``_host``: the host random generator, host copies, devices, dtypes and row
@@ -35,6 +37,8 @@ from ._host import (
 from ._primitives import (
     largest_indices,
     nearest_center_labels,
+    nearest_centers,
+    nearest_centers_and_sums,
     nearest_two_centers,
     scatter,
     segment_sum,
@@ -58,6 +62,8 @@ __all__ = [
     "map_row_blocks",
     "n_cores",
     "nearest_center_labels",
+    "nearest_centers",
+    "nearest_centers_and_sums",
     "nearest_two_centers",
     "parallel_region",
     "picks_rows_cheaply",

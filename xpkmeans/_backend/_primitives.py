@@ -7,7 +7,7 @@ from typing import Any
 from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
 from . import _gpu, _numpy, _portable
-from ._host import array_namespace
+from ._host import array_namespace, concat_rows, device_of, map_row_blocks, widest_float_dtype
 
 
 def nearest_center_labels(X: Any, centers: Any, half_sq_norms: Any) -> Any:
@@ -93,3 +93,43 @@ def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
     if is_numpy_array(X):
         return _numpy.take_rows(X, indices, like)
     return array_namespace(X).take(X, indices, axis=0)
+
+
+# ------------------------------------------------------------------ whole passes over X
+# One call per pass over all rows: a compiled kernel (Triton on CUDA, numba on
+# the CPU) does the pass in one launch; the portable pass goes in row blocks.
+
+
+def nearest_centers(X: Any, centers: Any) -> Any:
+    """Index of the nearest centre of each row of ``X`` (ties: lowest index),
+    by the scores ``||c||^2 / 2 - x . c``; rows go in blocks."""
+    xp = array_namespace(X, centers)
+    half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
+    blocks = map_row_blocks(
+        lambda rows: nearest_center_labels(X[rows, :], centers, half_sq_norms),
+        X.shape[0], centers.shape[0], xp=xp, device=device_of(X),
+    )
+    return concat_rows(blocks, xp=xp)
+
+
+def nearest_centers_and_sums(
+    X: Any, centers: Any, *, weights: Any = None
+) -> tuple[Any, Any, Any]:
+    """One Lloyd pass: the E step and the sums of the M step.
+
+    Returns
+    -------
+    labels : integer array of shape (n_samples,)
+        ``nearest_centers(X, centers)``.
+    sums : array of shape (n_clusters, n_features)
+        Per cluster, the sum of ``weights[i] * X[i]`` over its points, in the
+        widest float of the device.
+    totals : array of shape (n_clusters,)
+        Per cluster, the sum of the weights (the count without weights), in
+        the widest float of the device.
+    """
+    xp = array_namespace(X, centers)
+    labels = nearest_centers(X, centers)
+    sums, totals = segment_sum(X, labels, centers.shape[0], weights=weights)
+    accumulate = widest_float_dtype(xp, device_of(X))
+    return labels, xp.astype(sums, accumulate), xp.astype(totals, accumulate)
