@@ -24,6 +24,47 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def _has_cuda_device() -> bool:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, or no driver
+        return False
+
+
+def _interpret_triton_without_cuda() -> None:
+    """Without a CUDA device, Triton's kernels run in its interpreter on torch
+    CPU tensors (``tests/test_triton.py``): TRITON_INTERPRET must be set
+    before triton is first imported."""
+    if _has_cuda_device():
+        return
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    try:
+        from triton.runtime import interpreter
+    except ImportError:
+        return
+    # triton 3.6's interpreter takes a scalar's index by ``int`` of a 1-element
+    # array, which NumPy >= 2.4 refuses: ``range`` over a kernel argument fails
+    original = interpreter._patch_lang_tensor
+
+    def patch_lang_tensor(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    interpreter._patch_lang_tensor = patch_lang_tensor
+
+
+_interpret_triton_without_cuda()
+
+
 @dataclass(frozen=True)
 class Backend:
     """An array namespace and a device to put test data on."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
-from . import _gpu, _numpy, _portable
+from . import _gpu, _numpy, _portable, _triton
 from ._host import array_namespace, concat_rows, device_of, map_row_blocks, widest_float_dtype
 
 
@@ -27,6 +27,8 @@ def nearest_two_centers(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, 
     of each row (``+inf`` for a single centre). The labels are those of
     ``nearest_center_labels`` on the same rows.
     """
+    if _triton.handles(X, centers):
+        return _triton.nearest_two_centers(X, centers, half_sq_norms)
     if is_numpy_array(X) and centers.shape[0] <= _numpy.SCAN_MAX_CLUSTERS:
         return _numpy.nearest_two_centers(X, centers, half_sq_norms)
     return _portable.nearest_two_centers(X, centers, half_sq_norms)
@@ -103,6 +105,8 @@ def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
 def nearest_centers(X: Any, centers: Any) -> Any:
     """Index of the nearest centre of each row of ``X`` (ties: lowest index),
     by the scores ``||c||^2 / 2 - x . c``; rows go in blocks."""
+    if _triton.handles(X, centers):
+        return _triton.nearest_centers(X, centers)
     xp = array_namespace(X, centers)
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
     blocks = map_row_blocks(
@@ -128,6 +132,8 @@ def nearest_centers_and_sums(
         Per cluster, the sum of the weights (the count without weights), in
         the widest float of the device.
     """
+    if _triton.handles(X, centers):
+        return _triton.nearest_centers_and_sums(X, centers, weights=weights)
     xp = array_namespace(X, centers)
     labels = nearest_centers(X, centers)
     sums, totals = segment_sum(X, labels, centers.shape[0], weights=weights)

@@ -1,0 +1,274 @@
+"""The Triton kernels of one Lloyd pass equal the portable float32 path.
+
+On a CUDA machine they run on torch CUDA tensors (and CuPy arrays through
+the primitives); elsewhere in Triton's interpreter on torch CPU tensors
+(``conftest.py`` sets ``TRITON_INTERPRET=1``), where TF32 is not emulated:
+there every precision computes plain float32 products.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton", reason="triton is not installed (the CUDA fast path is optional)")
+
+from xpkmeans._backend import _portable, _triton  # noqa: E402
+
+ON_CUDA = torch.cuda.is_available()
+if not ON_CUDA and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no CUDA device and triton was imported before TRITON_INTERPRET=1",
+                allow_module_level=True)
+DEVICE = torch.device("cuda", torch.cuda.current_device()) if ON_CUDA else torch.device("cpu")
+EXACT = list(_triton.EXACT_PRECISIONS)
+
+
+@pytest.fixture
+def tiles(monkeypatch):
+    """Force tile settings (``_triton.tile_config`` keys) for one test."""
+
+    def force(**settings):
+        monkeypatch.setattr(_triton, "config_override", settings)
+
+    return force
+
+
+def _tensor(values):
+    return torch.asarray(np.asarray(values, dtype=np.float32), device=DEVICE)
+
+
+def _portable_scores(X, centers):
+    half_sq_norms = 0.5 * torch.sum(centers * centers, dim=1)
+    return _portable.nearest_two_centers(X, centers, half_sq_norms)
+
+
+def _assert_labels_equal_up_to_ties(X, centers, labels, expected):
+    """Labels equal, except where both centres are equally near in float32
+    rounding (then the float64 scores of the two differ by rounding only)."""
+    labels, expected = labels.cpu().numpy(), expected.cpu().numpy()
+    differ = np.nonzero(labels != expected)[0]
+    if differ.size == 0:
+        return
+    x = X.cpu().numpy().astype(np.float64)[differ]
+    c = centers.cpu().numpy().astype(np.float64)
+    score = lambda j: 0.5 * np.sum(c[j] ** 2, axis=1) - np.sum(x * c[j], axis=1)  # noqa: E731
+    scale = np.linalg.norm(x, axis=1) * np.linalg.norm(c, axis=1).max() + np.sum(c**2, axis=1).max()
+    gap = np.abs(score(labels[differ]) - score(expected[differ]))
+    assert np.all(gap <= 1e-5 * scale), f"{differ.size} labels differ beyond rounding"
+
+
+def _reference_sums(X, labels, k, weights=None):
+    x = X.cpu().numpy().astype(np.float64)
+    w = np.ones(x.shape[0]) if weights is None else weights.cpu().numpy().astype(np.float64)
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels.cpu().numpy(), x * w[:, None])
+    return sums, np.bincount(labels.cpu().numpy(), w, minlength=k)
+
+
+SHAPES = [  # n not a multiple of any tile; d in {1, 2, 3, 17, 129}; k = 1
+    (1000, 1, 5),
+    (257, 2, 1),
+    (300, 3, 9),
+    (200, 17, 40),
+    (130, 129, 20),
+]
+
+
+@pytest.mark.parametrize("precision", EXACT)
+@pytest.mark.parametrize(("n", "d", "k"), SHAPES)
+def test_triton_labels_and_sums_equal_portable(n, d, k, precision):
+    rng = np.random.default_rng(n + d + k)
+    X = _tensor(rng.standard_normal((n, d)))
+    centers = _tensor(rng.standard_normal((k, d)))
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(X, centers, dot_precision=precision)
+
+    expected, _, _ = _portable_scores(X, centers)
+    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+    assert labels.dtype == expected.dtype and labels.device == X.device
+    ref_sums, ref_totals = _reference_sums(X, labels, k)
+    assert sums.dtype == torch.float64 and totals.dtype == torch.float64
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
+
+
+@pytest.mark.parametrize("precision", EXACT)
+def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision):
+    tiles(BLOCK_N=32, BLOCK_K=16, BLOCK_D=16)  # k = 70: 5 centre tiles; d = 40: 3 chunks
+    rng = np.random.default_rng(3)
+    X = _tensor(rng.standard_normal((150, 40)))
+    centers = _tensor(rng.standard_normal((70, 40)))
+
+    labels = _triton.nearest_centers(X, centers, dot_precision=precision)
+    two = _triton.nearest_two_centers(
+        X, centers, 0.5 * torch.sum(centers * centers, dim=1), dot_precision=precision
+    )
+
+    expected, best, second = _portable_scores(X, centers)
+    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+    np.testing.assert_array_equal(two[0].cpu().numpy(), labels.cpu().numpy())
+    np.testing.assert_allclose(two[1].cpu().numpy(), best.cpu().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(two[2].cpu().numpy(), second.cpu().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", EXACT)
+def test_triton_exact_ties_and_duplicate_centres_go_to_the_lowest_index(tiles, precision):
+    tiles(BLOCK_K=16)  # the duplicates fall in different centre tiles
+    rng = np.random.default_rng(4)
+    X = _tensor(rng.integers(-3, 4, (300, 3)))  # small integers: every product is exact
+    base = rng.integers(-3, 4, (12, 3))
+    centers = _tensor(np.concatenate([base, base, base[::-1]]))  # each centre three times
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(X, centers, dot_precision=precision)
+    _, best, second = _triton.nearest_two_centers(
+        X, centers, 0.5 * torch.sum(centers * centers, dim=1), dot_precision=precision
+    )
+
+    expected, ref_best, ref_second = _portable_scores(X, centers)
+    np.testing.assert_array_equal(labels.cpu().numpy(), expected.cpu().numpy())
+    np.testing.assert_array_equal(best.cpu().numpy(), ref_best.cpu().numpy())
+    np.testing.assert_array_equal(second.cpu().numpy(), ref_second.cpu().numpy())
+    assert np.all(labels.cpu().numpy() < 12)  # duplicates never win
+    ref_sums, ref_totals = _reference_sums(X, labels, centers.shape[0])
+    np.testing.assert_array_equal(sums.cpu().numpy(), ref_sums)
+    np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
+
+
+def test_triton_checked_tf32_redoes_the_tied_rows():
+    # exact ties have margin 0: every row is listed and redone in float32
+    X = _tensor(np.ones((70, 4)))
+    centers = _tensor(np.ones((3, 4)))
+    X_t, centers_t = _triton._as_torch(X), _triton._as_torch(centers)
+    out = _triton._launch(X_t, centers_t, with_sums=True, dot_precision="tf32-check")
+    assert int(out["n_listed"][0]) == 70
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), np.zeros(70))
+    np.testing.assert_array_equal(out["totals"].cpu().numpy(), [70, 0, 0])
+
+
+@pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])
+def test_triton_weighted_sums(precision):
+    rng = np.random.default_rng(5)
+    X = _tensor(rng.standard_normal((333, 6)))
+    centers = _tensor(rng.standard_normal((7, 6)))
+    weights = _tensor(rng.uniform(0, 2, 333))
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(
+        X, centers, weights=weights, dot_precision=precision
+    )
+
+    ref_sums, ref_totals = _reference_sums(X, labels, 7, weights)
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-5)
+
+
+def test_triton_non_contiguous_input():
+    rng = np.random.default_rng(6)
+    wide = _tensor(rng.standard_normal((260, 10)))
+    X = wide[:, ::2]  # strided columns
+    X_t = _tensor(rng.standard_normal((5, 200))).T  # column-major
+    centers = _tensor(rng.standard_normal((4, 5)))
+
+    for data in (X, X_t):
+        labels, sums, _ = _triton.nearest_centers_and_sums(data, centers)
+        expected, _, _ = _portable_scores(data.contiguous(), centers)
+        _assert_labels_equal_up_to_ties(data, centers, labels, expected)
+        ref_sums, _ = _reference_sums(data, labels, 4)
+        np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-5)
+
+
+def test_triton_no_rows():
+    centers = _tensor(np.ones((3, 2)))
+    labels, sums, totals = _triton.nearest_centers_and_sums(_tensor(np.ones((0, 2))), centers)
+    assert labels.shape == (0,)
+    np.testing.assert_array_equal(sums.cpu().numpy(), np.zeros((3, 2)))
+    np.testing.assert_array_equal(totals.cpu().numpy(), np.zeros(3))
+
+
+def test_triton_precision_setting(monkeypatch):
+    monkeypatch.setenv("XPKMEANS_CUDA_PRECISION", "tf32")
+    assert _triton.precision() == "tf32"
+    monkeypatch.setenv("XPKMEANS_CUDA_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="XPKMEANS_CUDA_PRECISION"):
+        _triton.precision()
+
+
+def test_triton_handles_only_float32_cuda_arrays():
+    X = torch.ones((4, 2), dtype=torch.float32)
+    assert not _triton.handles(X, X)  # CPU tensors take the portable path
+    assert not _triton.handles(np.ones((4, 2), np.float32), np.ones((4, 2), np.float32))
+    if ON_CUDA:
+        Xc = X.to(DEVICE)
+        assert _triton.handles(Xc, Xc)
+        assert not _triton.handles(Xc.double(), Xc.double())
+
+
+# ------------------------------------------------------------------ on a GPU: the primitives
+
+
+@pytest.mark.parametrize("library", ["torch-cuda", "cupy"])
+def test_triton_primitives_on_cuda_arrays_equal_portable(library):
+    if not ON_CUDA:
+        pytest.skip("needs a CUDA device")
+    from xpkmeans._backend import nearest_centers, nearest_centers_and_sums, to_numpy
+
+    rng = np.random.default_rng(7)
+    X_host = rng.standard_normal((5000, 24)).astype(np.float32)
+    C_host = rng.standard_normal((300, 24)).astype(np.float32)
+    if library == "cupy":
+        cupy = pytest.importorskip("cupy")
+        X, centers = cupy.asarray(X_host), cupy.asarray(C_host)
+    else:
+        X, centers = torch.asarray(X_host, device=DEVICE), torch.asarray(C_host, device=DEVICE)
+
+    labels = nearest_centers(X, centers)
+    fused_labels, sums, totals = nearest_centers_and_sums(X, centers)
+
+    assert type(labels) is type(X) and type(sums) is type(X)
+    X_t, C_t = torch.asarray(X_host), torch.asarray(C_host)
+    expected, _, _ = _portable_scores(X_t, C_t)
+    _assert_labels_equal_up_to_ties(X_t, C_t, torch.asarray(to_numpy(labels)), expected)
+    np.testing.assert_array_equal(to_numpy(fused_labels), to_numpy(labels))
+    ref_sums, ref_totals = _reference_sums(X_t, torch.asarray(to_numpy(labels)), 300)
+    np.testing.assert_allclose(to_numpy(sums), ref_sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(to_numpy(totals), ref_totals)
+
+
+# ------------------------------------------------------------------ compiled for a real GPU
+
+
+_COMPILE = """
+import json, sys
+from triton.backends.compiler import GPUTarget
+from xpkmeans._backend import _triton
+shared = {}
+for n, d, k in [(10_000_000, 32, 256), (8_000_000, 128, 1024), (1000, 3, 70000)]:
+    for precision in ("tf32x3", "tf32-check", "ieee", "tf32"):
+        kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), n, d, k, precision)
+        shared[f"{n}x{d}x{k} {precision}"] = [kernel.metadata.shared for kernel in kernels]
+print(json.dumps(shared))
+"""
+
+
+def test_triton_compiles_for_sm90():
+    """The kernels of the benchmark shapes (and k = 70,000) compile for an
+    H100 (sm_90) on any machine: shared memory and dot sizes are checked,
+    which the interpreter does not. A subprocess, since this one interprets."""
+    import json
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", _COMPILE], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and ("ptxas" in done.stderr or "backend" in done.stderr.lower()):
+        pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    shared = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(shared) == 12
+    for name, sizes in shared.items():
+        assert max(sizes) <= 227 * 1024, f"{name}: {sizes} bytes of shared memory"

@@ -1,0 +1,295 @@
+"""CUDA fast paths by Triton: one fused pass over X per Lloyd iteration.
+
+The kernels are in ``_triton_kernels``; this module picks the tiles and
+launches them on torch CUDA tensors, and on CuPy arrays through zero-copy
+DLPack. It is imported only for float32 CUDA arrays where triton imports
+(``handles``); everything else takes the portable path.
+
+Precision (``XPKMEANS_CUDA_PRECISION``):
+
+- ``"tf32x3"`` (default, exact): each product in three TF32 passes, float32
+  accuracy; labels equal the portable float32 path's up to ties within
+  rounding.
+- ``"tf32-check"`` (exact): one TF32 pass, then a float32 pass over the
+  rows whose best and second best scores lie within TF32's error bound.
+- ``"ieee"`` (exact): plain float32 products, no tensor cores.
+- ``"tf32"`` (**approximate**, opt-in): one TF32 pass; points near a boundary
+  between two clusters may get the farther one (about 1 in 1,000 on
+  benchmark data).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from array_api_compat import is_cupy_array, is_torch_array
+
+PRECISIONS = ("tf32x3", "tf32-check", "ieee", "tf32")
+EXACT_PRECISIONS = ("tf32x3", "tf32-check", "ieee")
+DEFAULT_PRECISION = "tf32x3"
+
+#: Tile settings forced by benchmarks and tests (keys of ``tile_config``).
+config_override: dict[str, Any] = {}
+
+
+@lru_cache(maxsize=1)
+def triton_imports() -> bool:
+    """True when triton and torch import (Triton launches through torch)."""
+    try:
+        import torch  # noqa: F401
+        import triton  # noqa: F401
+
+        from . import _triton_kernels  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA install
+        return False
+    return True
+
+
+def handles(X: Any, centers: Any) -> bool:
+    """True for float32 CUDA arrays (torch or CuPy) where triton imports."""
+    if is_torch_array(X):
+        if not (X.is_cuda and str(X.dtype) == "torch.float32" and str(centers.dtype) == str(X.dtype)):
+            return False
+    elif is_cupy_array(X):
+        if not (X.dtype.name == "float32" and centers.dtype == X.dtype):
+            return False
+    else:
+        return False
+    return triton_imports()
+
+
+def precision() -> str:
+    """The dot precision of this call (``XPKMEANS_CUDA_PRECISION``)."""
+    mode = os.environ.get("XPKMEANS_CUDA_PRECISION", DEFAULT_PRECISION)
+    if mode not in PRECISIONS:
+        msg = f"`XPKMEANS_CUDA_PRECISION` must be one of {PRECISIONS}, got {mode!r}."
+        raise ValueError(msg)
+    return mode
+
+
+def _next_power_of_two(value: int) -> int:
+    return 1 << max(value - 1, 0).bit_length()
+
+
+def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
+    """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
+
+    ``BLOCK_D`` covers all features up to 32 (X's tile then stays in
+    registers for all centre tiles); wider data goes in chunks of 32, the
+    products pipelined over ``num_stages``.
+    """
+    block_d = max(16, _next_power_of_two(d))
+    single_chunk = block_d <= 32
+    if not single_chunk:
+        block_d = 32
+    block_k = min(128, max(16, _next_power_of_two(k)))
+    block_n = 128 if n >= 1 << 16 else 64
+    config = {
+        "BLOCK_N": block_n,
+        "BLOCK_K": block_k,
+        "BLOCK_D": block_d,
+        "num_warps": 8 if block_n * block_k >= 128 * 128 else 4,
+        "num_stages": 2 if single_chunk else 3,
+        "sum_dtype": "float32",
+    }
+    config.update(config_override)
+    config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
+    return config
+
+
+# ------------------------------------------------------------------ arrays
+
+
+def _as_torch(x: Any) -> Any:
+    """``x`` as a torch tensor (CuPy: zero-copy through DLPack)."""
+    import torch
+
+    if is_torch_array(x):
+        return x
+    try:
+        return torch.from_dlpack(x)
+    except (BufferError, RuntimeError, ValueError):  # e.g. negative strides
+        import cupy
+
+        return torch.from_dlpack(cupy.ascontiguousarray(x))
+
+
+def _like_input(x: Any, like: Any) -> Any:
+    if is_cupy_array(like):
+        import cupy
+
+        return cupy.from_dlpack(x)
+    return x
+
+
+# ------------------------------------------------------------------ passes
+
+
+def _launch(
+    X: Any, centers: Any, half_sq_norms: Any = None, *, weights: Any = None,
+    with_scores: bool = False, with_second: bool = False, with_sums: bool = False,
+    dot_precision: str | None = None,
+) -> dict[str, Any]:
+    """One pass over the rows of ``X`` (torch tensors); returns the outputs asked for."""
+    import torch
+
+    from . import _triton_kernels as kernels
+
+    dot_precision = precision() if dot_precision is None else dot_precision
+    n, d = X.shape
+    k = centers.shape[0]
+    device = X.device
+    if half_sq_norms is None:
+        half_sq_norms = 0.5 * torch.sum(centers * centers, dim=1)
+    half_sq_norms = half_sq_norms.contiguous()
+    config = tile_config(n, d, k, dot_precision)
+    check = dot_precision == "tf32-check"
+    float32 = torch.float32
+    dummy = torch.empty(1, dtype=float32, device=device)
+    out = {"labels": torch.empty(n, dtype=torch.int64, device=device)}
+    out["best"] = torch.empty(n, dtype=float32, device=device) if with_scores else dummy
+    out["second"] = torch.empty(n, dtype=float32, device=device) if with_second else dummy
+    sum_dtype = getattr(torch, config["sum_dtype"])
+    if with_sums:
+        out["sums"] = torch.zeros((k, d), dtype=sum_dtype, device=device)
+        out["totals"] = torch.zeros(k, dtype=sum_dtype, device=device)
+    else:
+        out["sums"] = out["totals"] = torch.empty(1, dtype=sum_dtype, device=device)
+    if check:
+        listed = torch.empty(max(n, 1), dtype=torch.int32, device=device)
+        n_listed = torch.zeros(1, dtype=torch.int32, device=device)
+        center_norm_max = torch.sqrt(2.0 * torch.clamp(torch.max(half_sq_norms), min=0.0))
+        center_norm_max = center_norm_max.reshape(1).to(float32)
+    else:
+        listed = n_listed = center_norm_max = torch.empty(1, dtype=torch.int32, device=device)
+    W = dummy if weights is None else weights
+    if n == 0:
+        return out
+    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    common = (X, X.stride(0), X.stride(1), centers, centers.stride(0), centers.stride(1),
+              half_sq_norms, W)
+    flags = {
+        "WITH_SECOND": with_second, "WITH_SCORES": with_scores, "WITH_SUMS": with_sums,
+        "WITH_WEIGHTS": weights is not None,
+    }
+    with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+        grid = (kernels.grid_size(n, config["BLOCK_N"]),)
+        kernels.dense_kernel[grid](
+            *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
+            center_norm_max, listed, n_listed, n, d, k,
+            **tiles, PRECISION="tf32" if check else dot_precision,
+            TRACK_SECOND=with_second or check, CHECK_MARGIN=check, **flags,
+            num_warps=config["num_warps"], num_stages=config["num_stages"],
+        )
+        if check:
+            listed_tiles = dict(tiles, BLOCK_N=64)
+            programs = min(kernels.grid_size(n, 64), 8 * _multiprocessors(device))
+            kernels.listed_kernel[(programs,)](
+                *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
+                listed, n_listed, d, k, **listed_tiles, PRECISION="ieee", **flags,
+                num_warps=4, num_stages=config["num_stages"],
+            )
+            out["n_listed"] = n_listed
+    return out
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
+def _multiprocessors(device: Any) -> int:
+    import torch
+
+    if device.type != "cuda":
+        return 2
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def nearest_centers(X: Any, centers: Any, *, dot_precision: str | None = None) -> Any:
+    """Index of the nearest centre of each row (ties: lowest index)."""
+    out = _launch(_as_torch(X), _as_torch(centers), dot_precision=dot_precision)
+    return _like_input(out["labels"], X)
+
+
+def nearest_centers_and_sums(
+    X: Any, centers: Any, *, weights: Any = None, dot_precision: str | None = None
+) -> tuple[Any, Any, Any]:
+    """Labels, per-cluster (weighted) sums and total weights in float64, in one pass."""
+    import torch
+
+    out = _launch(
+        _as_torch(X), _as_torch(centers),
+        weights=None if weights is None else _as_torch(weights).contiguous(),
+        with_sums=True, dot_precision=dot_precision,
+    )
+    sums, totals = out["sums"].to(torch.float64), out["totals"].to(torch.float64)
+    return tuple(_like_input(a, X) for a in (out["labels"], sums, totals))
+
+
+def nearest_two_centers(
+    X: Any, centers: Any, half_sq_norms: Any, *, dot_precision: str | None = None
+) -> tuple[Any, Any, Any]:
+    """Labels, smallest and second smallest score of each row (exact: a
+    TF32-checked pass gives no exact second score, so tf32x3 stands in)."""
+    dot_precision = precision() if dot_precision is None else dot_precision
+    if dot_precision == "tf32-check":
+        dot_precision = "tf32x3"
+    out = _launch(
+        _as_torch(X), _as_torch(centers), _as_torch(half_sq_norms),
+        with_scores=True, with_second=True, dot_precision=dot_precision,
+    )
+    return tuple(_like_input(out[key], X) for key in ("labels", "best", "second"))
+
+
+# ------------------------------------------------------------------ ahead-of-time check
+
+
+def compile_for(target: Any, n: int, d: int, k: int, dot_precision: str) -> list[Any]:
+    """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
+    ``triton.backends.compiler.GPUTarget``) without a GPU: catches shared
+    memory and dot-size errors that the interpreter misses."""
+    import triton
+
+    from . import _triton_kernels as kernels
+
+    config = tile_config(n, d, k, dot_precision)
+    check = dot_precision == "tf32-check"
+    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    flags = {"WITH_SECOND": False, "WITH_SCORES": False, "WITH_SUMS": True, "WITH_WEIGHTS": False}
+    pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "C": "*fp32",
+                "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32", "W": "*fp32",
+                "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
+                "SUMS": f"*{'fp64' if config['sum_dtype'] == 'float64' else 'fp32'}",
+                "TOTALS": f"*{'fp64' if config['sum_dtype'] == 'float64' else 'fp32'}"}
+    dense = dict(tiles, PRECISION="tf32" if check else dot_precision, TRACK_SECOND=check,
+                 CHECK_MARGIN=check, **flags)
+    sources = [(kernels.dense_kernel, {
+        **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
+        "n": "i32", "d": "i32", "k": "i32", **{key: "constexpr" for key in dense},
+    }, dense, config["num_warps"], config["num_stages"])]
+    if check:
+        listed = dict(tiles, BLOCK_N=64, PRECISION="ieee", **flags)
+        sources.append((kernels.listed_kernel, {
+            **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
+            **{key: "constexpr" for key in listed},
+        }, listed, 4, config["num_stages"]))
+    compiled = []
+    for kernel, signature, constants, num_warps, num_stages in sources:
+        fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
+        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
+        compiled.append(triton.compile(
+            source, target=target, options={"num_warps": num_warps, "num_stages": num_stages}
+        ))
+    return compiled
+
+
+def _jit_again(kernel: Any) -> Any:
+    """Under TRITON_INTERPRET=1 ``triton.jit`` gives interpreted functions:
+    compile needs the JIT function of the same Python source."""
+    raise RuntimeError("kernels are interpreted (TRITON_INTERPRET=1)")

@@ -1,0 +1,189 @@
+"""Triton kernels of one Lloyd pass (imported only where triton imports).
+
+Each program takes ``BLOCK_N`` rows of X and walks over the centres in tiles
+of ``BLOCK_K``, the feature dimension in chunks of ``BLOCK_D``: the scores
+``||c||^2 / 2 - x . c`` of a tile live in registers only, and a running
+minimum (and second minimum) keeps the nearest centre of each row, ties to
+the lowest index. No rows x k matrix is ever written.
+
+``PRECISION`` is that of ``tl.dot``: "ieee" (plain float32), "tf32x3"
+(three TF32 products, float32 accuracy) or "tf32" (approximate). With
+``CHECK_MARGIN`` a TF32 pass flags the rows whose best and second best
+scores lie within TF32's error bound; they are left out of the sums and
+listed, and ``listed_kernel`` redoes them in float32.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+INFINITY = tl.constexpr(float("inf"))
+
+
+@triton.jit
+def _row_tile_scores(
+    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, WITH_SECOND: tl.constexpr,
+):
+    """Nearest centre, best and second best score of the rows ``rows``."""
+    features = tl.arange(0, BLOCK_D)
+    best = tl.full((BLOCK_N,), INFINITY, tl.float32)
+    second = tl.full((BLOCK_N,), INFINITY, tl.float32)
+    label = tl.zeros((BLOCK_N,), tl.int32)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    if SINGLE_CHUNK:  # all features in one chunk: X's tile stays in registers
+        x = tl.load(
+            X + row_offsets[:, None] + features[None, :] * stride_xd,
+            mask=row_ok[:, None] & (features[None, :] < d), other=0.0,
+        )
+    for k_start in range(0, k, BLOCK_K):
+        cols = k_start + tl.arange(0, BLOCK_K)
+        col_ok = cols < k
+        col_offsets = cols.to(tl.int64) * stride_ck
+        if SINGLE_CHUNK:
+            c = tl.load(
+                C + col_offsets[None, :] + features[:, None] * stride_cd,
+                mask=col_ok[None, :] & (features[:, None] < d), other=0.0,
+            )
+            dots = tl.dot(x, c, input_precision=PRECISION)
+        else:
+            dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
+            for d_start in range(0, d, BLOCK_D):
+                chunk = d_start + features
+                x = tl.load(
+                    X + row_offsets[:, None] + chunk[None, :] * stride_xd,
+                    mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
+                )
+                c = tl.load(
+                    C + col_offsets[None, :] + chunk[:, None] * stride_cd,
+                    mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
+                )
+                dots = tl.dot(x, c, dots, input_precision=PRECISION)
+        # padded centres score +inf (their half norm is +inf, their dots 0)
+        half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
+        scores = half_norms[None, :] - dots
+        tile_best = tl.min(scores, axis=1)
+        tile_label = tl.argmin(scores, axis=1, tie_break_left=True)
+        if WITH_SECOND:
+            is_best = tl.arange(0, BLOCK_K)[None, :] == tile_label[:, None]
+            tile_second = tl.min(tl.where(is_best, INFINITY, scores), axis=1)
+            second = tl.minimum(tl.minimum(second, tile_second), tl.maximum(best, tile_best))
+        better = tile_best < best  # strict: an earlier tile keeps a tie
+        label = tl.where(better, tile_label + k_start, label)
+        best = tl.where(better, tile_best, best)
+    return label, best, second
+
+
+@triton.jit
+def _row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d,
+                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    features = tl.arange(0, BLOCK_D)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    total = tl.zeros((BLOCK_N,), tl.float32)
+    for d_start in range(0, d, BLOCK_D):
+        chunk = d_start + features
+        x = tl.load(
+            X + row_offsets[:, None] + chunk[None, :] * stride_xd,
+            mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
+        )
+        total += tl.sum(x * x, axis=1)
+    return total
+
+
+@triton.jit
+def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d,
+              BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr):
+    """Atomically add the (weighted) rows into ``SUMS[label]``, weights into ``TOTALS``."""
+    features = tl.arange(0, BLOCK_D)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    sum_offsets = label.to(tl.int64) * d
+    if WITH_WEIGHTS:
+        weight = tl.load(W + rows, mask=row_ok, other=0.0)
+    else:
+        weight = tl.where(row_ok, 1.0, 0.0)
+    for d_start in range(0, d, BLOCK_D):
+        chunk = d_start + features
+        inside = row_ok[:, None] & (chunk[None, :] < d)
+        x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
+        if WITH_WEIGHTS:
+            x = x * weight[:, None]
+        tl.atomic_add(SUMS + sum_offsets[:, None] + chunk[None, :],
+                      x.to(SUMS.dtype.element_ty), mask=inside, sem="relaxed")
+    tl.atomic_add(TOTALS + label, weight.to(TOTALS.dtype.element_ty), mask=row_ok, sem="relaxed")
+
+
+@triton.jit
+def dense_kernel(
+    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
+    LABELS, BEST, SECOND, SUMS, TOTALS,
+    CENTER_NORM_MAX, LISTED, N_LISTED,
+    n, d, k,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
+    TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
+    WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, CHECK_MARGIN: tl.constexpr,
+):
+    """One program per ``BLOCK_N`` rows: labels (and scores, sums)."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n
+    label, best, second = _row_tile_scores(
+        X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+        BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND,
+    )
+    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
+    if WITH_SCORES:
+        tl.store(BEST + rows, best, mask=row_ok)
+    if WITH_SECOND:
+        tl.store(SECOND + rows, second, mask=row_ok)
+    summed = row_ok
+    if CHECK_MARGIN:
+        # |TF32 dot - float32 dot| <= 2^-9 ||x|| ||c||, each score; flag
+        # margins within twice both errors (rounding mode aside).
+        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d, BLOCK_N, BLOCK_D))
+        bound = norm * tl.load(CENTER_NORM_MAX) * 0.0078125  # 2^-7
+        doubtful = row_ok & (second - best <= bound)
+        n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
+        start = tl.atomic_add(N_LISTED, n_doubtful, sem="relaxed")
+        slot = start + tl.cumsum(doubtful.to(tl.int32), axis=0) - 1
+        tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
+        summed = row_ok & ~doubtful
+    if WITH_SUMS:
+        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, summed, label, d,
+                  BLOCK_D, WITH_WEIGHTS)
+
+
+@triton.jit
+def listed_kernel(
+    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
+    LABELS, BEST, SECOND, SUMS, TOTALS, LISTED, N_LISTED,
+    d, k,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
+    WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
+    WITH_WEIGHTS: tl.constexpr,
+):
+    """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
+    loops over tiles of the list, however long it turned out)."""
+    n_listed = tl.load(N_LISTED)
+    for start in range(tl.program_id(0) * BLOCK_N, n_listed, tl.num_programs(0) * BLOCK_N):
+        slots = start + tl.arange(0, BLOCK_N)
+        row_ok = slots < n_listed
+        rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
+        label, best, second = _row_tile_scores(
+            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND,
+        )
+        tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
+        if WITH_SCORES:
+            tl.store(BEST + rows, best, mask=row_ok)
+        if WITH_SECOND:
+            tl.store(SECOND + rows, second, mask=row_ok)
+        if WITH_SUMS:
+            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d,
+                      BLOCK_D, WITH_WEIGHTS)
+
+
+def grid_size(n: int, block_n: int) -> int:
+    return triton.cdiv(n, block_n)
