@@ -1,9 +1,40 @@
 #!/usr/bin/env bash
-# Every GPU check in one run: the tests on CuPy and torch-CUDA, the roofline,
-# then the GPU benchmarks (results land in benchmarks/results/).
-# Needs a CUDA device with cupy and/or torch; pytest and scikit-learn installed.
+# Every GPU check in one call (under 6 minutes on an H100/H200): the GPU
+# tests, then each part of benchmarks/gpu_targets.py in its own process under
+# a hard time limit (a part that fails or runs over does not stop the
+# others), then every target of issues 8 and 9 printed as MET / NOT MET.
+# Results: $OUT if set, else benchmarks/results/ (gpu-records.jsonl, the
+# logs of each part, gpu-summary.md). Installs nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python -m pytest -q -p no:cacheprovider -k "cupy or cuda" tests/
-python -m benchmarks.roofline
-python -m benchmarks.run --device gpu --rounds "${ROUNDS:-3}" --out "${OUT:-benchmarks/results}"
+DIR="${OUT:-benchmarks/results}"
+mkdir -p "$DIR"
+rm -f "$DIR/gpu-records.jsonl"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+part() {  # part NAME LIMIT_SECONDS COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    echo "=== $name (limit ${limit} s) $(date -u +%H:%M:%S)"
+    timeout -k 5 "$limit" "$@" > "$DIR/gpu-$name.log" 2>&1
+    local rc=$?
+    tail -n 40 "$DIR/gpu-$name.log"
+    echo "=== $name: exit $rc$([ $rc -eq 124 ] && echo ' (TIME LIMIT)') in $((SECONDS - start)) s"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" || true
+python -c "import cupy; print('cupy', cupy.__version__)" || true
+python -c "import flash_kmeans; print('flash_kmeans', getattr(flash_kmeans, '__version__', '?'))" || true
+
+part kernels 45 python -m benchmarks.gpu_targets kernels --out "$DIR"
+part lloyd 65 python -m benchmarks.gpu_targets lloyd --out "$DIR"
+part exactness 30 python -m benchmarks.gpu_targets exactness --out "$DIR"
+part tests 100 python -m pytest -q -p no:cacheprovider -k "cupy or cuda or triton" tests/
+part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
+part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
+part init 40 python -m benchmarks.gpu_targets init --out "$DIR"
+part tiles 50 python -m benchmarks.gpu_targets tiles --out "$DIR"
+python -m benchmarks.gpu_targets summary --out "$DIR" --tests-log "$DIR/gpu-tests.log"

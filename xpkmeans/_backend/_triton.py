@@ -77,26 +77,35 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
 
     ``BLOCK_D`` covers all features up to 32 (X's tile then stays in
-    registers for all centre tiles); wider data goes in chunks of 32, the
-    products pipelined over ``num_stages``.
+    registers for all centre tiles); wider data goes in chunks, the products
+    pipelined over ``num_stages``. The sizes keep every kernel of the
+    benchmark shapes free of register spills on sm_90 (``ptxas -v``).
     """
     block_d = max(16, _next_power_of_two(d))
     single_chunk = block_d <= 32
     if not single_chunk:
-        block_d = 32
-    block_k = min(128, max(16, _next_power_of_two(k)))
+        block_d = 16 if dot_precision == "ieee" else 32
+    widest_k = 64 if dot_precision == "ieee" or (dot_precision == "tf32x3" and not single_chunk) else 128
+    block_k = min(widest_k, max(16, _next_power_of_two(k)))
     block_n = 128 if n >= 1 << 16 else 64
     config = {
         "BLOCK_N": block_n,
         "BLOCK_K": block_k,
         "BLOCK_D": block_d,
-        "num_warps": 8 if block_n * block_k >= 128 * 128 else 4,
+        "num_warps": 8 if block_n * block_k >= 128 * 64 else 4,
         "num_stages": 2 if single_chunk else 3,
         "sum_dtype": "float32",
     }
     config.update(config_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
     return config
+
+
+def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
+    """Tiles of the float32 redo of the listed rows (``tf32-check``): few rows, ieee dots."""
+    block_d = config["BLOCK_D"] if config["SINGLE_CHUNK"] else 16
+    return dict(config, BLOCK_N=32, BLOCK_K=64, BLOCK_D=block_d, num_warps=4,
+                SINGLE_CHUNK=block_d >= d)
 
 
 # ------------------------------------------------------------------ arrays
@@ -184,12 +193,12 @@ def _launch(
             num_warps=config["num_warps"], num_stages=config["num_stages"],
         )
         if check:
-            listed_tiles = dict(tiles, BLOCK_N=64)
-            programs = min(kernels.grid_size(n, 64), 8 * _multiprocessors(device))
+            redo = listed_config(config, d)
+            programs = min(kernels.grid_size(n, redo["BLOCK_N"]), 8 * _multiprocessors(device))
             kernels.listed_kernel[(programs,)](
                 *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-                listed, n_listed, d, k, **listed_tiles, PRECISION="ieee", **flags,
-                num_warps=4, num_stages=config["num_stages"],
+                listed, n_listed, d, k, **{key: redo[key] for key in tiles}, PRECISION="ieee",
+                **flags, num_warps=redo["num_warps"], num_stages=redo["num_stages"],
             )
             out["n_listed"] = n_listed
     return out
@@ -274,11 +283,12 @@ def compile_for(target: Any, n: int, d: int, k: int, dot_precision: str) -> list
         "n": "i32", "d": "i32", "k": "i32", **{key: "constexpr" for key in dense},
     }, dense, config["num_warps"], config["num_stages"])]
     if check:
-        listed = dict(tiles, BLOCK_N=64, PRECISION="ieee", **flags)
+        redo = listed_config(config, d)
+        listed = dict({key: redo[key] for key in tiles}, PRECISION="ieee", **flags)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
             **{key: "constexpr" for key in listed},
-        }, listed, 4, config["num_stages"]))
+        }, listed, redo["num_warps"], redo["num_stages"]))
     compiled = []
     for kernel, signature, constants, num_warps, num_stages in sources:
         fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
