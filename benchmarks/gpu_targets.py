@@ -150,9 +150,8 @@ def part_kernels(records: Records) -> None:
 
 
 SWEEPS = {
-    "large": [{"BLOCK_K": 64}, {"num_warps": 4}, {"BLOCK_N": 64}, {"sum_dtype": "float64"}],
-    "huge": [{"BLOCK_K": 128}, {"num_stages": 4}, {"num_warps": 4},
-             {"BLOCK_N": 64, "BLOCK_K": 128}],
+    "large": [{"BLOCK_K": 64}, {"num_warps": 4}, {"sum_copies": 1}, {"sum_dtype": "float64"}],
+    "huge": [{"BLOCK_K": 128}, {"num_stages": 4}, {"num_warps": 4}, {"sum_copies": 1}],
 }
 
 
@@ -187,17 +186,23 @@ def part_tiles(records: Records) -> None:
 
 
 def _per_iteration(lloyd: Callable[[int], Any], short: int, long: int, repeats: int) -> dict:
-    """Seconds per iteration from ``(t(long) - t(short)) / (long - short)``."""
+    """Seconds per iteration from ``(t(long) - t(short)) / (iterations run, long - short)``:
+    the fixed costs of a fit cancel."""
     lloyd(short)  # warm-up
-    pairs = []
+    runs: dict[int, list[tuple[float, int | None]]] = {short: [], long: []}
     for _ in range(repeats):
-        t_short = _seconds(lambda: lloyd(short), repeats=1, warmup=0)
-        t_long = _seconds(lambda: lloyd(long), repeats=1, warmup=0)
-        pairs.append((t_short, t_long))
-    t_short = statistics.median(p[0] for p in pairs)
-    t_long = statistics.median(p[1] for p in pairs)
-    return {"per_iteration_ms": (t_long - t_short) / (long - short) * 1e3,
-            "short_fit_s": t_short, "long_fit_s": t_long, "short": short, "long": long}
+        for iterations in (short, long):
+            _sync()
+            start = time.perf_counter()
+            fitted = lloyd(iterations)
+            _sync()
+            runs[iterations].append((time.perf_counter() - start, fitted.n_iter))
+    t_short = statistics.median(t for t, _ in runs[short])
+    t_long = statistics.median(t for t, _ in runs[long])
+    n_short = runs[short][0][1] or short
+    n_long = runs[long][0][1] or long
+    return {"per_iteration_ms": (t_long - t_short) / max(n_long - n_short, 1) * 1e3,
+            "short_fit_s": t_short, "long_fit_s": t_long, "iterations": [n_short, n_long]}
 
 
 def part_lloyd(records: Records) -> None:
@@ -207,7 +212,7 @@ def part_lloyd(records: Records) -> None:
         problem, data = _dataset(name)
         short, long = (2, 8) if name == "large" else (2, 6)
         cases = [("xpkmeans-torch-cuda", None), ("xpkmeans-cupy", None), ("flash-kmeans", None)]
-        cases += [("xpkmeans-torch-cuda", p) for p in EXACT[1:] + ("tf32",)]
+        cases += [("xpkmeans-torch-cuda", p) for p in (*EXACT, "tf32") if p != _default_precision()]
         for library, precision in cases:
             label = library if precision is None else f"{library} [{precision}]"
             lib = BY_NAME[library]
@@ -237,7 +242,7 @@ def part_cold(records: Records) -> None:
 
     import xpkmeans
 
-    X = cupy.random.default_rng(0).standard_normal((100_000, 32), dtype=cupy.float32)
+    X = cupy.random.RandomState(0).standard_normal((100_000, 32), dtype=cupy.float32)
     init = X[:64].copy()
 
     def fit() -> None:
@@ -426,6 +431,12 @@ def summary(records: Records, tests_log: Path | None) -> str:
                              f"{ours:.2f} vs {flash:.2f} ms ({ours / flash:.2f}×)"))
             verdicts.append((f"stretch: ≤ 0.7× flash-kmeans, {shape}", ours <= 0.7 * flash,
                              f"{ours / flash:.2f}×"))
+            for precision in EXACT:
+                other = lloyd(problem, f"xpkmeans-torch-cuda [{precision}]")
+                if other is not None:
+                    verdicts.append((f"(with XPKMEANS_CUDA_PRECISION={precision}) ≤ 1.0× "
+                                     f"flash-kmeans, {shape}", other <= flash,
+                                     f"{other:.2f} vs {flash:.2f} ms ({other / flash:.2f}×)"))
         cupy = lloyd(problem, "xpkmeans-cupy")
         if ours is not None and cupy is not None:
             verdicts.append((f"CuPy ≤ 1.2× torch-CUDA, {shape}", cupy <= 1.2 * ours,

@@ -95,6 +95,8 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
         "num_warps": 8 if block_n * block_k >= 128 * 64 else 4,
         "num_stages": 2 if single_chunk else 3,
         "sum_dtype": "float32",
+        # replicas of the sums (about 2^20 numbers in all): fewer atomic collisions
+        "sum_copies": max(1, min(64, (1 << 20) // (k * (d + 1)))),
     }
     config.update(config_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
@@ -161,9 +163,10 @@ def _launch(
     out["best"] = torch.empty(n, dtype=float32, device=device) if with_scores else dummy
     out["second"] = torch.empty(n, dtype=float32, device=device) if with_second else dummy
     sum_dtype = getattr(torch, config["sum_dtype"])
+    copies = config["sum_copies"] if with_sums else 1
     if with_sums:
-        out["sums"] = torch.zeros((k, d), dtype=sum_dtype, device=device)
-        out["totals"] = torch.zeros(k, dtype=sum_dtype, device=device)
+        out["sums"] = torch.zeros((copies, k, d), dtype=sum_dtype, device=device)
+        out["totals"] = torch.zeros((copies, k), dtype=sum_dtype, device=device)
     else:
         out["sums"] = out["totals"] = torch.empty(1, dtype=sum_dtype, device=device)
     if check:
@@ -187,7 +190,7 @@ def _launch(
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            center_norm_max, listed, n_listed, n, d, k,
+            center_norm_max, listed, n_listed, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
             TRACK_SECOND=with_second or check, CHECK_MARGIN=check, **flags,
             num_warps=config["num_warps"], num_stages=config["num_stages"],
@@ -197,7 +200,8 @@ def _launch(
             programs = min(kernels.grid_size(n, redo["BLOCK_N"]), 8 * _multiprocessors(device))
             kernels.listed_kernel[(programs,)](
                 *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-                listed, n_listed, d, k, **{key: redo[key] for key in tiles}, PRECISION="ieee",
+                listed, n_listed, d, k, copies, **{key: redo[key] for key in tiles},
+                PRECISION="ieee",
                 **flags, num_warps=redo["num_warps"], num_stages=redo["num_stages"],
             )
             out["n_listed"] = n_listed
@@ -237,7 +241,8 @@ def nearest_centers_and_sums(
         weights=None if weights is None else _as_torch(weights).contiguous(),
         with_sums=True, dot_precision=dot_precision,
     )
-    sums, totals = out["sums"].to(torch.float64), out["totals"].to(torch.float64)
+    sums = torch.sum(out["sums"], dim=0, dtype=torch.float64)
+    totals = torch.sum(out["totals"], dim=0, dtype=torch.float64)
     return tuple(_like_input(a, X) for a in (out["labels"], sums, totals))
 
 
@@ -280,14 +285,15 @@ def compile_for(target: Any, n: int, d: int, k: int, dot_precision: str) -> list
                  CHECK_MARGIN=check, **flags)
     sources = [(kernels.dense_kernel, {
         **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
-        "n": "i32", "d": "i32", "k": "i32", **{key: "constexpr" for key in dense},
+        "n": "i32", "d": "i32", "k": "i32", "copies": "i32",
+        **{key: "constexpr" for key in dense},
     }, dense, config["num_warps"], config["num_stages"])]
     if check:
         redo = listed_config(config, d)
         listed = dict({key: redo[key] for key in tiles}, PRECISION="ieee", **flags)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
-            **{key: "constexpr" for key in listed},
+            "copies": "i32", **{key: "constexpr" for key in listed},
         }, listed, redo["num_warps"], redo["num_stages"]))
     compiled = []
     for kernel, signature, constants, num_warps, num_stages in sources:

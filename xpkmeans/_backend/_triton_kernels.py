@@ -93,12 +93,15 @@ def _row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d,
 
 
 @triton.jit
-def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d,
+def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, k, copies,
               BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr):
-    """Atomically add the (weighted) rows into ``SUMS[label]``, weights into ``TOTALS``."""
+    """Atomically add the (weighted) rows into ``SUMS[copy, label]``, weights
+    into ``TOTALS[copy, label]``: ``copies`` replicas, one per program modulo
+    ``copies``, so that fewer atomics collide on one address."""
     features = tl.arange(0, BLOCK_D)
     row_offsets = rows.to(tl.int64) * stride_xn
-    sum_offsets = label.to(tl.int64) * d
+    slot = (tl.program_id(0) % copies).to(tl.int64) * k + label.to(tl.int64)
+    sum_offsets = slot * d
     if WITH_WEIGHTS:
         weight = tl.load(W + rows, mask=row_ok, other=0.0)
     else:
@@ -111,7 +114,7 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d,
             x = x * weight[:, None]
         tl.atomic_add(SUMS + sum_offsets[:, None] + chunk[None, :],
                       x.to(SUMS.dtype.element_ty), mask=inside, sem="relaxed")
-    tl.atomic_add(TOTALS + label, weight.to(TOTALS.dtype.element_ty), mask=row_ok, sem="relaxed")
+    tl.atomic_add(TOTALS + slot, weight.to(TOTALS.dtype.element_ty), mask=row_ok, sem="relaxed")
 
 
 @triton.jit
@@ -119,7 +122,7 @@ def dense_kernel(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
     CENTER_NORM_MAX, LISTED, N_LISTED,
-    n, d, k,
+    n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
@@ -150,7 +153,7 @@ def dense_kernel(
         tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
         summed = row_ok & ~doubtful
     if WITH_SUMS:
-        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, summed, label, d,
+        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, summed, label, d, k, copies,
                   BLOCK_D, WITH_WEIGHTS)
 
 
@@ -158,7 +161,7 @@ def dense_kernel(
 def listed_kernel(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS, LISTED, N_LISTED,
-    d, k,
+    d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
@@ -181,8 +184,8 @@ def listed_kernel(
         if WITH_SECOND:
             tl.store(SECOND + rows, second, mask=row_ok)
         if WITH_SUMS:
-            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d,
-                      BLOCK_D, WITH_WEIGHTS)
+            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, k,
+                      copies, BLOCK_D, WITH_WEIGHTS)
 
 
 def grid_size(n: int, block_n: int) -> int:
