@@ -148,9 +148,10 @@ def dense_kernel(
         bound = norm * tl.load(CENTER_NORM_MAX) * 0.0078125  # 2^-7
         doubtful = row_ok & (second - best <= bound)
         n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
-        start = tl.atomic_add(N_LISTED, n_doubtful, sem="relaxed")
-        slot = start + tl.cumsum(doubtful.to(tl.int32), axis=0) - 1
-        tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
+        if n_doubtful > 0:  # most programs list nothing: no atomic on the one counter
+            start = tl.atomic_add(N_LISTED, n_doubtful, sem="relaxed")
+            slot = start + tl.cumsum(doubtful.to(tl.int32), axis=0) - 1
+            tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
         summed = row_ok & ~doubtful
     if WITH_SUMS:
         _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, summed, label, d, k, copies,
