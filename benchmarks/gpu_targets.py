@@ -135,6 +135,21 @@ def part_kernels(records: Records) -> None:
             except Exception as exc:  # a failing variant is reported, the rest go on
                 records.add("kernel", problem=name, precision=precision, fused_sums=fused,
                             error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        for fixed in ("0", "1"):  # run to run: float atomics, then the fixed-point sums
+            os.environ["XPKMEANS_CUDA_DETERMINISTIC"] = fixed
+            try:
+                first = _triton.nearest_centers_and_sums(X, init)
+                second = _triton.nearest_centers_and_sums(X, init)
+                seconds = _seconds(lambda: _triton.nearest_centers_and_sums(X, init), repeats=3)
+                records.add("determinism", problem=name, deterministic=fixed == "1",
+                            bitwise_equal=all(bool(torch.equal(a, b))
+                                              for a, b in zip(first, second)),
+                            ms=seconds * 1e3)
+            except Exception as exc:
+                records.add("determinism", problem=name, deterministic=fixed == "1",
+                            error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            finally:
+                os.environ.pop("XPKMEANS_CUDA_DETERMINISTIC", None)
         try:  # flash-kmeans's assignment kernel, for reference
             from flash_kmeans.assign_euclid_triton import euclid_assign_triton
 
@@ -211,17 +226,20 @@ def part_lloyd(records: Records) -> None:
     for name, n, d, k in (LARGE, HUGE):
         problem, data = _dataset(name)
         short, long = (2, 8) if name == "large" else (2, 6)
-        cases = [("xpkmeans-torch-cuda", None), ("xpkmeans-cupy", None), ("flash-kmeans", None)]
-        cases += [("xpkmeans-torch-cuda", p) for p in (*EXACT, "tf32") if p != _default_precision()]
-        for library, precision in cases:
-            label = library if precision is None else f"{library} [{precision}]"
+        cases = [("xpkmeans-torch-cuda", {}), ("xpkmeans-cupy", {}), ("flash-kmeans", {})]
+        cases += [("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": p})
+                  for p in (*EXACT, "tf32") if p != _default_precision()]
+        cases += [("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_DETERMINISTIC": "1"})]
+        for library, env in cases:
+            label = library + "".join(
+                f" [{value if key.endswith('PRECISION') else 'deterministic'}]"
+                for key, value in env.items())
             lib = BY_NAME[library]
             reason = lib.unavailable()
             if reason is not None:
                 records.add("lloyd", problem=name, library=label, skipped=reason)
                 continue
-            if precision is not None:
-                os.environ["XPKMEANS_CUDA_PRECISION"] = precision
+            os.environ.update(env)
             try:
                 X, init = data.array(lib.array), data.init(lib.array)
                 result = _per_iteration(lambda it: lib.lloyd(X, init, it), short, long, 2)
@@ -230,7 +248,8 @@ def part_lloyd(records: Records) -> None:
                 records.add("lloyd", problem=name, library=label,
                             error=f"{type(exc).__name__}: {str(exc)[:300]}")
             finally:
-                os.environ.pop("XPKMEANS_CUDA_PRECISION", None)
+                for key in env:
+                    os.environ.pop(key, None)
                 _free()
         data.release()
         _free()
@@ -449,6 +468,11 @@ def summary(records: Records, tests_log: Path | None) -> str:
             verdicts.append((f"mislabelled ≤ portable float32's, {shape} (1M rows)",
                              mine <= portable, f"{mine} vs {portable}; all: {exact}"))
     for r in rows:
+        if r["kind"] == "determinism" and r.get("deterministic"):
+            verdicts.append((f"deterministic sums bitwise equal run to run, {r['problem']}",
+                             r.get("bitwise_equal"),
+                             f"{r.get('ms', float('nan')):.2f} ms per fused pass"
+                             if "ms" in r else r.get("error", "")))
         if r["kind"] == "cold":
             verdicts.append(("CuPy first call < 1 s", r["cold_s"] < 1.0,
                              f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.3f} s ({r['shape']})"))
@@ -494,6 +518,11 @@ def summary(records: Records, tests_log: Path | None) -> str:
                 what += f" (listed {r['listed_fraction']:.2%})"
             value = f"{r['ms']:.2f}" if "ms" in r else r.get("error")
             lines.append(f"| {r['problem']} | {what} | {r.get('fused_sums', True)} | {value} |")
+        if r["kind"] == "determinism" and "ms" in r:
+            what = "labels + sums, " + ("fixed-point (deterministic)" if r["deterministic"]
+                                        else "float atomics")
+            lines.append(f"| {r['problem']} | {what}: bitwise equal twice: "
+                         f"{r['bitwise_equal']} | True | {r['ms']:.2f} |")
         if r["kind"] == "gemm_bound":
             lines.append(f"| {r['problem']} | fp32 GEMM bound | – | {r['compute_s'] * 1e3:.2f} |")
     return "\n".join(lines) + "\n"

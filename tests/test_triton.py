@@ -164,6 +164,31 @@ def test_triton_weighted_sums(precision):
     np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-5)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_triton_deterministic_sums_are_exact_fixed_point(monkeypatch, tiles, weighted):
+    monkeypatch.setenv("XPKMEANS_CUDA_DETERMINISTIC", "1")
+    tiles(BLOCK_N=32, sum_copies=3)
+    rng = np.random.default_rng(8)
+    X = _tensor(rng.standard_normal((300, 5)) * 1e3)
+    centers = _tensor(rng.standard_normal((6, 5)) * 1e3)
+    weights = _tensor(rng.uniform(0, 2, 300)) if weighted else None
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(X, centers, weights=weights)
+    again = _triton.nearest_centers_and_sums(X, centers, weights=weights)
+
+    # integers of 2^62 / (n max|x w|): far finer than float32 rounding
+    x64 = X.cpu().numpy().astype(np.float64)
+    w64 = np.ones(300) if weights is None else weights.cpu().numpy().astype(np.float64)
+    ref_sums, ref_totals = _reference_sums(X, labels, 6, weights)
+    if weighted:  # the kernel sums float32 products x * w
+        ref_sums = np.zeros((6, 5))
+        np.add.at(ref_sums, labels.cpu().numpy(), (x64 * w64[:, None]).astype(np.float32))
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-12)
+    for value, repeated in zip((labels, sums, totals), again):
+        np.testing.assert_array_equal(value.cpu().numpy(), repeated.cpu().numpy())
+
+
 def test_triton_non_contiguous_input():
     rng = np.random.default_rng(6)
     wide = _tensor(rng.standard_normal((260, 10)))
@@ -248,6 +273,9 @@ for n, d, k in [(10_000_000, 32, 256), (8_000_000, 128, 1024), (1000, 3, 70000)]
     for precision in ("tf32x3", "tf32-check", "ieee", "tf32"):
         kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), n, d, k, precision)
         shared[f"{n}x{d}x{k} {precision}"] = [kernel.metadata.shared for kernel in kernels]
+kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), 10_000_000, 32, 256, "tf32-check",
+                              fixed_point=True)
+shared["deterministic"] = [kernel.metadata.shared for kernel in kernels]
 print(json.dumps(shared))
 """
 
@@ -269,6 +297,6 @@ def test_triton_compiles_for_sm90():
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     shared = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(shared) == 12
+    assert len(shared) == 13
     for name, sizes in shared.items():
         assert max(sizes) <= 227 * 1024, f"{name}: {sizes} bytes of shared memory"

@@ -69,6 +69,35 @@ def precision() -> str:
     return mode
 
 
+def deterministic() -> bool:
+    """True when the per-cluster sums must be bitwise equal run to run:
+    ``XPKMEANS_CUDA_DETERMINISTIC=1``, or torch's
+    ``torch.use_deterministic_algorithms(True)``."""
+    if os.environ.get("XPKMEANS_CUDA_DETERMINISTIC", "0").lower() in ("1", "true", "yes"):
+        return True
+    import torch
+
+    return torch.are_deterministic_algorithms_enabled()
+
+
+def _fixed_point_scales(X: Any, weights: Any) -> Any:
+    """Powers of two (float64, on the device, no host sync) that map values and
+    weights to integers whose sums over all rows stay below 2^62."""
+    import torch
+
+    n = max(X.shape[0], 1)
+    largest = torch.amax(torch.abs(X)).to(torch.float64) if X.numel() else torch.zeros(
+        (), dtype=torch.float64, device=X.device)
+    if weights is None:
+        weight_largest = torch.ones((), dtype=torch.float64, device=X.device)
+    else:
+        weight_largest = torch.amax(torch.abs(weights)).to(torch.float64)
+    bounds = torch.stack([largest * weight_largest, weight_largest]) * n
+    tiny = torch.finfo(torch.float64).tiny
+    exponents = 62.0 - torch.ceil(torch.log2(torch.clamp(bounds, min=tiny)))
+    return torch.exp2(torch.clamp(exponents, max=1000.0))
+
+
 def _next_power_of_two(value: int) -> int:
     return 1 << max(value - 1, 0).bit_length()
 
@@ -164,6 +193,13 @@ def _launch(
     out["second"] = torch.empty(n, dtype=float32, device=device) if with_second else dummy
     sum_dtype = getattr(torch, config["sum_dtype"])
     copies = config["sum_copies"] if with_sums else 1
+    fixed_point = with_sums and deterministic()
+    if fixed_point:
+        sum_dtype = torch.int64
+        scales = _fixed_point_scales(X, weights)
+    else:
+        scales = torch.ones(2, dtype=torch.float64, device=device)
+    out["scales"] = scales
     if with_sums:
         out["sums"] = torch.zeros((copies, k, d), dtype=sum_dtype, device=device)
         out["totals"] = torch.zeros((copies, k), dtype=sum_dtype, device=device)
@@ -184,13 +220,13 @@ def _launch(
               half_sq_norms, W)
     flags = {
         "WITH_SECOND": with_second, "WITH_SCORES": with_scores, "WITH_SUMS": with_sums,
-        "WITH_WEIGHTS": weights is not None,
+        "WITH_WEIGHTS": weights is not None, "FIXED_POINT": fixed_point,
     }
     with torch.cuda.device(device) if device.type == "cuda" else _nothing():
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            center_norm_max, listed, n_listed, n, d, k, copies,
+            scales, center_norm_max, listed, n_listed, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
             TRACK_SECOND=with_second or check, CHECK_MARGIN=check, **flags,
             num_warps=config["num_warps"], num_stages=config["num_stages"],
@@ -200,7 +236,7 @@ def _launch(
             programs = min(kernels.grid_size(n, redo["BLOCK_N"]), 8 * _multiprocessors(device))
             kernels.listed_kernel[(programs,)](
                 *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-                listed, n_listed, d, k, copies, **{key: redo[key] for key in tiles},
+                scales, listed, n_listed, d, k, copies, **{key: redo[key] for key in tiles},
                 PRECISION="ieee",
                 **flags, num_warps=redo["num_warps"], num_stages=redo["num_stages"],
             )
@@ -241,8 +277,12 @@ def nearest_centers_and_sums(
         weights=None if weights is None else _as_torch(weights).contiguous(),
         with_sums=True, dot_precision=dot_precision,
     )
-    sums = torch.sum(out["sums"], dim=0, dtype=torch.float64)
-    totals = torch.sum(out["totals"], dim=0, dtype=torch.float64)
+    if out["sums"].dtype == torch.int64:  # fixed point: exact integer sums, then scaled
+        sums = torch.sum(out["sums"], dim=0).to(torch.float64) / out["scales"][0]
+        totals = torch.sum(out["totals"], dim=0).to(torch.float64) / out["scales"][1]
+    else:
+        sums = torch.sum(out["sums"], dim=0, dtype=torch.float64)
+        totals = torch.sum(out["totals"], dim=0, dtype=torch.float64)
     return tuple(_like_input(a, X) for a in (out["labels"], sums, totals))
 
 
@@ -264,7 +304,9 @@ def nearest_two_centers(
 # ------------------------------------------------------------------ ahead-of-time check
 
 
-def compile_for(target: Any, n: int, d: int, k: int, dot_precision: str) -> list[Any]:
+def compile_for(
+    target: Any, n: int, d: int, k: int, dot_precision: str, *, fixed_point: bool = False
+) -> list[Any]:
     """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
     ``triton.backends.compiler.GPUTarget``) without a GPU: catches shared
     memory and dot-size errors that the interpreter misses."""
@@ -275,12 +317,13 @@ def compile_for(target: Any, n: int, d: int, k: int, dot_precision: str) -> list
     config = tile_config(n, d, k, dot_precision)
     check = dot_precision == "tf32-check"
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
-    flags = {"WITH_SECOND": False, "WITH_SCORES": False, "WITH_SUMS": True, "WITH_WEIGHTS": False}
+    flags = {"WITH_SECOND": False, "WITH_SCORES": False, "WITH_SUMS": True,
+             "WITH_WEIGHTS": False, "FIXED_POINT": fixed_point}
+    sum_type = "i64" if fixed_point else {"float64": "fp64", "float32": "fp32"}[config["sum_dtype"]]
     pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "C": "*fp32",
                 "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32", "W": "*fp32",
                 "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
-                "SUMS": f"*{'fp64' if config['sum_dtype'] == 'float64' else 'fp32'}",
-                "TOTALS": f"*{'fp64' if config['sum_dtype'] == 'float64' else 'fp32'}"}
+                "SUMS": f"*{sum_type}", "TOTALS": f"*{sum_type}", "SCALES": "*fp64"}
     dense = dict(tiles, PRECISION="tf32" if check else dot_precision, TRACK_SECOND=check,
                  CHECK_MARGIN=check, **flags)
     sources = [(kernels.dense_kernel, {

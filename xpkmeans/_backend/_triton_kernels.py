@@ -93,11 +93,17 @@ def _row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d,
 
 
 @triton.jit
-def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, k, copies,
-              BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr):
+def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d, k,
+              copies, BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
+              FIXED_POINT: tl.constexpr):
     """Atomically add the (weighted) rows into ``SUMS[copy, label]``, weights
     into ``TOTALS[copy, label]``: ``copies`` replicas, one per program modulo
-    ``copies``, so that fewer atomics collide on one address."""
+    ``copies``, so that fewer atomics collide on one address.
+
+    ``FIXED_POINT``: the sums are integers, each value times ``SCALES[0]``
+    (weights: ``SCALES[1]``), a power of two that keeps every sum below
+    2^62; integer additions do not depend on their order (deterministic).
+    """
     features = tl.arange(0, BLOCK_D)
     row_offsets = rows.to(tl.int64) * stride_xn
     slot = (tl.program_id(0) % copies).to(tl.int64) * k + label.to(tl.int64)
@@ -112,8 +118,12 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, 
         x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
         if WITH_WEIGHTS:
             x = x * weight[:, None]
+        if FIXED_POINT:
+            x = tl.floor(x.to(tl.float64) * tl.load(SCALES) + 0.5).to(tl.int64)
         tl.atomic_add(SUMS + sum_offsets[:, None] + chunk[None, :],
                       x.to(SUMS.dtype.element_ty), mask=inside, sem="relaxed")
+    if FIXED_POINT:
+        weight = tl.floor(weight.to(tl.float64) * tl.load(SCALES + 1) + 0.5).to(tl.int64)
     tl.atomic_add(TOTALS + slot, weight.to(TOTALS.dtype.element_ty), mask=row_ok, sem="relaxed")
 
 
@@ -121,12 +131,13 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, 
 def dense_kernel(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    CENTER_NORM_MAX, LISTED, N_LISTED,
+    SCALES, CENTER_NORM_MAX, LISTED, N_LISTED,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
-    WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, CHECK_MARGIN: tl.constexpr,
+    WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
+    CHECK_MARGIN: tl.constexpr,
 ):
     """One program per ``BLOCK_N`` rows: labels (and scores, sums)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -154,19 +165,19 @@ def dense_kernel(
             tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
         summed = row_ok & ~doubtful
     if WITH_SUMS:
-        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, summed, label, d, k, copies,
-                  BLOCK_D, WITH_WEIGHTS)
+        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, summed, label, d, k,
+                  copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
 
 
 @triton.jit
 def listed_kernel(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
-    LABELS, BEST, SECOND, SUMS, TOTALS, LISTED, N_LISTED,
+    LABELS, BEST, SECOND, SUMS, TOTALS, SCALES, LISTED, N_LISTED,
     d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
-    WITH_WEIGHTS: tl.constexpr,
+    WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
 ):
     """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
     loops over tiles of the list, however long it turned out)."""
@@ -185,8 +196,8 @@ def listed_kernel(
         if WITH_SECOND:
             tl.store(SECOND + rows, second, mask=row_ok)
         if WITH_SUMS:
-            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, rows, row_ok, label, d, k,
-                      copies, BLOCK_D, WITH_WEIGHTS)
+            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d,
+                      k, copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
 
 
 def grid_size(n: int, block_n: int) -> int:
