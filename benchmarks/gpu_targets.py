@@ -256,23 +256,29 @@ def part_lloyd(records: Records) -> None:
 
 
 def part_cold(records: Records) -> None:
-    """First CuPy fit of this process, then warm (100k x 32, k=64, 10 iterations)."""
+    """First CuPy fit of this process (kernels compiled, or loaded from Triton's
+    and CuPy's disk caches), then warm; 100k x 32, k=64, 10 iterations. The
+    imports (torch, which Triton launches through, triton, cupy) are timed apart."""
+    start = time.perf_counter()
     import cupy
+    import torch
+    import triton  # noqa: F401
 
     import xpkmeans
 
+    records.add("card", card=torch.cuda.get_device_name(0), part="cold")
+    imports = time.perf_counter() - start
     X = cupy.random.RandomState(0).standard_normal((100_000, 32), dtype=cupy.float32)
     init = X[:64].copy()
+    cupy.cuda.get_current_stream().synchronize()
 
     def fit() -> None:
         xpkmeans.KMeans(64, init=init, n_init=1, max_iter=10, tol=0.0).fit(X)
         cupy.cuda.get_current_stream().synchronize()
 
-    start = time.perf_counter()
-    fit()
-    cold = time.perf_counter() - start
+    cold = _time_host(fit)
     warm = statistics.median(_time_host(fit) for _ in range(3))
-    records.add("cold", library="xpkmeans-cupy", cold_s=cold, warm_s=warm,
+    records.add("cold", library="xpkmeans-cupy", cold_s=cold, warm_s=warm, imports_s=imports,
                 shape="100k×32×64, 10 iterations")
 
 
@@ -474,8 +480,9 @@ def summary(records: Records, tests_log: Path | None) -> str:
                              f"{r.get('ms', float('nan')):.2f} ms per fused pass"
                              if "ms" in r else r.get("error", "")))
         if r["kind"] == "cold":
-            verdicts.append(("CuPy first call < 1 s", r["cold_s"] < 1.0,
-                             f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.3f} s ({r['shape']})"))
+            verdicts.append(("CuPy first call < 1 s (imports apart)", r["cold_s"] < 1.0,
+                             f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.3f} s ({r['shape']}); "
+                             f"imports of cupy, torch, triton {r.get('imports_s', 0):.2f} s"))
         if r["kind"] == "memory":
             verdicts.append(("peak extra GPU memory ≤ 0.5× X", r["ratio"] <= 0.5,
                              f"{r['ratio']:.2f}× ({r['extra_bytes'] / 2**30:.2f} GiB over "
@@ -551,7 +558,8 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
         return
     _log(f"part {args.part}")
-    records.add("card", card=_card(), part=args.part)
+    if args.part != "cold":  # cold times its own imports
+        records.add("card", card=_card(), part=args.part)
     PARTS[args.part](records)
 
 
