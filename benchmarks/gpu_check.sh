@@ -37,5 +37,5 @@ part tests 130 python -m pytest -q -p no:cacheprovider --durations=15 -k "cupy o
 part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
 part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
 part init 40 python -m benchmarks.gpu_targets init --out "$DIR"
-part tiles 30 python -m benchmarks.gpu_targets tiles --out "$DIR"
+part tiles 40 python -m benchmarks.gpu_targets tiles --out "$DIR"
 python -m benchmarks.gpu_targets summary --out "$DIR" --tests-log "$DIR/gpu-tests.log"

@@ -164,37 +164,53 @@ def part_kernels(records: Records) -> None:
         torch.cuda.empty_cache()
 
 
-SWEEPS = {
-    "large": [{"BLOCK_K": 64}, {"num_warps": 4}, {"sum_copies": 1}, {"sum_dtype": "float64"}],
-    "huge": [{"BLOCK_K": 128}, {"num_stages": 4}, {"num_warps": 4}, {"sum_copies": 1}],
+SWEEPS = {  # (precision, tile settings changed): the most promising first
+    "large": [("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64}),
+              ("tf32x3", {"LANE_MIN": True, "BLOCK_K": 64}),
+              ("tf32-check", {"sum_copies": 1}), ("tf32-check", {"BLOCK_K": 64}),
+              ("tf32-check", {"num_warps": 4}), ("tf32-check", {"sum_dtype": "float64"})],
+    "huge": [("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_N": 64}),
+             ("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_D": 16}),
+             ("tf32x3", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_N": 64}),
+             ("tf32-check", {"sum_copies": 1}), ("tf32-check", {"num_stages": 4}),
+             ("tf32-check", {"BLOCK_K": 64})],
 }
 
 
 def part_tiles(records: Records) -> None:
-    """The fused pass with one tile setting changed at a time (exact precisions)."""
+    """The fused pass with tile settings changed (the two problems in turn, so
+    that a time limit cuts the least promising settings of both); each
+    setting's labels are compared with those of the ieee pass."""
+    import itertools
+
     import torch
 
     from xpkmeans._backend import _triton
 
+    problems = {}
     for name, n, d, k in (LARGE, HUGE):
         problem, data = _dataset(name)
         X, init = data.array("torch-cuda"), data.init("torch-cuda")
-        for precision in ("tf32x3", "tf32-check"):
-            for override in SWEEPS[name]:
-                _triton.config_override.clear()
-                _triton.config_override.update(override)
-                try:
-                    seconds = _seconds(lambda: _triton._launch(
-                        X, init, with_sums=True, dot_precision=precision), repeats=3)
-                    records.add("tile", problem=name, precision=precision, override=override,
-                                ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision))
-                except Exception as exc:
-                    records.add("tile", problem=name, precision=precision, override=override,
-                                error=f"{type(exc).__name__}: {str(exc)[:300]}")
-                finally:
-                    _triton.config_override.clear()
-        data.release()
-        torch.cuda.empty_cache()
+        reference = _triton.nearest_centers(X, init, dot_precision="ieee")
+        problems[name] = (n, d, k, X, init, reference)
+    turns = itertools.zip_longest(*[[(name, *case) for case in SWEEPS[name]] for name in SWEEPS])
+    for name, precision, override in (case for turn in turns for case in turn if case):
+        n, d, k, X, init, reference = problems[name]
+        _triton.config_override.clear()
+        _triton.config_override.update(override)
+        try:
+            seconds = _seconds(lambda: _triton._launch(
+                X, init, with_sums=True, dot_precision=precision), repeats=3)
+            labels = _triton._launch(X, init, with_sums=True, dot_precision=precision)["labels"]
+            records.add("tile", problem=name, precision=precision, override=override,
+                        ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision),
+                        labels_differ_from_ieee=int((labels != reference).sum()))
+        except Exception as exc:
+            records.add("tile", problem=name, precision=precision, override=override,
+                        error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            _triton.config_override.clear()
+    torch.cuda.synchronize()
 
 
 # ------------------------------------------------------------------ Lloyd
@@ -523,6 +539,8 @@ def summary(records: Records, tests_log: Path | None) -> str:
             what = r["precision"] + (f" {r['override']}" if r["kind"] == "tile" else "")
             if "listed_fraction" in r:
                 what += f" (listed {r['listed_fraction']:.2%})"
+            if "labels_differ_from_ieee" in r:
+                what += f" ({r['labels_differ_from_ieee']} labels differ from ieee)"
             value = f"{r['ms']:.2f}" if "ms" in r else r.get("error")
             lines.append(f"| {r['problem']} | {what} | {r.get('fused_sums', True)} | {value} |")
         if r["kind"] == "determinism" and "ms" in r:

@@ -95,9 +95,11 @@ def test_triton_labels_and_sums_equal_portable(n, d, k, precision):
     np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
 
 
+@pytest.mark.parametrize("lane_min", [False, True])
 @pytest.mark.parametrize("precision", EXACT)
-def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision):
-    tiles(BLOCK_N=32, BLOCK_K=16, BLOCK_D=16)  # k = 70: 5 centre tiles; d = 40: 3 chunks
+def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision, lane_min):
+    # k = 70: 5 centre tiles; d = 40: 3 chunks
+    tiles(BLOCK_N=32, BLOCK_K=16, BLOCK_D=16, LANE_MIN=lane_min)
     rng = np.random.default_rng(3)
     X = _tensor(rng.standard_normal((150, 40)))
     centers = _tensor(rng.standard_normal((70, 40)))
@@ -114,9 +116,12 @@ def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision):
     np.testing.assert_allclose(two[2].cpu().numpy(), second.cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("lane_min", [False, True])
 @pytest.mark.parametrize("precision", EXACT)
-def test_triton_exact_ties_and_duplicate_centres_go_to_the_lowest_index(tiles, precision):
-    tiles(BLOCK_N=32, BLOCK_K=16, sum_copies=3)  # duplicates in different centre tiles
+def test_triton_exact_ties_and_duplicate_centres_go_to_the_lowest_index(tiles, precision,
+                                                                         lane_min):
+    # duplicates in different centre tiles
+    tiles(BLOCK_N=32, BLOCK_K=16, sum_copies=3, LANE_MIN=lane_min)
     rng = np.random.default_rng(4)
     X = _tensor(rng.integers(-3, 4, (300, 3)))  # small integers: every product is exact
     base = rng.integers(-3, 4, (12, 3))

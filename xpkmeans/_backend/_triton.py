@@ -124,6 +124,7 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
         "num_warps": 8 if block_n * block_k >= 128 * 64 else 4,
         "num_stages": 2 if single_chunk else 3,
         "sum_dtype": "float32",
+        "LANE_MIN": False,
         # replicas of the sums (about 2^20 numbers in all): fewer atomic collisions
         "sum_copies": max(1, min(64, (1 << 20) // (k * (d + 1)))),
     }
@@ -228,7 +229,8 @@ def _launch(
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
             scales, center_norm_max, listed, n_listed, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
-            TRACK_SECOND=with_second or check, CHECK_MARGIN=check, **flags,
+            TRACK_SECOND=with_second or check, CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"],
+            **flags,
             num_warps=config["num_warps"], num_stages=config["num_stages"],
         )
         if check:
@@ -237,7 +239,7 @@ def _launch(
             kernels.listed_kernel[(programs,)](
                 *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
                 scales, listed, n_listed, d, k, copies, **{key: redo[key] for key in tiles},
-                PRECISION="ieee",
+                PRECISION="ieee", LANE_MIN=False,
                 **flags, num_warps=redo["num_warps"], num_stages=redo["num_stages"],
             )
             out["n_listed"] = n_listed
@@ -325,7 +327,7 @@ def compile_for(
                 "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
                 "SUMS": f"*{sum_type}", "TOTALS": f"*{sum_type}", "SCALES": "*fp64"}
     dense = dict(tiles, PRECISION="tf32" if check else dot_precision, TRACK_SECOND=check,
-                 CHECK_MARGIN=check, **flags)
+                 CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"], **flags)
     sources = [(kernels.dense_kernel, {
         **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",
@@ -333,7 +335,7 @@ def compile_for(
     }, dense, config["num_warps"], config["num_stages"])]
     if check:
         redo = listed_config(config, d)
-        listed = dict({key: redo[key] for key in tiles}, PRECISION="ieee", **flags)
+        listed = dict({key: redo[key] for key in tiles}, PRECISION="ieee", LANE_MIN=False, **flags)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
             "copies": "i32", **{key: "constexpr" for key in listed},

@@ -26,12 +26,22 @@ def _row_tile_scores(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, WITH_SECOND: tl.constexpr,
+    LANE_MIN: tl.constexpr,
 ):
-    """Nearest centre, best and second best score of the rows ``rows``."""
+    """Nearest centre, best and second best score of the rows ``rows``.
+
+    ``LANE_MIN``: the running minima are kept per column of the tile (lane)
+    across centre tiles, and reduced across lanes once at the end: a few
+    elementwise operations per score instead of row reductions per tile.
+    """
     features = tl.arange(0, BLOCK_D)
     best = tl.full((BLOCK_N,), INFINITY, tl.float32)
     second = tl.full((BLOCK_N,), INFINITY, tl.float32)
     label = tl.zeros((BLOCK_N,), tl.int32)
+    lanes = tl.arange(0, BLOCK_K)
+    lane_best = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
+    lane_second = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
+    lane_start = tl.zeros((BLOCK_N, BLOCK_K), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
     if SINGLE_CHUNK:  # all features in one chunk: X's tile stays in registers
         x = tl.load(
@@ -64,15 +74,29 @@ def _row_tile_scores(
         # padded centres score +inf (their half norm is +inf, their dots 0)
         half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
         scores = half_norms[None, :] - dots
-        tile_best = tl.min(scores, axis=1)
-        tile_label = tl.argmin(scores, axis=1, tie_break_left=True)
-        if WITH_SECOND:
-            is_best = tl.arange(0, BLOCK_K)[None, :] == tile_label[:, None]
-            tile_second = tl.min(tl.where(is_best, INFINITY, scores), axis=1)
-            second = tl.minimum(tl.minimum(second, tile_second), tl.maximum(best, tile_best))
-        better = tile_best < best  # strict: an earlier tile keeps a tie
-        label = tl.where(better, tile_label + k_start, label)
-        best = tl.where(better, tile_best, best)
+        if LANE_MIN:
+            if WITH_SECOND:
+                lane_second = tl.minimum(lane_second, tl.maximum(lane_best, scores))
+            lane_better = scores < lane_best  # strict: an earlier tile keeps a tie
+            lane_start = tl.where(lane_better, k_start, lane_start)
+            lane_best = tl.where(lane_better, scores, lane_best)
+        else:
+            tile_best = tl.min(scores, axis=1)
+            tile_label = tl.argmin(scores, axis=1, tie_break_left=True)
+            if WITH_SECOND:
+                is_best = lanes[None, :] == tile_label[:, None]
+                tile_second = tl.min(tl.where(is_best, INFINITY, scores), axis=1)
+                second = tl.minimum(tl.minimum(second, tile_second), tl.maximum(best, tile_best))
+            better = tile_best < best  # strict: an earlier tile keeps a tie
+            label = tl.where(better, tile_label + k_start, label)
+            best = tl.where(better, tile_best, best)
+    if LANE_MIN:  # across lanes: the lowest index of the smallest score
+        best = tl.min(lane_best, axis=1)
+        index = lane_start + lanes[None, :]
+        label = tl.min(tl.where(lane_best == best[:, None], index, k), axis=1)
+        if WITH_SECOND:  # the best lane's own second, or another lane's best
+            others = tl.where(index == label[:, None], lane_second, lane_best)
+            second = tl.min(others, axis=1)
     return label, best, second
 
 
@@ -137,14 +161,14 @@ def dense_kernel(
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
-    CHECK_MARGIN: tl.constexpr,
+    CHECK_MARGIN: tl.constexpr, LANE_MIN: tl.constexpr,
 ):
     """One program per ``BLOCK_N`` rows: labels (and scores, sums)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     label, best, second = _row_tile_scores(
         X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-        BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND,
+        BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN,
     )
     tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
     if WITH_SCORES:
@@ -177,7 +201,7 @@ def listed_kernel(
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
-    WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
+    WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr, LANE_MIN: tl.constexpr,
 ):
     """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
     loops over tiles of the list, however long it turned out)."""
@@ -188,7 +212,7 @@ def listed_kernel(
         rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
         label, best, second = _row_tile_scores(
             X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN,
         )
         tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
         if WITH_SCORES:
