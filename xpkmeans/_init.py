@@ -31,6 +31,12 @@ from ._validation import (
 )
 
 
+def _cumulative(values: Any, dtype: Any, *, xp: Any) -> Any:
+    """Running sum of ``values`` in ``dtype`` (the widest float: exact enough
+    to draw from a million points)."""
+    return xp.cumulative_sum(xp.astype(values, dtype))
+
+
 def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
     """Indices drawn with probability proportional to the increments of ``cumulative``.
 
@@ -44,20 +50,21 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
 def _closest_with_candidates(
     X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
 ) -> tuple[Any, Any]:
-    """For each candidate, the squared distance of every point to its nearest centre
-    if that candidate were added, and the resulting potential.
+    """One pass over X for one greedy k-means++ centre: for each candidate row,
+    the squared distance of every point to its nearest centre if that
+    candidate were added, and the resulting potential.
 
     Returns ``(to_candidates, potentials)`` of shapes (n_samples, n_candidates)
-    and (n_candidates,). Rows go in blocks that stay in cache, on all cores.
+    and (n_candidates,). The candidates' distances come from one product per
+    row block; blocks stay in cache, on all cores. Nothing goes to the host.
     """
     rows_x = take_rows(X, candidates)
     rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
-    rows_x_t = xp.permute_dims(rows_x, (1, 0))
+    minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
-        cross = X[rows, :] @ rows_x_t
-        distances = xp.clip(x_sq_norms[rows, None] - 2 * cross + rows_sq_norms, 0, None)
-        nearest = xp.minimum(closest_sq[rows, None], distances)
+        distances = x_sq_norms[rows, None] + X[rows, :] @ minus_twice_rows_t + rows_sq_norms
+        nearest = xp.minimum(closest_sq[rows, None], xp.clip(distances, 0, None))
         return nearest, weights[rows] @ nearest
 
     blocks = map_row_blocks(
@@ -84,7 +91,12 @@ def _kmeans_plusplus(
     Each new centre is the best of ``n_local_trials`` candidates drawn with
     probability proportional to ``weight * D(x)^2``; best means lowest
     potential (weighted sum of squared distances to the nearest centre).
-    Everything stays on the device: no host copy until the caller asks.
+
+    All the uniforms are drawn on the host first, in one call (NumPy's
+    ``rng.random(a)`` then ``rng.random(b)`` equals ``rng.random(a + b)``
+    split, so the centres are those of one draw per centre) and moved to the
+    device once. The loop over centres then never waits for the device: no
+    host copy, no data-dependent shape; each centre reads X once.
 
     Returns
     -------
@@ -102,25 +114,30 @@ def _kmeans_plusplus(
         else sample_weight
     )
     x_sq_norms = xp.sum(X * X, axis=1)
+    # uniforms[0]: the first centre; then n_local_trials per further centre
+    uniforms = from_host(
+        rng.random(1 + (n_clusters - 1) * n_local_trials),
+        xp=xp, device=device, dtype=accumulate,
+    )
 
-    def draw(potentials: Any, size: int) -> Any:
-        cumulative = xp.cumulative_sum(xp.astype(potentials, accumulate))
-        uniforms = from_host(rng.random(size), xp=xp, device=device, dtype=accumulate)
-        return _weighted_draws(cumulative, uniforms, xp=xp)
-
-    indices = [draw(weights, 1)]
+    indices = [_weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)]
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
         closest_sq = _closest_with_candidates(X, x_sq_norms, weights, far, indices[0], xp=xp)[0]
         closest_sq = closest_sq[:, 0]
-        for _ in range(1, n_clusters):
-            candidates = draw(weights * closest_sq, n_local_trials)
+        for center in range(1, n_clusters):
+            start = 1 + (center - 1) * n_local_trials
+            candidates = _weighted_draws(
+                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                uniforms[start : start + n_local_trials],
+                xp=xp,
+            )
             to_candidates, potentials = _closest_with_candidates(
                 X, x_sq_norms, weights, closest_sq, candidates, xp=xp
             )
-            best = xp.argmin(potentials)
-            closest_sq = xp.take(to_candidates, best[None], axis=1)[:, 0]
-            indices.append(xp.take(candidates, best[None]))
+            best = xp.argmin(potentials)[None]
+            closest_sq = xp.take(to_candidates, best, axis=1)[:, 0]
+            indices.append(xp.take(candidates, best))
     indices = xp.concat(indices)
     return take_rows(X, indices), indices
 
