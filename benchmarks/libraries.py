@@ -7,8 +7,9 @@ An adapter provides two calls with one signature across libraries:
 - ``fit(X, n_clusters, seed)``: the library's default fit, seeded;
 
 both returning :class:`Fitted` with the centres still on the library's
-device (copying them to the host happens after the clock stops) and the
-iteration count the library reports (None when it reports none).
+device (copying them to the host happens after the clock stops), the
+iteration count the library reports (None when it reports none) and, for
+xpkmeans's default fit, the seconds its initialisation took.
 
 ``X`` and ``init`` come in the adapter's ``array`` kind (see
 ``problems.Dataset``). A library is available when its modules import and,
@@ -18,9 +19,11 @@ the reason.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Fitted:
 
     centers: Any
     n_iter: int | None
+    init_s: float | None = None  # of the fit, in the initialisation (xpkmeans)
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,41 @@ def _kmeans_estimator(module: str, algorithm: str):
 
     def fit(X, n_clusters, seed):
         KMeans = importlib.import_module(module).KMeans
-        km = KMeans(n_clusters, random_state=seed, algorithm=algorithm).fit(X)
-        return Fitted(km.cluster_centers_, km.n_iter_)
+        with _timed_initializers(module) as init_s:
+            km = KMeans(n_clusters, random_state=seed, algorithm=algorithm).fit(X)
+        return Fitted(km.cluster_centers_, km.n_iter_, init_s[0] if init_s else None)
 
     return lloyd, fit
+
+
+@contextlib.contextmanager
+def _timed_initializers(module: str) -> Iterator[list[float]]:
+    """While open, xpkmeans's named initialisers add their seconds (device
+    work finished) to the list yielded; other modules: the list stays empty."""
+    seconds: list[float] = []
+    if module != "xpkmeans":
+        yield seconds
+        return
+    from xpkmeans._backend import synchronize
+    from xpkmeans._init import INITIALIZERS
+
+    def timed(initializer):
+        def run(X, *args, **kwargs):
+            synchronize(X)
+            start = time.perf_counter()
+            centers = initializer(X, *args, **kwargs)
+            synchronize(centers)
+            spent = time.perf_counter() - start
+            seconds[:] = [spent + (seconds[0] if seconds else 0.0)]
+            return centers
+        return run
+
+    saved = dict(INITIALIZERS)
+    INITIALIZERS.update({name: timed(initializer) for name, initializer in saved.items()})
+    try:
+        yield seconds
+    finally:
+        INITIALIZERS.update(saved)
 
 
 _xpkmeans_lloyd, _xpkmeans_fit = _kmeans_estimator("xpkmeans", "lloyd")

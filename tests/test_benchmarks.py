@@ -20,3 +20,7 @@ def test_benchmark_runs_on_a_tiny_problem(tmp_path):
     assert saved.keys() == results.keys()
     table = next(tmp_path.glob("*.md")).read_text()
     assert "xpkmeans-numpy" in table and "sklearn-lloyd" in table
+    # the default fit of xpkmeans splits into its initialisation and the rest
+    ours = next(r for r in results["fit"] if r["library"] == "xpkmeans-numpy")
+    assert 0 < ours["init_s"] < ours["times_s"][-1]
+    assert ours["init_s"] + ours["after_init_s"] == pytest.approx(ours["times_s"][-1])

@@ -1,4 +1,4 @@
-"""Initial centres: greedy k-means++ and random points, plus the init table.
+"""Initial centres: greedy k-means++, k-means|| and random points, plus the init table.
 
 Every initialiser takes ``(X, n_clusters, *, sample_weight, rng, xp)`` and
 returns ``(n_clusters, n_features)`` centres. Random numbers come from a host
@@ -19,6 +19,7 @@ from ._backend import (
     concat_rows,
     map_row_blocks,
     parallel_region,
+    segment_sum,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -29,6 +30,12 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
 )
+
+
+def _cumulative(values: Any, dtype: Any, *, xp: Any) -> Any:
+    """Running sum of ``values`` in ``dtype`` (the widest float: exact enough
+    to draw from a million points)."""
+    return xp.cumulative_sum(xp.astype(values, dtype))
 
 
 def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
@@ -43,31 +50,40 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
 
 def _closest_with_candidates(
     X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
-) -> tuple[Any, Any]:
-    """For each candidate, the squared distance of every point to its nearest centre
-    if that candidate were added, and the resulting potential.
+) -> tuple[list, Any]:
+    """One pass over X for one greedy k-means++ centre: for each candidate row,
+    the squared distance of every point to its nearest centre if that
+    candidate were added, and the resulting potential.
 
-    Returns ``(to_candidates, potentials)`` of shapes (n_samples, n_candidates)
-    and (n_candidates,). Rows go in blocks that stay in cache, on all cores.
+    Returns ``(blocks, potentials)``: the (rows x n_candidates) distances of
+    each row block (concatenated they make the n_samples x n_candidates
+    matrix; the caller keeps one column of each) and the potentials, of
+    shape (n_candidates,). The candidates' distances come from one product
+    per row block; blocks stay in cache, on all cores. Nothing goes to the host.
     """
     rows_x = take_rows(X, candidates)
     rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
-    rows_x_t = xp.permute_dims(rows_x, (1, 0))
+    minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
-        cross = X[rows, :] @ rows_x_t
-        distances = xp.clip(x_sq_norms[rows, None] - 2 * cross + rows_sq_norms, 0, None)
-        nearest = xp.minimum(closest_sq[rows, None], distances)
+        distances = x_sq_norms[rows, None] + X[rows, :] @ minus_twice_rows_t + rows_sq_norms
+        # (clip with an array bound is one pass, but 1.4x slower in NumPy, and
+        # torch's moves a scalar bound to the device on every call)
+        nearest = xp.minimum(closest_sq[rows, None], xp.clip(distances, 0, None))
         return nearest, weights[rows] @ nearest
 
     blocks = map_row_blocks(
         block, X.shape[0], 4 * candidates.shape[0], xp=xp, device=device_of(X)
     )
-    to_candidates = concat_rows([b[0] for b in blocks], xp=xp)
     potentials = blocks[0][1]
     for _, partial in blocks[1:]:
         potentials = potentials + partial
-    return to_candidates, potentials
+    return [b[0] for b in blocks], potentials
+
+
+def _column(blocks: list, column: Any, *, xp: Any) -> Any:
+    """Column ``column`` (a 1-element index array) of the row blocks, as one vector."""
+    return concat_rows([xp.take(b, column, axis=1)[:, 0] for b in blocks], xp=xp)
 
 
 def _kmeans_plusplus(
@@ -84,7 +100,12 @@ def _kmeans_plusplus(
     Each new centre is the best of ``n_local_trials`` candidates drawn with
     probability proportional to ``weight * D(x)^2``; best means lowest
     potential (weighted sum of squared distances to the nearest centre).
-    Everything stays on the device: no host copy until the caller asks.
+
+    All the uniforms are drawn on the host first, in one call (NumPy's
+    ``rng.random(a)`` then ``rng.random(b)`` equals ``rng.random(a + b)``
+    split, so the centres are those of one draw per centre) and moved to the
+    device once. The loop over centres then never waits for the device: no
+    host copy, no data-dependent shape; each centre reads X once.
 
     Returns
     -------
@@ -102,27 +123,224 @@ def _kmeans_plusplus(
         else sample_weight
     )
     x_sq_norms = xp.sum(X * X, axis=1)
+    # uniforms[0]: the first centre; then n_local_trials per further centre
+    uniforms = from_host(
+        rng.random(1 + (n_clusters - 1) * n_local_trials),
+        xp=xp, device=device, dtype=accumulate,
+    )
 
-    def draw(potentials: Any, size: int) -> Any:
-        cumulative = xp.cumulative_sum(xp.astype(potentials, accumulate))
-        uniforms = from_host(rng.random(size), xp=xp, device=device, dtype=accumulate)
-        return _weighted_draws(cumulative, uniforms, xp=xp)
-
-    indices = [draw(weights, 1)]
+    indices = [_weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)]
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
-        closest_sq = _closest_with_candidates(X, x_sq_norms, weights, far, indices[0], xp=xp)[0]
-        closest_sq = closest_sq[:, 0]
-        for _ in range(1, n_clusters):
-            candidates = draw(weights * closest_sq, n_local_trials)
-            to_candidates, potentials = _closest_with_candidates(
+        blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, indices[0], xp=xp)
+        closest_sq = _column(blocks, indices[0] * 0, xp=xp)
+        for center in range(1, n_clusters):
+            start = 1 + (center - 1) * n_local_trials
+            candidates = _weighted_draws(
+                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                uniforms[start : start + n_local_trials],
+                xp=xp,
+            )
+            blocks, potentials = _closest_with_candidates(
                 X, x_sq_norms, weights, closest_sq, candidates, xp=xp
             )
-            best = xp.argmin(potentials)
-            closest_sq = xp.take(to_candidates, best[None], axis=1)[:, 0]
-            indices.append(xp.take(candidates, best[None]))
+            best = xp.argmin(potentials)[None]
+            closest_sq = _column(blocks, best, xp=xp)
+            indices.append(xp.take(candidates, best))
     indices = xp.concat(indices)
     return take_rows(X, indices), indices
+
+
+# ------------------------------------------------------------------ k-means||
+# Bahmani et al., "Scalable k-means++" (2012): a few passes over X, each
+# adding oversampled candidates drawn by weight * D(x)^2, then a weighted
+# greedy k-means++ over the candidates. Written as whole passes over X in row
+# blocks, so that a distributed backend can run each pass as one map-reduce.
+
+KMEANS_PARALLEL_ROUNDS = 5
+"""Candidate rounds of k-means|| (passes over X after the first centre)."""
+
+KMEANS_PARALLEL_OVERSAMPLING = 2.0
+"""Candidates drawn per round of k-means||, as a multiple of ``n_clusters``."""
+
+
+def _nearest_candidate_pass(
+    X: Any,
+    x_sq_norms: Any,
+    candidate_rows: Any,
+    candidate_sq_norms: Any,
+    first_candidate: int,
+    closest_sq: Any,
+    nearest: Any,
+    *,
+    xp: Any,
+) -> tuple[Any, Any]:
+    """One k-means|| round's pass over X: the distance of every point to the new
+    candidates, folded into the running minimum.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    x_sq_norms : array of shape (n_samples,)
+        Squared norms of the rows of ``X``.
+    candidate_rows : array of shape (n_new, n_features)
+        The candidates added this round.
+    candidate_sq_norms : array of shape (n_new,)
+        Their squared norms; ``inf`` for a candidate to ignore (a repeat).
+    first_candidate : int
+        Number of the first new candidate among all candidates so far.
+    closest_sq, nearest : arrays of shape (n_samples,)
+        Squared distance of each point to its nearest candidate so far, and
+        that candidate's number.
+
+    Returns
+    -------
+    closest_sq, nearest : arrays of shape (n_samples,)
+        Updated with the new candidates: a new candidate wins only when strictly
+        closer, and among new ones the lowest number wins a tie.
+    """
+    minus_twice_t = xp.permute_dims(candidate_rows, (1, 0)) * -2
+
+    def block(rows: slice) -> tuple[Any, Any]:
+        distances = x_sq_norms[rows, None] + X[rows, :] @ minus_twice_t + candidate_sq_norms
+        distances = xp.clip(distances, 0, None)
+        block_nearest = xp.argmin(distances, axis=1)
+        block_closest = xp.min(distances, axis=1)
+        closer = block_closest < closest_sq[rows]
+        return (
+            xp.where(closer, block_closest, closest_sq[rows]),
+            xp.where(closer, xp.astype(block_nearest, nearest.dtype) + first_candidate,
+                     nearest[rows]),
+        )
+
+    blocks = map_row_blocks(
+        block, X.shape[0], 2 * candidate_rows.shape[0], xp=xp, device=device_of(X)
+    )
+    return (
+        concat_rows([b[0] for b in blocks], xp=xp),
+        concat_rows([b[1] for b in blocks], xp=xp),
+    )
+
+
+def _first_occurrences(indices: Any, *, xp: Any) -> Any:
+    """True where ``indices[i]`` does not occur in ``indices[:i]`` (fixed shapes:
+    a stable sort, a comparison of neighbours, and the inverse permutation)."""
+    order = xp.argsort(indices, stable=True)
+    in_order = xp.take(indices, order)
+    repeat = xp.concat([
+        xp.zeros((1,), dtype=xp.bool, device=device_of(indices)),
+        in_order[1:] == in_order[:-1],
+    ])
+    return xp.logical_not(xp.take(repeat, xp.argsort(order)))
+
+
+def _kmeans_parallel_candidates(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any,
+    rng: Any,
+    xp: Any,
+    n_rounds: int = KMEANS_PARALLEL_ROUNDS,
+    oversampling: float = KMEANS_PARALLEL_OVERSAMPLING,
+) -> tuple[Any, Any]:
+    """The candidates of k-means|| and their weights.
+
+    A first candidate is drawn by weight; each of ``n_rounds`` rounds draws
+    ``ceil(oversampling * n_clusters)`` more, with replacement, with
+    probability proportional to ``weight * D(x)^2`` (D: distance to the nearest
+    candidate so far), then makes one pass over X
+    (``_nearest_candidate_pass``). A candidate drawn twice in a round, or at
+    distance 0 from the earlier ones, is ignored (its weight stays 0): the
+    shapes never depend on the data, so nothing waits for the device.
+    The uniforms are drawn on the host in one call and moved once.
+
+    Returns
+    -------
+    indices : integer array of shape (1 + n_rounds * per_round,)
+        Rows of ``X`` that are candidates.
+    weights : array of shape (1 + n_rounds * per_round,)
+        Per candidate, the summed sample weight of the points nearest to it
+        (0 for an ignored repeat), in the widest float of the device.
+    """
+    n_samples = X.shape[0]
+    device = device_of(X)
+    accumulate = widest_float_dtype(xp, device)
+    per_round = math.ceil(oversampling * n_clusters)
+    n_candidates = 1 + n_rounds * per_round
+    weights = (
+        xp.ones(n_samples, dtype=X.dtype, device=device)
+        if sample_weight is None
+        else sample_weight
+    )
+    x_sq_norms = xp.sum(X * X, axis=1)
+    uniforms = from_host(rng.random(n_candidates), xp=xp, device=device, dtype=accumulate)
+
+    first = _weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)
+    closest_sq = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
+    nearest = xp.zeros((n_samples,), dtype=first.dtype, device=device)
+    candidates = [first]
+    with parallel_region(xp):
+        closest_sq, nearest = _nearest_candidate_pass(
+            X, x_sq_norms, take_rows(X, first), xp.take(x_sq_norms, first), 0,
+            closest_sq, nearest, xp=xp,
+        )
+        for round_ in range(n_rounds):
+            start = 1 + round_ * per_round
+            drawn = _weighted_draws(
+                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                uniforms[start : start + per_round],
+                xp=xp,
+            )
+            is_new = xp.logical_and(
+                xp.take(closest_sq, drawn) > 0, _first_occurrences(drawn, xp=xp)
+            )
+            sq_norms = xp.where(is_new, xp.take(x_sq_norms, drawn), math.inf)
+            closest_sq, nearest = _nearest_candidate_pass(
+                X, x_sq_norms, take_rows(X, drawn), sq_norms, start,
+                closest_sq, nearest, xp=xp,
+            )
+            candidates.append(drawn)
+        ones = xp.ones((n_samples, 1), dtype=accumulate, device=device)
+        totals = segment_sum(ones, nearest, n_candidates, weights=xp.astype(weights, accumulate))[1]
+    return xp.concat(candidates), totals
+
+
+def _kmeans_parallel(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any,
+    rng: Any,
+    xp: Any,
+    n_rounds: int = KMEANS_PARALLEL_ROUNDS,
+    oversampling: float = KMEANS_PARALLEL_OVERSAMPLING,
+) -> Any:
+    """k-means|| initialisation: ``n_clusters`` centres, always.
+
+    The weighted candidates of ``_kmeans_parallel_candidates`` (``n_rounds + 1``
+    passes over X), then greedy k-means++ over the candidates with their
+    weights. On data no larger than the candidate set, it is greedy k-means++
+    on X itself.
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features)
+        Rows of ``X``.
+    """
+    n_candidates = 1 + n_rounds * math.ceil(oversampling * n_clusters)
+    if X.shape[0] <= n_candidates:
+        return _kmeans_plusplus(X, n_clusters, sample_weight=sample_weight, rng=rng, xp=xp)[0]
+    indices, candidate_weights = _kmeans_parallel_candidates(
+        X, n_clusters, sample_weight=sample_weight, rng=rng, xp=xp,
+        n_rounds=n_rounds, oversampling=oversampling,
+    )
+    candidates = take_rows(X, indices)
+    centers, _ = _kmeans_plusplus(
+        candidates, n_clusters, sample_weight=xp.astype(candidate_weights, X.dtype),
+        rng=rng, xp=xp,
+    )
+    return centers
 
 
 def _init_kmeans_plusplus(X, n_clusters, *, sample_weight, rng, xp):
@@ -148,6 +366,7 @@ def _init_random(X, n_clusters, *, sample_weight, rng, xp):
 
 INITIALIZERS: dict[str, Callable[..., Any]] = {
     "k-means++": _init_kmeans_plusplus,
+    "k-means||": _kmeans_parallel,
     "random": _init_random,
 }
 

@@ -102,16 +102,25 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters and centres.
-    init : {"k-means++", "random"}, callable or array of shape (n_clusters, n_features), \
-default="k-means++"
-        "k-means++": greedy k-means++ (``2 + log(k)`` local trials per centre).
+    init : {"k-means++", "k-means||", "random"}, callable or array of shape \
+(n_clusters, n_features), default="k-means++"
+        "k-means++": greedy k-means++ (``2 + log(k)`` local trials per centre,
+        each drawn with probability proportional to ``weight * D(x)^2``); it
+        reads X once per centre.
+        "k-means||": scalable k-means++ (Bahmani et al. 2012): 5 rounds, each
+        drawing ``2 * n_clusters`` candidates by ``weight * D(x)^2``, then greedy
+        k-means++ over the candidates weighted by the points nearest to them.
+        It reads X 6 times whatever ``n_clusters``: choose it when X is large
+        and ``n_clusters`` is in the hundreds or more, or X is distributed;
+        the final inertia is about that of "k-means++".
         "random": ``n_clusters`` distinct points drawn by weight. A callable
         is called as ``init(X, n_clusters, random_state=rng)`` with the
         centred data and a ``numpy.random.Generator``. An array gives the
-        starting centres.
+        starting centres. Every initialisation honours ``sample_weight`` and
+        gives one seed the same centres on every backend.
     n_init : "auto" or int, default="auto"
         Number of initialisations; the lowest inertia wins. "auto" means 1 for
-        "k-means++" or an array, 10 for "random" or a callable.
+        "k-means++", "k-means||" or an array, 10 for "random" or a callable.
     max_iter : int, default=300
         Maximum EM iterations per initialisation.
     tol : float, default=1e-4
@@ -194,7 +203,7 @@ default="k-means++"
                 raise ValueError(msg)
         explicit = not isinstance(init, str) and not callable(init)
         if self.n_init == "auto":
-            n_init = 1 if explicit or init == "k-means++" else 10
+            n_init = 1 if explicit or init in ("k-means++", "k-means||") else 10
         else:
             if isinstance(self.n_init, str):
                 msg = f"`n_init` must be 'auto' or an int >= 1, got {self.n_init!r}."
