@@ -262,7 +262,8 @@ def test_unavailable_backend_is_one_line_error(tmp_path):
     result = run_cli("demo", "--backend", "cupy", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "xpkmeans: error: --backend cupy: CuPy is not installed (pip install xpkmeans[gpu])"
+        "xpkmeans: error: --backend cupy: CuPy is not installed "
+        "(pip install xpkmeans[cuda12] for CUDA 12, xpkmeans[cuda13] for CUDA 13)"
     ]
 
 
