@@ -502,3 +502,33 @@ def test_version_imports_no_numpy_and_fit_no_sklearn_or_torch(tmp_path):
     fit = subprocess.run([sys.executable, "-c", code, "fit", str(data), "-k", "2", "-o",
                           str(tmp_path / "l.txt")], env=env, capture_output=True, text=True)
     assert fit.stdout.strip().splitlines()[-1] == "['numpy']", fit.stderr
+
+
+def test_csv_reader_peak_memory_is_about_the_array(tmp_path):
+    """Reading streams the file: no text copy, no lists of strings (was 25x)."""
+    import tracemalloc
+
+    from xpkmeans.cli import read_data
+
+    X = np.random.default_rng(0).standard_normal((40_000, 8))
+    data = tmp_path / "big.csv"
+    np.savetxt(data, X, delimiter=",", fmt="%.8g", header="a,b,c,d,e,f,g,h", comments="")
+    tracemalloc.start()
+    try:
+        read, names = read_data(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(read, X, rtol=1e-7)
+    assert names == list("abcdefgh")
+    assert peak <= 2 * X.nbytes, peak / X.nbytes
+
+
+def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys):
+    from xpkmeans.cli import read_data
+
+    data = tmp_path / "odd.csv"
+    data.write_text('"x", "y"\n\n"1.5", 2\n 3 ,4\n\n')
+    X, names = read_data(data)
+    np.testing.assert_array_equal(X, [[1.5, 2.0], [3.0, 4.0]])
+    assert names == ["x", "y"]

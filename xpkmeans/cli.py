@@ -206,7 +206,7 @@ def _csv_layout(path: Path, delimiter: str | None) -> _CsvLayout:
         raise CLIError(f"{path}: not a text CSV file ({e.reason} at byte {e.start})") from e
     if delimiter is None:  # a tab and no comma: tab-separated
         delimiter = "\t" if "\t" in line and "," not in line else ","
-    first = [field.strip() for field in next(csv.reader([line], delimiter=delimiter))]
+    first = [field.strip() for field in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))]
     if all(_is_number(field) for field in first):
         return _CsvLayout(delimiter, None, number, len(first))
     return _CsvLayout(delimiter, first, number + 1, len(first))
@@ -273,7 +273,7 @@ def _read_csv(
 def _data_rows(path: Path, layout: _CsvLayout) -> Iterator[tuple[int, list[str]]]:
     """(line number, stripped fields) of every non-blank data row."""
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=layout.delimiter)
+        reader = csv.reader(f, delimiter=layout.delimiter, skipinitialspace=True)
         try:
             for row in reader:
                 if reader.line_num >= layout.first_data_line and any(c.strip() for c in row):
