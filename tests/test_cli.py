@@ -532,3 +532,43 @@ def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys):
     X, names = read_data(data)
     np.testing.assert_array_equal(X, [[1.5, 2.0], [3.0, 4.0]])
     assert names == ["x", "y"]
+
+
+def test_progress_uses_tqdm_when_installed(monkeypatch):
+    import io
+    import types
+
+    from xpkmeans import FitProgress
+    from xpkmeans.cli import ProgressLine
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, desc, **kwargs):
+            self.total, self.desc, self.n, self.postfix, self.closed = total, desc, 0, "", False
+            bars.append(self)
+
+        def set_postfix_str(self, text):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    fake = types.ModuleType("tqdm.auto")
+    fake.tqdm = FakeBar
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    line = ProgressLine(stream=Terminal(), delay=0.0, interval=0.0)
+    for iteration in (1, 2):
+        line(FitProgress(start=1, n_init=2, iteration=iteration, max_iter=50, center_shift=0.1,
+                         tol=0.01, converged=False, last=False, elapsed=float(iteration),
+                         _objective=lambda: 7.0))
+    line.close()
+    (bar,) = bars
+    assert (bar.desc, bar.total, bar.n, bar.closed) == ("start 2/2", 50, 2, True)
+    assert bar.postfix.startswith("inertia 7, centre shift 0.1 (tol 0.01)")

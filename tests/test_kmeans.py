@@ -389,3 +389,18 @@ def test_callback_sees_every_iteration_of_every_start():
     assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
     last_of_best = [p for p in seen if p.last and p.iteration == km.n_iter_]
     assert any(p.inertia() == pytest.approx(km.inertia_, rel=1e-9) for p in last_of_best)
+
+
+def test_package_exports_import_lazily_and_completely():
+    import subprocess
+    import sys
+
+    import xpkmeans as package
+
+    assert sorted(package.__all__) == sorted(package._EXPORTS)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    code = "import sys, xpkmeans; print('xpkmeans._kmeans' in sys.modules, 'numpy' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=str(__import__("pathlib").Path(package.__file__).parents[1]))
+    assert shown.stdout.split() == ["False", "False"], shown.stderr

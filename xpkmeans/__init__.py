@@ -37,7 +37,26 @@ _EXPORTS = {
     "select_n_clusters": ".model_selection",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ClusterSelection",
+    "ConvergenceWarning",
+    "FallbackWarning",
+    "FitProgress",
+    "KMeans",
+    "LloydStep",
+    "NotFittedError",
+    "calinski_harabasz_score",
+    "davies_bouldin_score",
+    "e_step",
+    "k_means",
+    "kmeans_plusplus",
+    "lloyd_steps",
+    "m_step",
+    "make_blobs",
+    "select_n_clusters",
+    "silhouette_samples",
+    "silhouette_score",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,6 @@ in the namespace and on the device of the training data.
 
 from __future__ import annotations
 
-import numbers
 import time
 import warnings
 from dataclasses import dataclass

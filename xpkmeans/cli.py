@@ -157,7 +157,7 @@ def _read_npy(path: Path) -> np.ndarray:
         raise CLIError(f"{path}: expected numbers, got dtype {data.dtype}")
     if data.size == 0:
         raise CLIError(f"{path}: the array is empty (shape {data.shape})")
-    data = np.asarray(data, dtype=np.float64)
+    data = np.array(data, dtype=np.float64)  # from the mapped file: one copy, in memory
     bad_rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if bad_rows.size:
         raise CLIError(
