@@ -500,7 +500,8 @@ def test_version_imports_no_numpy_and_fit_no_sklearn_or_torch(tmp_path):
     assert version.stdout.strip() == "[]", version.stderr
     data = _write(_blobs(n_samples=50), tmp_path, "csv")
     fit = subprocess.run([sys.executable, "-c", code, "fit", str(data), "-k", "2", "-o",
-                          str(tmp_path / "l.txt")], env=env, capture_output=True, text=True)
+                          str(tmp_path / "l.txt"), "--backend", "numpy"],
+                         env=env, capture_output=True, text=True)
     assert fit.stdout.strip().splitlines()[-1] == "['numpy']", fit.stderr
 
 
@@ -572,3 +573,12 @@ def test_progress_uses_tqdm_when_installed(monkeypatch):
     (bar,) = bars
     assert (bar.desc, bar.total, bar.n, bar.closed) == ("start 2/2", 50, 2, True)
     assert bar.postfix.startswith("inertia 7, centre shift 0.1 (tol 0.01)")
+
+
+def test_auto_backend_skips_gpu_libraries_where_there_is_no_nvidia_device(monkeypatch):
+    from xpkmeans import cli
+
+    monkeypatch.setattr(cli, "_may_have_cuda", lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing it would fail the test
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert cli.select_backend("auto").name == "numpy"

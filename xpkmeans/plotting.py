@@ -387,8 +387,8 @@ def plot_lloyd_steps(
                markeredgecolor="black", markeredgewidth=1.5, label="centre before the step"),
         _center_handle("centre after the step = mean of its points (M step)"),
     ]
-    # three entries side by side need about 14 inches; a narrower figure stacks them
-    fig.legend(handles=handles, loc="outside lower center", ncols=3 if width >= 14 else 1,
+    # three entries side by side need about 11.5 inches; a narrower figure stacks them
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if width >= 12 else 1,
                frameon=False)
     return fig
 
