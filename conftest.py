@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -72,6 +72,8 @@ class Backend:
     name: str
     xp: Any
     device: Any
+    lazy: bool = False
+    gpu: bool = False
 
     def asarray(self, values: Any, dtype: Any = None) -> Any:
         """Host values as an array of this backend; float64 NumPy data keeps its dtype."""
@@ -95,45 +97,91 @@ class Backend:
             assert x.dtype == dtype, f"dtype {x.dtype}, expected {dtype}"
 
 
-def _make_backend(name: str) -> Backend:
-    if name == "numpy":
-        import array_api_compat.numpy as xp
+def _numpy() -> tuple[Any, Any]:
+    import array_api_compat.numpy as xp
 
-        return Backend(name, xp, "cpu")
-    if name.startswith("array_api_strict"):
+    return xp, "cpu"
+
+
+def _array_api_strict(device_name: str) -> Callable[[], tuple[Any, Any]]:
+    def make() -> tuple[Any, Any]:
         xp = pytest.importorskip("array_api_strict")
-        device = xp.Device("device1") if name.endswith("device1") else xp.Device("CPU_DEVICE")
-        return Backend(name, xp, device)
-    if name.startswith("torch"):
-        pytest.importorskip("torch")
+        return xp, xp.Device(device_name)
+
+    return make
+
+
+def _torch(kind: str) -> Callable[[], tuple[Any, Any]]:
+    def make() -> tuple[Any, Any]:
+        torch = pytest.importorskip("torch")
         import array_api_compat.torch as xp
-        import torch
 
-        if name == "torch-cuda" and not torch.cuda.is_available():
-            pytest.skip("torch-cuda: no CUDA device")
-        if name == "torch-cuda":  # results name the index: cuda:0, not cuda
-            return Backend(name, xp, torch.device("cuda", torch.cuda.current_device()))
-        return Backend(name, xp, torch.device("cpu"))
-    if name == "cupy":
-        cupy = pytest.importorskip("cupy")
-        try:
-            if cupy.cuda.runtime.getDeviceCount() == 0:
-                pytest.skip("cupy: no CUDA device")
-        except cupy.cuda.runtime.CUDARuntimeError:
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                pytest.skip("torch-cuda: no CUDA device")
+            # results name the index: cuda:0, not cuda
+            return xp, torch.device("cuda", torch.cuda.current_device())
+        return xp, torch.device("cpu")
+
+    return make
+
+
+def _cupy() -> tuple[Any, Any]:
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
             pytest.skip("cupy: no CUDA device")
-        import array_api_compat.cupy as xp
+    except cupy.cuda.runtime.CUDARuntimeError:
+        pytest.skip("cupy: no CUDA device")
+    import array_api_compat.cupy as xp
 
-        return Backend(name, xp, cupy.cuda.Device())
+    return xp, cupy.cuda.Device()
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One entry of the test backends: how to make it, and what it is.
+
+    ``make`` returns ``(xp, device)`` or skips (library missing, no GPU).
+    ``lazy``: arrays compute on demand (Dask): no data-dependent shapes.
+    ``gpu``: device memory, so host paths (``picks_rows_cheaply``) are off.
+    What a feature needs is in ``xpkmeans._backend._capabilities``; tests ask
+    it with ``supports(feature, X)`` on this backend's arrays.
+    """
+
+    name: str
+    make: Callable[[], tuple[Any, Any]]
+    lazy: bool = False
+    gpu: bool = False
+
+    def backend(self) -> Backend:
+        xp, device = self.make()
+        return Backend(self.name, xp, device, lazy=self.lazy, gpu=self.gpu)
+
+
+# Every backend the tests run on. A new one (Dask: lazy=True) is one line here.
+BACKENDS = [
+    BackendSpec("numpy", _numpy),
+    BackendSpec("array_api_strict", _array_api_strict("CPU_DEVICE")),
+    BackendSpec("array_api_strict-device1", _array_api_strict("device1")),
+    BackendSpec("torch", _torch("cpu")),
+    BackendSpec("cupy", _cupy, gpu=True),
+    BackendSpec("torch-cuda", _torch("cuda"), gpu=True),
+]
+
+
+def _make_backend(name: str) -> Backend:
+    """The backend called ``name`` in ``BACKENDS`` (skips where it cannot run)."""
+    for spec in BACKENDS:
+        if spec.name == name:
+            return spec.backend()
     raise ValueError(name)
 
 
-BACKENDS = ["numpy", "array_api_strict", "array_api_strict-device1", "torch", "cupy", "torch-cuda"]
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKENDS, ids=[spec.name for spec in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each installed backend in turn (GPU ones skip without a GPU)."""
-    return _make_backend(request.param)
+    return request.param.backend()
 
 
 @pytest.fixture

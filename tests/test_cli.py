@@ -262,7 +262,8 @@ def test_unavailable_backend_is_one_line_error(tmp_path):
     result = run_cli("demo", "--backend", "cupy", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "xpkmeans: error: --backend cupy: CuPy is not installed (pip install xpkmeans[gpu])"
+        "xpkmeans: error: --backend cupy: CuPy is not installed "
+        "(pip install xpkmeans[cuda12] for CUDA 12, xpkmeans[cuda13] for CUDA 13)"
     ]
 
 
@@ -303,3 +304,281 @@ def test_plot_without_matplotlib_fails_before_fitting(tmp_path, capsys, monkeypa
         "xpkmeans: error: xpkmeans plotting needs matplotlib: pip install xpkmeans[plot]"
     ]
     assert not (tmp_path / "labels.txt").exists()
+
+
+# ------------------------------------------------------------------ what users ran into (issue 11)
+
+
+def _iris_like(tmp_path, delimiter=",", name="iris.csv"):
+    """Four numeric columns and a species name last, with a header."""
+    X = _blobs(n_samples=60, n_features=4, centers=3, seed=2)
+    species = np.array(["setosa", "versicolor", "virginica"])[np.arange(60) % 3]
+    lines = [delimiter.join(["sl", "sw", "pl", "pw", "species"])]
+    lines += [delimiter.join([*(f"{v:.17g}" for v in row), s]) for row, s in zip(X, species)]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path, X
+
+
+@pytest.mark.parametrize("selection", [["--drop", "species"], ["--drop", "5"],
+                                       ["--columns", "sl,sw,pl,pw"], ["--columns", "1,2,3,4"]])
+def test_columns_and_drop_choose_columns_by_name_or_number(selection, tmp_path, capsys):
+    data, X = _iris_like(tmp_path)
+    code, out, err = run_main(["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--backend",
+                               "numpy", "--centers", tmp_path / "c.csv", *selection], capsys)
+    assert code == 0, err
+    labels = np.loadtxt(tmp_path / "l.txt", dtype=np.int64)
+    np.testing.assert_array_equal(labels, KMeans(3, random_state=0).fit(X).labels_)
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "sl,sw,pl,pw"
+
+
+def test_unknown_column_names_the_choices(tmp_path, capsys):
+    data, _ = _iris_like(tmp_path)
+    code, _, err = run_main(["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--drop", "kind"],
+                            capsys)
+    assert code == 1
+    assert err.strip() == ("xpkmeans: error: --drop: no column 'kind'; use names sl, sw, pl, "
+                           "pw, species or numbers 1..5")
+
+
+@pytest.mark.parametrize("delimiter_option", [[], ["--delimiter", "\\t"], ["--delimiter", "tab"]])
+def test_tab_separated_files_are_detected_or_named(delimiter_option, tmp_path, capsys):
+    data, X = _iris_like(tmp_path, delimiter="\t", name="iris.tsv")
+    code, _, err = run_main(["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--drop",
+                             "species", "--backend", "numpy", *delimiter_option], capsys)
+    assert code == 0, err
+    labels = np.loadtxt(tmp_path / "l.txt", dtype=np.int64)
+    np.testing.assert_array_equal(labels, KMeans(3, random_state=0).fit(X).labels_)
+
+
+def test_wrong_delimiter_points_to_the_option(tmp_path, capsys):
+    data = tmp_path / "semi.csv"
+    data.write_text("1;2\n3;4\n5;6\n")
+    code, _, err = run_main(["fit", data, "-k", 2, "-o", tmp_path / "l.txt"], capsys)
+    assert code == 1
+    assert "line 2, column 1: '3;4' is not a number; set the delimiter with --delimiter" in err
+
+
+def test_centres_file_is_comma_separated_unless_asked(tmp_path, capsys):
+    data, X = _iris_like(tmp_path, delimiter="\t", name="iris.tsv")
+    args = ["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--drop", "species",
+            "--backend", "numpy", "--centers", tmp_path / "c.csv"]
+    assert run_main(args, capsys)[0] == 0
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "sl,sw,pl,pw"
+    assert run_main([*args, "--centers-delimiter", "\\t"], capsys)[0] == 0
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "sl\tsw\tpl\tpw"
+
+
+def test_standardize_clusters_scaled_columns_and_writes_centres_in_input_units(tmp_path, capsys):
+    X = _blobs(n_samples=90, n_features=2, centers=3, seed=3)
+    X[:, 1] *= 1000.0  # one feature would carry all the variance
+    data = _write(X, tmp_path, "csv")
+    code, out, err = run_main(["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--standardize",
+                               "--backend", "numpy", "--centers", tmp_path / "c.csv"], capsys)
+    assert code == 0, err
+    scaled = (X - X.mean(axis=0)) / X.std(axis=0)
+    model = KMeans(3, random_state=0).fit(scaled)
+    labels = np.loadtxt(tmp_path / "l.txt", dtype=np.int64)
+    np.testing.assert_array_equal(labels, model.labels_)
+    centers = np.loadtxt(tmp_path / "c.csv", delimiter=",")
+    expected = model.cluster_centers_ * X.std(axis=0) + X.mean(axis=0)
+    np.testing.assert_allclose(centers, expected, rtol=1e-8)
+
+
+def test_range_errors_speak_of_the_option(tmp_path, capsys):
+    data = _write(_blobs(n_samples=30), tmp_path, "csv")
+    code, _, err = run_main(["choose-k", data, "--range", "1:5"], capsys)
+    assert code == 1
+    assert err.strip() == ("xpkmeans: error: --range: --method silhouette compares clusters, "
+                           "so k starts at 2; got k = 1 (try --range 2:5)")
+    assert "n_clusters[" not in err
+
+
+def test_one_row_plot_and_failed_commands_leave_no_partial_outputs(tmp_path, capsys,
+                                                                   monkeypatch):
+    data = tmp_path / "one_row.csv"
+    data.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n")
+    outputs = [tmp_path / "labels.txt", tmp_path / "centers.csv", tmp_path / "out.png"]
+    args = ["fit", data, "-k", 1, "-o", outputs[0], "--centers", outputs[1], "--plot",
+            outputs[2], "--backend", "numpy"]
+    code, _, err = run_main(args, capsys)
+    assert code == 0, err
+    assert all(path.exists() for path in outputs)
+    for path in outputs:
+        path.unlink()
+
+    from xpkmeans import plotting
+
+    def broken_plot(*args, **kwargs):
+        raise IndexError("index 1 is out of bounds")
+
+    monkeypatch.setattr(plotting, "plot_clusters", broken_plot)
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "IndexError" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one_row.csv"]  # no temporaries
+
+
+def test_verbose_prints_a_line_per_iteration_and_quiet_prints_nothing(tmp_path, capsys):
+    X = _blobs(n_samples=300, centers=5, seed=6)
+    data = _write(X, tmp_path, "npy")
+    base = ["fit", data, "-k", 5, "-o", tmp_path / "l.txt", "--backend", "numpy", "--seed", 1]
+    code, out, err = run_main([*base, "--verbose"], capsys)
+    assert code == 0
+    n_iter = KMeans(5, random_state=1).fit(X).n_iter_
+    lines = err.strip().splitlines()
+    assert len(lines) == n_iter
+    assert re.fullmatch(r"iteration 1/300: inertia [\d.e+]+, centre shift [\d.e+-]+ "
+                        r"\(tol [\d.e+-]+\), [\d.]+ s", lines[0])
+    code, out, err = run_main([*base, "--quiet"], capsys)
+    assert code == 0 and out == "" and err == ""
+    assert (tmp_path / "l.txt").exists()
+
+
+def test_iteration_limit_is_said_in_the_option_words(tmp_path, capsys):
+    X = _blobs(n_samples=300, centers=6, seed=6)
+    data = _write(X, tmp_path, "npy")
+    code, _, err = run_main(["fit", data, "-k", 6, "-o", tmp_path / "l.txt", "--init", "random",
+                             "--max-iter", 1, "--backend", "numpy"], capsys)
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "xpkmeans: warning: the fit stopped at --max-iter 1 iterations before it converged; "
+        "the labels are usable, but --max-iter 2 (or more) would let it finish"
+    ]
+
+
+def test_progress_line_waits_then_rewrites_itself_on_a_terminal():
+    import io
+
+    from xpkmeans import FitProgress
+    from xpkmeans.cli import ProgressLine
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    inertias = []
+
+    def step(iteration, elapsed, last=False):
+        return FitProgress(start=0, n_init=1, iteration=iteration, max_iter=300,
+                           center_shift=0.5, tol=0.01, converged=last, last=last,
+                           elapsed=elapsed, _objective=lambda: inertias.append(1) or 42.0)
+
+    terminal = Terminal()
+    line = ProgressLine(stream=terminal, delay=2.0, interval=1.0)
+    line(step(1, 0.5))  # a short fit shows nothing
+    assert terminal.getvalue() == ""
+    line(step(2, 2.5))
+    line(step(3, 2.7))  # within the interval: not shown
+    line(step(4, 3.6, last=True))
+    line.close()
+    shown = terminal.getvalue()
+    assert shown.count("\r") == 2 and shown.endswith("\n")
+    assert "iteration 2/300: inertia 42, centre shift 0.5 (tol 0.01), 2.5 s" in shown
+    assert "iteration 3/" not in shown and "iteration 4/300" in shown
+    assert len(inertias) <= 2
+
+
+def test_closed_pipe_exits_quietly(tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        f"'{sys.executable}' -m xpkmeans demo --backend numpy --n-samples 200 | head -n 1",
+        shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.stdout.startswith("backend:")
+    assert result.stderr == ""
+
+
+def test_version_imports_no_numpy_and_fit_no_sklearn_or_torch(tmp_path):
+    code = (
+        "import sys; from xpkmeans.cli import main; "
+        "main(sys.argv[1:]); "
+        "print(sorted(m for m in ('numpy', 'sklearn', 'torch', 'matplotlib') if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    version = subprocess.run([sys.executable, "-c", code.replace("main(sys.argv[1:]); ", ""),
+                              "--version"], env=env, capture_output=True, text=True)
+    assert version.stdout.strip() == "[]", version.stderr
+    data = _write(_blobs(n_samples=50), tmp_path, "csv")
+    fit = subprocess.run([sys.executable, "-c", code, "fit", str(data), "-k", "2", "-o",
+                          str(tmp_path / "l.txt"), "--backend", "numpy"],
+                         env=env, capture_output=True, text=True)
+    assert fit.stdout.strip().splitlines()[-1] == "['numpy']", fit.stderr
+
+
+def test_csv_reader_peak_memory_is_about_the_array(tmp_path):
+    """Reading streams the file: no text copy, no lists of strings (was 25x)."""
+    import tracemalloc
+
+    from xpkmeans.cli import read_data
+
+    X = np.random.default_rng(0).standard_normal((40_000, 8))
+    data = tmp_path / "big.csv"
+    np.savetxt(data, X, delimiter=",", fmt="%.8g", header="a,b,c,d,e,f,g,h", comments="")
+    tracemalloc.start()
+    try:
+        read, names = read_data(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(read, X, rtol=1e-7)
+    assert names == list("abcdefgh")
+    assert peak <= 2 * X.nbytes, peak / X.nbytes
+
+
+def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys):
+    from xpkmeans.cli import read_data
+
+    data = tmp_path / "odd.csv"
+    data.write_text('"x", "y"\n\n"1.5", 2\n 3 ,4\n\n')
+    X, names = read_data(data)
+    np.testing.assert_array_equal(X, [[1.5, 2.0], [3.0, 4.0]])
+    assert names == ["x", "y"]
+
+
+def test_progress_uses_tqdm_when_installed(monkeypatch):
+    import io
+    import types
+
+    from xpkmeans import FitProgress
+    from xpkmeans.cli import ProgressLine
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, desc, **kwargs):
+            self.total, self.desc, self.n, self.postfix, self.closed = total, desc, 0, "", False
+            bars.append(self)
+
+        def set_postfix_str(self, text):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    fake = types.ModuleType("tqdm.auto")
+    fake.tqdm = FakeBar
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    line = ProgressLine(stream=Terminal(), delay=0.0, interval=0.0)
+    for iteration in (1, 2):
+        line(FitProgress(start=1, n_init=2, iteration=iteration, max_iter=50, center_shift=0.1,
+                         tol=0.01, converged=False, last=False, elapsed=float(iteration),
+                         _objective=lambda: 7.0))
+    line.close()
+    (bar,) = bars
+    assert (bar.desc, bar.total, bar.n, bar.closed) == ("start 2/2", 50, 2, True)
+    assert bar.postfix.startswith("inertia 7, centre shift 0.1 (tol 0.01)")
+
+
+def test_auto_backend_skips_gpu_libraries_where_there_is_no_nvidia_device(monkeypatch):
+    from xpkmeans import cli
+
+    monkeypatch.setattr(cli, "_may_have_cuda", lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing it would fail the test
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert cli.select_backend("auto").name == "numpy"

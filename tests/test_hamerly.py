@@ -1,5 +1,7 @@
 """Hamerly's bounded E step gives Lloyd's labels, with less work."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -59,14 +61,37 @@ def test_hamerly_fit_equals_lloyd_fit(backend):
     assert hamerly.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-12)
 
 
-def test_hamerly_is_lloyd_where_rows_cannot_be_picked_cheaply(monkeypatch):
-    from xpkmeans import _kmeans
+def test_hamerly_warns_and_is_lloyd_where_the_capability_table_says_no(monkeypatch):
+    from xpkmeans._backend import _capabilities
 
-    monkeypatch.setattr(_kmeans, "picks_rows_cheaply", lambda X: False)
+    table = dict(_capabilities.CAPABILITIES)
+    table["algorithm='hamerly'"] = dataclasses.replace(
+        table["algorithm='hamerly'"], supported=lambda X: False
+    )
+    monkeypatch.setattr(_capabilities, "CAPABILITIES", table)
     monkeypatch.setattr(BoundedNearest, "__call__", lambda self, centers: pytest.fail("used"))
     X, _ = xpkmeans.make_blobs(300, 2, centers=3, random_state=0)
-    km = KMeans(3, random_state=0, algorithm="hamerly").fit(X)
-    assert km.n_iter_ >= 1
+    with pytest.warns(_capabilities.FallbackWarning, match="hamerly.*running algorithm='lloyd'"):
+        km = KMeans(3, random_state=0, algorithm="hamerly").fit(X)
+    lloyd = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.labels_, lloyd.labels_)
+
+
+def test_hamerly_runs_where_the_capability_table_says_so(backend, monkeypatch):
+    from xpkmeans._backend._capabilities import supports
+
+    calls = []
+    original = BoundedNearest.__call__
+    monkeypatch.setattr(BoundedNearest, "__call__",
+                        lambda self, centers: calls.append(1) or original(self, centers))
+    X = backend.asarray(xpkmeans.make_blobs(200, 2, centers=3, random_state=0)[0])
+    if supports("algorithm='hamerly'", X):
+        KMeans(3, random_state=0, algorithm="hamerly").fit(X)
+        assert calls
+    else:
+        with pytest.warns(UserWarning, match="hamerly"):
+            KMeans(3, random_state=0, algorithm="hamerly").fit(X)
+        assert not calls
 
 
 # small integers: distances are exact, so ties are exact ties in every product

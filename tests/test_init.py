@@ -148,6 +148,7 @@ def test_greedy_trials_lower_the_start_potential():
     assert np.mean(greedy) < np.mean(plain)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=1
 def test_random_init_draws_distinct_rows(backend):
     km = KMeans(5, init="random", n_init=1, max_iter=1, random_state=0)
     km.fit(backend.asarray(X))

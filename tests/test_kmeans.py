@@ -1,5 +1,7 @@
 """KMeans against scikit-learn, across backends, and on bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
@@ -22,6 +24,7 @@ def random_rows(X, k, seed=0):
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=2
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("max_iter,tol", [(300, 1e-4), (300, 0.0), (2, 0.0)])
 def test_same_init_same_result_as_sklearn(backend, dtype, max_iter, tol):
@@ -316,3 +319,88 @@ def test_type_errors_are_also_value_errors():
             KMeans(**bad).fit(X_OK)
         with pytest.raises(TypeError):
             KMeans(**bad).fit(X_OK)
+
+
+# ------------------------------------------------------------------ fitted state, parameters, progress
+
+
+def test_predict_transform_score_on_centres_set_by_hand(backend):
+    X, _ = xpkmeans.make_blobs(200, 3, centers=4, random_state=1)
+    centers = X[:4] + 0.5
+    squared = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)  # the definition
+    km = KMeans(4)
+    km.cluster_centers_ = backend.asarray(centers)
+    Xb = backend.asarray(X)
+    labels = km.predict(Xb)
+    backend.assert_here(labels)
+    np.testing.assert_array_equal(backend.to_numpy(labels), squared.argmin(axis=1))
+    np.testing.assert_allclose(backend.to_numpy(km.transform(Xb)), np.sqrt(squared),
+                               rtol=1e-6, atol=1e-9)
+    assert km.score(Xb) == pytest.approx(-squared.min(axis=1).sum(), rel=1e-9)
+
+
+def test_centres_set_by_hand_after_a_fit_are_used():
+    X, _ = xpkmeans.make_blobs(200, 2, centers=3, random_state=2)
+    km = KMeans(3, random_state=0).fit(X)
+    km.cluster_centers_ = km.cluster_centers_[::-1].copy()  # same centres, renamed
+    np.testing.assert_array_equal(km.predict(X), 2 - km.labels_)
+
+
+def test_predict_equals_labels_after_pickling():
+    import pickle
+
+    X, _ = xpkmeans.make_blobs(500, 5, centers=6, cluster_std=3.0, random_state=3)
+    km = pickle.loads(pickle.dumps(KMeans(6, random_state=0).fit(X)))
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_allclose(km.mean_, X.mean(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,value,error", [
+    ("verbose", -1, ValueError), ("verbose", "yes", TypeError),
+    ("copy_x", "no", TypeError), ("copy_x", 1, TypeError),
+    ("algorithm", "elkan", ValueError), ("n_init", "many", ValueError),
+    ("callback", 3, TypeError), ("random_state", -2, ValueError),
+])
+def test_every_parameter_is_validated(name, value, error):
+    X, _ = xpkmeans.make_blobs(50, 2, centers=2, random_state=0)
+    with pytest.raises(error, match=f"`{name}`"):
+        KMeans(2, **{name: value}).fit(X)
+
+
+def test_max_iter_without_convergence_warns():
+    X, _ = xpkmeans.make_blobs(500, 2, centers=5, cluster_std=4.0, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="did not converge.*max_iter=1"):
+        KMeans(5, max_iter=1, tol=0, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KMeans(5, random_state=0).fit(X)  # converges: no warning
+
+
+def test_callback_sees_every_iteration_of_every_start():
+    X, _ = xpkmeans.make_blobs(400, 2, centers=4, cluster_std=2.0, random_state=0)
+    seen = []
+    km = KMeans(4, init="random", n_init=3, random_state=0, callback=seen.append).fit(X)
+    assert [p.start for p in seen if p.last] == [0, 1, 2]
+    for start in range(3):
+        iterations = [p.iteration for p in seen if p.start == start]
+        assert iterations == list(range(1, len(iterations) + 1))
+    assert all(p.n_init == 3 and p.max_iter == 300 and p.tol > 0 for p in seen)
+    assert all(p.converged for p in seen if p.last)
+    assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
+    last_of_best = [p for p in seen if p.last and p.iteration == km.n_iter_]
+    assert any(p.inertia() == pytest.approx(km.inertia_, rel=1e-9) for p in last_of_best)
+
+
+def test_package_exports_import_lazily_and_completely():
+    import subprocess
+    import sys
+
+    import xpkmeans as package
+
+    assert sorted(package.__all__) == sorted(package._EXPORTS)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    code = "import sys, xpkmeans; print('xpkmeans._kmeans' in sys.modules, 'numpy' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=str(__import__("pathlib").Path(package.__file__).parents[1]))
+    assert shown.stdout.split() == ["False", "False"], shown.stderr

@@ -6,7 +6,7 @@ from hypothesis import example, given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xpkmeans
-from xpkmeans import KMeans, e_step, lloyd_steps, m_step
+from xpkmeans import ConvergenceWarning, KMeans, e_step, lloyd_steps, m_step
 from xpkmeans._backend import segment_sum
 
 
@@ -127,7 +127,8 @@ def test_lloyd_steps_walk_to_the_kmeans_result(backend):
 def test_lloyd_steps_stop_at_max_iter():
     X, init = data(seed=3, k=5)
     steps = list(lloyd_steps(X, init, max_iter=2))
-    km = KMeans(5, init=init, max_iter=2, tol=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        km = KMeans(5, init=init, max_iter=2, tol=0).fit(X)
     assert len(steps) == 2 and not steps[-1].converged
     np.testing.assert_array_equal(steps[-1].labels, km.labels_)
     assert steps[-1].inertia == pytest.approx(km.inertia_, rel=1e-12)

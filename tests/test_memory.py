@@ -3,10 +3,12 @@
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from xpkmeans import KMeans
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=1
 def test_fit_one_million_points_1024_clusters_in_bounded_memory():
     n, d, k = 1_000_000, 8, 1024
     X = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)

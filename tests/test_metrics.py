@@ -231,7 +231,7 @@ def test_sample_size_scores_a_host_drawn_subset(backend):
         backend.asarray(X), backend.asarray(labels), sample_size=60,
         random_state=np.random.default_rng(11),
     )
-    assert again == result
+    assert again == pytest.approx(result, rel=1e-12)  # GPU sums may round differently
 
 
 def test_sample_size_above_n_samples_scores_all(backend):

@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
@@ -55,9 +54,9 @@ def test_plot_clusters_any_backend(backend, tmp_path):
     X_np, _ = _blobs()
     X = backend.asarray(X_np)
     model = KMeans(3, random_state=0).fit(X)
-    ax = plot_clusters(X, model.labels_, model.cluster_centers_, title="three blobs")
-    assert isinstance(ax, Axes)
-    assert isinstance(ax.figure, Figure)
+    fig = plot_clusters(X, model.labels_, model.cluster_centers_, title="three blobs")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     assert ax.get_title() == "three blobs"
     assert _n_points(ax) == 120 + 3
     drawn = np.concatenate(_scatter_offsets(ax)[:3])
@@ -69,7 +68,9 @@ def test_plot_clusters_any_backend(backend, tmp_path):
 
 def test_plot_clusters_without_labels_is_one_grey_cloud():
     X, _ = _blobs()
-    ax = plot_clusters(X)
+    fig = plot_clusters(X)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     assert len(_scatter_offsets(ax)) == 1
     assert _n_points(ax) == X.shape[0]
     assert ax.get_legend() is None
@@ -79,7 +80,9 @@ def test_plot_clusters_without_labels_is_one_grey_cloud():
 def test_plot_clusters_projects_on_principal_components(tmp_path):
     X, _ = _blobs(n_samples=150, n_features=5, centers=3)
     model = KMeans(3, random_state=0).fit(X)
-    ax = plot_clusters(X, model.labels_, model.cluster_centers_)
+    fig = plot_clusters(X, model.labels_, model.cluster_centers_)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     assert "principal component 1" in ax.get_xlabel()
     assert "principal component 2" in ax.get_ylabel()
     *clusters, centers = _scatter_offsets(ax)
@@ -98,7 +101,9 @@ def test_plot_clusters_projects_on_principal_components(tmp_path):
 def test_plot_clusters_one_feature_uses_jitter():
     X = np.array([[0.0], [0.5], [1.0], [10.0], [10.5], [11.0]])
     centers = np.array([[0.5], [10.5]])
-    ax = plot_clusters(X, np.array([0, 0, 0, 1, 1, 1]), centers)
+    fig = plot_clusters(X, np.array([0, 0, 0, 1, 1, 1]), centers)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     *clusters, drawn_centers = _scatter_offsets(ax)
     np.testing.assert_allclose(np.concatenate(clusters)[:, 0], X[:, 0])
     np.testing.assert_allclose(drawn_centers, [[0.5, 0.0], [10.5, 0.0]])
@@ -109,7 +114,7 @@ def test_plot_clusters_draws_into_given_axes():
     X, y = _blobs()
     fig = Figure()
     left, right = fig.subplots(1, 2)
-    assert plot_clusters(X, y, ax=right) is right
+    assert plot_clusters(X, y, ax=right) is fig
     assert _n_points(left) == 0 and _n_points(right) == X.shape[0]
 
 
@@ -201,8 +206,9 @@ def test_plot_elbow(method, tmp_path):
 
     X, _ = _blobs(n_samples=160, centers=4, seed=3)
     result = select_n_clusters(X, range(2, 7), method=method, random_state=0)
-    ax = plot_elbow(result)
-    assert isinstance(ax, Axes)
+    fig = plot_elbow(result)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     inertia_line = ax.get_lines()[0]
     np.testing.assert_allclose(inertia_line.get_xdata(), result.n_clusters)
     np.testing.assert_allclose(inertia_line.get_ydata(), result.inertias)
@@ -226,8 +232,9 @@ def test_plot_silhouette(tmp_path):
 
     X, _ = _blobs(n_samples=150, centers=3)
     labels = KMeans(3, random_state=0).fit(X).labels_
-    ax = plot_silhouette(X, labels)
-    assert isinstance(ax, Axes)
+    fig = plot_silhouette(X, labels)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     bars = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bars) == 3  # one band per cluster
     expected = silhouette_samples(X, labels)
@@ -244,5 +251,60 @@ def test_plot_silhouette_any_backend(backend):
     X_np, _ = _blobs(n_samples=90, centers=3)
     X = backend.asarray(X_np)
     labels = KMeans(3, random_state=0).fit(X).labels_
-    ax = plot_silhouette(X, labels)
+    fig = plot_silhouette(X, labels)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 3
+
+
+# ------------------------------------------------------------------ conventions and edge cases
+
+
+def _drawn_extent(fig):
+    """The bounding box (inches) of everything drawn on ``fig``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return fig.get_tightbbox(canvas.get_renderer())
+
+
+def test_every_plotting_function_returns_a_figure():
+    from xpkmeans.model_selection import select_n_clusters
+
+    X, _ = _blobs(n_samples=60, centers=3)
+    model = KMeans(3, random_state=0).fit(X)
+    init = X[:3]
+    figures = [
+        plot_clusters(X, model.labels_, model.cluster_centers_),
+        plot_lloyd_steps(lloyd_steps(X, init), X),
+        plot_seeds(X, 3, seeds=range(2), n_init=2),
+        plot_elbow(select_n_clusters(X, range(2, 4), random_state=0)),
+        plot_silhouette(X, model.labels_),
+    ]
+    assert all(isinstance(fig, Figure) for fig in figures)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 6])
+def test_plot_lloyd_steps_title_and_legend_fit_in_the_figure(n_steps):
+    X, _ = _blobs(n_samples=200, centers=4, seed=0)
+    steps = list(lloyd_steps(X, X[:4] + 3.0, max_iter=n_steps))
+    fig = plot_lloyd_steps(steps, X)
+    box = _drawn_extent(fig)
+    width, height = fig.get_size_inches()
+    slack = 0.02
+    assert box.x0 >= -slack and box.y0 >= -slack, box
+    assert box.x1 <= width + slack and box.y1 <= height + slack, (box, width, height)
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 4])
+def test_plot_clusters_one_row(n_features, tmp_path):
+    X = np.arange(n_features, dtype=float)[None, :]
+    fig = plot_clusters(X, np.array([0]), X.copy())
+    _assert_png(fig, tmp_path)
+
+
+def test_plot_clusters_one_feature_many_rows(tmp_path):
+    X = np.linspace(0.0, 1.0, 7)[:, None]
+    fig = plot_clusters(X, np.array([0, 0, 0, 1, 1, 1, 1]), np.array([[0.1], [0.8]]))
+    _assert_png(fig, tmp_path)

@@ -115,17 +115,17 @@ def run_course(
     n_samples = X.shape[0]
     lessons: list[Lesson] = []
 
-    ax = plot_clusters(X, title=f"1. The data: {n_samples} points, no labels. How many groups?")
-    lessons.append(Lesson(_save(ax.figure, out / "01_data.png"),
+    fig = plot_clusters(X, title=f"1. The data: {n_samples} points, no labels. How many groups?")
+    lessons.append(Lesson(_save(fig, out / "01_data.png"),
                           f"the data: {n_samples} unlabelled points"))
 
     model = KMeans(n_clusters, random_state=seed).fit(X)
-    ax = plot_clusters(
+    fig = plot_clusters(
         X, model.labels_, model.cluster_centers_,
         title=f"2. KMeans(n_clusters={n_clusters}): colour = nearest centre (X)\n"
               f"inertia {model.inertia_:.6g}, {model.n_iter_} EM iterations",
     )
-    lessons.append(Lesson(_save(ax.figure, out / "02_clusters.png"),
+    lessons.append(Lesson(_save(fig, out / "02_clusters.png"),
                           f"KMeans({n_clusters}) clusters and centres, "
                           f"inertia {model.inertia_:.6g}"))
 
@@ -158,7 +158,7 @@ def run_course(
     ))
 
     forced = KMeans(too_many, random_state=seed).fit(X)
-    ax = plot_clusters(
+    fig = plot_clusters(
         X, forced.labels_, forced.cluster_centers_,
         title=f"5. KMeans(n_clusters={too_many}) forced on {n_clusters} blobs: "
               "blobs are cut in pieces\n"
@@ -166,16 +166,17 @@ def run_course(
               "inertia alone cannot choose k",
     )
     lessons.append(Lesson(
-        _save(ax.figure, out / "05_too_many_clusters.png"),
+        _save(fig, out / "05_too_many_clusters.png"),
         f"{too_many} clusters forced on {n_clusters} blobs: inertia {forced.inertia_:.6g} "
         f"< {model.inertia_:.6g}, but blobs are split",
     ))
 
     selection = select_n_clusters(X, k_range, method="silhouette", random_state=seed)
-    ax = plot_elbow(selection)
-    ax.set_title("6. " + ax.get_title())
+    fig = plot_elbow(selection)
+    inertia_axes = fig.axes[0]
+    inertia_axes.set_title("6. " + inertia_axes.get_title())
     lessons.append(Lesson(
-        _save(ax.figure, out / "06_choose_k.png"),
+        _save(fig, out / "06_choose_k.png"),
         f"choosing k: inertia and silhouette score for k = {selection.n_clusters[0]}.."
         f"{selection.n_clusters[-1]}; best k = {selection.best_n_clusters}",
     ))

@@ -1,13 +1,16 @@
 """The ``KMeans`` estimator and the ``k_means`` function.
 
-The estimator validates, centres the data, runs ``n_init`` initialisations
-with one EM each (``_lloyd``) and keeps the run of lowest inertia. Fitted
-arrays stay in the namespace and on the device of the training data.
+A fit reads in three steps: resolve the parameters once (``_resolve_params``,
+from the table ``_PARAMETER_CONSTRAINTS``), run ``n_init`` starts with one
+EM each (``_run_starts``), keep the run of lowest inertia. Fitted arrays stay
+in the namespace and on the device of the training data.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -19,13 +22,15 @@ from ._backend import (
     map_row_blocks,
     nearest_centers,
     parallel_region,
-    picks_rows_cheaply,
     segment_sum,
+    subtract_row,
     widest_float_dtype,
 )
+from ._backend._capabilities import FallbackWarning, fallback_message, supports
+from ._errors import InputTypeError
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
-from ._lloyd import _inertia, _kmeans_single_lloyd, center_data
+from ._lloyd import LloydStep, _inertia, _kmeans_single_lloyd, center_data
 from ._sklearn_compat import (
     BaseEstimator,
     ClusterMixin,
@@ -44,6 +49,144 @@ from ._validation import (
 )
 
 ALGORITHMS = ("lloyd", "hamerly")
+
+
+# ------------------------------------------------------------------ parameters
+# One validator per constructor parameter: ``check(value, name)`` returns the
+# value to use or raises a one-line error naming the parameter (in the spirit
+# of scikit-learn's ``_parameter_constraints``).
+
+
+def _int_at_least(minimum: int) -> Callable[[Any, str], int]:
+    return lambda value, name: check_int(value, name, minimum=minimum)
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, name: str) -> str:
+        if not isinstance(value, str) or value not in options:
+            msg = f"`{name}` must be one of {options}, got {value!r}."
+            raise ValueError(msg)
+        return value
+
+    return check
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        msg = f"`{name}` must be True or False, got {value!r} of type {type(value).__name__}."
+        raise InputTypeError(msg)
+    return bool(value)
+
+
+def _verbosity(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return check_int(value, name, minimum=0)
+
+
+def _init_method(value: Any, name: str) -> Any:
+    if isinstance(value, str) and value not in INITIALIZERS:
+        msg = (
+            f"Unknown init method {value!r}; use one of {sorted(INITIALIZERS)}, "
+            "a callable or an array."
+        )
+        raise ValueError(msg)
+    return value  # an array is checked against X in the fit
+
+
+def _n_init(value: Any, name: str) -> str | int:
+    if isinstance(value, str):
+        if value != "auto":
+            msg = f"`{name}` must be 'auto' or an int >= 1, got {value!r}."
+            raise ValueError(msg)
+        return value
+    return check_int(value, name, minimum=1)
+
+
+def _random_state(value: Any, name: str) -> Any:
+    host_rng(value)  # the type and sign; the generator itself is made per fit
+    return value
+
+
+_PARAMETER_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
+    "n_clusters": _int_at_least(1),
+    "init": _init_method,
+    "n_init": _n_init,
+    "max_iter": _int_at_least(1),
+    "tol": lambda value, name: check_tol(value),
+    "verbose": _verbosity,
+    "random_state": _random_state,
+    "copy_x": _boolean,
+    "algorithm": _one_of(ALGORITHMS),
+}
+
+
+@dataclass(frozen=True)
+class _FitParams:
+    """The constructor's parameters, validated and resolved for one fit."""
+
+    n_clusters: int
+    init: Any
+    explicit_init: bool  # init is an array of centres
+    n_init: int
+    max_iter: int
+    tol: float  # relative; scaled by X's variance in the fit
+    verbose: int
+    random_state: Any
+    algorithm: str
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """What a ``KMeans`` fit passes to its ``callback`` after each EM iteration.
+
+    Attributes
+    ----------
+    start : int
+        Index of the current initialisation, from 0 to ``n_init - 1``.
+    n_init : int
+    iteration : int
+        EM iteration of this start, from 1.
+    max_iter : int
+    center_shift : float
+        Sum over centres of the squared distance each moved in this iteration.
+    tol : float
+        The shift at or below which the start has converged (``tol`` scaled
+        by the mean variance of the features).
+    converged : bool
+        This start stopped because it converged (labels unchanged or shift
+        within ``tol``).
+    last : bool
+        This is the start's last iteration (converged or ``max_iter``).
+    elapsed : float
+        Seconds since the fit began.
+    """
+
+    start: int
+    n_init: int
+    iteration: int
+    max_iter: int
+    center_shift: float
+    tol: float
+    converged: bool
+    last: bool
+    elapsed: float
+    _objective: Callable[[], float]
+
+    def inertia(self) -> float:
+        """Inertia of this iteration's centres: one more pass over X, so call it sparingly."""
+        return self._objective()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The result of one start."""
+
+    labels: Any
+    inertia: float
+    centers: Any  # in the centred frame of the fit
+    n_iter: int
+    converged: bool
 
 
 def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
@@ -127,13 +270,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Convergence when the summed squared centre shift is at most ``tol``
         times the mean per-feature variance of X. The fit also stops as soon
         as no label changes.
-    verbose : int, default=0
-        Print the inertia at each iteration.
+    verbose : int or bool, default=0
+        Print the inertia at each iteration (an extra pass over X each).
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the host generator used for initialisation; one seed gives
         the same clustering on every backend.
     copy_x : bool, default=True
-        Accepted for scikit-learn compatibility. xpkmeans never modifies X.
+        Accepted (and checked) for scikit-learn compatibility. xpkmeans never
+        modifies X.
     algorithm : {"lloyd", "hamerly"}, default="lloyd"
         How the E step finds the nearest centres. "lloyd" compares every
         point with every centre. "hamerly" keeps two distance bounds per point
@@ -142,7 +286,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         within rounding), and much less work once few points move: faster
         on long fits with many clusters, slower on fits of a few iterations.
         It needs to pick those points out, so it runs on eager arrays in
-        host memory (NumPy, PyTorch CPU); elsewhere it is "lloyd".
+        host memory (NumPy, PyTorch CPU); elsewhere the fit warns
+        (``FallbackWarning``) and runs "lloyd" (see ``_backend/_capabilities.py``).
+    callback : callable, default=None
+        Called as ``callback(progress)`` after every EM iteration of every
+        start, with a :class:`FitProgress` (start, iteration, centre shift
+        against tol, elapsed time; ``progress.inertia()`` on demand). For
+        progress bars; its return value is ignored.
 
     Attributes
     ----------
@@ -151,8 +301,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     inertia_ : float
         Sum of (weighted) squared distances of samples to their nearest centre.
     n_iter_ : int
-        EM iterations of the best run.
+        EM iterations of the best run. When it ends at ``max_iter`` without
+        converging, the fit warns (``ConvergenceWarning``).
     n_features_in_ : int
+    mean_ : array of shape (n_features,)
+        Column means of the training data. Distances are computed on data
+        centred by them, as in the fit, while ``cluster_centers_`` are those
+        of the fit. Centres set by hand need no ``mean_``.
 
     Examples
     --------
@@ -176,6 +331,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         random_state: Any = None,
         copy_x: bool = True,
         algorithm: str = "lloyd",
+        callback: Callable[[FitProgress], Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -186,38 +342,38 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.copy_x = copy_x
         self.algorithm = algorithm
+        self.callback = callback
 
-    # -------------------------------------------------------------- validation
+    # -------------------------------------------------------------- parameters
 
-    def _check_params(self) -> tuple[int, int, float, int]:
-        n_clusters = check_int(self.n_clusters, "n_clusters", minimum=1)
-        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
-        tol = check_tol(self.tol)
-        if self.algorithm not in ALGORITHMS:
-            msg = f"`algorithm` must be one of {ALGORITHMS}, got {self.algorithm!r}."
-            raise ValueError(msg)
-        init = self.init
-        if isinstance(init, str):
-            if init not in INITIALIZERS:
-                msg = f"Unknown init method {init!r}; use one of {sorted(INITIALIZERS)}, a callable or an array."
-                raise ValueError(msg)
+    def _resolve_params(self) -> _FitParams:
+        """Validate every parameter (``_PARAMETER_CONSTRAINTS``) and resolve ``n_init``."""
+        values = {
+            name: check(getattr(self, name), name)
+            for name, check in _PARAMETER_CONSTRAINTS.items()
+        }
+        init = values["init"]
         explicit = not isinstance(init, str) and not callable(init)
-        if self.n_init == "auto":
+        n_init = values["n_init"]
+        if n_init == "auto":
             n_init = 1 if explicit or init in ("k-means++", "k-means||") else 10
-        else:
-            if isinstance(self.n_init, str):
-                msg = f"`n_init` must be 'auto' or an int >= 1, got {self.n_init!r}."
-                raise ValueError(msg)
-            n_init = check_int(self.n_init, "n_init", minimum=1)
-            if explicit and n_init != 1:
-                warnings.warn(
-                    "Explicit initial center position passed: performing only one "
-                    f"init in {type(self).__name__} instead of n_init={n_init}.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                n_init = 1
-        return n_clusters, max_iter, tol, n_init
+        elif explicit and n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one "
+                f"init in {type(self).__name__} instead of n_init={n_init}.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            n_init = 1
+        if self.callback is not None and not callable(self.callback):
+            msg = f"`callback` must be None or a callable, got {self.callback!r}."
+            raise InputTypeError(msg)
+        return _FitParams(
+            n_clusters=values["n_clusters"], init=init, explicit_init=explicit,
+            n_init=n_init, max_iter=values["max_iter"], tol=values["tol"],
+            verbose=values["verbose"], random_state=values["random_state"],
+            algorithm=values["algorithm"],
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
@@ -228,18 +384,45 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise NotFittedError(msg)
 
     def _check_test_data(self, X: Any) -> tuple[Any, Any]:
-        """X for predict/transform/score: fitted features and the centres' dtype."""
+        """X for predict/transform/score and the centres, in X's namespace and dtype.
+
+        The fitted state is ``cluster_centers_`` (set by ``fit`` or by hand)
+        and, after ``fit``, ``mean_``: when the centres are those of the fit,
+        X and centres are centred by it, the arithmetic of ``fit``, so that
+        ``predict(X_train)`` equals ``labels_``.
+        """
         self._check_fitted()
         X, xp = check_array(X)
-        if X.shape[1] != self.n_features_in_:
+        n_features = self.cluster_centers_.shape[1]
+        if X.shape[1] != n_features:
             msg = (
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
+                f"{n_features} features as input."
             )
             raise ValueError(msg)
         centers = as_namespace(self.cluster_centers_, xp, device_of(X))
         X = xp.astype(X, centers.dtype)
+        if self._centers_are_fitted() and device_of(self.mean_) == device_of(X):
+            X = subtract_row(X, xp.astype(self.mean_, X.dtype))
+            centers = xp.astype(self._centered_centers, X.dtype)
         return X, centers
+
+    def _centers_are_fitted(self) -> bool:
+        """True while ``cluster_centers_`` are those of the fit (not set by hand).
+
+        A comparison of values, not of identity: pickling keeps the values.
+        """
+        centered = getattr(self, "_centered_centers", None)
+        if centered is None or getattr(self, "mean_", None) is None:
+            return False
+        try:
+            xp = array_namespace(centered)
+            fitted = centered + self.mean_
+            return fitted.shape == self.cluster_centers_.shape and bool(
+                xp.all(fitted == self.cluster_centers_)
+            )
+        except (TypeError, ValueError, RuntimeError):  # another namespace or device
+            return False
 
     # -------------------------------------------------------------- fitting
 
@@ -278,63 +461,107 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         return self._fit(X, sample_weight)
 
-    def _fit(
-        self, X: Any, sample_weight: Any = None, *, track_starts: Callable = iter
-    ) -> "KMeans":
-        """``fit``; ``track_starts`` wraps the ``range`` of starts (a progress bar)."""
-        n_clusters, max_iter, tol, n_init = self._check_params()
+    def _fit(self, X: Any, sample_weight: Any = None) -> "KMeans":
+        """``fit``: resolve the parameters, run the starts, keep the best."""
+        params = self._resolve_params()
         X, xp = check_array(X)
         with parallel_region(xp):  # the whole fit: BLAS never wakes its own threads
-            check_n_clusters_fits(X.shape[0], n_clusters)
+            check_n_clusters_fits(X.shape[0], params.n_clusters)
             weights = check_sample_weight(sample_weight, X, xp)
-            rng = host_rng(self.random_state)
-
             X_centered, X_mean = center_data(X, xp=xp)
-            scaled_tol = _tolerance(X_centered, tol, xp=xp)
-            explicit = not isinstance(self.init, str) and not callable(self.init)
+            scaled_tol = _tolerance(X_centered, params.tol, xp=xp)
+            best = self._run_starts(X, X_centered, X_mean, weights, params, scaled_tol, xp=xp)
+            distinct = _count_nonempty(best.labels, params.n_clusters, xp=xp)
+        if distinct < params.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than "
+                f"n_clusters ({params.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif not best.converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge: max_iter={params.max_iter} "
+                "iterations ended the fit. Increase max_iter, or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.cluster_centers_ = best.centers + X_mean
+        self.mean_ = X_mean
+        self._centered_centers = best.centers
+        self.labels_ = best.labels
+        self.inertia_ = best.inertia
+        self.n_iter_ = best.n_iter
+        self.n_features_in_ = X.shape[1]
+        self._n_features_out = params.n_clusters
+        return self
 
-            best = None
-            for _ in track_starts(range(n_init)):
-                if explicit:
-                    centers_init = self._init_centroids(
-                        X, n_clusters, sample_weight=weights, rng=rng, xp=xp
-                    ) - X_mean
-                else:
-                    centers_init = self._init_centroids(
-                        X_centered, n_clusters, sample_weight=weights, rng=rng, xp=xp
-                    )
-                if self.verbose:
-                    print("Initialization complete")
-                nearest = None
-                if self.algorithm == "hamerly" and picks_rows_cheaply(X_centered):
-                    nearest = BoundedNearest(X_centered, xp=xp)
-                labels, inertia, centers, n_iter = _kmeans_single_lloyd(
-                    X_centered, weights, centers_init, max_iter=max_iter, tol=scaled_tol,
-                    xp=xp, verbose=self.verbose, nearest=nearest,
+    def _run_starts(
+        self, X: Any, X_centered: Any, X_mean: Any, weights: Any, params: _FitParams,
+        scaled_tol: float, *, xp: Any,
+    ) -> _Run:
+        """``n_init`` initialisations, one EM each; the run of lowest inertia."""
+        rng = host_rng(params.random_state)
+        bounded = params.algorithm == "hamerly" and supports("algorithm='hamerly'", X_centered)
+        if params.algorithm == "hamerly" and not bounded:
+            warnings.warn(
+                fallback_message("algorithm='hamerly'", X), FallbackWarning, stacklevel=4
+            )
+        started = time.perf_counter()
+        best = None
+        for start in range(params.n_init):
+            if params.explicit_init:
+                centers_init = self._init_centroids(
+                    X, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
+                ) - X_mean
+            else:
+                centers_init = self._init_centroids(
+                    X_centered, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
                 )
-                if best is None or (
-                    inertia < best[1]
-                    and not _is_same_clustering(labels, best[0], n_clusters, xp=xp)
-                ):
-                    best = labels, inertia, centers, n_iter
+            if params.verbose:
+                print("Initialization complete")
+            last_step: list[LloydStep] = []
+            report = self._progress_reporter(
+                X_centered, weights, params, scaled_tol, start, started, last_step, xp=xp
+            )
+            labels, inertia, centers, n_iter = _kmeans_single_lloyd(
+                X_centered, weights, centers_init, max_iter=params.max_iter, tol=scaled_tol,
+                xp=xp, verbose=params.verbose, callback=report,
+                nearest=BoundedNearest(X_centered, xp=xp) if bounded else None,
+            )
+            run = _Run(labels, inertia, centers, n_iter, last_step[-1].converged)
+            if best is None or (
+                run.inertia < best.inertia
+                and not _is_same_clustering(run.labels, best.labels, params.n_clusters, xp=xp)
+            ):
+                best = run
+        return best
 
-            labels, inertia, centers, n_iter = best
-            distinct = _count_nonempty(labels, n_clusters, xp=xp)
-            if distinct < n_clusters:
-                warnings.warn(
-                    f"Number of distinct clusters ({distinct}) found smaller than "
-                    f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
-            self.cluster_centers_ = centers + X_mean
-            self._fit_frame = (X_mean, centers, self.cluster_centers_)
-            self.labels_ = labels
-            self.inertia_ = inertia
-            self.n_iter_ = n_iter
-            self.n_features_in_ = X.shape[1]
-            self._n_features_out = n_clusters
-            return self
+    def _progress_reporter(
+        self, X_centered: Any, weights: Any, params: _FitParams, scaled_tol: float,
+        start: int, started: float, last_step: list, *, xp: Any,
+    ) -> Callable[[LloydStep], None]:
+        """The per-iteration hook of one start: keeps its last step and calls ``callback``."""
+        def report(step: LloydStep) -> None:
+            last_step[:1] = [step]
+            if self.callback is None:
+                return
+
+            def objective() -> float:
+                if step.inertia is not None:
+                    return step.inertia
+                labels = nearest_centers(X_centered, step.centers)
+                return float(_inertia(X_centered, weights, step.centers, labels, xp=xp))
+
+            self.callback(FitProgress(
+                start=start, n_init=params.n_init, iteration=step.iteration,
+                max_iter=params.max_iter, center_shift=step.center_shift, tol=scaled_tol,
+                converged=step.converged,
+                last=step.converged or step.iteration == params.max_iter,
+                elapsed=time.perf_counter() - started, _objective=objective,
+            ))
+
+        return report
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit and return ``labels_``."""
@@ -361,12 +588,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels : integer array of shape (n_samples,), in X's namespace
         """
         X, centers = self._check_test_data(X)
-        xp = array_namespace(X)
-        check_sample_weight(sample_weight, X, xp)
-        X_mean, centered_centers, fitted = self._fit_frame
-        if fitted is self.cluster_centers_ and device_of(X_mean) == device_of(X):
-            # the arithmetic of fit (centred data), so predict(X_train) == labels_
-            X, centers = X - xp.astype(X_mean, X.dtype), xp.astype(centered_centers, X.dtype)
+        check_sample_weight(sample_weight, X, array_namespace(X))
         return nearest_centers(X, centers)
 
     def transform(self, X: Any) -> Any:

@@ -340,9 +340,10 @@ def _kmeans_single_lloyd(
     xp: Any,
     verbose: int = 0,
     nearest: Callable[[Any], Any] | None = None,
+    callback: Callable[[LloydStep], None] | None = None,
 ) -> tuple[Any, float, Any, int]:
     """One k-means run by EM from ``centers_init`` (E step: ``nearest``, see
-    ``_lloyd_iterations``).
+    ``_lloyd_iterations``); ``callback(step)`` after every iteration.
 
     Returns
     -------
@@ -356,6 +357,8 @@ def _kmeans_single_lloyd(
         for step in steps:
             if verbose:
                 print(f"Iteration {step.iteration}, inertia {step.inertia}.")
+            if callback is not None:
+                callback(step)
     if verbose and step.converged:
         print(f"Converged at iteration {step.iteration}.")
     inertia = step.inertia  # tracked when verbose: on the last step, that of step.labels

@@ -3,15 +3,20 @@
 With scikit-learn installed, ``KMeans`` is a real scikit-learn estimator
 (``clone``, ``Pipeline``, ``GridSearchCV``, ``check_estimator``) and raises
 scikit-learn's ``NotFittedError`` and ``ConvergenceWarning``. Without it, the
-small stand-ins below give the same public behaviour.
+small stand-ins below give the same public behaviour. The command line uses
+the stand-ins (it never hands an estimator to scikit-learn, whose import
+costs about a second).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 try:
+    if os.environ.get("_XPKMEANS_WITHOUT_SKLEARN") == "1":  # set by the command line
+        raise ImportError("scikit-learn not wanted: the command line does not use it")
     from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
 

@@ -7,23 +7,28 @@
 
 User errors (missing file, malformed CSV, bad k, ...) end with exit status 1
 and one line ``xpkmeans: error: ...`` on stderr; usage errors exit with 2.
-This module may name backends: ``select_backend`` is the one place it does.
+Outputs are written to temporary files and renamed at the end: a failing
+command leaves none behind. NumPy, the estimators, matplotlib and the GPU
+libraries are imported only by the commands that need them (``--version``
+imports none). This module may name backends: ``select_backend`` is the one
+place it does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import io
 import os
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 PROG = "xpkmeans"
 METHODS = ("silhouette", "calinski_harabasz", "davies_bouldin", "elbow")
@@ -49,6 +54,12 @@ class Backend:
         return self.xp.asarray(values, device=self.device)
 
 
+def _numpy_backend() -> Backend:
+    import array_api_compat.numpy as numpy_xp
+
+    return Backend("numpy", numpy_xp, "cpu")
+
+
 def select_backend(name: str) -> Backend:
     """The backend for ``--backend``: auto, numpy, torch or cupy.
 
@@ -58,6 +69,8 @@ def select_backend(name: str) -> Backend:
     """
     if name not in BACKENDS:
         raise CLIError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+    if name == "auto" and not _may_have_cuda():
+        name = "numpy"  # importing torch to learn there is no GPU costs a second or more
     if name in ("auto", "cupy"):
         try:
             import cupy
@@ -68,7 +81,8 @@ def select_backend(name: str) -> Backend:
                 return Backend("cupy", cupy_xp, cupy.cuda.Device())
             reason = "no CUDA device found"
         except ImportError:
-            reason = "CuPy is not installed (pip install xpkmeans[gpu])"
+            reason = ("CuPy is not installed (pip install xpkmeans[cuda12] for CUDA 12, "
+                      "xpkmeans[cuda13] for CUDA 13)")
         except Exception as e:  # noqa: BLE001 - CUDA runtime errors have no common base
             reason = f"CUDA is not usable ({type(e).__name__}: {e})"
         if name == "cupy":
@@ -88,19 +102,33 @@ def select_backend(name: str) -> Backend:
                 return Backend("torch", torch_xp, torch.device("cuda"))
             if name == "torch":
                 return Backend("torch", torch_xp, torch.device("cpu"))
-    import array_api_compat.numpy as numpy_xp
+    return _numpy_backend()
 
-    return Backend("numpy", numpy_xp, "cpu")
+
+def _may_have_cuda() -> bool:
+    """False only where there is surely no NVIDIA GPU: Linux without its device files."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
 
 
 # ------------------------------------------------------------------ input files
 
 
-def read_data(path: Path | str, *, delimiter: str = ",") -> tuple[np.ndarray, list[str] | None]:
+def read_data(
+    path: Path | str,
+    *,
+    delimiter: str | None = None,
+    columns: Sequence[str] | None = None,
+    drop: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str] | None]:
     """A float64 (n_samples, n_features) array from a CSV or ``.npy`` file.
 
     A CSV whose first row is not all numbers is read as a header; blank lines
-    are skipped. Returns the data and the column names (None without header).
+    are skipped. ``delimiter`` None detects a tab-separated file (else comma);
+    ``columns`` keeps, ``drop`` removes columns given by header name or by
+    number (1 is the first). Returns the data and the column names (None
+    without header).
     """
     path = Path(path)
     if not path.exists():
@@ -108,13 +136,17 @@ def read_data(path: Path | str, *, delimiter: str = ",") -> tuple[np.ndarray, li
     if path.is_dir():
         raise CLIError(f"{path}: is a directory, expected a CSV or .npy file")
     if path.suffix.lower() == ".npy":
-        return _read_npy(path), None
-    return _read_csv(path, delimiter)
+        data = _read_npy(path)
+        keep = _select_columns(data.shape[1], None, columns, drop)
+        return (data if keep is None else data[:, keep]), None
+    return _read_csv(path, delimiter, columns, drop)
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    import numpy as np
+
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError) as e:
         raise CLIError(f"{path}: not a readable .npy file of numbers ({e})") from e
     if data.ndim == 1:
@@ -125,13 +157,23 @@ def _read_npy(path: Path) -> np.ndarray:
         raise CLIError(f"{path}: expected numbers, got dtype {data.dtype}")
     if data.size == 0:
         raise CLIError(f"{path}: the array is empty (shape {data.shape})")
-    data = data.astype(np.float64)
+    data = np.array(data, dtype=np.float64)  # from the mapped file: one copy, in memory
     bad_rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if bad_rows.size:
         raise CLIError(
             f"{path}: row {bad_rows[0]} has a NaN or infinite value; remove or impute it first"
         )
     return data
+
+
+def parse_delimiter(text: str) -> str:
+    """``--delimiter``: one character; ``\\t`` (as typed in a shell) or ``tab`` is a tab."""
+    text = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(
+            f"expected one character (or \\t for tab), got {text!r}"
+        )
+    return text
 
 
 def _is_number(field: str) -> bool:
@@ -142,51 +184,145 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _read_csv(path: Path, delimiter: str) -> tuple[np.ndarray, list[str] | None]:
+@dataclass(frozen=True)
+class _CsvLayout:
+    """What the first non-blank line of a CSV says about the file."""
+
+    delimiter: str
+    names: list[str] | None  # the header, if the first row is not all numbers
+    first_data_line: int  # 1-based line number of the first data row
+    width: int
+
+
+def _csv_layout(path: Path, delimiter: str | None) -> _CsvLayout:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    break
+            else:
+                raise CLIError(f"{path}: the file is empty")
     except UnicodeDecodeError as e:
         raise CLIError(f"{path}: not a text CSV file ({e.reason} at byte {e.start})") from e
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []
+    if delimiter is None:  # a tab and no comma: tab-separated
+        delimiter = "\t" if "\t" in line and "," not in line else ","
+    first = [field.strip() for field in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))]
+    if all(_is_number(field) for field in first):
+        return _CsvLayout(delimiter, None, number, len(first))
+    return _CsvLayout(delimiter, first, number + 1, len(first))
+
+
+def _select_columns(
+    width: int, names: list[str] | None, columns: Sequence[str] | None,
+    drop: Sequence[str] | None,
+) -> list[int] | None:
+    """0-based indices of the columns to keep (None: all of them)."""
+    if not columns and not drop:
+        return None
+
+    def index_of(key: str, option: str) -> int:
+        if names is not None and key in names:
+            return names.index(key)
+        if key.isdigit() and 1 <= int(key) <= width:
+            return int(key) - 1
+        known = f"names {', '.join(names)} or " if names else ""
+        raise CLIError(f"{option}: no column {key!r}; use {known}numbers 1..{width}")
+
+    keep = [index_of(key, "--columns") for key in columns] if columns else list(range(width))
+    dropped = {index_of(key, "--drop") for key in drop or ()}
+    keep = [i for i in dict.fromkeys(keep) if i not in dropped]
+    if not keep:
+        raise CLIError("--columns/--drop leave no column to cluster")
+    return keep
+
+
+def _read_csv(
+    path: Path, delimiter: str | None, columns: Sequence[str] | None = None,
+    drop: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str] | None]:
+    """NumPy's C reader (``loadtxt``: streams the file, memory ~ the array);
+    on any error, the line-by-line reader finds the cell to blame."""
+    import numpy as np
+
+    layout = _csv_layout(path, delimiter)
+    keep = _select_columns(layout.width, layout.names, columns, drop)
+    names = layout.names
+    if names is not None and keep is not None:
+        names = [names[i] for i in keep]
     try:
-        for row in reader:
-            if row and any(field.strip() for field in row):
-                rows.append([field.strip() for field in row])
-                line_numbers.append(reader.line_num)
-    except csv.Error as e:
-        raise CLIError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from e
-    if not rows:
-        raise CLIError(f"{path}: the file is empty")
-    names = None
-    if not all(_is_number(field) for field in rows[0]):
-        names, rows, line_numbers = rows[0], rows[1:], line_numbers[1:]
-        if not rows:
-            raise CLIError(f"{path}: a header row but no data rows")
-    width = len(names) if names is not None else len(rows[0])
-    for row, line in zip(rows, line_numbers):
-        if len(row) != width:
-            what = "the header has" if names is not None else "the first row has"
-            raise CLIError(
-                f"{path}, line {line}: {_plural(len(row), 'value')} but {what} {width} "
-                "(every row needs the same number of columns)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": reported below
+            data = np.loadtxt(
+                path, delimiter=layout.delimiter, skiprows=layout.first_data_line - 1,
+                usecols=keep, dtype=np.float64, ndmin=2, comments=None, quotechar='"',
+                encoding="utf-8-sig",
             )
-    try:
-        data = np.array(rows, dtype=str).astype(np.float64)
-    except ValueError:
-        for row, line in zip(rows, line_numbers):  # find the cell to blame
-            for column, field in enumerate(row, start=1):
-                if not _is_number(field):
-                    raise CLIError(
-                        f"{path}, line {line}, column {column}: {field!r} is not a number"
-                    ) from None
-        raise  # pragma: no cover - every field parsed alone
+        if keep is None and data.shape[1] != layout.width and data.size:
+            raise ValueError("a row differs in width from the first")
+    except (ValueError, UnicodeDecodeError):
+        data = _read_csv_slowly(path, layout, keep)
+    if data.size == 0:
+        raise CLIError(f"{path}: a header row but no data rows")
     bad_rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if bad_rows.size:
-        line = line_numbers[bad_rows[0]]
+        line = _line_of_data_row(path, layout, int(bad_rows[0]))
         raise CLIError(f"{path}, line {line}: NaN or infinite value; remove or impute it first")
     return data, names
+
+
+def _data_rows(path: Path, layout: _CsvLayout) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped fields) of every non-blank data row."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=layout.delimiter, skipinitialspace=True)
+        try:
+            for row in reader:
+                if reader.line_num >= layout.first_data_line and any(c.strip() for c in row):
+                    yield reader.line_num, [field.strip() for field in row]
+        except csv.Error as e:
+            raise CLIError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from e
+
+
+def _line_of_data_row(path: Path, layout: _CsvLayout, index: int) -> int:
+    for i, (line, _) in enumerate(_data_rows(path, layout)):
+        if i == index:
+            return line
+    raise AssertionError(index)  # pragma: no cover
+
+
+def _read_csv_slowly(path: Path, layout: _CsvLayout, keep: list[int] | None) -> np.ndarray:
+    """The fallback reader, row by row: the error names the line and column."""
+    import numpy as np
+
+    what = "the header has" if layout.names is not None else "the first row has"
+    rows = []
+    try:
+        for line, row in _data_rows(path, layout):
+            if len(row) != layout.width:
+                hint = ""
+                if layout.width == 1 or len(row) == 1:
+                    hint = "; is the delimiter right? (--delimiter)"
+                raise CLIError(
+                    f"{path}, line {line}: {_plural(len(row), 'value')} but {what} "
+                    f"{layout.width} (every row needs the same number of columns){hint}"
+                )
+            cells = row if keep is None else [row[i] for i in keep]
+            values = []
+            for column, field in zip(keep or range(layout.width), cells):
+                try:
+                    values.append(float(field))
+                except ValueError:
+                    hint = ""
+                    if layout.width == 1 and any(c in field for c in ";\t |"):
+                        hint = "; set the delimiter with --delimiter"
+                    raise CLIError(
+                        f"{path}, line {line}, column {column + 1}: {field!r} is not a "
+                        f"number{hint}"
+                    ) from None
+            rows.append(values)
+    except UnicodeDecodeError as e:
+        raise CLIError(f"{path}: not a text CSV file ({e.reason} at byte {e.start})") from e
+    width = layout.width if keep is None else len(keep)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -218,20 +354,134 @@ def _check_k(k: int, n_samples: int, source: str) -> None:
         raise CLIError(f"k={k} is larger than the number of rows ({n_samples}) in {source}")
 
 
-# ------------------------------------------------------------------ fitting
+# ------------------------------------------------------------------ outputs
 
 
-def _progress(iterable: Any, *, total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on a terminal when tqdm is installed; else the iterable itself."""
-    if not enabled:
-        return iterable
+class _Outputs:
+    """Output files written under temporary names beside them, renamed together
+    at the end: a command that fails half-way leaves no partial outputs."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+        self.messages: list[str] = []
+
+    def path(self, final: Path, message: str) -> Path:
+        """A temporary path for ``final`` (same suffix: matplotlib reads it)."""
+        import tempfile
+
+        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.",
+                                    suffix=final.suffix)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # as a plain open() would create it
+        self._pending.append((Path(name), final))
+        self.messages.append(message)
+        return Path(name)
+
+    def commit(self) -> None:
+        for temporary, final in self._pending:
+            os.replace(temporary, final)
+        self._pending = []
+
+    def discard(self) -> None:
+        for temporary, _ in self._pending:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        self._pending = []
+
+
+@contextlib.contextmanager
+def _atomic_outputs() -> Iterator[_Outputs]:
+    outputs = _Outputs()
     try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    # disable=None: no bar when stderr is not a terminal; delay: none for quick runs.
-    return tqdm(iterable, total=total, desc=desc, unit="start", file=sys.stderr,
-                disable=None, delay=0.5, leave=False)
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    outputs.commit()
+
+
+# ------------------------------------------------------------------ progress
+
+
+class ProgressLine:
+    """Progress of a fit on stderr, fed by ``KMeans(callback=...)``.
+
+    Silent for fits shorter than ``delay`` seconds. Then at most one update
+    every ``interval`` seconds: start, iteration, inertia, centre shift
+    against tol, elapsed time; rewritten in place on a terminal (a tqdm bar
+    when tqdm is installed), one line each elsewhere. ``verbose``: every
+    iteration, from the first, one line each. The inertia costs a pass over
+    X, so it is recomputed only while that stays under a tenth of the fit's
+    time (always when verbose).
+    """
+
+    def __init__(self, *, verbose: bool = False, stream: Any = None, delay: float = 2.0,
+                 interval: float = 1.0) -> None:
+        self.verbose = verbose
+        self.stream = sys.stderr if stream is None else stream
+        self.delay, self.interval = delay, interval
+        self.last: Any = None  # the latest FitProgress
+        self._shown_at = -float("inf")
+        self._inertia_seconds = 0.0
+        self._inertia: float | None = None
+        self._open_line = False
+        self._bar: Any = None
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, progress: Any) -> None:
+        self.last = progress
+        due = progress.elapsed >= self.delay and (
+            progress.elapsed - self._shown_at >= self.interval or progress.last
+        )
+        if not (self.verbose or due):
+            return
+        self._shown_at = progress.elapsed
+        if self.verbose or self._inertia_seconds < 0.1 * progress.elapsed:
+            started = time.perf_counter()
+            self._inertia = progress.inertia()
+            self._inertia_seconds += time.perf_counter() - started
+        inertia = "?" if self._inertia is None else f"{self._inertia:.6g}"
+        text = (f"inertia {inertia}, centre shift {progress.center_shift:.3g} "
+                f"(tol {progress.tol:.3g}), {progress.elapsed:.1f} s")
+        start = f"start {progress.start + 1}/{progress.n_init}, " if progress.n_init > 1 else ""
+        if not self.verbose and self._tty and self._show_bar(progress, start, text):
+            return
+        line = f"{start}iteration {progress.iteration}/{progress.max_iter}: {text}"
+        if self._tty and not self.verbose:
+            self.stream.write(f"\r{line}\x1b[K")
+            self._open_line = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _show_bar(self, progress: Any, start: str, text: str) -> bool:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return False
+        description = start.rstrip(", ") or "k-means"
+        if self._bar is None or self._bar.desc != description:
+            self.close()
+            self._bar = tqdm(total=progress.max_iter, desc=description, unit="iter",
+                             file=self.stream, leave=False)
+        self._bar.n = progress.iteration
+        self._bar.set_postfix_str(text)
+        return True
+
+    def close(self) -> None:
+        """End the line or bar (before anything else is written to the stream)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
+
+
+# ------------------------------------------------------------------ fitting
 
 
 def fit_kmeans(
@@ -242,20 +492,23 @@ def fit_kmeans(
     n_init: int | None = None,
     max_iter: int = 300,
     seed: int | None = None,
-    progress: bool = True,
+    callback: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """``KMeans(n_clusters, init=init, n_init=n_init, random_state=seed).fit(X)``
-    with a progress bar over the ``n_init`` starts."""
+    """``KMeans(n_clusters, init=init, n_init=n_init, random_state=seed,
+    callback=callback).fit(X)``."""
     from ._kmeans import KMeans
 
     model = KMeans(n_clusters, init=init, n_init="auto" if n_init is None else n_init,
-                   max_iter=max_iter, random_state=seed)
+                   max_iter=max_iter, random_state=seed, callback=callback)
+    return model.fit(X)
 
-    def track_starts(starts: range) -> Any:
-        return _progress(starts, total=len(starts), desc="k-means starts",
-                         enabled=progress and len(starts) > 1)
 
-    return model._fit(X, track_starts=track_starts)
+def _standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns to mean 0 and standard deviation 1 (constant columns only centred)."""
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    return (X - mean) / scale, mean, scale
 
 
 # ------------------------------------------------------------------ subcommands
@@ -304,8 +557,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_with_progress(args: argparse.Namespace, X: Any) -> Any:
+    """The fit of ``xpkmeans fit``: progress on stderr, and the iteration
+    limit named in the option's words when it ended the fit."""
+    from ._sklearn_compat import ConvergenceWarning
+
+    progress = None if args.quiet else ProgressLine(verbose=args.verbose)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = fit_kmeans(X, args.k, init=args.init, n_init=args.n_init,
+                               max_iter=args.max_iter, seed=args.seed, callback=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+    for warning in caught:
+        message = str(warning.message)
+        if issubclass(warning.category, ConvergenceWarning) and "did not converge" in message:
+            message = (f"the fit stopped at --max-iter {args.max_iter} iterations before it "
+                       "converged; the labels are usable, but --max-iter "
+                       f"{2 * args.max_iter} (or more) would let it finish")
+        _show_warning(message, warning.category, warning.filename, warning.lineno)
+    return model
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    X, names = read_data(args.input, delimiter=args.delimiter)
+    import numpy as np
+
+    X, names = read_data(args.input, delimiter=args.delimiter, columns=args.columns,
+                         drop=args.drop)
     _check_k(args.k, X.shape[0], str(args.input))
     output = _check_writable(args.output, "-o")
     centers_path = _check_writable(args.centers, "--centers") if args.centers else None
@@ -316,46 +596,66 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from ._backend import to_numpy
 
+    fitted_X, mean, scale = _standardize(X) if args.standardize else (X, 0.0, 1.0)
     start = time.perf_counter()
-    model = fit_kmeans(backend.asarray(X), args.k, init=args.init, n_init=args.n_init,
-                       max_iter=args.max_iter, seed=args.seed, progress=True)
+    model = _fit_with_progress(args, backend.asarray(fitted_X))
     elapsed = time.perf_counter() - start
     labels = to_numpy(model.labels_)
-    centers = to_numpy(model.cluster_centers_)
+    centers = to_numpy(model.cluster_centers_) * scale + mean  # in the input's units
 
-    np.savetxt(output, labels, fmt="%d")
-    print(
-        f"n_samples={X.shape[0]} n_features={X.shape[1]} k={args.k} "
-        f"inertia={model.inertia_:.6g} iterations={model.n_iter_} "
-        f"time={elapsed:.3f}s backend={_describe_backend(backend)}"
-    )
-    print(f"wrote {output} ({X.shape[0]} labels)")
-    if centers_path is not None:
-        header = args.delimiter.join(names) if names is not None else ""
-        np.savetxt(centers_path, centers, fmt="%.10g", delimiter=args.delimiter,
-                   header=header, comments="")
-        print(f"wrote {centers_path} ({args.k} centres)")
-    if plot_path is not None:
-        from .plotting import plot_clusters
+    with _atomic_outputs() as outputs:
+        np.savetxt(outputs.path(output, f"wrote {output} ({X.shape[0]} labels)"),
+                   labels, fmt="%d")
+        if centers_path is not None:
+            delimiter = args.centers_delimiter
+            header = delimiter.join(names) if names is not None else ""
+            np.savetxt(outputs.path(centers_path, f"wrote {centers_path} ({args.k} centres)"),
+                       centers, fmt="%.10g", delimiter=delimiter, header=header, comments="")
+        if plot_path is not None:
+            from .plotting import plot_clusters
 
-        ax = plot_clusters(X, labels, centers, feature_names=names if X.shape[1] <= 2 else None,
-                           title=f"KMeans(n_clusters={args.k}) on {Path(args.input).name}: "
-                                 f"inertia {model.inertia_:.6g}")
-        ax.figure.savefig(plot_path, dpi=110)
-        print(f"wrote {plot_path} (clusters plot)")
+            fig = plot_clusters(
+                X, labels, centers, feature_names=names if X.shape[1] <= 2 else None,
+                title=f"KMeans(n_clusters={args.k}) on {Path(args.input).name}: "
+                      f"inertia {model.inertia_:.6g}",
+            )
+            fig.savefig(outputs.path(plot_path, f"wrote {plot_path} (clusters plot)"), dpi=110)
+    if not args.quiet:
+        scaled = " (standardized)" if args.standardize else ""
+        print(
+            f"n_samples={X.shape[0]} n_features={X.shape[1]} k={args.k} "
+            f"inertia={model.inertia_:.6g}{scaled} iterations={model.n_iter_} "
+            f"time={elapsed:.3f}s backend={_describe_backend(backend)}"
+        )
+        for message in outputs.messages:
+            print(message)
     return 0
+
+
+def _check_range(ks: tuple[int, ...], method: str, n_samples: int, source: str) -> None:
+    """The API's limits on k, in the words of ``--range``."""
+    _check_k(max(ks), n_samples, source)
+    if method != "elbow" and min(ks) < 2:
+        raise CLIError(f"--range: --method {method} compares clusters, so k starts at 2; "
+                       f"got k = {min(ks)} (try --range 2:{max(max(ks), 2)})")
+    if method != "elbow" and max(ks) >= n_samples:
+        raise CLIError(f"--range: --method {method} needs k < the number of rows "
+                       f"({n_samples}) in {source}; got k = {max(ks)}")
 
 
 def _cmd_choose_k(args: argparse.Namespace) -> int:
     from .model_selection import select_n_clusters
 
-    X, _ = read_data(args.input, delimiter=args.delimiter)
+    X, _ = read_data(args.input, delimiter=args.delimiter, columns=args.columns,
+                     drop=args.drop)
     ks = args.range
-    _check_k(max(ks), X.shape[0], str(args.input))
+    _check_range(ks, args.method, X.shape[0], str(args.input))
     plot_path = _check_writable(args.plot, "--plot") if args.plot else None
     if plot_path is not None:
         _require_matplotlib()
     backend = select_backend(args.backend)
+    if args.standardize:
+        X = _standardize(X)[0]
 
     result = select_n_clusters(
         backend.asarray(X), ks, method=args.method, random_state=args.seed,
@@ -374,8 +674,12 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
     if plot_path is not None:
         from .plotting import plot_elbow
 
-        plot_elbow(result).figure.savefig(plot_path, dpi=110)
-        print(f"wrote {plot_path} (score and inertia against k)")
+        with _atomic_outputs() as outputs:
+            plot_elbow(result).savefig(
+                outputs.path(plot_path, f"wrote {plot_path} (score and inertia against k)"),
+                dpi=110,
+            )
+        print(outputs.messages[0])
     return 0
 
 
@@ -426,6 +730,14 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def _column_list(text: str) -> list[str]:
+    """``--columns`` / ``--drop``: comma-separated names or numbers."""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError(f"expected column names or numbers, got {text!r}")
+    return keys
+
+
 _positive_int = _int_at_least(1, "an integer >= 1")
 _seed = _int_at_least(0, "a non-negative integer")
 
@@ -439,7 +751,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="CSV (a non-numeric first row is a header) or .npy file")
-    parser.add_argument("--delimiter", default=",", help="CSV delimiter (default: ,)")
+    parser.add_argument("--delimiter", type=parse_delimiter, default=None,
+                        help="CSV delimiter; \\t for tab (default: tab if the first line has "
+                        "tabs and no comma, else comma)")
+    parser.add_argument("--columns", type=_column_list, metavar="C1,C2",
+                        help="cluster only these columns, by header name or number (1 = first)")
+    parser.add_argument("--drop", type=_column_list, metavar="C1,C2",
+                        help="leave out these columns (e.g. a label column), by name or number")
+    parser.add_argument("--standardize", action="store_true",
+                        help="scale every column to mean 0 and standard deviation 1 before "
+                        "clustering (columns of very different ranges)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser(
         "fit", help="cluster a CSV/.npy file, write one label per row",
-        description="Cluster the rows of INPUT with KMeans and write one integer label per row.",
+        description="Cluster the rows of INPUT with KMeans and write one integer label per "
+        "row. Fits that take more than a few seconds show their progress on stderr.",
     )
     _add_input(fit)
     fit.add_argument("-k", "--n-clusters", dest="k", type=_positive_int, required=True,
@@ -479,8 +801,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: 1 for k-means++, 10 for random)")
     fit.add_argument("--max-iter", type=_positive_int, default=300,
                      help="EM iterations per start (default: 300)")
-    fit.add_argument("--centers", metavar="CSV", help="also write the centres as CSV")
+    fit.add_argument("--centers", metavar="CSV",
+                     help="also write the centres as CSV (in the input's units)")
+    fit.add_argument("--centers-delimiter", type=parse_delimiter, default=",",
+                     metavar="DELIM", help="delimiter of the --centers file (default: ,)")
     fit.add_argument("--plot", metavar="PNG", help="also write a plot of the clusters")
+    loudness = fit.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="one line per EM iteration on stderr: inertia, centre shift "
+                          "against tol, time")
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress and no summary; errors and warnings only")
     _add_common(fit)
     fit.set_defaults(func=_cmd_fit)
 
@@ -514,14 +845,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
 
 
+def _silence_stdout() -> None:
+    """After a closed pipe (``xpkmeans demo | head``): no error at exit either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``xpkmeans`` command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    _run_without_sklearn_bases()
     with warnings.catch_warnings():
         warnings.simplefilter("default")  # shown once each, as one line (_show_warning)
         warnings.showwarning = _show_warning
         try:
-            return args.func(args)
+            status = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return status
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE, what a shell reports for such a tool
         except CLIError as e:
             message = str(e)
         except (ValueError, TypeError, OSError, ImportError, MemoryError) as e:
@@ -537,3 +881,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"unexpected {type(e).__name__}: {e} (set XPKMEANS_TRACEBACK=1 for details)"
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
     return 1
+
+
+def _run_without_sklearn_bases() -> None:
+    """The command line never hands an estimator to scikit-learn, and importing
+    scikit-learn costs about a second: unless something imported them
+    already, the estimators are built on the stand-in base classes."""
+    if "xpkmeans._sklearn_compat" in sys.modules:
+        return
+    os.environ[STANDALONE_VARIABLE] = "1"
+    try:
+        from . import _sklearn_compat  # noqa: F401 - reads the variable once, on import
+    finally:
+        del os.environ[STANDALONE_VARIABLE]
+
+
+STANDALONE_VARIABLE = "_XPKMEANS_WITHOUT_SKLEARN"  # read by _sklearn_compat

@@ -2,7 +2,8 @@
 
 Every function takes arrays from any backend (NumPy, CuPy, PyTorch, ...),
 copies them to the host with ``to_numpy`` and draws with matplotlib's object
-API: they return a ``matplotlib.figure.Figure`` or ``Axes`` and never call
+API. Every one returns the ``matplotlib.figure.Figure`` it drew on (given
+``ax=``, that Axes' figure; ``fig.axes`` lists the Axes) and never calls
 ``plt.show()``. Save with ``fig.savefig("name.png")``; in a notebook the
 returned figure displays itself.
 
@@ -133,7 +134,9 @@ class _Plane:
             xlabel, ylabel = names if names else ("feature 0", "feature 1")
             return cls(mean, None, xlabel, ylabel)
         _, singular, vt = np.linalg.svd(X - mean, full_matrices=False)
-        components = vt[:2]
+        # fewer rows than two (one point): the missing component is zero
+        components = np.zeros((2, n_features))
+        components[: vt.shape[0]] = vt[:2]
         # Deterministic signs: the largest loading of each component is positive.
         signs = np.sign(components[np.arange(2), np.argmax(np.abs(components), axis=1)])
         components = components * np.where(signs == 0, 1.0, signs)[:, None]
@@ -266,7 +269,8 @@ def plot_clusters(
 
     Returns
     -------
-    ax : matplotlib.axes.Axes
+    fig : matplotlib.figure.Figure
+        The figure of ``ax``; ``fig.axes[0]`` is the plot when ``ax`` is None.
     """
     data = _host_data(X)
     host_labels = None if labels is None else _host_labels(labels, data.shape[0])
@@ -287,7 +291,7 @@ def plot_clusters(
     if host_labels is not None or host_centers is not None:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize="small", frameon=False)
-    return ax
+    return ax.figure
 
 
 def _select_panels(n_steps: int, max_panels: int) -> list[int]:
@@ -344,7 +348,8 @@ def plot_lloyd_steps(
     nrows = -(-len(chosen) // ncols)
 
     Figure = _figure_class()
-    fig = Figure(figsize=(4.2 * ncols, 3.8 * nrows + 0.9), layout="constrained")
+    # at least as wide as the longest legend entry (6.5 inches)
+    fig = Figure(figsize=(max(4.2 * ncols, 6.5), 3.8 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, index in zip(axes, chosen):
         step = steps[index]
@@ -371,7 +376,9 @@ def plot_lloyd_steps(
         shown = f" ({len(chosen)} of {len(steps)} iterations shown)"
     default_title = ("K-means EM. E step: colour each point by its nearest centre. "
                      "M step: move each centre to the mean of its points (arrow).")
-    fig.suptitle((title or default_title) + shown, fontsize="large")
+    width = fig.get_size_inches()[0]
+    fig.suptitle(_wrap(title or default_title + shown, width, _SUPTITLE_CHARS_PER_INCH),
+                 fontsize="large")
     from matplotlib.lines import Line2D
 
     handles = [
@@ -380,8 +387,22 @@ def plot_lloyd_steps(
                markeredgecolor="black", markeredgewidth=1.5, label="centre before the step"),
         _center_handle("centre after the step = mean of its points (M step)"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    # three entries side by side need about 11.5 inches; a narrower figure stacks them
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if width >= 12 else 1,
+               frameon=False)
     return fig
+
+
+# Characters of a "large" title per inch of figure width (DejaVu Sans, 12 pt at 100 dpi).
+_SUPTITLE_CHARS_PER_INCH = 11.0
+
+
+def _wrap(text: str, width_inches: float, chars_per_inch: float) -> str:
+    """``text`` with each of its lines wrapped to fit ``width_inches``."""
+    import textwrap
+
+    columns = max(20, int(width_inches * chars_per_inch))
+    return "\n".join(textwrap.fill(line, columns) for line in text.split("\n"))
 
 
 @dataclass(frozen=True)
@@ -526,8 +547,9 @@ def plot_elbow(result: Any, *, ax: Any = None, title: str | None = None) -> Any:
 
     Returns
     -------
-    ax : matplotlib.axes.Axes
-        The inertia axes; the score axes is its twin (``ax.figure.axes``).
+    fig : matplotlib.figure.Figure
+        The figure of ``ax``; its Axes are the inertia axes and, for a score
+        method, their twin with the score (``fig.axes``).
     """
     ks = np.asarray(result.n_clusters, dtype=np.int64)
     inertias = np.asarray(result.inertias, dtype=np.float64)
@@ -565,7 +587,7 @@ def plot_elbow(result: Any, *, ax: Any = None, title: str | None = None) -> Any:
     ax.set_title(title or default_title)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3,
               fontsize="small", frameon=False)
-    return ax
+    return ax.figure
 
 
 def plot_silhouette(
@@ -588,7 +610,8 @@ def plot_silhouette(
 
     Returns
     -------
-    ax : matplotlib.axes.Axes
+    fig : matplotlib.figure.Figure
+        The figure of ``ax``.
     """
     from .metrics import silhouette_samples
 
@@ -619,4 +642,4 @@ def plot_silhouette(
     ax.set_ylabel("points, grouped by cluster (cluster number at left)")
     ax.set_title(title or f"Silhouette plot, k = {len(clusters)}: mean {mean:.3f}")
     ax.legend(loc="lower right", fontsize="small")
-    return ax
+    return ax.figure
