@@ -83,10 +83,40 @@ def _make_backend(name: str) -> Backend:
         import array_api_compat.cupy as xp
 
         return Backend(name, xp, cupy.cuda.Device())
+    if name.startswith("dask"):  # lazy: rows in 4 chunks, NumPy or CuPy chunks
+        dask_array = pytest.importorskip("dask.array")
+        chunk = _make_backend("cupy" if name == "dask-cupy" else "numpy")
+        return DaskBackend(name, dask_array, None, chunk)
     raise ValueError(name)
 
 
+@dataclass(frozen=True)
+class DaskBackend(Backend):
+    """Dask arrays chunked along rows (about 4 chunks), chunks of ``chunk_backend``."""
+
+    chunk_backend: Backend = None
+
+    def asarray(self, values: Any, dtype: Any = None) -> Any:
+        values = self.chunk_backend.asarray(values, dtype)
+        rows = max(1, -(-values.shape[0] // 4)) if values.ndim else ()
+        return self.xp.from_array(values, chunks=(rows,) + values.shape[1:], asarray=False)
+
+    def assert_here(self, x: Any, dtype: Any = None) -> None:
+        assert isinstance(x, self.xp.Array), f"{type(x)} is not a Dask array"
+        if dtype is not None:
+            assert x.dtype == dtype, f"dtype {x.dtype}, expected {dtype}"
+
+
 BACKENDS = ["numpy", "array_api_strict", "array_api_strict-device1", "torch", "cupy", "torch-cuda"]
+
+
+LAZY_BACKENDS = ["dask", "dask-cupy"]
+
+
+@pytest.fixture(params=LAZY_BACKENDS)
+def lazy_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each lazy backend: Dask arrays of NumPy chunks, and of CuPy chunks on a GPU."""
+    return _make_backend(request.param)
 
 
 @pytest.fixture(params=BACKENDS)

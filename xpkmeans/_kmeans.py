@@ -23,6 +23,7 @@ from ._backend import (
     segment_sum,
     widest_float_dtype,
 )
+from . import _dask
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
 from ._lloyd import _inertia, _kmeans_single_lloyd, center_data
@@ -267,6 +268,8 @@ default="k-means++"
         -------
         self : KMeans
         """
+        if _dask.is_dask_input(X):  # Dask: the EM runs inside Dask (_dask.py)
+            return _dask.fit(self, X, sample_weight)
         return self._fit(X, sample_weight)
 
     def _fit(
@@ -351,6 +354,8 @@ default="k-means++"
         -------
         labels : integer array of shape (n_samples,), in X's namespace
         """
+        if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
+            return _dask.predict(self, X, sample_weight)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         check_sample_weight(sample_weight, X, xp)
@@ -366,6 +371,8 @@ default="k-means++"
         The result has shape (n_samples, n_clusters): it is what was asked for,
         so it is the one place an n x k matrix is built.
         """
+        if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
+            return _dask.transform(self, X)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         x_sq = xp.sum(X * X, axis=1)[:, None]
@@ -375,6 +382,8 @@ default="k-means++"
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres."""
+        if _dask.is_dask_input(X):  # Dask: one compute (_dask.py)
+            return _dask.score(self, X, sample_weight)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         weights = check_sample_weight(sample_weight, X, xp)
