@@ -8,6 +8,7 @@ results stay in the input's namespace and on its device. Plots live in
 from ._init import kmeans_plusplus
 from ._kmeans import KMeans, k_means
 from ._lloyd import LloydStep, e_step, lloyd_steps, m_step
+from ._minibatch import MiniBatchKMeans
 from ._sklearn_compat import ConvergenceWarning, NotFittedError
 from .datasets import make_blobs
 from .metrics import (
@@ -25,6 +26,7 @@ __all__ = [
     "ConvergenceWarning",
     "KMeans",
     "LloydStep",
+    "MiniBatchKMeans",
     "NotFittedError",
     "calinski_harabasz_score",
     "davies_bouldin_score",
