@@ -9,6 +9,7 @@ from ._init import kmeans_plusplus
 from ._kmeans import KMeans, k_means
 from ._lloyd import LloydStep, e_step, lloyd_steps, m_step
 from ._minibatch import MiniBatchKMeans
+from ._streaming import RowBlocks
 from ._sklearn_compat import ConvergenceWarning, NotFittedError
 from .datasets import make_blobs
 from .metrics import (
@@ -28,6 +29,7 @@ __all__ = [
     "LloydStep",
     "MiniBatchKMeans",
     "NotFittedError",
+    "RowBlocks",
     "calinski_harabasz_score",
     "davies_bouldin_score",
     "e_step",

@@ -23,7 +23,7 @@ from ._backend import (
     segment_sum,
     widest_float_dtype,
 )
-from . import _dask
+from . import _dask, _streaming
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
 from ._lloyd import _inertia, _kmeans_single_lloyd, center_data
@@ -270,6 +270,8 @@ default="k-means++"
         """
         if _dask.is_dask_input(X):  # Dask: the EM runs inside Dask (_dask.py)
             return _dask.fit(self, X, sample_weight)
+        if _streaming.is_streamed_input(X):  # memmap, RowBlocks: out of core (_streaming.py)
+            return _streaming.fit(self, X, sample_weight)
         return self._fit(X, sample_weight)
 
     def _fit(
