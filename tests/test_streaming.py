@@ -94,19 +94,22 @@ def test_bad_sources():
 
 
 _RSS_SCRIPT = """
-import json, resource, sys
+import json, sys
 import numpy as np
 import xpkmeans
 mm = np.load(sys.argv[1], mmap_mode="r")
 init = np.asarray(mm[:8])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_kib():  # this process's own peak RSS (ru_maxrss keeps the parent's across exec)
+    return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+before = peak_kib()
 km = xpkmeans.KMeans(8, init=init, max_iter=2).fit(mm)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kib()
 print(json.dumps({"growth_kib": after - before, "labels": int(km.labels_.shape[0])}))
 """
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's VmHWM")
 def test_memmap_fit_memory_stays_far_below_the_data(tmp_path):
     n, d = 2_000_000, 16  # 128 MB of float32
     path = tmp_path / "big.npy"
@@ -125,3 +128,16 @@ def test_memmap_fit_memory_stays_far_below_the_data(tmp_path):
     data_kib = n * d * 4 // 1024
     # labels (16 MB of int64) and a few 8 MiB blocks, not the data (128 MB) or its copy
     assert measured["growth_kib"] < data_kib // 2, measured
+
+
+def test_blocks_streamed_to_cuda_with_overlap(memmap):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch-cuda: no CUDA device")
+    X, mm = memmap
+    init = _init(X, 6)
+    ref = xpkmeans.KMeans(6, init=init).fit(X)
+    km = xpkmeans.KMeans(6, init=init).fit(xpkmeans.RowBlocks(mm, block_rows=700, device="cuda"))
+    assert km.labels_.device.type == "cuda"
+    np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_, rtol=1e-8)
