@@ -113,3 +113,17 @@ def test_compute_labels_false_gives_ewa_inertia():
     km = xpkmeans.MiniBatchKMeans(8, compute_labels=False, batch_size=256, random_state=0).fit(X)
     assert not hasattr(km, "labels_")
     assert km.inertia_ == pytest.approx(-km.score(X), rel=0.2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_check_estimator_passes():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    expected_failures = {  # as for scikit-learn's own MiniBatchKMeans
+        "check_sample_weight_equivalence_on_dense_data": "random batches depend on sample order",
+    }
+    results = check_estimator(xpkmeans.MiniBatchKMeans(), on_fail=None, on_skip=None,
+                              expected_failed_checks=expected_failures)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) > 40

@@ -317,6 +317,7 @@ default="k-means++"
                 if self._converged(step, n_steps, n_samples, shift, batch_inertia):
                     break
             self.cluster_centers_ = centers
+            self._random_state = rng  # partial_fit goes on from here
             self._fit_frame = (None, None, None)  # predict on raw X
             self.n_features_in_ = X.shape[1]
             self._n_features_out = n_clusters
