@@ -237,6 +237,7 @@ default="k-means++"
         """scikit-learn's stopping rule: small centre shift, or no improvement
         of the smoothed batch inertia for ``max_no_improvement`` steps."""
         batch_inertia /= self._batch_size
+        self._last_batch_inertia = batch_inertia
         step += 1
         if step == 1:  # the first step's inertia is that of the initial centres
             return False
@@ -328,7 +329,8 @@ default="k-means++"
                 self.inertia_ = float(_inertia(X, weights, centers, self.labels_, xp=xp))
             else:
                 total = n_samples if weights is None else float(xp.sum(weights))
-                self.inertia_ = self._ewa_inertia * total
+                ewa = self._ewa_inertia  # None after a single step
+                self.inertia_ = (self._last_batch_inertia if ewa is None else ewa) * total
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
