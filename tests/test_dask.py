@@ -211,3 +211,16 @@ def test_local_cluster_two_workers():
             warnings.simplefilter("ignore")
             client.close()
             cluster.close()
+
+
+def test_column_chunks_are_joined_and_integer_data_becomes_float():
+    X = _blobs(n=800)
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    km = xpkmeans.KMeans(5, init=init).fit(da.from_array(X, chunks=(200, 2)))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    integers = np.round(X * 10).astype(np.int64)
+    ref = xpkmeans.KMeans(5, init=init * 10).fit(integers)
+    km = xpkmeans.KMeans(5, init=init * 10).fit(da.from_array(integers, chunks=(300, -1)))
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)

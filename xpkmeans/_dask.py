@@ -536,10 +536,9 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     arrays = [X] + ([] if weights is None else [weights])
 
     def call(block, *w):
-        xp = array_namespace(block)
         shifted = block - _centers_for(mean, block)
         labels = _chunk_labels(shifted, centered)
-        return _chunk_inertia(shifted, labels, w[0] if w else None, centered) + 0 * xp.sum(block[:0])
+        return _chunk_inertia(shifted, labels, w[0] if w else None, centered)
 
     parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
                           dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
