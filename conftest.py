@@ -178,6 +178,39 @@ def _make_backend(name: str) -> Backend:
     raise ValueError(name)
 
 
+@dataclass(frozen=True)
+class DaskBackend(Backend):
+    """Dask arrays chunked along rows (about 4 chunks), chunks of ``chunk_backend``."""
+
+    chunk_backend: Backend = None
+
+    def asarray(self, values: Any, dtype: Any = None) -> Any:
+        values = self.chunk_backend.asarray(values, dtype)
+        rows = max(1, -(-values.shape[0] // 4)) if values.ndim else ()
+        return self.xp.from_array(values, chunks=(rows,) + values.shape[1:], asarray=False)
+
+    def assert_here(self, x: Any, dtype: Any = None) -> None:
+        assert isinstance(x, self.xp.Array), f"{type(x)} is not a Dask array"
+        if dtype is not None:
+            assert x.dtype == dtype, f"dtype {x.dtype}, expected {dtype}"
+
+
+def _make_dask_backend(name: str) -> Backend:
+    """Lazy: rows in 4 chunks, NumPy or CuPy chunks."""
+    dask_array = pytest.importorskip("dask.array")
+    chunk = _make_backend("cupy" if name == "dask-cupy" else "numpy")
+    return DaskBackend(name, dask_array, None, lazy=True, gpu=chunk.gpu, chunk_backend=chunk)
+
+
+LAZY_BACKENDS = ["dask", "dask-cupy"]
+
+
+@pytest.fixture(params=LAZY_BACKENDS)
+def lazy_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each lazy backend: Dask arrays of NumPy chunks, and of CuPy chunks on a GPU."""
+    return _make_dask_backend(request.param)
+
+
 @pytest.fixture(params=BACKENDS, ids=[spec.name for spec in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each installed backend in turn (GPU ones skip without a GPU)."""

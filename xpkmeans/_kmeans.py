@@ -26,6 +26,7 @@ from ._backend import (
     subtract_row,
     widest_float_dtype,
 )
+from . import _dask, _streaming
 from ._backend._capabilities import FallbackWarning, fallback_message, supports
 from ._errors import InputTypeError
 from ._hamerly import BoundedNearest
@@ -365,8 +366,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 stacklevel=4,
             )
             n_init = 1
-        if self.callback is not None and not callable(self.callback):
-            msg = f"`callback` must be None or a callable, got {self.callback!r}."
+        callback = getattr(self, "callback", None)  # MiniBatchKMeans has none
+        if callback is not None and not callable(callback):
+            msg = f"`callback` must be None or a callable, got {callback!r}."
             raise InputTypeError(msg)
         return _FitParams(
             n_clusters=values["n_clusters"], init=init, explicit_init=explicit,
@@ -459,6 +461,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
         """
+        if _dask.is_dask_input(X):  # Dask: the EM runs inside Dask (_dask.py)
+            return _dask.fit(self, X, sample_weight)
+        if _streaming.is_streamed_input(X):  # memmap, RowBlocks: out of core (_streaming.py)
+            return _streaming.fit(self, X, sample_weight)
         return self._fit(X, sample_weight)
 
     def _fit(self, X: Any, sample_weight: Any = None) -> "KMeans":
@@ -587,6 +593,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         labels : integer array of shape (n_samples,), in X's namespace
         """
+        if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
+            return _dask.predict(self, X, sample_weight)
         X, centers = self._check_test_data(X)
         check_sample_weight(sample_weight, X, array_namespace(X))
         return nearest_centers(X, centers)
@@ -597,6 +605,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         The result has shape (n_samples, n_clusters): it is what was asked for,
         so it is the one place an n x k matrix is built.
         """
+        if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
+            return _dask.transform(self, X)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         x_sq = xp.sum(X * X, axis=1)[:, None]
@@ -606,6 +616,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres."""
+        if _dask.is_dask_input(X):  # Dask: one compute (_dask.py)
+            return _dask.score(self, X, sample_weight)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
         weights = check_sample_weight(sample_weight, X, xp)

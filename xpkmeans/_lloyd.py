@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
+from array_api_compat import is_dask_array
+
 from ._backend import (
     concat_rows,
     device_of,
@@ -388,6 +390,10 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
     inertia : 0-D array
         Sum of weighted squared distances of points to their centre.
     """
+    if is_dask_array(X):  # Dask: lazy labels and inertia (_dask.py)
+        from . import _dask
+
+        return _dask.e_step(X, centers, sample_weight=sample_weight)
     X, xp = check_array(X)
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)
@@ -415,6 +421,10 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     -------
     new_centers : array of shape (n_clusters, n_features)
     """
+    if is_dask_array(X):  # Dask: lazy new centres (_dask.py)
+        from . import _dask
+
+        return _dask.m_step(X, labels, centers, sample_weight=sample_weight)
     X, xp = check_array(X)
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)

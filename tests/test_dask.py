@@ -1,0 +1,226 @@
+"""KMeans on Dask arrays: the EM inside Dask, no silent computes, k-means||,
+a distributed LocalCluster. The reference is the in-memory NumPy fit."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+import xpkmeans
+from xpkmeans import _dask
+
+
+def _blobs(n=4000, d=4, centers=5, std=1.0, seed=0, dtype=np.float64):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n, d, centers=centers, cluster_std=std, random_state=seed)
+    return X.astype(dtype)
+
+
+def _init(X, k, seed=0):
+    return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)]
+
+
+@contextlib.contextmanager
+def count_computes():
+    """Count the computes (and persists) run by the local schedulers."""
+    from dask.callbacks import Callback
+
+    counter = {"computes": 0}
+
+    def start(dsk):
+        counter["computes"] += 1
+
+    with Callback(start=start):
+        yield counter
+
+
+def test_fit_equals_numpy_from_the_same_init(lazy_backend):
+    X = _blobs()
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    km = xpkmeans.KMeans(5, init=init).fit(lazy_backend.asarray(X))
+    lazy_backend.assert_here(km.labels_)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-10, atol=1e-10)
+    assert km.n_iter_ == ref.n_iter_
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_float32_weighted_fit_equals_numpy(lazy_backend):
+    X = _blobs(std=0.5, dtype=np.float32)
+    w = np.random.default_rng(1).random(X.shape[0]).astype(np.float32)
+    w[::7] = 0
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X, sample_weight=w)
+    km = xpkmeans.KMeans(5, init=init).fit(lazy_backend.asarray(X), sample_weight=w)
+    assert km.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-5, atol=1e-5)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def test_empty_cluster_relocated_as_in_memory(lazy_backend):
+    X = _blobs(n=1000, centers=3)
+    init = np.vstack([_init(X, 3), np.full((2, X.shape[1]), 1e3)])  # two far centres: empty
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    km = xpkmeans.KMeans(5, init=init).fit(lazy_backend.asarray(X))
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-10, atol=1e-10)
+    assert km.n_iter_ == ref.n_iter_
+
+
+def test_predict_transform_score_are_lazy_and_equal_numpy(lazy_backend):
+    X = _blobs()
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    km = xpkmeans.KMeans(5, init=init).fit(lazy_backend.asarray(X))
+    X_new = lazy_backend.asarray(X[:997] + 0.25)
+    with count_computes() as counter:
+        labels = km.predict(X_new)
+        distances = km.transform(X_new)
+    assert counter["computes"] == 0
+    lazy_backend.assert_here(labels)
+    lazy_backend.assert_here(distances)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(labels.compute()), ref.predict(X[:997] + 0.25))
+    np.testing.assert_allclose(lazy_backend.to_numpy(distances.compute()),
+                               ref.transform(X[:997] + 0.25), rtol=1e-8)
+    assert km.score(X_new) == pytest.approx(ref.score(X[:997] + 0.25), rel=1e-10)
+    fitted = km.fit_predict(lazy_backend.asarray(X))
+    np.testing.assert_array_equal(lazy_backend.to_numpy(fitted.compute()), ref.labels_)
+
+
+def test_e_step_m_step_and_one_iteration_trigger_no_compute(lazy_backend):
+    X = _blobs()
+    Xd = lazy_backend.asarray(X)
+    init = _init(X, 5)
+    init[4] = 1e3  # an empty cluster: the lazy M step relocates with fixed shapes
+    with count_computes() as counter:
+        labels, inertia = xpkmeans.e_step(Xd, init)
+        centers = xpkmeans.m_step(Xd, labels, init)
+        iteration = _dask.lloyd_sums(Xd, None, init)
+    assert counter["computes"] == 0
+    labels_ref, inertia_ref = xpkmeans.e_step(X, init)
+    with count_computes() as counter:
+        sums = iteration.compute()
+    assert counter["computes"] == 1
+    assert sums.shape == (5, X.shape[1] + 1)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(labels.compute()), labels_ref)
+    assert float(inertia.compute()) == pytest.approx(float(inertia_ref), rel=1e-10)
+    np.testing.assert_allclose(lazy_backend.to_numpy(centers.compute()),
+                               xpkmeans.m_step(X, labels_ref, init), rtol=1e-10)
+
+
+def test_fit_computes_once_per_iteration_and_never_gathers_x(lazy_backend, monkeypatch):
+    X = _blobs()
+    Xd = lazy_backend.asarray(X)
+    init = _init(X, 5)
+    gathered = []
+    original = da.Array.compute
+
+    def compute(self, **kwargs):  # the client must never ask for an (n, d) array
+        gathered.append(self.shape)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(da.Array, "compute", compute)
+    with count_computes() as counter:
+        km = xpkmeans.KMeans(5, init=init, tol=0).fit(Xd)
+    assert all(shape != X.shape for shape in gathered)
+    # first pass, persist, spread; one per iteration; labels persisted, inertia
+    assert counter["computes"] == 3 + km.n_iter_ + 2
+
+
+def test_lazy_validation_and_errors(lazy_backend):
+    X = _blobs(n=200)
+    X[5, 1] = np.nan
+    with count_computes() as counter:
+        Xd = lazy_backend.asarray(X)
+        _dask.check_dask_array(Xd)
+    assert counter["computes"] == 0
+    with pytest.raises(ValueError, match="NaN or inf"):
+        xpkmeans.KMeans(3, init=_init(np.nan_to_num(X), 3)).fit(Xd)
+    with pytest.raises(ValueError, match="2-D"):
+        xpkmeans.KMeans(3).fit(da.zeros(10, chunks=5))
+    with pytest.raises(ValueError, match="sample_weight"):
+        X = np.nan_to_num(X)
+        xpkmeans.KMeans(3, init=_init(X, 3)).fit(lazy_backend.asarray(X), sample_weight=-np.ones(200))
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        Xd = lazy_backend.asarray(X)
+        xpkmeans.KMeans(3).fit(Xd[Xd[:, 0] > 0])
+
+
+def test_kmeans_parallel_gives_k_centres_close_to_greedy(lazy_backend):
+    X = _blobs(n=6000, d=8, centers=20, std=1.0)
+    Xd = lazy_backend.asarray(X)
+    fits = [xpkmeans.KMeans(20, init="k-means||", random_state=s).fit(Xd) for s in range(5)]
+    assert all(fit.cluster_centers_.shape == (20, 8) for fit in fits)
+    greedy = [xpkmeans.KMeans(20, random_state=s).fit(X).inertia_ for s in range(5)]
+    assert np.median([fit.inertia_ for fit in fits]) <= 1.02 * np.median(greedy)
+
+
+def test_kmeans_parallel_exactly_k_on_tiny_and_duplicate_data(lazy_backend):
+    X = np.repeat(_blobs(n=6, d=2, centers=2), 3, axis=0)
+    centers = _dask.kmeans_parallel(lazy_backend.asarray(X), 5, weights=None,
+                                    rng=np.random.default_rng(0))
+    assert centers.shape == (5, 2)
+
+
+def test_greedy_kmeans_plusplus_on_dask_warns_about_its_passes(lazy_backend):
+    X = _blobs(n=1000, centers=4)
+    with pytest.warns(UserWarning, match="passes"):
+        km = xpkmeans.KMeans(4, random_state=0).fit(lazy_backend.asarray(X))
+    ref = xpkmeans.KMeans(4, random_state=0).fit(X)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=0.02)
+
+
+def test_random_init_and_n_init(lazy_backend):
+    X = _blobs(n=1000, centers=4)
+    km = xpkmeans.KMeans(4, init="random", n_init=3, random_state=0).fit(lazy_backend.asarray(X))
+    ref = xpkmeans.KMeans(4, init="random", n_init=3, random_state=0).fit(X)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+
+
+def test_local_cluster_two_workers():
+    distributed = pytest.importorskip("distributed")
+    X = _blobs(n=3000)
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # distributed's own start-up warnings
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        Xd = da.from_array(X, chunks=(500, -1))
+        km = xpkmeans.KMeans(5, init=init).fit(Xd)
+        parallel = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(Xd)
+        np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+        assert parallel.cluster_centers_.shape == (5, 4)
+        assert parallel.inertia_ <= 1.02 * ref.inertia_
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.close()
+            cluster.close()
+
+
+def test_column_chunks_are_joined_and_integer_data_becomes_float():
+    X = _blobs(n=800)
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    km = xpkmeans.KMeans(5, init=init).fit(da.from_array(X, chunks=(200, 2)))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    integers = np.round(X * 10).astype(np.int64)
+    ref = xpkmeans.KMeans(5, init=init * 10).fit(integers)
+    km = xpkmeans.KMeans(5, init=init * 10).fit(da.from_array(integers, chunks=(300, -1)))
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)

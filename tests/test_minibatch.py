@@ -1,0 +1,129 @@
+"""MiniBatchKMeans against scikit-learn's, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpkmeans
+
+sklearn_cluster = pytest.importorskip("sklearn.cluster")
+
+
+@pytest.fixture(autouse=True)
+def _one_openmp_thread():
+    """scikit-learn's OpenMP threads spin and crawl on a shared, loaded machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="openmp"):
+        yield
+
+
+def _blobs(n=5000, d=6, centers=8, std=1.5, seed=0):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n, d, centers=centers, cluster_std=std, random_state=seed)
+    return X.astype(np.float32)
+
+
+def test_final_inertia_within_5_percent_of_sklearn_at_same_batch_and_steps():
+    X = _blobs()
+    ours, theirs = [], []
+    for seed in range(5):
+        params = {"batch_size": 256, "max_iter": 4, "max_no_improvement": None, "random_state": seed}
+        ours_fit = xpkmeans.MiniBatchKMeans(8, **params).fit(X)
+        theirs_fit = sklearn_cluster.MiniBatchKMeans(8, **params).fit(X)
+        assert ours_fit.n_steps_ == theirs_fit.n_steps_ == 4 * 5000 // 256
+        assert ours_fit.n_iter_ == theirs_fit.n_iter_
+        ours.append(ours_fit.inertia_)
+        theirs.append(theirs_fit.inertia_)
+    assert np.median(ours) <= 1.05 * np.median(theirs)
+    assert np.median(ours) >= 0.95 * np.median(theirs)
+
+
+def test_early_stopping_by_no_improvement():
+    X = _blobs()
+    fit = xpkmeans.MiniBatchKMeans(8, batch_size=256, max_iter=100, random_state=0).fit(X)
+    assert fit.n_steps_ < 100 * 5000 // 256  # stopped early, as scikit-learn does
+    reference = sklearn_cluster.MiniBatchKMeans(8, batch_size=256, random_state=0).fit(X)
+    assert fit.inertia_ <= 1.05 * reference.inertia_
+
+
+def test_runs_on_every_backend_and_stays_there(backend):
+    X = _blobs(n=1000, d=3, centers=4)
+    fit = xpkmeans.MiniBatchKMeans(4, batch_size=100, max_iter=3, random_state=0).fit(
+        backend.asarray(X)
+    )
+    backend.assert_here(fit.cluster_centers_, backend.xp.float32)
+    backend.assert_here(fit.labels_)
+    reference = xpkmeans.MiniBatchKMeans(4, batch_size=100, max_iter=3, random_state=0).fit(X)
+    # one seed, one result: the host generator draws the same batches everywhere
+    np.testing.assert_allclose(backend.to_numpy(fit.cluster_centers_),
+                               reference.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert fit.n_steps_ == reference.n_steps_
+    labels = fit.predict(backend.asarray(X[:10]))
+    backend.assert_here(labels)
+
+
+def test_partial_fit_counts_steps_and_follows_sklearn(backend):
+    X = _blobs(n=4000)
+    ours = xpkmeans.MiniBatchKMeans(8, random_state=0)
+    theirs = sklearn_cluster.MiniBatchKMeans(8, random_state=0, n_init=1)
+    for start in range(0, 4000, 500):
+        ours.partial_fit(backend.asarray(X[start:start + 500]))
+        theirs.partial_fit(X[start:start + 500])
+    assert ours.n_steps_ == theirs.n_steps_ == 8
+    # the counts are the points seen (reassignment raises low counts, as in scikit-learn)
+    assert float(np.sum(ours._counts)) >= 4000
+    assert -ours.score(backend.asarray(X)) <= 1.05 * -theirs.score(X)
+    backend.assert_here(ours.cluster_centers_)
+
+
+def test_partial_fit_with_weights_moves_towards_heavy_points():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]], dtype=np.float32)
+    km = xpkmeans.MiniBatchKMeans(2, init=np.array([[0.5, 0.0], [10.5, 10.0]]),
+                                  reassignment_ratio=0)
+    km.partial_fit(X, sample_weight=[3.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(np.sort(km.cluster_centers_[:, 0]), [0.25, 10.5])
+
+
+def test_low_count_centre_is_reassigned():
+    X = _blobs(n=2000, centers=3)
+    init = np.vstack([X[:2], np.full((1, X.shape[1]), 1e3, dtype=np.float32)])
+    km = xpkmeans.MiniBatchKMeans(3, init=init, batch_size=200, max_iter=2, random_state=0).fit(X)
+    assert np.abs(km.cluster_centers_).max() < 100  # the far centre jumped to the data
+    assert len(np.unique(km.labels_)) == 3
+
+
+def test_parameter_errors():
+    X = _blobs(n=100)
+    with pytest.raises(ValueError, match="batch_size"):
+        xpkmeans.MiniBatchKMeans(2, batch_size=0).fit(X)
+    with pytest.raises(ValueError, match="reassignment_ratio"):
+        xpkmeans.MiniBatchKMeans(2, reassignment_ratio=-1).fit(X)
+    with pytest.raises(ValueError, match="n_clusters"):
+        xpkmeans.MiniBatchKMeans(0).fit(X)
+    km = xpkmeans.MiniBatchKMeans(2, random_state=0).partial_fit(X)
+    with pytest.raises(ValueError, match="features"):
+        km.partial_fit(X[:, :3])
+
+
+def test_compute_labels_false_gives_ewa_inertia():
+    X = _blobs(n=3000)
+    km = xpkmeans.MiniBatchKMeans(8, compute_labels=False, batch_size=256, random_state=0).fit(X)
+    assert not hasattr(km, "labels_")
+    assert km.inertia_ == pytest.approx(-km.score(X), rel=0.2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_check_estimator_passes():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    expected_failures = {  # as for scikit-learn's own MiniBatchKMeans
+        "check_sample_weight_equivalence_on_dense_data": "random batches depend on sample order",
+    }
+    results = check_estimator(xpkmeans.MiniBatchKMeans(), on_fail=None, on_skip=None,
+                              expected_failed_checks=expected_failures)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) > 40

@@ -1,0 +1,144 @@
+"""Out-of-core KMeans: memmaps and callables of row blocks, bounded memory,
+blocks streamed to a (CPU) torch device. The reference is the in-memory fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpkmeans
+
+
+def _blobs(n=6000, d=5, centers=6, seed=0):
+    from sklearn.datasets import make_blobs
+
+    return make_blobs(n, d, centers=centers, random_state=seed)[0]
+
+
+def _init(X, k, seed=0):
+    return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)]
+
+
+@pytest.fixture
+def memmap(tmp_path):
+    X = _blobs()
+    np.save(tmp_path / "X.npy", X)
+    return X, np.load(tmp_path / "X.npy", mmap_mode="r")
+
+
+def test_memmap_fit_equals_in_memory(memmap):
+    X, mm = memmap
+    init = _init(X, 6)
+    ref = xpkmeans.KMeans(6, init=init).fit(X)
+    km = xpkmeans.KMeans(6, init=init).fit(mm)
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+    assert km.n_iter_ == ref.n_iter_
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+    np.testing.assert_array_equal(km.predict(X), ref.labels_)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_string_inits(memmap, init):
+    X, mm = memmap
+    km = xpkmeans.KMeans(6, init=init, random_state=0).fit(mm)
+    greedy = xpkmeans.KMeans(6, random_state=0).fit(X)
+    assert km.inertia_ <= 1.02 * greedy.inertia_ or init == "random"
+    assert km.cluster_centers_.shape == (6, 5)
+
+
+def test_random_init_draws_the_in_memory_rows(memmap):
+    X, mm = memmap
+    ref = xpkmeans.KMeans(6, init="random", n_init=2, random_state=3).fit(X)
+    km = xpkmeans.KMeans(6, init="random", n_init=2, random_state=3).fit(mm)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+
+
+def test_callable_of_blocks_weights_and_empty_clusters():
+    X = _blobs(n=3000)
+    w = np.random.default_rng(2).random(3000)
+    init = np.vstack([_init(X, 4), np.full((2, 5), 1e3)])  # two empty clusters
+    ref = xpkmeans.KMeans(6, init=init).fit(X, sample_weight=w)
+    blocks = xpkmeans.RowBlocks(lambda: iter(np.array_split(X, 7)))
+    km = xpkmeans.KMeans(6, init=init).fit(blocks, sample_weight=w)
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+    assert km.n_iter_ == ref.n_iter_
+
+
+def test_blocks_streamed_to_a_torch_device(memmap):
+    torch = pytest.importorskip("torch")
+    X, mm = memmap
+    init = _init(X, 6)
+    ref = xpkmeans.KMeans(6, init=init).fit(X)
+    km = xpkmeans.KMeans(6, init=init).fit(xpkmeans.RowBlocks(mm, block_rows=1000, device="cpu"))
+    assert isinstance(km.labels_, torch.Tensor) and isinstance(km.cluster_centers_, torch.Tensor)
+    np.testing.assert_array_equal(km.labels_.numpy(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-10)
+
+
+def test_bad_sources():
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        xpkmeans.RowBlocks(iter([np.zeros((3, 2))]))
+    with pytest.raises(ValueError, match="2-D"):
+        xpkmeans.RowBlocks(np.zeros(3))
+    X = _blobs(n=100)
+    X[3, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        xpkmeans.KMeans(2).fit(xpkmeans.RowBlocks(lambda: iter([X[:50], X[50:]])))
+
+
+_RSS_SCRIPT = """
+import json, sys
+import numpy as np
+import xpkmeans
+mm = np.load(sys.argv[1], mmap_mode="r")
+init = np.asarray(mm[:8])
+KMeans = xpkmeans.KMeans  # imported on first use: before the measurement
+def peak_kib():  # this process's own peak RSS (ru_maxrss keeps the parent's across exec)
+    return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+before = peak_kib()
+km = KMeans(8, init=init, max_iter=2).fit(mm)
+after = peak_kib()
+print(json.dumps({"growth_kib": after - before, "labels": int(km.labels_.shape[0])}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's VmHWM")
+def test_memmap_fit_memory_stays_far_below_the_data(tmp_path):
+    n, d = 2_000_000, 16  # 128 MB of float32
+    path = tmp_path / "big.npy"
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 500_000):
+        X[start:start + 500_000] = rng.normal(size=(500_000, d))  # not all in memory at once
+    X.flush()
+    del X
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(path)], capture_output=True, text=True,
+        check=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["labels"] == n
+    data_kib = n * d * 4 // 1024
+    # labels (16 MB of int64) and a few 8 MiB blocks, not the data (128 MB) or its copy
+    assert measured["growth_kib"] < data_kib // 2, measured
+
+
+def test_blocks_streamed_to_cuda_with_overlap(memmap):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch-cuda: no CUDA device")
+    X, mm = memmap
+    init = _init(X, 6)
+    ref = xpkmeans.KMeans(6, init=init).fit(X)
+    km = xpkmeans.KMeans(6, init=init).fit(xpkmeans.RowBlocks(mm, block_rows=700, device="cuda"))
+    assert km.labels_.device.type == "cuda"
+    np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_, rtol=1e-8)

@@ -1,0 +1,782 @@
+"""KMeans on Dask arrays: the EM runs inside Dask.
+
+X (chunked along rows, columns whole) is validated lazily, centred and
+persisted once. Each Lloyd iteration is one compute: one task per chunk runs
+xpkmeans's own fused kernel (``nearest_centers_and_sums``) on the chunk, in
+the chunk's own namespace (NumPy or CuPy), and returns a ``(k, d + 1)``
+partial (sums | totals); a tree sum combines them and only those ``k x (d+1)``
+numbers reach the client, which computes the new centres, the shift and the
+empty clusters. Empty clusters cost one more compute: each chunk proposes its
+``k`` farthest points and the client relocates as in memory.
+
+The client never holds X; ``labels_`` and ``predict`` results are Dask arrays.
+Dask is imported only when a Dask array is given.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_dask_array
+
+from ._backend import (
+    array_namespace,
+    device_of,
+    from_host,
+    host_rng,
+    largest_indices,
+    nearest_centers,
+    nearest_centers_and_sums,
+    segment_sum,
+    subtract_row,
+    take_rows,
+    to_numpy,
+    widest_float_dtype,
+)
+from ._errors import InputTypeError
+from ._lloyd import (
+    _centers_from_sums,
+    _ClusterSums,
+    _relocate_empty_clusters,
+    _sq_distances_to_assigned,
+)
+from ._validation import check_int, check_n_clusters_fits
+
+# k-means|| (Bahmani et al. 2012): rounds of independent sampling, each
+# drawing about OVERSAMPLING * n_clusters candidates; 5 rounds of 2k give
+# ~10k candidates, from which weighted k-means++ picks k (Spark uses 2 rounds).
+KMEANS_PARALLEL_ROUNDS = 5
+KMEANS_PARALLEL_OVERSAMPLING = 2.0
+
+
+def is_dask_input(X: Any) -> bool:
+    """True for a Dask array (the hook of ``KMeans`` into this module)."""
+    return is_dask_array(X)
+
+
+# ------------------------------------------------------------------ validation (lazy)
+
+
+def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None) -> Any:
+    """A 2-D real Dask array with known row chunks and whole columns, as float.
+
+    Nothing is computed: finiteness is checked in the first pass over the data.
+    """
+    if X.ndim != 2:
+        msg = f"`{name}` must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}."
+        raise ValueError(msg)
+    if any(math.isnan(c) for c in X.chunks[0]):
+        msg = f"`{name}` has unknown chunk sizes; call `{name}.compute_chunk_sizes()` first."
+        raise ValueError(msg)
+    kind = X.dtype
+    if kind.kind == "c":
+        msg = f"Complex data not supported: `{name}` has dtype {kind}."
+        raise ValueError(msg)
+    if kind.kind not in "biuf":
+        msg = f"`{name}` must be a numeric array, got dtype {kind}."
+        raise InputTypeError(msg)
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        msg = f"`{name}` must have at least one sample and one feature, got shape={X.shape}."
+        raise ValueError(msg)
+    if dtype is None:
+        dtype = kind if kind in (np.float32, np.float64) else np.float64
+    if kind != dtype:
+        X = X.astype(dtype)
+    if X.numblocks[1] > 1:  # per-chunk kernels need whole rows
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _check_dask_weights(sample_weight: Any, X: Any) -> Any:
+    """``sample_weight`` as an (n, 1) Dask array chunked like X's rows, or None.
+
+    Its values (finite, non-negative, one positive) are checked in the first pass.
+    """
+    import dask.array as da
+
+    if sample_weight is None:
+        return None
+    n_samples = X.shape[0]
+    if np.isscalar(sample_weight):
+        sample_weight = da.full((n_samples,), float(sample_weight), chunks=(X.chunks[0],))
+    elif not is_dask_array(sample_weight):
+        sample_weight = da.from_array(np.asarray(to_numpy(sample_weight)), chunks=(X.chunks[0],))
+    if sample_weight.dtype.kind not in "biuf":
+        msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
+        raise InputTypeError(msg)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        msg = (
+            f"`sample_weight` must have shape ({n_samples},) to match X, got "
+            f"{tuple(sample_weight.shape)}."
+        )
+        raise ValueError(msg)
+    weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
+    return weights[:, None]
+
+
+def _centers_for(centers: Any, block: Any) -> Any:
+    """Host centres in the namespace and on the device of a chunk."""
+    return from_host(centers, xp=array_namespace(block), device=device_of(block))
+
+
+def _host_centers(centers: Any, dtype: Any, *, name: str = "centers") -> np.ndarray:
+    """Small centres (any namespace; a Dask array is computed) as a host array."""
+    if is_dask_array(centers):
+        centers = centers.compute()
+    centers = np.asarray(to_numpy(centers) if not isinstance(centers, (list, tuple)) else centers)
+    if centers.ndim != 2:
+        msg = f"`{name}` must be 2-D (n_clusters, n_features), got ndim={centers.ndim}."
+        raise ValueError(msg)
+    if not np.all(np.isfinite(centers)):
+        msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
+        raise ValueError(msg)
+    return centers.astype(dtype)
+
+
+# ------------------------------------------------------------------ per-chunk kernels
+# Each takes one chunk (and its (rows, 1) weights, or None) and returns a small
+# array with a leading axis of 1, so that the chunks' results stack along axis 0.
+
+
+def _weights_of(weights: Any) -> Any:
+    return None if weights is None else weights[:, 0]
+
+
+def _chunk_moments(block: Any, weights: Any) -> Any:
+    """(1, d + 3): column sums | non-finite values | bad weights | positive weights."""
+    xp = array_namespace(block)
+    accumulate = widest_float_dtype(xp, device_of(block))
+    sums = xp.sum(xp.astype(block, accumulate), axis=0)
+    flags = [xp.sum(xp.astype(~xp.isfinite(block), accumulate))]
+    if weights is None:
+        flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]
+    else:
+        w = xp.astype(weights[:, 0], accumulate)
+        bad = xp.logical_not(xp.isfinite(w)) | (w < 0)
+        flags += [xp.sum(xp.astype(bad, accumulate)), xp.sum(xp.astype(w > 0, accumulate))]
+    return xp.concat([sums, xp.stack(flags)])[None, :]
+
+
+def _chunk_subtract(block: Any, mean: Any) -> Any:
+    return subtract_row(block, _centers_for(mean, block))
+
+
+def _chunk_spread(block: Any) -> Any:
+    """(1, 2): sum of squares and largest absolute value."""
+    xp = array_namespace(block)
+    accumulate = widest_float_dtype(xp, device_of(block))
+    wide = xp.astype(block, accumulate)
+    return xp.stack([xp.sum(wide * wide), xp.max(xp.abs(wide))])[None, :]
+
+
+def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any) -> Any:
+    """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals)."""
+    xp = array_namespace(block)
+    _, sums, totals = nearest_centers_and_sums(
+        block, _centers_for(centers, block), weights=_weights_of(weights)
+    )
+    return xp.concat([sums, totals[:, None]], axis=1)[None, ...]
+
+
+def _chunk_sums_of_labels(block: Any, labels: Any, weights: Any, n_clusters: int) -> Any:
+    """(1, k, d + 1): M-step sums of one chunk for given labels."""
+    xp = array_namespace(block)
+    accumulate = widest_float_dtype(xp, device_of(block))
+    sums, totals = segment_sum(block, labels[:, 0], n_clusters, weights=_weights_of(weights))
+    return xp.astype(xp.concat([sums, totals[:, None]], axis=1), accumulate)[None, ...]
+
+
+def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
+    """(min(k, rows), d + 2): the chunk's points farthest from their centre
+    (zero-weight points count as distance 0), in row order: point | label | weight.
+
+    The k farthest of all points are among the chunks' proposals, and in row
+    order ties still go to the lowest row, as in memory.
+    """
+    xp = array_namespace(block)
+    centers = _centers_for(centers, block)
+    labels = nearest_centers(block, centers) if labels is None else labels[:, 0]
+    distances = _sq_distances_to_assigned(block, centers, labels, xp=xp)
+    w = _weights_of(weights)
+    if w is not None:
+        distances = xp.where(w > 0, distances, xp.zeros_like(distances))
+    chosen = xp.sort(largest_indices(distances, centers.shape[0]))
+    accumulate = widest_float_dtype(xp, device_of(block))
+    chosen_w = xp.ones(chosen.shape, dtype=accumulate) if w is None else xp.take(w, chosen)
+    return xp.concat([
+        xp.astype(take_rows(block, chosen), accumulate),
+        xp.astype(xp.take(labels, chosen), accumulate)[:, None],
+        xp.astype(chosen_w, accumulate)[:, None],
+    ], axis=1)
+
+
+def _chunk_labels(block: Any, centers: Any) -> Any:
+    return nearest_centers(block, _centers_for(centers, block))
+
+
+def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
+    """(1,): the chunk's (weighted) sum of squared distances to its centres."""
+    xp = array_namespace(block)
+    distances = _sq_distances_to_assigned(block, _centers_for(centers, block), labels, xp=xp)
+    w = _weights_of(weights)
+    if w is not None:
+        distances = distances * w
+    return xp.astype(xp.sum(distances), widest_float_dtype(xp, device_of(block)))[None]
+
+
+# ------------------------------------------------------------------ lazy graphs
+
+
+def _stacked(X: Any, kernel: Any, *args: Any, shape: tuple, weights: Any = None, **kwargs) -> Any:
+    """``kernel(chunk, weights_chunk, *args)`` per chunk, stacked: (n_chunks, *shape)."""
+    import dask.array as da
+
+    n_chunks = X.numblocks[0]
+    chunks = ((1,) * n_chunks,) + tuple((s,) for s in shape)
+    new_axis = list(range(2, 1 + len(shape))) if len(shape) > 1 else None
+    arrays = [X] if weights is None else [X, weights]
+
+    def call(block, *rest, **kw):
+        w = rest[0] if weights is not None else None
+        return kernel(block, w, *args, **kw)
+
+    meta = np.empty((0,) * (1 + len(shape)), dtype=np.float64)
+    return da.map_blocks(
+        call, *arrays, chunks=chunks, new_axis=new_axis, dtype=np.float64, meta=meta, **kwargs
+    )
+
+
+def lloyd_sums(X: Any, weights: Any, centers: np.ndarray) -> Any:
+    """One EM iteration as a lazy graph: the (k, d + 1) tree sum of the chunks'
+    sums | totals for the nearest of ``centers``. Nothing is computed."""
+    k, d = centers.shape
+    parts = _stacked(X, _chunk_lloyd_sums, centers, shape=(k, d + 1), weights=weights)
+    return parts.sum(axis=0)
+
+
+def _farthest_candidates(X: Any, labels: Any, weights: Any, centers: np.ndarray) -> Any:
+    """The chunks' proposals for relocation, concatenated in row order (lazy)."""
+    import dask.array as da
+
+    k, d = centers.shape
+    arrays = [X] + ([] if labels is None else [labels[:, None]]) + ([] if weights is None else [weights])
+
+    def call(block, *rest):
+        rest = list(rest)
+        chunk_labels = rest.pop(0) if labels is not None else None
+        w = rest.pop(0) if weights is not None else None
+        return _chunk_farthest(block, chunk_labels, w, centers)
+
+    chunks = (tuple(min(k, c) for c in X.chunks[0]), (d + 2,))
+    return da.map_blocks(call, *arrays, chunks=chunks, dtype=np.float64,
+                         meta=np.empty((0, 0), dtype=np.float64))
+
+
+def _relocate(sums: Any, totals: Any, candidates: Any, centers: Any, weighted: bool) -> Any:
+    """Relocation from the chunks' proposals, exactly as ``_relocate_empty_clusters``."""
+    d = centers.shape[1]
+    xp = array_namespace(candidates)
+    points = xp.astype(candidates[:, :d], centers.dtype)
+    labels = xp.astype(candidates[:, d], xp.int64)
+    weights = xp.astype(candidates[:, d + 1], centers.dtype) if weighted else None
+    cluster_sums = _ClusterSums(sums, totals, labels)
+    return _relocate_empty_clusters(points, weights, centers, cluster_sums, xp=xp)
+
+
+def _split_sums(reduced: Any) -> _ClusterSums:
+    return _ClusterSums(reduced[:, :-1], reduced[:, -1], None)
+
+
+# ------------------------------------------------------------------ the fit
+
+
+class _Prepared:
+    """Validated, centred and persisted data, and the numbers of the first passes."""
+
+    def __init__(self, X: Any, sample_weight: Any, tol: float) -> None:
+        import dask
+
+        X = check_dask_array(X)
+        self.weights = _check_dask_weights(sample_weight, X)
+        n, d = X.shape
+        moments = _stacked(X, _chunk_moments, shape=(d + 3,), weights=self.weights).sum(axis=0)
+        moments = to_numpy(dask.compute(moments)[0])
+        n_nonfinite, n_bad_weights, n_positive = moments[d:]
+        if n_nonfinite > 0:
+            raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
+        if n_bad_weights > 0:
+            raise ValueError("`sample_weight` must be finite and non-negative.")
+        if self.weights is not None and n_positive == 0:
+            raise ValueError("`sample_weight` must have at least one positive value; all are zero.")
+        self.mean = (moments[:d] / n).astype(X.dtype)
+        self.X = X.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype).persist()
+        if self.weights is not None:
+            self.weights = self.weights.persist()
+        spread = _stacked(self.X, lambda b, w: _chunk_spread(b), shape=(2,))
+        total, largest = dask.compute(spread[:, 0].sum(), spread[:, 1].max())
+        total, largest = float(total), float(largest)
+        limit = float(np.finfo(X.dtype).max)
+        if not (total <= limit / 4 and largest * largest <= limit):
+            msg = (
+                f"`X` has values too large for {X.dtype}: their squared distances "
+                "overflow. Rescale X (e.g. divide by its largest absolute value)."
+            )
+            raise ValueError(msg)
+        self.tol = total / (n * d) * tol
+        self.meta_xp = array_namespace(X._meta)
+
+
+def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int) -> tuple:
+    """EM from ``centers``: one compute per iteration (two when a cluster empties)."""
+    import dask
+
+    weighted = data.weights is not None
+    for iteration in range(1, max_iter + 1):
+        reduced = to_numpy(dask.compute(lloyd_sums(data.X, data.weights, centers))[0])
+        cluster_sums = _split_sums(reduced)
+        if np.any(cluster_sums.totals == 0):
+            candidates = _farthest_candidates(data.X, None, data.weights, centers)
+            cluster_sums = _relocate(
+                cluster_sums.sums, cluster_sums.totals,
+                to_numpy(dask.compute(candidates)[0]), centers, weighted,
+            )
+        new_centers = _centers_from_sums(cluster_sums, centers, xp=np)
+        shift = float(np.sum((new_centers - centers) ** 2))
+        if verbose:
+            print(f"Iteration {iteration}, center shift {shift}.")
+        centers = new_centers
+        # unchanged labels give bitwise unchanged centres: shift 0 <= tol
+        if shift <= data.tol:
+            if verbose:
+                print(f"Converged at iteration {iteration}.")
+            break
+    return centers, iteration
+
+
+def _labels_and_inertia(data: _Prepared, centers: np.ndarray) -> tuple[Any, float]:
+    """Persisted labels of the nearest centres and the inertia (one compute)."""
+    import dask
+    import dask.array as da
+
+    labels = data.X.map_blocks(_chunk_labels, centers, drop_axis=1, dtype=np.int64,
+                               meta=np.empty((0,), dtype=np.int64)).persist()
+    arrays = [data.X, labels[:, None]] + ([] if data.weights is None else [data.weights])
+
+    def call(block, chunk_labels, *w):
+        return _chunk_inertia(block, chunk_labels[:, 0], w[0] if w else None, centers)
+
+    parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * data.X.numblocks[0],),
+                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    return labels, float(dask.compute(parts.sum())[0])
+
+
+def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
+    init = estimator.init
+    if isinstance(init, str):
+        if init == "k-means||":
+            return kmeans_parallel(data.X, n_clusters, weights=data.weights, rng=rng)
+        if init == "random":
+            return _random_rows(data, n_clusters, rng)
+        if init == "k-means++":
+            warnings.warn(
+                "init='k-means++' on a Dask array reads the data once per centre "
+                f"({n_clusters} passes); init='k-means||' needs a constant number.",
+                UserWarning, stacklevel=4,
+            )
+            return kmeans_plusplus_greedy(data.X, n_clusters, weights=data.weights, rng=rng)
+        msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."
+        raise ValueError(msg)
+    if callable(init):
+        centers = _host_centers(init(data.X, n_clusters, random_state=rng), data.X.dtype, name="init")
+    else:
+        centers = _host_centers(init, data.X.dtype, name="init") - data.mean
+    if centers.shape != (n_clusters, data.X.shape[1]):
+        msg = (
+            f"The shape of the initial centers {tuple(centers.shape)} does not match "
+            f"the number of clusters {n_clusters} and features {data.X.shape[1]}."
+        )
+        raise ValueError(msg)
+    return centers
+
+
+def _take_host_rows(X: Any, rows: np.ndarray) -> np.ndarray:
+    """The given rows of a Dask array, on the host (a compute of len(rows) rows)."""
+    order = np.argsort(rows, kind="stable")
+    taken = to_numpy(X[np.asarray(rows)[order]].compute())
+    out = np.empty_like(taken)
+    out[order] = taken
+    return out
+
+
+def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
+    """``init='random'``: distinct rows drawn by weight (weights come to the host)."""
+    p = None
+    if data.weights is not None:
+        host = to_numpy(data.weights[:, 0].compute()).astype(np.float64)
+        if (host > 0).sum() < n_clusters:
+            msg = f"init='random' needs at least n_clusters={n_clusters} points with positive sample_weight."
+            raise ValueError(msg)
+        p = host / host.sum()
+    rows = rng.choice(data.X.shape[0], size=n_clusters, replace=False, p=p)
+    return _take_host_rows(data.X, rows)
+
+
+def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
+    """``KMeans.fit`` for a Dask array (called by the hook in ``KMeans.fit``)."""
+    n_clusters, max_iter, tol, n_init = _check_params(estimator)
+    data = _Prepared(X, sample_weight, tol)
+    check_n_clusters_fits(data.X.shape[0], n_clusters)
+    rng = host_rng(estimator.random_state)
+    best = None
+    for _ in range(n_init):
+        centers = _initial_centers(estimator, data, n_clusters, rng)
+        if estimator.verbose:
+            print("Initialization complete")
+        centers, n_iter = _lloyd(data, centers, max_iter=max_iter, verbose=estimator.verbose)
+        labels, inertia = _labels_and_inertia(data, centers)
+        if best is None or inertia < best[1]:
+            best = labels, inertia, centers, n_iter
+    labels, inertia, centers, n_iter = best
+    xp = data.meta_xp
+    mean = xp.asarray(data.mean)
+    centered = xp.asarray(centers)
+    estimator.cluster_centers_ = centered + mean
+    estimator.mean_, estimator._centered_centers = mean, centered
+    estimator.labels_ = labels
+    estimator.inertia_ = inertia
+    estimator.n_iter_ = n_iter
+    estimator.n_features_in_ = data.X.shape[1]
+    estimator._n_features_out = n_clusters
+    return estimator
+
+
+def _check_params(estimator: Any) -> tuple[int, int, float, int]:
+    """The estimator's own parameter checks: n_clusters, max_iter, tol, n_init."""
+    params = estimator._resolve_params()
+    return params.n_clusters, params.max_iter, params.tol, params.n_init
+
+
+# ------------------------------------------------------------------ using the fit
+
+
+def _frame(estimator: Any) -> tuple[Any, Any]:
+    """Host (mean, centred centres) of the fit, as ``predict`` uses them."""
+    estimator._check_fitted()
+    if not estimator._centers_are_fitted():  # centres set by hand: raw X
+        centers = to_numpy(estimator.cluster_centers_)
+        return np.zeros(centers.shape[1], dtype=centers.dtype), centers
+    return to_numpy(estimator.mean_), to_numpy(estimator._centered_centers)
+
+
+def _test_data(estimator: Any, X: Any) -> Any:
+    estimator._check_fitted()
+    X = check_dask_array(X)
+    if X.shape[1] != estimator.n_features_in_:
+        msg = (
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+        raise ValueError(msg)
+    mean, centered = _frame(estimator)
+    return X.astype(centered.dtype), mean, centered
+
+
+def _chunk_predict(block: Any, mean: Any, centered: Any) -> Any:
+    xp = array_namespace(block)
+    if not bool(xp.all(xp.isfinite(block))):
+        raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
+    return _chunk_labels(block - _centers_for(mean, block), centered)
+
+
+def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
+    """Labels of a Dask array, as a lazy Dask array."""
+    X, mean, centered = _test_data(estimator, X)
+    _check_dask_weights(sample_weight, X)
+    return X.map_blocks(_chunk_predict, mean, centered, drop_axis=1, dtype=np.int64,
+                        meta=np.empty((0,), dtype=np.int64))
+
+
+def _chunk_distances(block: Any, centers: Any) -> Any:
+    xp = array_namespace(block)
+    centers = _centers_for(centers, block)
+    x_sq = xp.sum(block * block, axis=1)[:, None]
+    c_sq = xp.sum(centers * centers, axis=1)[None, :]
+    return xp.sqrt(xp.clip(x_sq - 2 * (block @ xp.permute_dims(centers, (1, 0))) + c_sq, 0, None))
+
+
+def transform(estimator: Any, X: Any) -> Any:
+    """Distances to the centres, as a lazy (n_samples, n_clusters) Dask array."""
+    X, _, _ = _test_data(estimator, X)
+    centers = to_numpy(estimator.cluster_centers_).astype(X.dtype)
+    return X.map_blocks(_chunk_distances, centers, chunks=(X.chunks[0], (centers.shape[0],)),
+                        dtype=X.dtype)
+
+
+def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
+    """Opposite of the inertia of a Dask array (one compute, a float back)."""
+    import dask
+    import dask.array as da
+
+    X, mean, centered = _test_data(estimator, X)
+    weights = _check_dask_weights(sample_weight, X)
+    arrays = [X] + ([] if weights is None else [weights])
+
+    def call(block, *w):
+        shifted = block - _centers_for(mean, block)
+        labels = _chunk_labels(shifted, centered)
+        return _chunk_inertia(shifted, labels, w[0] if w else None, centered)
+
+    parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
+                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    return -float(dask.compute(parts.sum())[0])
+
+
+# ------------------------------------------------------------------ lazy E and M steps
+
+
+def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any]:
+    """Lazy ``e_step``: labels (Dask array) and inertia (0-D Dask array)."""
+    import dask.array as da
+
+    X = check_dask_array(X)
+    centers = _host_centers(centers, X.dtype)
+    weights = _check_dask_weights(sample_weight, X)
+    labels = X.map_blocks(_chunk_labels, centers, drop_axis=1, dtype=np.int64,
+                          meta=np.empty((0,), dtype=np.int64))
+    arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
+
+    def call(block, chunk_labels, *w):
+        return _chunk_inertia(block, chunk_labels[:, 0], w[0] if w else None, centers)
+
+    parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
+                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    return labels, parts.sum().astype(X.dtype)
+
+
+def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> Any:
+    """Lazy ``m_step``: the new centres as a (k, d) Dask array; empty clusters
+    take the farthest points (the chunks' proposals are part of the graph)."""
+    import dask.array as da
+
+    X = check_dask_array(X)
+    centers = _host_centers(centers, X.dtype)
+    weights = _check_dask_weights(sample_weight, X)
+    k, d = centers.shape
+    if not is_dask_array(labels):
+        labels = da.from_array(np.asarray(to_numpy(labels)), chunks=(X.chunks[0],))
+    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
+        raise ValueError(msg)
+    if labels.dtype.kind not in "iu":
+        raise InputTypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
+    labels = labels.rechunk((X.chunks[0],))
+    arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
+
+    def sums_call(block, chunk_labels, *w):
+        xp = array_namespace(chunk_labels)
+        if bool(xp.any((chunk_labels < 0) | (chunk_labels >= k))):
+            raise ValueError(f"`labels` must be in [0, {k}).")
+        return _chunk_sums_of_labels(block, chunk_labels, w[0] if w else None, k)
+
+    parts = da.map_blocks(sums_call, *arrays, chunks=((1,) * X.numblocks[0], (k,), (d + 1,)),
+                          new_axis=2, dtype=np.float64, meta=np.empty((0, 0, 0), dtype=np.float64))
+    reduced = parts.sum(axis=0)
+    candidates = _farthest_candidates(X, labels, weights, centers).rechunk(-1)
+    weighted = weights is not None
+
+    def finish(reduced, candidates):
+        cluster_sums = _split_sums(reduced)
+        if np.any(cluster_sums.totals == 0):
+            cluster_sums = _relocate(cluster_sums.sums, cluster_sums.totals, candidates,
+                                     centers, weighted)
+        return _centers_from_sums(cluster_sums, centers, xp=array_namespace(reduced))
+
+    return da.map_blocks(finish, reduced, candidates, chunks=((k,), (d,)), dtype=X.dtype,
+                         meta=np.empty((0, 0), dtype=X.dtype))
+
+
+# ------------------------------------------------------------------ initialisation
+
+
+def _chunk_closest(block: Any, weights: Any, closest: Any, candidates: Any) -> Any:
+    """(rows, 1): squared distance to the nearest of ``candidates`` and ``closest``."""
+    xp = array_namespace(block)
+    candidates = _centers_for(candidates, block)
+    cross = block @ xp.permute_dims(candidates, (1, 0))
+    sq = (xp.sum(block * block, axis=1)[:, None] - 2 * cross
+          + xp.sum(candidates * candidates, axis=1)[None, :])
+    nearest = xp.min(xp.clip(sq, 0, None), axis=1)[:, None]
+    return nearest if closest is None else xp.minimum(closest, nearest)
+
+
+def _closest_lazy(X: Any, closest: Any, candidates: np.ndarray) -> Any:
+    """Lazy (n, 1) squared distances to the nearest of ``candidates`` and ``closest``."""
+    if closest is None:
+        return X.map_blocks(_chunk_closest, None, None, candidates,
+                            chunks=(X.chunks[0], (1,)), dtype=X.dtype)
+    return X.map_blocks(lambda b, c, cand: _chunk_closest(b, None, c, cand), closest, candidates,
+                        chunks=(X.chunks[0], (1,)), dtype=X.dtype)
+
+
+def _closest(X: Any, closest: Any, candidates: np.ndarray) -> Any:
+    """Persisted (n, 1) squared distances to the nearest candidate so far."""
+    return _closest_lazy(X, closest, candidates).persist()
+
+
+def _potential_by_chunk(closest: Any, weights: Any) -> Any:
+    """Lazy (n_chunks,) weighted sums of ``closest``."""
+    import dask.array as da
+
+    arrays = [closest] + ([] if weights is None else [weights])
+
+    def call(c, *w):
+        xp = array_namespace(c)
+        values = c[:, 0] if not w else c[:, 0] * w[0][:, 0]
+        return xp.astype(xp.sum(values), widest_float_dtype(xp, device_of(c)))[None]
+
+    return da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * closest.numblocks[0],),
+                         dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+
+
+def _first_center(X: Any, weights: Any, rng: Any) -> np.ndarray:
+    """One row drawn with probability proportional to its weight."""
+    if weights is None:
+        return _take_host_rows(X, np.array([rng.integers(X.shape[0])]))
+    totals = to_numpy(_potential_by_chunk(weights, None).compute())
+    return _draw_rows(X, weights, totals, rng, 1)
+
+
+def _draw_rows(X: Any, values: Any, chunk_totals: np.ndarray, rng: Any, size: int) -> np.ndarray:
+    """``size`` rows drawn with probability proportional to the (n, 1) ``values``:
+    the chunk on the host, the row inside it by its own cumulative sum (one compute)."""
+    import dask
+
+    cumulative = np.cumsum(chunk_totals)
+    targets = rng.random(size) * cumulative[-1]
+    chunk_of = np.clip(np.searchsorted(cumulative, targets, side="right"), 0, len(cumulative) - 1)
+    local = targets - np.concatenate([[0.0], cumulative[:-1]])[chunk_of]
+    x_blocks, v_blocks = X.to_delayed()[:, 0], values.to_delayed()[:, 0]
+
+    def pick(block, v, local_targets):
+        xp = array_namespace(v)
+        cum = xp.cumulative_sum(xp.astype(v[:, 0], widest_float_dtype(xp, device_of(v))))
+        targets = from_host(local_targets, xp=xp, device=device_of(v), dtype=cum.dtype)
+        rows = xp.clip(xp.searchsorted(cum, targets, side="right"), 0, v.shape[0] - 1)
+        return to_numpy(take_rows(block, rows))
+
+    tasks = [dask.delayed(pick)(x_blocks[c], v_blocks[c], local[chunk_of == c])
+             for c in np.unique(chunk_of)]
+    rows = dict(zip(np.unique(chunk_of), dask.compute(*tasks)))
+    out = np.empty((size, X.shape[1]), dtype=X.dtype)
+    for c, taken in rows.items():
+        out[chunk_of == c] = taken
+    return out
+
+
+def kmeans_parallel(
+    X: Any, n_clusters: int, *, weights: Any, rng: Any,
+    rounds: int = KMEANS_PARALLEL_ROUNDS, oversampling: float = KMEANS_PARALLEL_OVERSAMPLING,
+) -> np.ndarray:
+    """k-means|| (Bahmani et al. 2012) on a Dask array: exactly ``n_clusters`` centres.
+
+    One first centre by weight; then ``rounds`` rounds, each keeping every point
+    independently with probability ``min(1, l * w * D^2 / psi)`` (``l =
+    oversampling * n_clusters``, ``psi`` the weighted potential), each round two
+    passes: distances to the new candidates (persisted) and the draws. Finally
+    each candidate is weighted by the (weighted) points nearest to it, and
+    weighted greedy k-means++ over the candidates picks the centres. Per-chunk
+    seeds come from the host generator ``rng``: one seed, one result.
+    A constant number of passes, ``2 * rounds + 2``, whatever ``n_clusters``.
+    """
+    import dask
+
+    from ._init import _kmeans_plusplus
+
+    candidates = _first_center(X, weights, rng)
+    closest = None
+    new = candidates
+    for _ in range(rounds):
+        closest = _closest(X, closest, new)
+        psi = float(to_numpy(dask.compute(_potential_by_chunk(closest, weights).sum())[0]))
+        if psi <= 0:
+            break
+        factor = oversampling * n_clusters / psi
+        seeds = rng.integers(2**63, size=X.numblocks[0])
+        x_blocks, c_blocks = X.to_delayed()[:, 0], closest.to_delayed()[:, 0]
+        w_blocks = [None] * len(x_blocks) if weights is None else weights.to_delayed()[:, 0]
+        tasks = [dask.delayed(_chunk_sample)(x, c, w, factor, seed)
+                 for x, c, w, seed in zip(x_blocks, c_blocks, w_blocks, seeds)]
+        new = np.concatenate(dask.compute(*tasks), axis=0).astype(X.dtype)
+        if new.shape[0] == 0:
+            continue
+        candidates = np.concatenate([candidates, new])
+    if candidates.shape[0] < n_clusters:  # tiny data: top up with random rows
+        extra = rng.choice(X.shape[0], size=n_clusters, replace=False)
+        candidates = np.concatenate([candidates, _take_host_rows(X, extra)])
+    counts = _candidate_weights(X, weights, candidates)
+    centers, _ = _kmeans_plusplus(candidates, n_clusters, sample_weight=counts, rng=rng, xp=_np_xp())
+    return np.asarray(centers)
+
+
+def _np_xp() -> Any:
+    import array_api_compat.numpy as xp
+
+    return xp
+
+
+def _chunk_sample(block: Any, closest: Any, weights: Any, factor: float, seed: int) -> np.ndarray:
+    """The rows kept with probability ``min(1, factor * w * D^2)`` (host draws)."""
+    values = to_numpy(closest[:, 0]).astype(np.float64) * factor
+    if weights is not None:
+        values = values * to_numpy(weights[:, 0])
+    uniforms = np.random.default_rng(seed).random(values.shape[0])
+    rows = np.flatnonzero(uniforms < values)
+    xp = array_namespace(block)
+    return to_numpy(take_rows(block, from_host(rows, xp=xp, device=device_of(block))))
+
+
+def _candidate_weights(X: Any, weights: Any, candidates: np.ndarray) -> Any:
+    """Per candidate, the (weighted) number of points nearest to it (one compute)."""
+    import dask
+
+    m = candidates.shape[0]
+
+    def call(block, w):
+        xp = array_namespace(block)
+        labels = nearest_centers(block, _centers_for(candidates, block))
+        ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=device_of(block))
+        return segment_sum(ones, labels, m, weights=_weights_of(w))[1]
+
+    x_blocks = X.to_delayed()[:, 0]
+    w_blocks = [None] * len(x_blocks) if weights is None else weights.to_delayed()[:, 0]
+    parts = dask.compute(*[dask.delayed(call)(x, w) for x, w in zip(x_blocks, w_blocks)])
+    return _np_xp().asarray(sum(to_numpy(p).astype(np.float64) for p in parts).astype(candidates.dtype))
+
+
+def kmeans_plusplus_greedy(X: Any, n_clusters: int, *, weights: Any, rng: Any,
+                           n_local_trials: int | None = None) -> np.ndarray:
+    """Greedy k-means++ on a Dask array: two passes per centre (draws, then
+    distances to the trial candidates and the best one's distances persisted)."""
+    import dask
+
+    if n_local_trials is None:
+        n_local_trials = 2 + int(math.log(n_clusters))
+    centers = [_first_center(X, weights, rng)]
+    closest = _closest(X, None, centers[0])
+    for _ in range(1, n_clusters):
+        values = closest if weights is None else closest * weights
+        totals = to_numpy(dask.compute(_potential_by_chunk(values, None))[0])
+        trials = _draw_rows(X, values, totals, rng, n_local_trials)
+        potentials = [
+            _potential_by_chunk(
+_closest_lazy(X, closest, trials[t:t + 1]), weights
+            ).sum()
+            for t in range(n_local_trials)
+        ]
+        best = int(np.argmin([float(p) for p in dask.compute(*potentials)]))
+        centers.append(trials[best:best + 1])
+        closest = _closest(X, closest, trials[best:best + 1])
+    return np.concatenate(centers)

@@ -1,0 +1,393 @@
+"""``MiniBatchKMeans``: k-means on random mini-batches, with ``partial_fit``.
+
+scikit-learn's algorithm and semantics (Sculley 2010, with scikit-learn's
+early stopping and low-count reassignment), written against the array API:
+the batch indices come from the host generator, the batch is gathered on
+the device, and each step copies ``k + 2`` numbers to the host (the batch's
+per-cluster weights, its inertia and the centre shift), where the counts,
+the stopping rule and the reassignment decisions live.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._backend import (
+    device_of,
+    from_host,
+    host_rng,
+    nearest_centers,
+    parallel_region,
+    segment_sum,
+    take_rows,
+    to_numpy,
+    widest_float_dtype,
+)
+from ._kmeans import KMeans, _tolerance
+from ._lloyd import _inertia, center_data
+from ._validation import (
+    check_array,
+    check_int,
+    check_n_clusters_fits,
+    check_sample_weight,
+)
+
+
+def _mini_batch_step(
+    X: Any, sample_weight: Any, centers: Any, counts: np.ndarray, *, xp: Any
+) -> tuple[Any, np.ndarray, float]:
+    """One mini-batch step: E step on the batch, then each centre moves to the
+    weighted mean of its old position (weight: its count so far) and its new points.
+
+    Returns the new centres, the batch's per-cluster weights (host) and the
+    batch inertia against the old centres (host).
+    """
+    labels = nearest_centers(X, centers)
+    sums, totals = segment_sum(X, labels, centers.shape[0], weights=sample_weight)
+    inertia = _inertia(X, sample_weight, centers, labels, xp=xp)
+    accumulate = widest_float_dtype(xp, device_of(X))
+    host = to_numpy(xp.concat([xp.astype(totals, accumulate),
+                               xp.astype(xp.reshape(inertia, (1,)), accumulate)]))
+    batch_totals, batch_inertia = host[:-1].astype(np.float64), float(host[-1])
+    new_counts = counts + batch_totals
+    old = from_host(counts, xp=xp, device=device_of(X), dtype=accumulate)[:, None]
+    denominator = from_host(np.where(new_counts > 0, new_counts, 1.0), xp=xp,
+                            device=device_of(X), dtype=accumulate)[:, None]
+    moved = (xp.astype(centers, accumulate) * old + xp.astype(sums, accumulate)) / denominator
+    has_points = from_host(batch_totals > 0, xp=xp, device=device_of(X))[:, None]
+    new_centers = xp.where(has_points, xp.astype(moved, centers.dtype), centers)
+    return new_centers, batch_totals, batch_inertia
+
+
+class MiniBatchKMeans(KMeans):
+    """Mini-batch K-Means, on any array-API backend (scikit-learn's API).
+
+    Each step draws ``batch_size`` points (with replacement, by weight) and
+    moves each centre towards the mean of its batch points, with a step that
+    shrinks as the centre's count of points grows. ``partial_fit`` runs one
+    step on the given batch, for data that arrives in chunks or does not fit
+    in memory. Results stay in the input's namespace and on its device.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {"k-means++", "random"}, callable or array of shape (n_clusters, n_features), \
+default="k-means++"
+        Computed on ``init_size`` points drawn at random.
+    max_iter : int, default=100
+        Passes over the data: ``max_iter * n_samples // batch_size`` steps at most.
+    batch_size : int, default=1024
+    verbose : int, default=0
+    compute_labels : bool, default=True
+        Compute ``labels_`` and ``inertia_`` on the whole data after the fit
+        (on the batch after ``partial_fit``).
+    random_state : int, numpy.random.Generator or None, default=None
+    tol : float, default=0.0
+        Stop when the squared centre shift of a step is at most ``tol`` times
+        the mean per-feature variance of X (0 disables it).
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without a new minimum of the smoothed
+        (exponentially weighted) batch inertia; None disables it.
+    init_size : int or None, default=None
+        Points for the initialisation and for choosing among ``n_init``
+        starts: ``3 * batch_size`` (at least ``3 * n_clusters``) by default.
+    n_init : "auto" or int, default="auto"
+        1 for "k-means++" or an array, 3 otherwise; the start of lowest
+        inertia on the ``init_size`` validation points wins.
+    reassignment_ratio : float, default=0.01
+        Centres whose count is below this fraction of the largest count are
+        moved to random batch points (every ``10 * n_clusters`` points seen,
+        and whenever a centre has no points).
+
+    Attributes
+    ----------
+    cluster_centers_, labels_, inertia_, n_features_in_
+    n_iter_ : int
+        Passes over the data started: ``ceil(n_steps_ * batch_size / n_samples)``.
+    n_steps_ : int
+        Mini-batch steps run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpkmeans import MiniBatchKMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [4, 0], [4, 4],
+    ...               [4, 5], [0, 1], [2, 2], [3, 2], [5, 5], [1, -1]])
+    >>> km = MiniBatchKMeans(n_clusters=2, batch_size=6, random_state=0)
+    >>> km = km.partial_fit(X[0:6, :]).partial_fit(X[6:12, :])
+    >>> km.cluster_centers_.shape
+    (2, 2)
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: Any = "k-means++",
+        max_iter: int = 100,
+        batch_size: int = 1024,
+        verbose: int = 0,
+        compute_labels: bool = True,
+        random_state: Any = None,
+        tol: float = 0.0,
+        max_no_improvement: int | None = 10,
+        init_size: int | None = None,
+        n_init: str | int = "auto",
+        reassignment_ratio: float = 0.01,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+        self.copy_x = True
+        self.algorithm = "lloyd"
+
+    # -------------------------------------------------------------- parameters
+
+    def _check_minibatch_params(self, n_samples: int) -> tuple[int, int, int, float, int]:
+        """n_clusters, max_iter, batch size, tol, n_init, and ``self._init_size``."""
+        n_init_given = self.n_init
+        self.n_init = 1 if n_init_given == "auto" else n_init_given  # KMeans' own checks
+        try:
+            params = self._resolve_params()
+            n_clusters, max_iter, tol, n_init = (
+                params.n_clusters, params.max_iter, params.tol, params.n_init
+            )
+        finally:
+            self.n_init = n_init_given
+        if n_init_given == "auto":
+            explicit = not isinstance(self.init, str) and not callable(self.init)
+            n_init = 1 if explicit or self.init == "k-means++" else 3
+        batch_size = min(check_int(self.batch_size, "batch_size", minimum=1), n_samples)
+        if self.max_no_improvement is not None:
+            check_int(self.max_no_improvement, "max_no_improvement", minimum=0)
+        ratio = self.reassignment_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 0:
+            msg = f"`reassignment_ratio` must be a number >= 0, got {ratio!r}."
+            raise ValueError(msg)
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * batch_size if 3 * batch_size >= n_clusters else 3 * n_clusters
+        else:
+            init_size = check_int(init_size, "init_size", minimum=1)
+            if init_size < n_clusters:
+                init_size = 3 * n_clusters
+        self._init_size = min(init_size, n_samples)
+        self._batch_size = batch_size
+        return n_clusters, max_iter, batch_size, tol, n_init
+
+    # -------------------------------------------------------------- steps
+
+    def _reset_state(self, n_clusters: int) -> None:
+        self._counts = np.zeros(n_clusters)
+        self._ewa_inertia = None
+        self._ewa_inertia_min = None
+        self._no_improvement = 0
+        self._n_since_last_reassign = 0
+
+    def _random_reassign(self, batch_size: int) -> bool:
+        """Reassign every ``10 * n_clusters`` points seen, or when a centre has none."""
+        self._n_since_last_reassign += batch_size
+        if np.any(self._counts == 0) or self._n_since_last_reassign >= 10 * self._counts.shape[0]:
+            self._n_since_last_reassign = 0
+            return True
+        return False
+
+    def _step(self, X: Any, sample_weight: Any, centers: Any, rng: Any, *, xp: Any) -> tuple[Any, float]:
+        """One step (with reassignment when due): new centres and the batch inertia."""
+        reassign = self._random_reassign(X.shape[0])
+        new_centers, batch_totals, batch_inertia = _mini_batch_step(
+            X, sample_weight, centers, self._counts, xp=xp
+        )
+        self._counts = self._counts + batch_totals
+        if reassign and self.reassignment_ratio > 0:
+            new_centers = self._reassign_low_counts(X, new_centers, rng, xp=xp)
+        return new_centers, batch_inertia
+
+    def _reassign_low_counts(self, X: Any, centers: Any, rng: Any, *, xp: Any) -> Any:
+        """Centres of count below ``reassignment_ratio * max`` jump to random batch points."""
+        counts = self._counts
+        to_reassign = counts < self.reassignment_ratio * counts.max()
+        if to_reassign.sum() > 0.5 * X.shape[0]:  # at most half the batch
+            to_reassign[np.argsort(counts, kind="stable")[int(0.5 * X.shape[0]):]] = False
+        n_reassigns = int(to_reassign.sum())
+        if n_reassigns == 0:
+            return centers
+        if self.verbose:
+            print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
+        rows = np.zeros(counts.shape[0], dtype=np.int64)
+        rows[to_reassign] = rng.choice(X.shape[0], replace=False, size=n_reassigns)
+        device = device_of(X)
+        picked = take_rows(X, from_host(rows, xp=xp, device=device))
+        mask = from_host(to_reassign, xp=xp, device=device)[:, None]
+        # reset the counts of the moved centres, not so low that they move again at once
+        counts[to_reassign] = np.min(counts[~to_reassign])
+        return xp.where(mask, xp.astype(picked, centers.dtype), centers)
+
+    def _converged(self, step: int, n_steps: int, n_samples: int, shift: float,
+                   batch_inertia: float) -> bool:
+        """scikit-learn's stopping rule: small centre shift, or no improvement
+        of the smoothed batch inertia for ``max_no_improvement`` steps."""
+        batch_inertia /= self._batch_size
+        self._last_batch_inertia = batch_inertia
+        step += 1
+        if step == 1:  # the first step's inertia is that of the initial centres
+            return False
+        if self._ewa_inertia is None:
+            self._ewa_inertia = batch_inertia
+        else:
+            alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1.0)
+            self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
+        if self.verbose:
+            print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
+                  f"ewa inertia: {self._ewa_inertia}")
+        if self._tol > 0.0 and shift <= self._tol:
+            return True
+        if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
+            self._no_improvement = 0
+            self._ewa_inertia_min = self._ewa_inertia
+        else:
+            self._no_improvement += 1
+        return self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement
+
+    # -------------------------------------------------------------- fitting
+
+    def _initial_centers(self, X: Any, weights: Any, n_clusters: int, rng: Any, *, xp: Any) -> Any:
+        """Centres from ``init`` on ``init_size`` points drawn at random (as scikit-learn)."""
+        if self._init_size < X.shape[0]:
+            rows = from_host(rng.integers(0, X.shape[0], self._init_size), xp=xp, device=device_of(X))
+            X = take_rows(X, rows)
+            weights = None if weights is None else xp.take(weights, rows)
+        return self._init_centroids(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """Compute the centres by mini-batch steps over X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Batches are drawn with probability proportional to the weights.
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        X, xp = check_array(X)
+        n_samples = X.shape[0]
+        n_clusters, max_iter, batch_size, tol, n_init = self._check_minibatch_params(n_samples)
+        check_n_clusters_fits(n_samples, n_clusters)
+        weights = check_sample_weight(sample_weight, X, xp)
+        rng = host_rng(self.random_state)
+        device = device_of(X)
+        with parallel_region(xp):
+            self._tol = _tolerance(center_data(X, xp=xp)[0], tol, xp=xp) if tol > 0 else 0.0
+            validation = from_host(rng.integers(0, n_samples, self._init_size), xp=xp, device=device)
+            X_valid = take_rows(X, validation)
+            w_valid = None if weights is None else xp.take(weights, validation)
+            best = None
+            for _ in range(n_init):
+                centers = self._initial_centers(X, weights, n_clusters, rng, xp=xp)
+                inertia = float(_inertia(X_valid, w_valid, centers,
+                                         nearest_centers(X_valid, centers), xp=xp))
+                if best is None or inertia < best[1]:
+                    best = centers, inertia
+            centers = best[0]
+            self._reset_state(n_clusters)
+            n_steps = (max_iter * n_samples) // batch_size
+            p = None
+            if weights is not None:
+                host_weights = to_numpy(weights).astype(np.float64)
+                p = host_weights / host_weights.sum()
+            step = 0
+            for step in range(n_steps):
+                rows = rng.choice(n_samples, batch_size, p=p, replace=True)
+                batch = take_rows(X, from_host(rows, xp=xp, device=device))
+                new_centers, batch_inertia = self._step(batch, None, centers, rng, xp=xp)
+                shift = float(xp.sum((new_centers - centers) ** 2)) if self._tol > 0 else 0.0
+                centers = new_centers
+                if self._converged(step, n_steps, n_samples, shift, batch_inertia):
+                    break
+            self.cluster_centers_ = centers
+            self._random_state = rng  # partial_fit goes on from here
+            self.mean_ = self._centered_centers = None  # predict on raw X
+            self.n_features_in_ = X.shape[1]
+            self._n_features_out = n_clusters
+            self.n_steps_ = step + 1
+            self.n_iter_ = math.ceil((step + 1) * batch_size / n_samples)
+            if self.compute_labels:
+                self.labels_ = nearest_centers(X, centers)
+                self.inertia_ = float(_inertia(X, weights, centers, self.labels_, xp=xp))
+            else:
+                total = n_samples if weights is None else float(xp.sum(weights))
+                ewa = self._ewa_inertia  # None after a single step
+                self.inertia_ = (self._last_batch_inertia if ewa is None else ewa) * total
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """Update the centres with one mini-batch step on X.
+
+        The first call initialises the centres from X (``init``; ``init_size``
+        points at most). ``n_steps_`` counts the calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch; later batches must have the same features.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        X, xp = check_array(X)
+        weights = check_sample_weight(sample_weight, X, xp)
+        first = not hasattr(self, "cluster_centers_")
+        if not first and X.shape[1] != self.n_features_in_:
+            msg = (
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+            raise ValueError(msg)
+        with parallel_region(xp):
+            if first:
+                n_clusters = self._check_minibatch_params(X.shape[0])[0]
+                check_n_clusters_fits(X.shape[0], n_clusters)
+                self._random_state = host_rng(self.random_state)
+                self._tol = 0.0
+                self._reset_state(n_clusters)
+                self.cluster_centers_ = self._initial_centers(
+                    X, weights, n_clusters, self._random_state, xp=xp
+                )
+                self.n_features_in_ = X.shape[1]
+                self._n_features_out = n_clusters
+                self.n_steps_ = 0
+            centers = _same_namespace(self.cluster_centers_, X, xp=xp)
+            centers, _ = self._step(X, weights, centers, self._random_state, xp=xp)
+            self.cluster_centers_ = centers
+            self.mean_ = self._centered_centers = None
+            if self.compute_labels:
+                self.labels_ = nearest_centers(X, centers)
+                self.inertia_ = float(_inertia(X, weights, centers, self.labels_, xp=xp))
+            self.n_steps_ += 1
+        return self
+
+
+def _same_namespace(centers: Any, X: Any, *, xp: Any) -> Any:
+    """The centres as an array of X's namespace, device and dtype."""
+    from ._validation import as_namespace
+
+    return xp.astype(as_namespace(centers, xp, device_of(X)), X.dtype)

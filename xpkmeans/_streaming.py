@@ -1,0 +1,411 @@
+"""Out-of-core k-means: Lloyd over data read one row block at a time.
+
+``KMeans.fit`` takes this path for an ``np.memmap`` or a :class:`RowBlocks`
+(a memmap or host array, or a callable giving a fresh iterator of row
+blocks, optionally streamed to a GPU). Each pass reads the blocks in order;
+a block is centred on the fly and goes through the same per-chunk kernels
+as the Dask EM (``_dask``), and the pages of a read-only memmap are dropped
+from the process once read, so memory stays at a few blocks plus the labels
+whatever the size of X.
+
+To a GPU, blocks go through two pinned host buffers and a copy stream: the
+copy of block i + 1 overlaps the kernels of block i (torch on CUDA).
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._backend import array_namespace, from_host, host_rng, to_numpy
+from ._dask import (
+    _centers_for,
+    _chunk_farthest,
+    _chunk_inertia,
+    _chunk_labels,
+    _chunk_lloyd_sums,
+    _host_centers,
+    _relocate,
+    _split_sums,
+)
+from ._errors import InputTypeError
+from ._lloyd import _centers_from_sums
+from ._validation import check_n_clusters_fits
+
+# Bytes of one host block: large enough for efficient kernels (a few ms each),
+# small against memory (a 20M x 32 float32 memmap: 320 blocks).
+_BLOCK_BYTES = 8 << 20
+
+# k-means++ on a stream runs on a uniform sample of this many rows per cluster
+# (at least _MIN_INIT_ROWS), as MiniBatchKMeans initialises on ``init_size`` rows.
+_INIT_ROWS_PER_CLUSTER = 100
+_MIN_INIT_ROWS = 10_000
+
+
+class RowBlocks:
+    """Data that ``KMeans.fit`` reads one block of rows at a time.
+
+    Parameters
+    ----------
+    source : numpy array (e.g. ``np.memmap``) or callable
+        The data, or a callable returning a fresh iterator of 2-D NumPy row
+        blocks each time it is called (one call per pass over the data).
+    block_rows : int, default=None
+        Rows per block for an array source (None: about 8 MiB per block).
+    device : str or torch.device, default=None
+        None keeps the blocks as NumPy arrays; a torch device (e.g. "cuda")
+        moves each block there (pinned memory and a copy stream overlap the
+        copies with the kernels on CUDA), and the fit's arrays live there.
+
+    Examples
+    --------
+    >>> import numpy as np, xpkmeans
+    >>> X = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    >>> blocks = xpkmeans.RowBlocks(lambda: iter(np.array_split(X, 7)))
+    >>> xpkmeans.KMeans(3, init=X[:3]).fit(blocks).cluster_centers_.shape
+    (3, 3)
+    """
+
+    def __init__(self, source: Any, *, block_rows: int | None = None, device: Any = None) -> None:
+        if isinstance(source, Iterator):
+            msg = (
+                "`source` is a one-shot iterator, but k-means reads the data several "
+                "times: pass a callable returning a fresh iterator, or feed the chunks "
+                "to MiniBatchKMeans.partial_fit."
+            )
+            raise InputTypeError(msg)
+        if not callable(source):
+            source = np.asarray(source) if not isinstance(source, np.ndarray) else source
+            if source.ndim != 2:
+                msg = f"`source` must be 2-D (n_samples, n_features), got ndim={source.ndim}."
+                raise ValueError(msg)
+        self.source = source
+        self.block_rows = block_rows
+        self.device = device
+
+    def _host_blocks(self) -> Iterator[np.ndarray]:
+        """Host row blocks in order; a read-only memmap's pages are dropped once read."""
+        if callable(self.source):
+            for block in self.source():
+                block = np.asarray(block)
+                if block.ndim != 2:
+                    msg = f"Each row block must be 2-D, got ndim={block.ndim}."
+                    raise ValueError(msg)
+                yield block
+            return
+        X = self.source
+        rows = self.block_rows or max(1, _BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+        for start in range(0, X.shape[0], rows):
+            block = X[start:min(start + rows, X.shape[0])]
+            yield block
+            _drop_pages(block)
+
+    def blocks(self) -> Iterator[Any]:
+        """Row blocks in the fit's namespace and device, in order."""
+        if self.device is None:
+            yield from self._host_blocks()
+            return
+        import torch
+
+        device = torch.device(self.device)
+        if device.type != "cuda":
+            for block in self._host_blocks():
+                yield torch.from_numpy(np.array(block)).to(device)  # a writable copy
+            return
+        yield from _overlapped_to_cuda(self._host_blocks(), device)
+
+
+def _drop_pages(block: np.ndarray) -> None:
+    """Drop the pages of a read-only memmap block from this process (they are
+    re-read from the file when needed): RSS stays at the blocks in use."""
+    mapping = getattr(block, "_mmap", None)
+    if not isinstance(block, np.memmap) or mapping is None or block.mode != "r":
+        return
+    base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    start = block.__array_interface__["data"][0] - base
+    page = mmap.PAGESIZE
+    first = start // page * page
+    stop = min(start + block.nbytes, len(mapping))
+    last = -(-stop // page) * page
+    last = min(last, len(mapping))
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def _overlapped_to_cuda(host_blocks: Iterator[np.ndarray], device: Any) -> Iterator[Any]:
+    """Host blocks to a CUDA device, the copy of the next block overlapping the
+    kernels on the current one: two pinned buffers, a copy stream, events."""
+    import torch
+
+    copy_stream = torch.cuda.Stream(device=device)
+    compute_stream = torch.cuda.current_stream(device)
+    pinned: list = [None, None]
+    copied: list = [None, None]  # copy done (the device block is ready)
+    consumed: list = [None, None]  # kernels on the device block done
+
+    def start_copy(slot: int, block: np.ndarray) -> Any:
+        if pinned[slot] is None or pinned[slot].shape[0] < block.shape[0] \
+                or pinned[slot].shape[1:] != block.shape[1:] or pinned[slot].dtype != _torch_dtype(block):
+            pinned[slot] = torch.empty(block.shape, dtype=_torch_dtype(block), pin_memory=True)
+        elif copied[slot] is not None:
+            copied[slot].synchronize()  # the pinned buffer's last copy has left
+        host = pinned[slot][: block.shape[0]]
+        host.numpy()[...] = block
+        with torch.cuda.stream(copy_stream):
+            if consumed[slot] is not None:
+                copy_stream.wait_event(consumed[slot])
+            on_device = host.to(device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(copy_stream)
+        copied[slot] = event
+        on_device.record_stream(compute_stream)
+        return on_device
+
+    slot = 0
+    iterator = iter(host_blocks)
+    current = next(iterator, None)
+    if current is None:
+        return
+    pending = start_copy(slot, current)
+    for following in iterator:
+        ready, ready_slot = pending, slot
+        slot = 1 - slot
+        pending = start_copy(slot, following)  # overlaps the kernels on `ready`
+        compute_stream.wait_event(copied[ready_slot])
+        yield ready
+        consumed[ready_slot] = torch.cuda.Event()
+        consumed[ready_slot].record(compute_stream)
+    compute_stream.wait_event(copied[slot])
+    yield pending
+
+
+def _torch_dtype(block: np.ndarray) -> Any:
+    import torch
+
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}.get(
+        block.dtype, torch.float64
+    )
+
+
+def is_streamed_input(X: Any) -> bool:
+    """True for a ``RowBlocks`` or an ``np.memmap`` (the hook of ``KMeans.fit``)."""
+    return isinstance(X, (RowBlocks, np.memmap))
+
+
+# ------------------------------------------------------------------ the fit
+
+
+def _as_float(block: Any, dtype: Any) -> Any:
+    xp = array_namespace(block)
+    if dtype is None:
+        dtype = block.dtype if block.dtype in (xp.float32, xp.float64) else xp.float64
+    return block if block.dtype == dtype else xp.astype(block, dtype)
+
+
+class _Stream:
+    """Blocks with their row offsets and weights; the first pass's numbers."""
+
+    def __init__(self, data: RowBlocks, sample_weight: Any, tol: float) -> None:
+        self.data = data
+        self.dtype = None
+        n = 0
+        sums = None
+        for block in data.blocks():
+            block = _as_float(block, self.dtype)
+            xp = array_namespace(block)
+            self.dtype = block.dtype
+            if not bool(xp.all(xp.isfinite(block))):
+                raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
+            block_sums = to_numpy(xp.sum(block, axis=0, dtype=xp.float64))
+            sums = block_sums if sums is None else sums + block_sums
+            n += block.shape[0]
+        if n == 0:
+            raise ValueError("`X` has no rows.")
+        self.n_samples, self.n_features = n, sums.shape[0]
+        self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
+        self.weights = _check_stream_weights(sample_weight, n)
+        total, largest = 0.0, 0.0
+        for block, _ in self.centered():
+            xp = array_namespace(block)
+            total += float(xp.sum(block * block, dtype=xp.float64))
+            largest = max(largest, float(xp.max(xp.abs(block))))
+        limit = float(np.finfo(self.mean.dtype).max)
+        if not (total <= limit / 4 and largest * largest <= limit):
+            msg = (
+                f"`X` has values too large for {self.mean.dtype}: their squared distances "
+                "overflow. Rescale X (e.g. divide by its largest absolute value)."
+            )
+            raise ValueError(msg)
+        self.tol = total / (n * self.n_features) * tol
+
+    def centered(self) -> Iterator[tuple[Any, Any]]:
+        """(centred block, its (rows, 1) weights or None), in order."""
+        start = 0
+        for block in self.data.blocks():
+            block = _as_float(block, self.dtype)
+            stop = start + block.shape[0]
+            weights = None
+            if self.weights is not None:
+                weights = _centers_for(self.weights[start:stop, None], block)
+            yield block - _centers_for(self.mean, block), weights
+            start = stop
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The given rows (sorted, distinct) of the centred data, on the host: one pass."""
+        out = np.empty((indices.shape[0], self.n_features), dtype=self.mean.dtype)
+        start = filled = 0
+        for block, _ in self.centered():
+            stop = start + block.shape[0]
+            inside = indices[(indices >= start) & (indices < stop)] - start
+            if inside.shape[0]:
+                xp = array_namespace(block)
+                taken = xp.take(block, from_host(inside, xp=xp, device=_device(block)), axis=0)
+                out[filled:filled + inside.shape[0]] = to_numpy(taken)
+                filled += inside.shape[0]
+            start = stop
+        return out
+
+
+def _device(block: Any) -> Any:
+    from ._backend import device_of
+
+    return device_of(block)
+
+
+def _numpy_dtype(dtype: Any) -> Any:
+    return np.float32 if str(dtype).endswith("float32") else np.float64
+
+
+def _check_stream_weights(sample_weight: Any, n_samples: int) -> Any:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(to_numpy(sample_weight) if not np.isscalar(sample_weight) else
+                         np.full(n_samples, float(sample_weight)), dtype=np.float64)
+    if weights.shape != (n_samples,):
+        msg = f"`sample_weight` must have shape ({n_samples},) to match X, got {weights.shape}."
+        raise ValueError(msg)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("`sample_weight` must be finite and non-negative.")
+    if not np.any(weights > 0):
+        raise ValueError("`sample_weight` must have at least one positive value; all are zero.")
+    return weights
+
+
+def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any) -> np.ndarray:
+    from ._init import _kmeans_plusplus
+
+    init = estimator.init
+    n = stream.n_samples
+    dtype = stream.mean.dtype
+    if isinstance(init, str):
+        p = None if stream.weights is None else stream.weights / stream.weights.sum()
+        if init == "random":
+            rows = rng.choice(n, size=n_clusters, replace=False, p=p)  # as in memory
+            order = np.argsort(rows)
+            centers = np.empty((n_clusters, stream.n_features), dtype=dtype)
+            centers[order] = stream.rows(rows[order])
+            return centers
+        if init == "k-means++":  # on a uniform sample of rows
+            size = min(n, max(_MIN_INIT_ROWS, _INIT_ROWS_PER_CLUSTER * n_clusters))
+            rows = np.sort(rng.choice(n, size=size, replace=False))
+            sample = stream.rows(rows)
+            weights = None if stream.weights is None else stream.weights[rows].astype(dtype)
+            import array_api_compat.numpy as xp
+
+            return np.asarray(_kmeans_plusplus(sample, n_clusters, sample_weight=weights,
+                                               rng=rng, xp=xp)[0])
+        msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'random' or an array."
+        raise ValueError(msg)
+    if callable(init):
+        msg = "A callable `init` is not supported on streamed data; pass an array."
+        raise InputTypeError(msg)
+    centers = _host_centers(init, dtype, name="init") - stream.mean
+    if centers.shape != (n_clusters, stream.n_features):
+        msg = (
+            f"The shape of the initial centers {tuple(centers.shape)} does not match "
+            f"the number of clusters {n_clusters} and features {stream.n_features}."
+        )
+        raise ValueError(msg)
+    return centers
+
+
+def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int) -> tuple:
+    """EM from ``centers``: one pass per iteration (two when a cluster empties)."""
+    weighted = stream.weights is not None
+    for iteration in range(1, max_iter + 1):
+        reduced = None
+        for block, weights in stream.centered():
+            partial = to_numpy(_chunk_lloyd_sums(block, weights, centers)[0])
+            reduced = partial if reduced is None else reduced + partial
+        cluster_sums = _split_sums(reduced)
+        if np.any(cluster_sums.totals == 0):
+            candidates = np.concatenate([
+                to_numpy(_chunk_farthest(block, None, weights, centers))
+                for block, weights in stream.centered()
+            ])
+            cluster_sums = _relocate(cluster_sums.sums, cluster_sums.totals, candidates,
+                                     centers, weighted)
+        new_centers = _centers_from_sums(cluster_sums, centers, xp=_np_xp())
+        shift = float(np.sum((new_centers - centers) ** 2))
+        if verbose:
+            print(f"Iteration {iteration}, center shift {shift}.")
+        centers = new_centers
+        if shift <= stream.tol:
+            break
+    return centers, iteration
+
+
+def _np_xp() -> Any:
+    import array_api_compat.numpy as xp
+
+    return xp
+
+
+def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, float]:
+    """Labels (NumPy blocks fill one array: no concatenated copy) and inertia."""
+    labels, inertia = [], 0.0
+    host_labels = np.empty(stream.n_samples, dtype=np.intp) if stream.data.device is None else None
+    start = 0
+    for block, weights in stream.centered():
+        block_labels = _chunk_labels(block, centers)
+        inertia += float(to_numpy(_chunk_inertia(block, block_labels, weights, centers))[0])
+        if host_labels is None:
+            labels.append(block_labels)
+        else:
+            host_labels[start:start + block.shape[0]] = block_labels
+        start += block.shape[0]
+    if host_labels is not None:
+        return host_labels, inertia
+    return (labels[0] if len(labels) == 1 else array_namespace(labels[0]).concat(labels)), inertia
+
+
+def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
+    """``KMeans.fit`` for streamed data (called by the hook in ``KMeans.fit``)."""
+    from ._dask import _check_params
+
+    data = X if isinstance(X, RowBlocks) else RowBlocks(X)
+    n_clusters, max_iter, tol, n_init = _check_params(estimator)
+    stream = _Stream(data, sample_weight, tol)
+    check_n_clusters_fits(stream.n_samples, n_clusters)
+    rng = host_rng(estimator.random_state)
+    best = None
+    for _ in range(n_init):
+        centers = _initial_centers(estimator, stream, n_clusters, rng)
+        centers, n_iter = _lloyd(stream, centers, max_iter=max_iter, verbose=estimator.verbose)
+        labels, inertia = _labels_and_inertia(stream, centers)
+        if best is None or inertia < best[1]:
+            best = labels, inertia, centers, n_iter
+    labels, inertia, centers, n_iter = best
+    mean = _centers_for(stream.mean, labels)
+    centered = _centers_for(centers, labels)
+    estimator.cluster_centers_ = centered + mean
+    estimator.mean_, estimator._centered_centers = mean, centered
+    estimator.labels_ = labels
+    estimator.inertia_ = inertia
+    estimator.n_iter_ = n_iter
+    estimator.n_features_in_ = stream.n_features
+    estimator._n_features_out = n_clusters
+    return estimator
