@@ -223,6 +223,23 @@ def test_kmeans_parallel_same_in_small_blocks(backend, small_blocks):
     np.testing.assert_array_equal(backend.to_numpy(centers), expected)
 
 
+def test_kmeans_parallel_fit_same_on_every_backend(backend):
+    weights = W_PIN
+    expected = KMeans(6, init="k-means||", random_state=2).fit(X_PIN, sample_weight=weights)
+    km = KMeans(6, init="k-means||", random_state=2).fit(
+        backend.asarray(X_PIN), sample_weight=backend.asarray(weights)
+    )
+    backend.assert_here(km.cluster_centers_, backend.xp.float64)
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), expected.cluster_centers_,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), expected.labels_)
+
+
+def test_unknown_init_names_kmeans_parallel():
+    with pytest.raises(ValueError, match=r"Unknown init method 'k-means\|\|\|'.*'k-means\|\|'"):
+        KMeans(3, init="k-means|||").fit(X)
+
+
 def test_kmeans_parallel_seed_decides():
     a = _kmeans_parallel(X_PIN, 6, seed=5)
     np.testing.assert_array_equal(_kmeans_parallel(X_PIN, 6, seed=5), a)
