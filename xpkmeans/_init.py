@@ -2,8 +2,9 @@
 
 Every initialiser takes ``(X, n_clusters, *, sample_weight, rng, xp)`` and
 returns ``(n_clusters, n_features)`` centres. Random numbers come from a host
-``numpy.random.Generator`` and are moved to the device, so a seed gives the
-same centres on every backend.
+``numpy.random.Generator``, all those of one initialisation in one call, and
+are moved to the device once, so a seed gives the same centres on every
+backend and no loop waits for the device.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def _kmeans_plusplus(
         for center in range(1, n_clusters):
             start = 1 + (center - 1) * n_local_trials
             candidates = _weighted_draws(
-                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                _cumulative(closest_sq if sample_weight is None else weights * closest_sq,
+                            accumulate, xp=xp),
                 uniforms[start : start + n_local_trials],
                 xp=xp,
             )
@@ -338,6 +340,11 @@ def kmeans_plusplus(
     n_local_trials: int | None = None,
 ) -> tuple[Any, Any]:
     """Choose initial centres with greedy k-means++.
+
+    The initialisation of ``KMeans(init="k-means++")``, the same code: one
+    pass over X per centre; the random numbers are drawn on the host in one
+    call and moved to the device once, so the loop never waits for the device.
+    A seed gives the same rows on every backend.
 
     Parameters
     ----------
