@@ -348,3 +348,30 @@ def test_kmeans_parallel_then_lloyd_as_good_as_kmeans_plusplus():
         scalable = np.mean([KMeans(k, init="k-means||", random_state=s).fit(data).inertia_
                             for s in range(5)])
         assert scalable <= 1.02 * greedy
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_initialisers_build_a_dask_graph_without_computing(init):
+    """No host sync means a lazy array never computes: the initialisers only
+    build a Dask graph, which computes to NumPy's centres."""
+    dask = pytest.importorskip("dask")
+    import array_api_compat.dask.array as xp
+    import array_api_compat.numpy as np_xp
+    import dask.array as da
+    from dask.callbacks import Callback
+
+    from xpkmeans._backend import host_rng
+    from xpkmeans._init import INITIALIZERS
+
+    computes = []
+
+    class CountComputes(Callback):
+        def _start(self, dsk):
+            computes.append(dsk)
+
+    lazy = da.from_array(X_PIN, chunks=(100, 3))
+    with CountComputes():
+        centers = INITIALIZERS[init](lazy, 4, sample_weight=None, rng=host_rng(0), xp=xp)
+    assert isinstance(centers, dask.array.Array) and computes == []
+    expected = INITIALIZERS[init](X_PIN, 4, sample_weight=None, rng=host_rng(0), xp=np_xp)
+    np.testing.assert_array_equal(np.asarray(centers.compute()), expected)
