@@ -64,7 +64,7 @@ def _closest_with_candidates(
     per row block; blocks stay in cache, on all cores. Nothing goes to the host.
     """
     rows_x = take_rows(X, candidates)
-    rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
+    rows_sq_norms = take_rows(x_sq_norms, candidates)[None, :]
     minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
@@ -84,8 +84,11 @@ def _closest_with_candidates(
 
 
 def _column(blocks: list, column: Any, *, xp: Any) -> Any:
-    """Column ``column`` (a 1-element index array) of the row blocks, as one vector."""
-    return concat_rows([xp.take(b, column, axis=1)[:, 0] for b in blocks], xp=xp)
+    """Column ``column`` (a 1-element index array) of the row blocks, as one vector
+    (a row of each transposed block: ``take_rows`` is the backend's fastest gather)."""
+    return concat_rows(
+        [take_rows(xp.permute_dims(b, (1, 0)), column)[0, :] for b in blocks], xp=xp
+    )
 
 
 def _kmeans_plusplus(
@@ -149,7 +152,7 @@ def _kmeans_plusplus(
             )
             best = xp.argmin(potentials)[None]
             closest_sq = _column(blocks, best, xp=xp)
-            indices.append(xp.take(candidates, best))
+            indices.append(take_rows(candidates, best))
     indices = xp.concat(indices)
     return take_rows(X, indices), indices
 
