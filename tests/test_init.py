@@ -375,3 +375,12 @@ def test_initialisers_build_a_dask_graph_without_computing(init):
     assert isinstance(centers, dask.array.Array) and computes == []
     expected = INITIALIZERS[init](X_PIN, 4, sample_weight=None, rng=host_rng(0), xp=np_xp)
     np.testing.assert_array_equal(np.asarray(centers.compute()), expected)
+
+
+def test_kmeans_parallel_on_few_points_is_greedy_kmeans_plusplus():
+    """With no more points than candidates (1 + 5 * 2k), k-means|| is greedy
+    k-means++ on X itself."""
+    n_clusters = 30  # 301 candidates >= 300 points
+    expected, _ = kmeans_plusplus(X_PIN - X_PIN.mean(axis=0), n_clusters, random_state=4)
+    centers = _kmeans_parallel(X_PIN - X_PIN.mean(axis=0), n_clusters, seed=4)
+    np.testing.assert_array_equal(centers, expected)
