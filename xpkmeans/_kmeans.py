@@ -117,8 +117,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "random": ``n_clusters`` distinct points drawn by weight. A callable
         is called as ``init(X, n_clusters, random_state=rng)`` with the
         centred data and a ``numpy.random.Generator``. An array gives the
-        starting centres. Every initialisation honours ``sample_weight`` and
-        gives one seed the same centres on every backend.
+        starting centres. The named initialisations honour ``sample_weight``
+        and give one seed the same centres on every backend.
     n_init : "auto" or int, default="auto"
         Number of initialisations; the lowest inertia wins. "auto" means 1 for
         "k-means++", "k-means||" or an array, 10 for "random" or a callable.
