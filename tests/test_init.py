@@ -224,6 +224,23 @@ def test_kmeans_parallel_same_in_small_blocks(backend, small_blocks):
     np.testing.assert_array_equal(backend.to_numpy(centers), expected)
 
 
+def test_kmeans_parallel_fit_same_on_every_backend(backend):
+    weights = W_PIN
+    expected = KMeans(6, init="k-means||", random_state=2).fit(X_PIN, sample_weight=weights)
+    km = KMeans(6, init="k-means||", random_state=2).fit(
+        backend.asarray(X_PIN), sample_weight=backend.asarray(weights)
+    )
+    backend.assert_here(km.cluster_centers_, backend.xp.float64)
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), expected.cluster_centers_,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), expected.labels_)
+
+
+def test_unknown_init_names_kmeans_parallel():
+    with pytest.raises(ValueError, match=r"Unknown init method 'k-means\|\|\|'.*'k-means\|\|'"):
+        KMeans(3, init="k-means|||").fit(X)
+
+
 def test_kmeans_parallel_seed_decides():
     a = _kmeans_parallel(X_PIN, 6, seed=5)
     np.testing.assert_array_equal(_kmeans_parallel(X_PIN, 6, seed=5), a)
@@ -252,8 +269,8 @@ def test_kmeans_parallel_always_gives_n_clusters_centres():
 
 
 def test_kmeans_parallel_candidates_weighted_by_nearest_points():
-    """Each candidate weighs the sample weights of the points nearest to it
-    (brute force in NumPy); repeats of a candidate weigh 0."""
+    """Each distinct candidate weighs the sample weights of the points nearest
+    to it (brute force in NumPy); repeats of a row share its weight."""
     from xpkmeans._backend import host_rng
     from xpkmeans._init import _kmeans_parallel_candidates
     import array_api_compat.numpy as xp
@@ -262,13 +279,12 @@ def test_kmeans_parallel_candidates_weighted_by_nearest_points():
         X_PIN, 4, sample_weight=W_PIN, rng=host_rng(0), xp=xp, n_rounds=3, oversampling=2.0,
     )
     assert indices.shape == weights.shape == (1 + 3 * 8,)
-    firsts = np.array([i not in indices[:j] for j, i in enumerate(indices.tolist())])
-    candidates = X_PIN[indices]
-    sq = ((X_PIN[:, None, :] - candidates[None, :, :]) ** 2).sum(axis=2)
-    sq[:, ~firsts] = np.inf
-    expected = np.bincount(sq.argmin(axis=1), weights=W_PIN, minlength=len(indices))
-    np.testing.assert_allclose(weights, expected, rtol=1e-12)
-    assert (weights[~firsts] == 0).all() and (weights[firsts] > 0).all()
+    distinct = np.unique(indices)
+    sq = ((X_PIN[:, None, :] - X_PIN[distinct][None, :, :]) ** 2).sum(axis=2)
+    expected = np.bincount(sq.argmin(axis=1), weights=W_PIN, minlength=len(distinct))
+    per_row = np.array([weights[indices == i].sum() for i in distinct])
+    np.testing.assert_allclose(per_row, expected, rtol=1e-12)
+    assert (per_row > 0).all()
 
 
 def test_nearest_candidate_pass_is_the_running_minimum(backend, small_blocks):
@@ -278,19 +294,14 @@ def test_nearest_candidate_pass_is_the_running_minimum(backend, small_blocks):
     rng = np.random.default_rng(1)
     points, candidates = rng.normal(size=(50, 3)), rng.normal(size=(6, 3))
     before = rng.uniform(0.5, 3.0, size=50)
-    ignored = np.array([False, False, True, False, False, False])
     sq = ((points[:, None] - candidates[None]) ** 2).sum(axis=2)
-    sq[:, ignored] = np.inf
     expected_sq = np.minimum(before, sq.min(axis=1))
     expected_nearest = np.where(sq.min(axis=1) < before, 10 + sq.argmin(axis=1), 99)
-    candidate_sq_norms = np.where(ignored, np.inf, (candidates ** 2).sum(axis=1))
     closest, nearest = _nearest_candidate_pass(
-        backend.asarray(points), backend.asarray((points ** 2).sum(axis=1)),
-        backend.asarray(candidates), backend.asarray(candidate_sq_norms), 10,
-        backend.asarray(before), xp.full((50,), 99, dtype=xp.int64, device=backend.device),
-        xp=xp,
+        backend.asarray(points), backend.asarray(candidates), 10, backend.asarray(before),
+        xp.full((50,), 99, dtype=xp.int64, device=backend.device), xp=xp,
     )
-    np.testing.assert_allclose(backend.to_numpy(closest), expected_sq, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(closest), expected_sq, rtol=1e-12)
     np.testing.assert_array_equal(backend.to_numpy(nearest), expected_nearest)
 
 
@@ -338,3 +349,39 @@ def test_kmeans_parallel_then_lloyd_as_good_as_kmeans_plusplus():
         scalable = np.mean([KMeans(k, init="k-means||", random_state=s).fit(data).inertia_
                             for s in range(5)])
         assert scalable <= 1.02 * greedy
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_initialisers_build_a_dask_graph_without_computing(init):
+    """No host sync means a lazy array never computes: the initialisers only
+    build a Dask graph, which computes to NumPy's centres."""
+    dask = pytest.importorskip("dask")
+    import array_api_compat.dask.array as xp
+    import array_api_compat.numpy as np_xp
+    import dask.array as da
+    from dask.callbacks import Callback
+
+    from xpkmeans._backend import host_rng
+    from xpkmeans._init import INITIALIZERS
+
+    computes = []
+
+    class CountComputes(Callback):
+        def _start(self, dsk):
+            computes.append(dsk)
+
+    lazy = da.from_array(X_PIN, chunks=(100, 3))
+    with CountComputes():
+        centers = INITIALIZERS[init](lazy, 4, sample_weight=None, rng=host_rng(0), xp=xp)
+    assert isinstance(centers, dask.array.Array) and computes == []
+    expected = INITIALIZERS[init](X_PIN, 4, sample_weight=None, rng=host_rng(0), xp=np_xp)
+    np.testing.assert_array_equal(np.asarray(centers.compute()), expected)
+
+
+def test_kmeans_parallel_on_few_points_is_greedy_kmeans_plusplus():
+    """With no more points than candidates (1 + 5 * 2k), k-means|| is greedy
+    k-means++ on X itself."""
+    n_clusters = 30  # 301 candidates >= 300 points
+    expected, _ = kmeans_plusplus(X_PIN - X_PIN.mean(axis=0), n_clusters, random_state=4)
+    centers = _kmeans_parallel(X_PIN - X_PIN.mean(axis=0), n_clusters, seed=4)
+    np.testing.assert_array_equal(centers, expected)

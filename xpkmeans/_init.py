@@ -2,8 +2,9 @@
 
 Every initialiser takes ``(X, n_clusters, *, sample_weight, rng, xp)`` and
 returns ``(n_clusters, n_features)`` centres. Random numbers come from a host
-``numpy.random.Generator`` and are moved to the device, so a seed gives the
-same centres on every backend.
+``numpy.random.Generator``, all those of one initialisation in one call, and
+are moved to the device once, so a seed gives the same centres on every
+backend and no loop waits for the device.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._lloyd import center_data
+from ._lloyd import _sq_distances_to_assigned, center_data
 from ._backend import (
     device_of,
     from_host,
     host_rng,
     concat_rows,
     map_row_blocks,
+    nearest_centers,
     parallel_region,
     segment_sum,
     take_rows,
@@ -62,7 +64,7 @@ def _closest_with_candidates(
     per row block; blocks stay in cache, on all cores. Nothing goes to the host.
     """
     rows_x = take_rows(X, candidates)
-    rows_sq_norms = xp.take(x_sq_norms, candidates)[None, :]
+    rows_sq_norms = take_rows(x_sq_norms, candidates)[None, :]
     minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
@@ -82,8 +84,11 @@ def _closest_with_candidates(
 
 
 def _column(blocks: list, column: Any, *, xp: Any) -> Any:
-    """Column ``column`` (a 1-element index array) of the row blocks, as one vector."""
-    return concat_rows([xp.take(b, column, axis=1)[:, 0] for b in blocks], xp=xp)
+    """Column ``column`` (a 1-element index array) of the row blocks, as one vector
+    (a row of each transposed block: ``take_rows`` is the backend's fastest gather)."""
+    return concat_rows(
+        [take_rows(xp.permute_dims(b, (1, 0)), column)[0, :] for b in blocks], xp=xp
+    )
 
 
 def _kmeans_plusplus(
@@ -137,7 +142,8 @@ def _kmeans_plusplus(
         for center in range(1, n_clusters):
             start = 1 + (center - 1) * n_local_trials
             candidates = _weighted_draws(
-                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                _cumulative(closest_sq if sample_weight is None else weights * closest_sq,
+                            accumulate, xp=xp),
                 uniforms[start : start + n_local_trials],
                 xp=xp,
             )
@@ -146,7 +152,7 @@ def _kmeans_plusplus(
             )
             best = xp.argmin(potentials)[None]
             closest_sq = _column(blocks, best, xp=xp)
-            indices.append(xp.take(candidates, best))
+            indices.append(take_rows(candidates, best))
     indices = xp.concat(indices)
     return take_rows(X, indices), indices
 
@@ -165,73 +171,37 @@ KMEANS_PARALLEL_OVERSAMPLING = 2.0
 
 
 def _nearest_candidate_pass(
-    X: Any,
-    x_sq_norms: Any,
-    candidate_rows: Any,
-    candidate_sq_norms: Any,
-    first_candidate: int,
-    closest_sq: Any,
-    nearest: Any,
-    *,
-    xp: Any,
+    X: Any, candidate_rows: Any, first_candidate: int, closest_sq: Any, nearest: Any, *, xp: Any
 ) -> tuple[Any, Any]:
     """One k-means|| round's pass over X: the distance of every point to the new
     candidates, folded into the running minimum.
 
+    The nearest new candidate of each point comes from the whole-pass
+    primitive ``nearest_centers`` (a fused kernel where one exists); its
+    squared distance is then computed exactly (``||x - c||^2``, no expansion),
+    so a repeat of an earlier candidate is never strictly closer: it weighs 0.
+
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
-    x_sq_norms : array of shape (n_samples,)
-        Squared norms of the rows of ``X``.
     candidate_rows : array of shape (n_new, n_features)
         The candidates added this round.
-    candidate_sq_norms : array of shape (n_new,)
-        Their squared norms; ``inf`` for a candidate to ignore (a repeat).
     first_candidate : int
         Number of the first new candidate among all candidates so far.
     closest_sq, nearest : arrays of shape (n_samples,)
-        Squared distance of each point to its nearest candidate so far, and
-        that candidate's number.
+        Squared distance of each point to its nearest candidate so far
+        (``inf`` before the first), and that candidate's number.
 
     Returns
     -------
     closest_sq, nearest : arrays of shape (n_samples,)
-        Updated with the new candidates: a new candidate wins only when strictly
-        closer, and among new ones the lowest number wins a tie.
+        Updated: a new candidate wins only where it is strictly closer.
     """
-    minus_twice_t = xp.permute_dims(candidate_rows, (1, 0)) * -2
-
-    def block(rows: slice) -> tuple[Any, Any]:
-        distances = x_sq_norms[rows, None] + X[rows, :] @ minus_twice_t + candidate_sq_norms
-        distances = xp.clip(distances, 0, None)
-        block_nearest = xp.argmin(distances, axis=1)
-        block_closest = xp.min(distances, axis=1)
-        closer = block_closest < closest_sq[rows]
-        return (
-            xp.where(closer, block_closest, closest_sq[rows]),
-            xp.where(closer, xp.astype(block_nearest, nearest.dtype) + first_candidate,
-                     nearest[rows]),
-        )
-
-    blocks = map_row_blocks(
-        block, X.shape[0], 2 * candidate_rows.shape[0], xp=xp, device=device_of(X)
-    )
-    return (
-        concat_rows([b[0] for b in blocks], xp=xp),
-        concat_rows([b[1] for b in blocks], xp=xp),
-    )
-
-
-def _first_occurrences(indices: Any, *, xp: Any) -> Any:
-    """True where ``indices[i]`` does not occur in ``indices[:i]`` (fixed shapes:
-    a stable sort, a comparison of neighbours, and the inverse permutation)."""
-    order = xp.argsort(indices, stable=True)
-    in_order = xp.take(indices, order)
-    repeat = xp.concat([
-        xp.zeros((1,), dtype=xp.bool, device=device_of(indices)),
-        in_order[1:] == in_order[:-1],
-    ])
-    return xp.logical_not(xp.take(repeat, xp.argsort(order)))
+    labels = nearest_centers(X, candidate_rows)
+    distances = _sq_distances_to_assigned(X, candidate_rows, labels, xp=xp)
+    closer = distances < closest_sq
+    numbers = xp.astype(labels, nearest.dtype) + first_candidate
+    return xp.where(closer, distances, closest_sq), xp.where(closer, numbers, nearest)
 
 
 def _kmeans_parallel_candidates(
@@ -250,18 +220,18 @@ def _kmeans_parallel_candidates(
     ``ceil(oversampling * n_clusters)`` more, with replacement, with
     probability proportional to ``weight * D(x)^2`` (D: distance to the nearest
     candidate so far), then makes one pass over X
-    (``_nearest_candidate_pass``). A candidate drawn twice in a round, or at
-    distance 0 from the earlier ones, is ignored (its weight stays 0): the
-    shapes never depend on the data, so nothing waits for the device.
-    The uniforms are drawn on the host in one call and moved once.
+    (``_nearest_candidate_pass``). A candidate drawn twice keeps its repeats
+    (their weight stays 0, or shares that of the same row): the shapes never
+    depend on the data, so nothing waits for the device. The uniforms are
+    drawn on the host in one call and moved once.
 
     Returns
     -------
     indices : integer array of shape (1 + n_rounds * per_round,)
         Rows of ``X`` that are candidates.
     weights : array of shape (1 + n_rounds * per_round,)
-        Per candidate, the summed sample weight of the points nearest to it
-        (0 for an ignored repeat), in the widest float of the device.
+        Per candidate, the summed sample weight of the points nearest to it,
+        in the widest float of the device.
     """
     n_samples = X.shape[0]
     device = device_of(X)
@@ -273,7 +243,6 @@ def _kmeans_parallel_candidates(
         if sample_weight is None
         else sample_weight
     )
-    x_sq_norms = xp.sum(X * X, axis=1)
     uniforms = from_host(rng.random(n_candidates), xp=xp, device=device, dtype=accumulate)
 
     first = _weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)
@@ -282,8 +251,7 @@ def _kmeans_parallel_candidates(
     candidates = [first]
     with parallel_region(xp):
         closest_sq, nearest = _nearest_candidate_pass(
-            X, x_sq_norms, take_rows(X, first), xp.take(x_sq_norms, first), 0,
-            closest_sq, nearest, xp=xp,
+            X, take_rows(X, first), 0, closest_sq, nearest, xp=xp
         )
         for round_ in range(n_rounds):
             start = 1 + round_ * per_round
@@ -292,13 +260,8 @@ def _kmeans_parallel_candidates(
                 uniforms[start : start + per_round],
                 xp=xp,
             )
-            is_new = xp.logical_and(
-                xp.take(closest_sq, drawn) > 0, _first_occurrences(drawn, xp=xp)
-            )
-            sq_norms = xp.where(is_new, xp.take(x_sq_norms, drawn), math.inf)
             closest_sq, nearest = _nearest_candidate_pass(
-                X, x_sq_norms, take_rows(X, drawn), sq_norms, start,
-                closest_sq, nearest, xp=xp,
+                X, take_rows(X, drawn), start, closest_sq, nearest, xp=xp
             )
             candidates.append(drawn)
         ones = xp.ones((n_samples, 1), dtype=accumulate, device=device)
@@ -380,6 +343,11 @@ def kmeans_plusplus(
     n_local_trials: int | None = None,
 ) -> tuple[Any, Any]:
     """Choose initial centres with greedy k-means++.
+
+    The initialisation of ``KMeans(init="k-means++")``, the same code: one
+    pass over X per centre; the random numbers are drawn on the host in one
+    call and moved to the device once, so the loop never waits for the device.
+    A seed gives the same rows on every backend.
 
     Parameters
     ----------

@@ -254,14 +254,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "k-means||": scalable k-means++ (Bahmani et al. 2012): 5 rounds, each
         drawing ``2 * n_clusters`` candidates by ``weight * D(x)^2``, then greedy
         k-means++ over the candidates weighted by the points nearest to them.
-        It reads X 6 times whatever ``n_clusters``: choose it when X is large
-        and ``n_clusters`` is in the hundreds or more, or X is distributed;
-        the final inertia is about that of "k-means++".
+        Its passes over X are 6 rounds whatever ``n_clusters`` (greedy
+        k-means++: one per centre): choose it when ``n_clusters`` is in the
+        hundreds or more, or X is large, distributed or on a GPU; the final
+        inertia is about that of "k-means++".
         "random": ``n_clusters`` distinct points drawn by weight. A callable
         is called as ``init(X, n_clusters, random_state=rng)`` with the
         centred data and a ``numpy.random.Generator``. An array gives the
-        starting centres. Every initialisation honours ``sample_weight`` and
-        gives one seed the same centres on every backend.
+        starting centres. The named initialisations honour ``sample_weight``
+        and give one seed the same centres on every backend.
     n_init : "auto" or int, default="auto"
         Number of initialisations; the lowest inertia wins. "auto" means 1 for
         "k-means++", "k-means||" or an array, 10 for "random" or a callable.

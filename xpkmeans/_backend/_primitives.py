@@ -91,9 +91,12 @@ def subtract_row(X: Any, row: Any) -> Any:
 
 
 def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
-    """``xp.take(X, indices, axis=0)``, laid out like ``like`` where that matters."""
+    """``xp.take(X, indices, axis=0)`` for non-negative ``indices``, laid out
+    like ``like`` where that matters."""
     if is_numpy_array(X):
         return _numpy.take_rows(X, indices, like)
+    if is_torch_array(X):  # array-api-compat's take adds a pass for negative indices
+        return X.index_select(0, indices)
     return array_namespace(X).take(X, indices, axis=0)
 
 
