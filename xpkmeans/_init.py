@@ -19,6 +19,8 @@ from ._backend import (
     concat_rows,
     map_row_blocks,
     parallel_region,
+    row_block,
+    sq_row_norms,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -55,7 +57,7 @@ def _closest_with_candidates(
     rows_x_t = xp.permute_dims(rows_x, (1, 0))
 
     def block(rows: slice) -> tuple[Any, Any]:
-        cross = X[rows, :] @ rows_x_t
+        cross = row_block(X, rows) @ rows_x_t  # sparse X: the library's sparse product
         distances = xp.clip(x_sq_norms[rows, None] - 2 * cross + rows_sq_norms, 0, None)
         nearest = xp.minimum(closest_sq[rows, None], distances)
         return nearest, weights[rows] @ nearest
@@ -101,7 +103,7 @@ def _kmeans_plusplus(
         if sample_weight is None
         else sample_weight
     )
-    x_sq_norms = xp.sum(X * X, axis=1)
+    x_sq_norms = sq_row_norms(X)
 
     def draw(potentials: Any, size: int) -> Any:
         cumulative = xp.cumulative_sum(xp.astype(potentials, accumulate))

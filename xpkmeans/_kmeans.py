@@ -16,11 +16,13 @@ from ._backend import (
     array_namespace,
     device_of,
     host_rng,
+    is_sparse,
     map_row_blocks,
     nearest_centers,
     parallel_region,
     picks_rows_cheaply,
     segment_sum,
+    sparse,
     widest_float_dtype,
 )
 from ._hamerly import BoundedNearest
@@ -51,7 +53,11 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
 
     Also the check that squared distances, and their sum, fit the dtype:
     values near the square root of the dtype's maximum would make them infinite.
+    Sparse X is not centred: the mean of its column variances (scikit-learn's rule).
     """
+    if is_sparse(X_centered):
+        accumulate = widest_float_dtype(xp, device_of(X_centered))
+        return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
     n_values = X_centered.shape[0] * X_centered.shape[1]
     largest = float(xp.finfo(X_centered.dtype).max)
     scale = float(xp.max(xp.stack([xp.max(X_centered), -xp.min(X_centered)])))
@@ -229,7 +235,7 @@ default="k-means++"
             )
             raise ValueError(msg)
         centers = as_namespace(self.cluster_centers_, xp, device_of(X))
-        X = xp.astype(X, centers.dtype)
+        X = sparse.as_csr(X, centers.dtype) if is_sparse(X) else xp.astype(X, centers.dtype)
         return X, centers
 
     # -------------------------------------------------------------- fitting
@@ -355,7 +361,8 @@ default="k-means++"
         xp = array_namespace(X)
         check_sample_weight(sample_weight, X, xp)
         X_mean, centered_centers, fitted = self._fit_frame
-        if fitted is self.cluster_centers_ and device_of(X_mean) == device_of(X):
+        same_frame = fitted is self.cluster_centers_ and device_of(X_mean) == device_of(X)
+        if same_frame and not is_sparse(X):  # sparse data is never centred
             # the arithmetic of fit (centred data), so predict(X_train) == labels_
             X, centers = X - xp.astype(X_mean, X.dtype), xp.astype(centered_centers, X.dtype)
         return nearest_centers(X, centers)
@@ -368,6 +375,8 @@ default="k-means++"
         """
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
+        if is_sparse(X):
+            return xp.sqrt(sparse.sq_distances_to_all(X, centers, xp=xp))
         x_sq = xp.sum(X * X, axis=1)[:, None]
         c_sq = xp.sum(centers * centers, axis=1)[None, :]
         sq = xp.clip(x_sq - 2 * (X @ xp.permute_dims(centers, (1, 0))) + c_sq, 0, None)
@@ -390,6 +399,7 @@ default="k-means++"
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn hook
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        tags.input_tags.sparse = True
         return tags
 
 
