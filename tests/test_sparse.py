@@ -166,6 +166,34 @@ def test_compiled_csr_pass_equals_the_scipy_path(k, monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    "name", ["silhouette_score", "calinski_harabasz_score", "davies_bouldin_score"]
+)
+def test_metrics_equal_scikit_learn(name):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from xpkmeans import metrics
+
+    X, _ = _blobs_sparse(n=150, seed=8)
+    labels = np.random.default_rng(8).integers(0, 3, X.shape[0])
+    expected = getattr(sklearn_metrics, name)(X.toarray(), labels)
+    np.testing.assert_allclose(getattr(metrics, name)(X, labels), expected, rtol=1e-10)
+    np.testing.assert_allclose(getattr(metrics, name)(X.tocsc(), labels), expected, rtol=1e-10)
+
+
+def test_silhouette_samples_and_subsample_equal_dense():
+    from xpkmeans import metrics
+
+    X, _ = _blobs_sparse(n=120, seed=9)
+    labels = np.random.default_rng(9).integers(0, 3, X.shape[0])
+    np.testing.assert_allclose(metrics.silhouette_samples(X, labels),
+                               metrics.silhouette_samples(X.toarray(), labels), atol=1e-12)
+    np.testing.assert_allclose(
+        metrics.silhouette_score(X, labels, sample_size=50, random_state=0),
+        metrics.silhouette_score(X.toarray(), labels, sample_size=50, random_state=0),
+        atol=1e-12,
+    )
+
+
 # ------------------------------------------------------------------ torch and CuPy
 
 
@@ -199,6 +227,12 @@ def test_torch_sparse_csr_equals_scipy(device):
                                atol=1e-5)
     centers, indices = kmeans_plusplus(Xt, 4, random_state=0)
     np.testing.assert_array_equal(indices.cpu().numpy(), kmeans_plusplus(X, 4, random_state=0)[1])
+    from xpkmeans import metrics
+
+    labels = torch.as_tensor(ref.labels_, device=device)
+    for name in ("silhouette_score", "calinski_harabasz_score", "davies_bouldin_score"):
+        np.testing.assert_allclose(getattr(metrics, name)(Xt, labels),
+                                   getattr(metrics, name)(X, ref.labels_), rtol=1e-5)
 
 
 def test_cupyx_sparse_csr_equals_scipy():

@@ -153,6 +153,24 @@ def _products(block: Any, centers_t: Any) -> Any:
     return np.asarray(product) if kind(block) == "scipy" else product
 
 
+def select_rows(X: Any, indices: Any) -> Any:
+    """The rows ``indices`` of X, as a sparse CSR matrix of the same kind."""
+    if kind(X) != "torch":
+        return X[indices]
+    return X.to_sparse_coo().index_select(0, indices).to_sparse_csr()
+
+
+def products_with_rows(X: Any, rows: slice) -> Any:
+    """``X[rows, :] @ X.T`` as a dense ``rows x n`` array (silhouette blocks)."""
+    block = row_block(X, rows)
+    if kind(X) == "torch":
+        import torch
+
+        # CSR @ dense is what torch has on CPU and CUDA: X times the dense block
+        return (X @ block.to_dense().t()).t()
+    return (block @ X.T).toarray()
+
+
 # ------------------------------------------------------------------ whole passes
 
 
