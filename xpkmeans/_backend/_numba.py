@@ -2,20 +2,21 @@
 
 A pass goes in chunks of rows, a few per core (``map_blocks``); each chunk is a
 compiled loop that releases the GIL and, per tile of ``TILE_ROWS`` rows:
-copies the tile (any memory order of X) into a small row-major buffer, takes
-its products with the centres (BLAS for large ``k * d``, a plain loop for
-small), then per row: the first minimum of the scores
-``||c||^2 / 2 - x . c`` (the label), the best and second-best scores, and the
-point's weight and coordinates added to its cluster's sums. Sums are per
-chunk, in float64, added in chunk order: no ``rows x k`` matrix, and the
-result does not depend on which core ran which chunk.
+copies the tile (any memory order of X) into a small (features x rows)
+buffer, takes its products with the centres by BLAS as a (centres x rows)
+block, finds each row's first minimum of the scores ``||c||^2 / 2 - x . c``
+(the label) and, if asked, the best and second-best scores, scanning the
+centres outermost so that the inner loop runs over rows without branches
+(vectorised: 1.6-2.5x a per-row argmin), then adds each point's weight and
+coordinates to its cluster's sums. Sums are per chunk, in float64, added in
+chunk order: no ``rows x k`` matrix, and the result does not depend on which
+core ran which chunk.
 
 Sparse CSR data has its own loop: each non-zero adds its value times one row
 of the transposed centres to the row's products.
 
 Kernels compile on first use and are cached on disk (``cache=True``).
-Without numba, ``AVAILABLE`` is False and the callers take other paths.
-"""
+Without numba, ``AVAILABLE`` is False and the callers take other paths."""
 
 from __future__ import annotations
 
@@ -74,43 +75,78 @@ def _first_two_minima(scores, half_sq_norms):
 
 
 @_jit
+def _scan_tile(products, half_sq_norms, n_rows, labels, best, second, want_second):
+    """First minimum over the centres of ``half_sq_norms[j] - products[j, r]``
+    for each row ``r`` of a tile: the centres outermost, so that the inner
+    loop runs over rows without branches (vectorised); ties keep the lowest j."""
+    for r in range(n_rows):
+        best[r] = half_sq_norms[0] - products[0, r]
+        second[r] = np.inf
+        labels[r] = 0
+    for j in range(1, half_sq_norms.shape[0]):
+        half = half_sq_norms[j]
+        row = products[j]
+        if want_second:
+            for r in range(n_rows):
+                value = half - row[r]
+                less = value < best[r]
+                second[r] = best[r] if less else min(second[r], value)
+                best[r] = value if less else best[r]
+                labels[r] = j if less else labels[r]
+        else:
+            for r in range(n_rows):
+                value = half - row[r]
+                less = value < best[r]
+                best[r] = value if less else best[r]
+                labels[r] = j if less else labels[r]
+
+
+@_jit
 def _dense_run(
-    X, start, stop, centers_t, half_sq_norms,
+    X, start, stop, centers, half_sq_norms,
     labels, best_out, second_out, want_scores,
     weights, weighted, sums, totals, want_sums,
 ):
-    """Rows ``start:stop`` of X: labels (and scores, and sums) in place."""
+    """Rows ``start:stop`` of X: labels (and scores, and sums) in place.
+
+    Per tile: the rows copied into a (features x rows) buffer, their products
+    with the centres by BLAS as a (centres x rows) block, then ``_scan_tile``.
+    """
     n_features = X.shape[1]
-    n_clusters = centers_t.shape[1]
+    n_clusters = centers.shape[0]
     by_columns = X.strides[0] < X.strides[1]  # column-major: copy column by column
-    tile = np.empty((TILE_ROWS, n_features), dtype=X.dtype)
-    products = np.empty((TILE_ROWS, n_clusters), dtype=X.dtype)
+    tile = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
+    products = np.empty((n_clusters, TILE_ROWS), dtype=X.dtype)
+    tile_labels = np.empty(TILE_ROWS, dtype=np.int32)
+    best = np.empty(TILE_ROWS, dtype=X.dtype)
+    second = np.empty(TILE_ROWS, dtype=X.dtype)
     for tile_start in range(start, stop, TILE_ROWS):
         n_rows = min(TILE_ROWS, stop - tile_start)
         if by_columns:
             for f in range(n_features):
                 for r in range(n_rows):
-                    tile[r, f] = X[tile_start + r, f]
+                    tile[f, r] = X[tile_start + r, f]
         else:
             for r in range(n_rows):
                 for f in range(n_features):
-                    tile[r, f] = X[tile_start + r, f]
-        if n_rows == TILE_ROWS:  # BLAS (measured faster than a loop even for k=4, d=2)
-            np.dot(tile, centers_t, products)
-        else:
-            products[:n_rows] = np.dot(tile[:n_rows], centers_t)
+                    tile[f, r] = X[tile_start + r, f]
+        if n_rows == TILE_ROWS:
+            np.dot(centers, tile, products)
+        else:  # the last, shorter tile: contiguous copies for BLAS
+            products[:, :n_rows] = np.dot(centers, np.ascontiguousarray(tile[:, :n_rows]))
+        _scan_tile(products, half_sq_norms, n_rows, tile_labels, best, second, want_scores)
         for r in range(n_rows):
             i = tile_start + r
-            if want_scores:  # the second minimum costs a branch per centre
-                label, best_out[i], second_out[i] = _first_two_minima(products[r], half_sq_norms)
-            else:
-                label = _first_minimum(products[r], half_sq_norms)[0]
+            label = tile_labels[r]
             labels[i] = label
+            if want_scores:
+                best_out[i] = best[r]
+                second_out[i] = second[r]
             if want_sums:
                 weight = np.float64(weights[i]) if weighted else 1.0
                 totals[label] += weight
                 for f in range(n_features):
-                    sums[label, f] += weight * tile[r, f]
+                    sums[label, f] += weight * tile[f, r]
 
 
 @_jit
@@ -165,6 +201,18 @@ def _csr_sq_distances_run(data, indices, indptr, start, stop, centers, sq_norms,
             difference = data[p] - at_center
             total += difference * difference - at_center * at_center
         out[i] = max(total, 0.0)
+
+
+@_jit
+def _column_moments(data, indices, n_features):
+    """Per column, the sum of the stored values and of their squares (float64)."""
+    sums = np.zeros(n_features)
+    squares = np.zeros(n_features)
+    for p in range(data.shape[0]):
+        value = np.float64(data[p])
+        sums[indices[p]] += value
+        squares[indices[p]] += value * value
+    return sums, squares
 
 
 # ------------------------------------------------------------------ drivers
@@ -277,7 +325,7 @@ def dense_pass(X, centers, *, weights=None, want_scores=False, want_sums=False):
     centers, centers_t, half_sq_norms = _prepared_centers(centers, X.dtype)
 
     def run_rows(start, stop, *outputs):
-        _dense_run(X, start, stop, centers_t, half_sq_norms, *outputs)
+        _dense_run(X, start, stop, centers, half_sq_norms, *outputs)
 
     return _pass(run_rows, X.shape[0], centers.shape[0], X.shape[1], X.dtype,
                  weights=weights, want_scores=want_scores, want_sums=want_sums)
@@ -304,7 +352,7 @@ def nearest_two_centers(X, centers, half_sq_norms):
     half_sq_norms = np.ascontiguousarray(half_sq_norms, dtype=X.dtype)
     empty_sums = np.zeros((0, 0))
     empty = np.zeros(0)
-    _dense_run(X, 0, n_rows, np.ascontiguousarray(centers.T), half_sq_norms,
+    _dense_run(X, 0, n_rows, centers, half_sq_norms,
                labels, best, second, True, empty, False, empty_sums, empty, False)
     return labels, best, second
 
@@ -322,3 +370,8 @@ def csr_sq_distances_to_assigned(X, centers, labels):
 
     _over_chunks(run_chunk, X.shape[0], 0, 0, False)
     return out
+
+
+def column_moments(X):
+    """Per column of a CSR matrix, the sums of values and of squares (float64)."""
+    return _column_moments(X.data, X.indices, X.shape[1])

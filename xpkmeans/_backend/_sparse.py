@@ -259,19 +259,20 @@ def sq_row_norms(X: Any, *, xp: Any) -> Any:
 
 
 def mean_column_variance(X: Any, *, xp: Any, accumulate: Any) -> float:
-    """The mean over columns of each column's variance (scikit-learn's
-    ``mean_variance_axis``), summed in ``accumulate``."""
+    """The mean over columns of each column's variance (as scikit-learn's
+    ``mean_variance_axis``), from the sums of values and squares in ``accumulate``."""
+    from . import _numba
+
     n_samples, n_features = X.shape
-    stored = xp.astype(values(X), accumulate)
-    columns = xp.astype(_columns(X), xp.int64)
-    means = _add_at(columns, stored, n_features, xp=xp, accumulate=accumulate) / n_samples
-    # (x - mean)^2 over the stored values, and mean^2 for each zero
-    deviation = stored - xp.take(means, columns)
-    stored_part = _add_at(columns, deviation * deviation, n_features, xp=xp,
-                          accumulate=accumulate)
-    counts = _add_at(columns, xp.ones_like(stored), n_features, xp=xp, accumulate=accumulate)
-    variances = (stored_part + (n_samples - counts) * means * means) / n_samples
-    return float(xp.mean(variances))
+    if _numba.handles_sparse(X):
+        sums, squares = _numba.column_moments(X)
+    else:
+        stored = xp.astype(values(X), accumulate)
+        columns = _columns(X)
+        sums = _add_at(columns, stored, n_features, xp=xp, accumulate=accumulate)
+        squares = _add_at(columns, stored * stored, n_features, xp=xp, accumulate=accumulate)
+    means = sums / n_samples
+    return float(xp.mean(xp.clip(squares / n_samples - means * means, min=0.0)))
 
 
 def sq_distances_to_all(X: Any, centers: Any, *, xp: Any) -> Any:
