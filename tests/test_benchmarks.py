@@ -20,3 +20,14 @@ def test_benchmark_runs_on_a_tiny_problem(tmp_path):
     assert saved.keys() == results.keys()
     table = next(tmp_path.glob("*.md")).read_text()
     assert "xpkmeans-numpy" in table and "sklearn-lloyd" in table
+
+
+def test_benchmark_runs_on_the_sparse_problem(tmp_path):
+    pytest.importorskip("scipy.sparse")
+    results = run.main(["--quick", "--problems", "sparse", "--figures", "lloyd",
+                        "--backends", "sklearn-lloyd,xpkmeans-numpy,faiss", "--out", str(tmp_path)])
+    rows = {row["library"]: row for row in results["lloyd"]}
+    assert set(rows) <= {"sklearn-lloyd", "xpkmeans-numpy"}  # faiss takes no sparse data
+    assert rows["xpkmeans-numpy"]["error"] is None and rows["xpkmeans-numpy"]["n_iter"] == 3
+    # the same iterations from the same init: the same centres, to rounding
+    assert abs(rows["xpkmeans-numpy"]["inertia"] / rows["sklearn-lloyd"]["inertia"] - 1) < 1e-5

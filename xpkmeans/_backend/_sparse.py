@@ -105,18 +105,18 @@ def _columns(X: Any) -> Any:
 
 def _row_ids(X: Any, xp: Any) -> Any:
     """The row of each stored value (n_nonzero integers)."""
-    counts = _indptr(X)[1:] - _indptr(X)[:-1]
-    rows = xp.arange(X.shape[0], device=device(X))
-    if kind(X) == "torch":
+    indptr = _indptr(X)
+    library = kind(X)
+    if library == "scipy":
+        return np.repeat(np.arange(X.shape[0]), np.diff(indptr))
+    if library == "torch":
         import torch
 
-        return torch.repeat_interleave(rows, counts)
-    return xp.asarray(_repeat(rows, counts))
-
-
-def _repeat(rows: Any, counts: Any) -> Any:
-    module = sys.modules["cupy"] if type(rows).__module__.startswith("cupy") else np
-    return module.repeat(rows, counts)
+        counts = indptr[1:] - indptr[:-1]
+        return torch.repeat_interleave(torch.arange(X.shape[0], device=X.device), counts)
+    # CuPy: the row whose range holds each position (no repeat by an array of counts)
+    positions = xp.arange(values(X).shape[0], dtype=xp.int64, device=device(X))
+    return xp.searchsorted(xp.astype(indptr[1:], xp.int64), positions, side="right")
 
 
 def row_block(X: Any, rows: slice) -> Any:
