@@ -121,6 +121,8 @@ def _row_ids(X: Any, xp: Any) -> Any:
 
 def row_block(X: Any, rows: slice) -> Any:
     """``X[rows, :]`` as a CSR matrix of the same kind (no copy of other rows)."""
+    if rows.start == 0 and rows.stop == X.shape[0]:  # all rows (one GPU block): X itself
+        return X
     if kind(X) != "torch":
         return X[rows]
     import torch
