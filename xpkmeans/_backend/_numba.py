@@ -32,7 +32,8 @@ except ImportError:
 
 AVAILABLE = numba is not None
 
-# Rows per tile: the tile and its products stay in the L1/L2 cache.
+# Rows per tile: the tile and its products stay in the L1/L2 cache (2048
+# rows was no faster on 100k x 16 x 16 and 1.4x slower on 1M x 32 x 64).
 TILE_ROWS = 256
 
 # A pass goes in chunks of at least this many rows, a few per core.
