@@ -111,6 +111,25 @@ def test_k_means_kmeans_plusplus_and_random_init_equal_dense(compiled):
         np.testing.assert_allclose(ours[0], ref[0], atol=1e-12)
 
 
+def test_learning_steps_and_model_selection_take_sparse_data(compiled):
+    from xpkmeans import e_step, lloyd_steps, m_step, select_n_clusters
+
+    X, _ = _blobs_sparse(n=200, seed=10)
+    init = X[:4].toarray()
+    steps = list(lloyd_steps(X, init))
+    km = KMeans(4, init=init, n_init=1, tol=0).fit(X)
+    np.testing.assert_array_equal(steps[-1].labels, km.labels_)
+    np.testing.assert_allclose(steps[-1].inertia, km.inertia_, rtol=1e-12)
+    labels, inertia = e_step(X, km.cluster_centers_)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_allclose(float(inertia), km.inertia_, rtol=1e-12)
+    np.testing.assert_allclose(m_step(X, labels, km.cluster_centers_), km.cluster_centers_,
+                               atol=1e-12)
+    dense = select_n_clusters(X.toarray(), range(2, 5), random_state=0)
+    assert select_n_clusters(X, range(2, 5), random_state=0).best_n_clusters == \
+        dense.best_n_clusters
+
+
 def test_integer_and_boolean_sparse_become_float64():
     X = sp.csr_matrix(np.array([[0, 2], [0, 3], [5, 0], [6, 0]], dtype=np.int64))
     km = KMeans(2, random_state=0).fit(X)
