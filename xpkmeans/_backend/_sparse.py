@@ -166,8 +166,6 @@ def products_with_rows(X: Any, rows: slice) -> Any:
     """``X[rows, :] @ X.T`` as a dense ``rows x n`` array (silhouette blocks)."""
     block = row_block(X, rows)
     if kind(X) == "torch":
-        import torch
-
         # CSR @ dense is what torch has on CPU and CUDA: X times the dense block
         return (X @ block.to_dense().t()).t()
     return (block @ X.T).toarray()
