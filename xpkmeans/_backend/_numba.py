@@ -2,9 +2,8 @@
 
 A pass goes in chunks of rows, a few per core (``map_blocks``); each chunk is a
 compiled loop that releases the GIL and, per tile of ``TILE_ROWS`` rows:
-copies the tile (any memory order of X) into a small (features x rows)
-buffer, takes its products with the centres by BLAS as a (centres x rows)
-block, finds each row's first minimum of the scores ``||c||^2 / 2 - x . c``
+copies the tile (any memory order of X) into a small row-major buffer,
+takes its products with the centres by BLAS as a (centres x rows) block, finds each row's first minimum of the scores ``||c||^2 / 2 - x . c``
 (the label) and, if asked, the best and second-best scores, scanning the
 centres outermost so that the inner loop runs over rows without branches
 (vectorised: 1.6-2.5x a per-row argmin), then adds each point's weight and
@@ -110,13 +109,14 @@ def _dense_run(
 ):
     """Rows ``start:stop`` of X: labels (and scores, and sums) in place.
 
-    Per tile: the rows copied into a (features x rows) buffer, their products
-    with the centres by BLAS as a (centres x rows) block, then ``_scan_tile``.
+    Per tile: the rows copied into a row-major buffer, their products with
+    the centres by BLAS as a (centres x rows) block, then ``_scan_tile``;
+    each row is added to its cluster's sums from the buffer (contiguous).
     """
     n_features = X.shape[1]
     n_clusters = centers.shape[0]
     by_columns = X.strides[0] < X.strides[1]  # column-major: copy column by column
-    tile = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
+    tile = np.empty((TILE_ROWS, n_features), dtype=X.dtype)
     products = np.empty((n_clusters, TILE_ROWS), dtype=X.dtype)
     tile_labels = np.empty(TILE_ROWS, dtype=np.int32)
     best = np.empty(TILE_ROWS, dtype=X.dtype)
@@ -126,15 +126,15 @@ def _dense_run(
         if by_columns:
             for f in range(n_features):
                 for r in range(n_rows):
-                    tile[f, r] = X[tile_start + r, f]
+                    tile[r, f] = X[tile_start + r, f]
         else:
             for r in range(n_rows):
                 for f in range(n_features):
-                    tile[f, r] = X[tile_start + r, f]
+                    tile[r, f] = X[tile_start + r, f]
         if n_rows == TILE_ROWS:
-            np.dot(centers, tile, products)
-        else:  # the last, shorter tile: contiguous copies for BLAS
-            products[:, :n_rows] = np.dot(centers, np.ascontiguousarray(tile[:, :n_rows]))
+            np.dot(centers, tile.T, products)
+        else:  # the last, shorter tile: a contiguous copy for BLAS
+            products[:, :n_rows] = np.dot(centers, np.ascontiguousarray(tile[:n_rows]).T)
         _scan_tile(products, half_sq_norms, n_rows, tile_labels, best, second, want_scores)
         for r in range(n_rows):
             i = tile_start + r
@@ -146,8 +146,10 @@ def _dense_run(
             if want_sums:
                 weight = np.float64(weights[i]) if weighted else 1.0
                 totals[label] += weight
+                cluster_sums = sums[label]
+                row = tile[r]
                 for f in range(n_features):
-                    sums[label, f] += weight * tile[f, r]
+                    cluster_sums[f] += weight * row[f]
 
 
 @_jit
