@@ -52,6 +52,8 @@ class Library:
         See the module docstring.
     notes : str
         How the calls map onto the library (written into the report).
+    sparse : bool
+        Takes sparse CSR data (SciPy, or its array kind's own sparse CSR).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Library:
     lloyd: Callable[[Any, Any, int], Fitted]
     fit: Callable[[Any, int, int], Fitted]
     notes: str = ""
+    sparse: bool = False
 
     def unavailable(self) -> str | None:
         """None when usable here, else why not."""
@@ -231,21 +234,21 @@ _sk_elkan, _sk_elkan_fit = _kmeans_estimator("sklearn.cluster", "elkan")
 
 LIBRARIES: tuple[Library, ...] = (
     Library("sklearn-lloyd", "cpu", "numpy", ("sklearn",), _sk_lloyd, _sk_lloyd_fit,
-            "KMeans(algorithm='lloyd'); the reference of every ratio"),
+            "KMeans(algorithm='lloyd'); the reference of every ratio", sparse=True),
     Library("sklearn-elkan", "cpu", "numpy", ("sklearn",), _sk_elkan, _sk_elkan_fit,
-            "KMeans(algorithm='elkan')"),
+            "KMeans(algorithm='elkan')", sparse=True),
     Library("xpkmeans-numpy", "cpu", "numpy", ("xpkmeans",), _xpkmeans_lloyd, _xpkmeans_fit,
-            _XPKMEANS_NOTES),
+            _XPKMEANS_NOTES, sparse=True),
     Library("xpkmeans-hamerly", "cpu", "numpy", ("xpkmeans",),
             *_kmeans_estimator("xpkmeans", "hamerly"),
             "as xpkmeans-numpy, with algorithm='hamerly'"),
     Library("xpkmeans-torch", "cpu", "torch-cpu", ("xpkmeans", "torch"), _xpkmeans_lloyd,
-            _xpkmeans_fit, _XPKMEANS_NOTES),
+            _xpkmeans_fit, _XPKMEANS_NOTES, sparse=True),
     Library("faiss", "cpu", "numpy", ("faiss",), _faiss_lloyd, _faiss_fit, _FAISS_NOTES),
     Library("xpkmeans-cupy", "gpu", "cupy", ("xpkmeans", "cupy"), _xpkmeans_lloyd,
-            _xpkmeans_fit, _XPKMEANS_NOTES),
+            _xpkmeans_fit, _XPKMEANS_NOTES, sparse=True),
     Library("xpkmeans-torch-cuda", "gpu", "torch-cuda", ("xpkmeans", "torch"), _xpkmeans_lloyd,
-            _xpkmeans_fit, _XPKMEANS_NOTES),
+            _xpkmeans_fit, _XPKMEANS_NOTES, sparse=True),
     Library("fast-pytorch-kmeans", "gpu", "torch-cuda", ("torch", "fast_pytorch_kmeans"),
             _fast_pytorch_lloyd, _fast_pytorch_fit,
             "KMeans(k, max_iter, tol=-1).fit_predict(X, centroids=init); default: "

@@ -1,8 +1,12 @@
 """Benchmark problems, declared as data, and the data sets they generate.
 
-A problem is ``(n, d, k)`` float32 Gaussian blobs (``make_blobs``-like: ``k``
-centres drawn uniformly in ``[-10, 10]^d``, each point a centre plus isotropic
-noise of standard deviation ``cluster_std``). Generation is never timed.
+A problem is ``(n, d, k)`` float32 data, by default Gaussian blobs
+(``make_blobs``-like: ``k`` centres drawn uniformly in ``[-10, 10]^d``, each
+point a centre plus isotropic noise of standard deviation ``cluster_std``);
+``data="uniform"``: uniform in ``[-10, 10]^d``, no clusters;
+``data="tfidf"``: a TF-IDF-like SciPy CSR matrix (about ``nnz_per_row``
+columns per row drawn from a power law, values exponential times the
+column's IDF, rows scaled to unit norm). Generation is never timed.
 
 On the CPU the data is drawn by NumPy; on a GPU it is drawn on the device
 (torch, else CuPy), since drawing 10^9 normals on the host would cost more
@@ -54,13 +58,21 @@ class Problem:
     default: bool = True
     skip: tuple[tuple[str, str], ...] = ()
     skip_reason: str = ""
+    data: str = "blobs"
+    nnz_per_row: int = 0
 
     @property
     def shape(self) -> str:
-        return f"{_short(self.n)}×{self.d}×{self.k}"
+        return f"{_short(self.n)}×{_short(self.d)}×{self.k}"
+
+    @property
+    def sparse(self) -> bool:
+        return self.data == "tfidf"
 
     @property
     def data_bytes(self) -> int:
+        if self.sparse:  # float32 values and int32 column indices
+            return self.n * self.nnz_per_row * 8
         return self.n * self.d * 4
 
     def quick(self) -> "Problem":
@@ -82,6 +94,17 @@ PROBLEMS: tuple[Problem, ...] = (
             "with --problems wide)"),
     # overlapping blobs: many iterations in which few points move (Hamerly's case)
     Problem("overlap", 100_000,    32,  256,  30,    ("cpu",), cluster_std=3.0),
+    # few features, many clusters: where a fused compiled pass beats BLAS + NumPy
+    Problem("uniform", 2_000_000,  16,  100,  5,     ("cpu",), data="uniform",
+            skip=(("fit", "cpu"),), skip_reason="default fit left out of the default run: "
+            "about 300 iterations on uniform data, minutes per fit on two cores (run it with "
+            "--problems uniform)"),
+    # the course's blobs, scaled up
+    Problem("course", 2_000_000,   2,   4,    10,    ("cpu", "gpu")),
+    # TF-IDF-like sparse CSR (power-law columns, rows of unit norm)
+    Problem("sparse", 200_000,     20_000, 50, 3,    ("cpu", "gpu"), data="tfidf",
+            nnz_per_row=50, skip=(("memory", "cpu"),),
+            skip_reason="peak memory is measured on dense problems only"),
     Problem("large",  10_000_000,  32,  256,  5,     ("gpu",)),
     Problem("huge",   8_000_000,   128, 1024, 5,     ("gpu",)),
 )
@@ -142,10 +165,13 @@ class Dataset:
         self.problem = problem
         self.seed = seed
         self._arrays: dict[str, Any] = {}
-        if device == "gpu":
+        if device == "gpu" and not problem.sparse:
             kind, X = _blobs_on_gpu(problem, seed)
             self._arrays[kind] = X
             self.home = kind
+        elif problem.sparse:
+            self._arrays["numpy"] = _tfidf_scipy(problem, seed)
+            self.home = "numpy"
         else:
             self._arrays["numpy"] = _blobs_numpy(problem, seed)
             self.home = "numpy"
@@ -159,6 +185,8 @@ class Dataset:
 
     def init(self, kind: str) -> Any:
         X = self.array(kind)
+        if self.problem.sparse:  # dense centres, in the library's dense arrays
+            return _convert(self._arrays[self.home][self.init_rows].toarray(), kind)
         if kind == "numpy":
             return X[self.init_rows].copy()
         if kind.startswith("torch"):
@@ -175,12 +203,32 @@ class Dataset:
 
 def _blobs_numpy(problem: Problem, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
+    if problem.data == "uniform":
+        return rng.uniform(-10.0, 10.0, size=(problem.n, problem.d)).astype(np.float32)
     centers = rng.uniform(-10.0, 10.0, size=(problem.k, problem.d)).astype(np.float32)
     labels = rng.integers(0, problem.k, size=problem.n)
     X = rng.standard_normal((problem.n, problem.d), dtype=np.float32)
     if problem.cluster_std != 1.0:
         X *= np.float32(problem.cluster_std)
     X += centers[labels]
+    return X
+
+
+def _tfidf_scipy(problem: Problem, seed: int) -> Any:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n, d, per_row = problem.n, problem.d, problem.nnz_per_row
+    frequency = 1.0 / (np.arange(d) + 10.0)  # Zipf-like column frequencies
+    frequency /= frequency.sum()
+    columns = rng.choice(d, size=n * per_row, p=frequency).astype(np.int32)
+    rows = np.repeat(np.arange(n, dtype=np.int32), per_row)
+    values = rng.exponential(1.0, n * per_row) * np.log(1.0 / frequency)[columns]
+    X = sp.csr_matrix((values.astype(np.float32), (rows, columns)), shape=(n, d))
+    X.sum_duplicates()
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    X = sp.csr_matrix(sp.diags(1.0 / norms) @ X, dtype=np.float32)
+    X.sort_indices()
     return X
 
 
@@ -210,7 +258,10 @@ def _blobs_on_gpu(problem: Problem, seed: int) -> tuple[str, Any]:
 
 
 def _convert(X: Any, kind: str) -> Any:
-    """Copy (or share) ``X`` as an array of ``kind``."""
+    """Copy (or share) ``X`` as an array of ``kind`` (a SciPy CSR matrix as
+    that library's CSR matrix)."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "tocsr"):
+        return _convert_sparse(X, kind)
     if kind == "numpy":
         from xpkmeans._backend import to_numpy
 
@@ -233,3 +284,22 @@ def _convert(X: Any, kind: str) -> Any:
         return cupy.from_dlpack(X)
     msg = f"Unknown array kind {kind!r}."
     raise ValueError(msg)
+
+
+def _convert_sparse(X: Any, kind: str) -> Any:
+    if kind == "numpy":
+        return X
+    if kind == "cupy":
+        import cupyx.scipy.sparse
+
+        return cupyx.scipy.sparse.csr_matrix(X)
+    import warnings
+
+    import torch
+
+    device = "cuda" if kind == "torch-cuda" else "cpu"
+    parts = (torch.as_tensor(X.indptr), torch.as_tensor(X.indices), torch.as_tensor(X.data))
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(*parts, size=X.shape, device=device,
+                                       check_invariants=False)

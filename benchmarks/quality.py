@@ -22,6 +22,10 @@ _GPU_BLOCK = 1 << 27
 
 def inertia(X: Any, centers: Any) -> float:
     """Sum over the rows of ``X`` of the squared distance to the nearest of ``centers``."""
+    from xpkmeans._backend import is_sparse
+
+    if is_sparse(X):
+        return _sparse_inertia(X, centers)
     xp = array_namespace(X)
     dev = device_of(X)
     host = np.asarray(to_numpy(centers), dtype=np.float64)
@@ -39,3 +43,15 @@ def inertia(X: Any, centers: Any) -> float:
         diff = xp.astype(block, xp.float64) - xp.take(C64, labels, axis=0)
         total += float(xp.sum(diff * diff))
     return total
+
+
+def _sparse_inertia(X: Any, centers: Any) -> float:
+    """``inertia`` of a sparse matrix: xpkmeans's E step, distances in float64."""
+    from xpkmeans._backend import nearest_centers, sparse
+
+    xp = sparse.namespace(X)
+    host = np.asarray(to_numpy(centers), dtype=np.float64)
+    dev = sparse.device(X)
+    labels = nearest_centers(X, xp.asarray(host.astype(np.float32), device=dev))
+    C64 = xp.asarray(host, dtype=xp.float64, device=dev)
+    return float(xp.sum(sparse.sq_distances_to_assigned(X, C64, labels, xp=xp)))

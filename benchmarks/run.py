@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log("  default fit")
             results["fit"] += _fit_figure(problem, data, fit_libs, rounds, device, budget,
                                           args.seed, warm="lloyd" not in figures)
-        if "memory" in figures:
+        if "memory" in figures and ("memory", device) not in problem.skip:
             log("  peak memory")
             results["memory"] += _memory_figure(problem, data, here, args)
         data.release()
@@ -278,7 +278,10 @@ def _before(lib: Library, device: str):
 
 
 def _runs_on(lib: Library, problem: Problem, device: str) -> bool:
-    """A CPU library in a GPU run (the reference) only takes the CPU problems."""
+    """A CPU library in a GPU run (the reference) only takes the CPU problems;
+    sparse problems go only to libraries that take sparse data."""
+    if problem.sparse and not lib.sparse:
+        return False
     return not (device == "gpu" and lib.device == "cpu" and "cpu" not in problem.devices)
 
 

@@ -24,3 +24,14 @@ def test_benchmark_runs_on_a_tiny_problem(tmp_path):
     ours = next(r for r in results["fit"] if r["library"] == "xpkmeans-numpy")
     assert 0 < ours["init_s"] < ours["times_s"][-1]
     assert ours["init_s"] + ours["after_init_s"] == pytest.approx(ours["times_s"][-1])
+
+
+def test_benchmark_runs_on_the_sparse_problem(tmp_path):
+    pytest.importorskip("scipy.sparse")
+    results = run.main(["--quick", "--problems", "sparse", "--figures", "lloyd",
+                        "--backends", "sklearn-lloyd,xpkmeans-numpy,faiss", "--out", str(tmp_path)])
+    rows = {row["library"]: row for row in results["lloyd"]}
+    assert set(rows) <= {"sklearn-lloyd", "xpkmeans-numpy"}  # faiss takes no sparse data
+    assert rows["xpkmeans-numpy"]["error"] is None and rows["xpkmeans-numpy"]["n_iter"] == 3
+    # the same iterations from the same init: the same centres, to rounding
+    assert abs(rows["xpkmeans-numpy"]["inertia"] / rows["sklearn-lloyd"]["inertia"] - 1) < 1e-5

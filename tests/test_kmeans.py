@@ -287,10 +287,11 @@ def test_explicit_init_with_n_init_warns():
     assert km.n_iter_ >= 1
 
 
-def test_sparse_input_is_rejected_clearly():
+def test_sparse_centres_are_rejected_clearly():
+    # sparse data is accepted (tests/test_sparse.py); centres must be dense
     sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="sparse"):
-        KMeans(2).fit(sparse.csr_matrix(X_OK))
+    with pytest.raises(TypeError, match="`init` is a sparse matrix"):
+        KMeans(2, init=sparse.csr_matrix(X_OK[:2]), n_init=1).fit(X_OK)
 
 
 def test_predict_before_fit_and_wrong_features():

@@ -21,7 +21,9 @@ from ._backend import (
     map_row_blocks,
     nearest_centers,
     parallel_region,
+    row_block,
     segment_sum,
+    sq_row_norms,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -68,7 +70,9 @@ def _closest_with_candidates(
     minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
-        distances = x_sq_norms[rows, None] + X[rows, :] @ minus_twice_rows_t + rows_sq_norms
+        # sparse X: row_block keeps it sparse, and the product is the library's
+        cross = row_block(X, rows) @ minus_twice_rows_t
+        distances = x_sq_norms[rows, None] + cross + rows_sq_norms
         # (clip with an array bound is one pass, but 1.4x slower in NumPy, and
         # torch's moves a scalar bound to the device on every call)
         nearest = xp.minimum(closest_sq[rows, None], xp.clip(distances, 0, None))
@@ -127,7 +131,7 @@ def _kmeans_plusplus(
         if sample_weight is None
         else sample_weight
     )
-    x_sq_norms = xp.sum(X * X, axis=1)
+    x_sq_norms = sq_row_norms(X)
     # uniforms[0]: the first centre; then n_local_trials per further centre
     uniforms = from_host(
         rng.random(1 + (n_clusters - 1) * n_local_trials),

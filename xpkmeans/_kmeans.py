@@ -19,10 +19,12 @@ from ._backend import (
     array_namespace,
     device_of,
     host_rng,
+    is_sparse,
     map_row_blocks,
     nearest_centers,
     parallel_region,
     segment_sum,
+    sparse,
     subtract_row,
     widest_float_dtype,
 )
@@ -195,7 +197,11 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
 
     Also the check that squared distances, and their sum, fit the dtype:
     values near the square root of the dtype's maximum would make them infinite.
+    Sparse X is not centred: the mean of its column variances (scikit-learn's rule).
     """
+    if is_sparse(X_centered):
+        accumulate = widest_float_dtype(xp, device_of(X_centered))
+        return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
     n_values = X_centered.shape[0] * X_centered.shape[1]
     largest = float(xp.finfo(X_centered.dtype).max)
     scale = float(xp.max(xp.stack([xp.max(X_centered), -xp.min(X_centered)])))
@@ -404,6 +410,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
             raise ValueError(msg)
         centers = as_namespace(self.cluster_centers_, xp, device_of(X))
+        if is_sparse(X):  # sparse data is never centred
+            return sparse.as_csr(X, centers.dtype), centers
         X = xp.astype(X, centers.dtype)
         if self._centers_are_fitted() and device_of(self.mean_) == device_of(X):
             X = subtract_row(X, xp.astype(self.mean_, X.dtype))
@@ -610,6 +618,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return _dask.transform(self, X)
         X, centers = self._check_test_data(X)
         xp = array_namespace(X)
+        if is_sparse(X):
+            return xp.sqrt(sparse.sq_distances_to_all(X, centers, xp=xp))
         x_sq = xp.sum(X * X, axis=1)[:, None]
         c_sq = xp.sum(centers * centers, axis=1)[None, :]
         sq = xp.clip(x_sq - 2 * (X @ xp.permute_dims(centers, (1, 0))) + c_sq, 0, None)
@@ -634,6 +644,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn hook
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        tags.input_tags.sparse = True
         return tags
 
 

@@ -19,6 +19,7 @@ from array_api_compat import is_dask_array
 from ._backend import (
     concat_rows,
     device_of,
+    is_sparse,
     largest_indices,
     map_row_blocks,
     nearest_centers,
@@ -26,7 +27,10 @@ from ._backend import (
     parallel_region,
     picks_rows_cheaply,
     segment_sum,
+    sparse,
     subtract_row,
+    sum_by_cluster,
+    sums_in_pass,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -49,6 +53,8 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
     Distances are computed as ``||c||^2 - 2 x . c``; on centred data the
     terms are small and the cancellation loses little precision.
     """
+    if is_sparse(X):  # centring would fill it in; not centred, as in scikit-learn
+        return X, xp.zeros((X.shape[1],), dtype=X.dtype, device=device_of(X))
     # the mean as a product with ones: one BLAS pass, as accurate as `mean`,
     # which NumPy computes row by row along axis 0 (6x slower on 16 features)
     ones = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
@@ -61,6 +67,8 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
 
 def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
     """``||x_i - centers[labels_i]||^2`` for each row, computed exactly (no expansion)."""
+    if is_sparse(X):
+        return sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
     blocks = map_row_blocks(
         lambda rows: _sq_distances_of_block(X[rows, :], centers, labels[rows], xp=xp),
         X.shape[0], X.shape[1], xp=xp, device=device_of(X),
@@ -101,6 +109,17 @@ class _ClusterSums:
     labels: Any
 
 
+def _sums_by_moved_points(X: Any, sample_weight: Any, previous: _ClusterSums | None) -> bool:
+    """Whether the sums may be updated from ``previous`` by the points that moved:
+    unweighted (with weights, a running total could miss an exact zero: an
+    empty cluster), where picking rows is cheap and the sums are not made
+    for almost nothing in the pass that finds the labels (``sums_in_pass``)."""
+    return (
+        previous is not None and sample_weight is None and picks_rows_cheaply(X)
+        and not sums_in_pass(X)
+    )
+
+
 def _cluster_sums(
     X: Any, sample_weight: Any, labels: Any, n_clusters: int, *, xp: Any,
     previous: _ClusterSums | None = None,
@@ -109,11 +128,11 @@ def _cluster_sums(
 
     Given the sums of the previous labels, and when few points moved, only
     the moved points are subtracted from their old clusters and added to
-    their new ones; otherwise all points are summed. Unweighted only: with
-    weights, a running total could miss an exact zero (an empty cluster).
+    their new ones (see ``_sums_by_moved_points``); otherwise all points
+    are summed.
     """
     accumulate = widest_float_dtype(xp, device_of(X))
-    if previous is not None and sample_weight is None and picks_rows_cheaply(X):
+    if _sums_by_moved_points(X, sample_weight, previous):
         moved = xp.nonzero(labels != previous.labels)[0]
         if moved.shape[0] == 0:
             return replace(previous, labels=labels)
@@ -126,8 +145,8 @@ def _cluster_sums(
             sums = previous.sums + (xp.astype(added, accumulate) - xp.astype(removed, accumulate))
             totals = previous.totals + xp.astype(added_totals - removed_totals, accumulate)
             return _ClusterSums(sums, totals, labels)
-    sums, totals = segment_sum(X, labels, n_clusters, weights=sample_weight)
-    return _ClusterSums(xp.astype(sums, accumulate), xp.astype(totals, accumulate), labels)
+    sums, totals = sum_by_cluster(X, labels, n_clusters, weights=sample_weight)
+    return _ClusterSums(sums, totals, labels)
 
 
 def _centers_from_sums(cluster_sums: _ClusterSums, fallback: Any, *, xp: Any) -> Any:
@@ -233,8 +252,7 @@ def _assign_and_sum(
     injected (Hamerly) or the sums can be updated from ``previous`` by the
     few points that moved (``_cluster_sums``).
     """
-    incremental = previous is not None and sample_weight is None and picks_rows_cheaply(X)
-    if nearest is None and not incremental:
+    if nearest is None and not _sums_by_moved_points(X, sample_weight, previous):
         labels, sums, totals = nearest_centers_and_sums(X, centers, weights=sample_weight)
         return _ClusterSums(sums, totals, labels)
     labels = nearest_centers(X, centers) if nearest is None else nearest(centers)

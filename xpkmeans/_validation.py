@@ -7,7 +7,6 @@ Inputs are never modified: conversions make new arrays.
 from __future__ import annotations
 
 import numbers
-import sys
 from typing import Any
 
 import numpy as np
@@ -17,20 +16,17 @@ from ._backend import (
     array_namespace,
     default_float_dtype,
     device_of,
+    is_sparse,
     map_row_blocks,
+    sparse,
     to_numpy,
 )
 
 
-def _is_sparse(X: Any) -> bool:
-    sparse = sys.modules.get("scipy.sparse")
-    return sparse is not None and sparse.issparse(X)
-
-
 def _as_array(X: Any, name: str) -> tuple[Any, Any]:
     """``X`` as an array-API array and its namespace; other inputs go through NumPy."""
-    if _is_sparse(X):
-        msg = f"`{name}` is a sparse matrix; xpkmeans needs dense data (use `{name}.toarray()`)."
+    if is_sparse(X):
+        msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
         raise InputTypeError(msg)
     try:
         xp = array_namespace(X)
@@ -58,8 +54,11 @@ def check_array(
     """Validate a 2-D finite real array; return it (as float) and its namespace.
 
     float32 and float64 are kept; other real or integer dtypes become the
-    namespace's default floating dtype, unless ``dtype`` forces one.
+    namespace's default floating dtype, unless ``dtype`` forces one. Sparse
+    matrices (SciPy, CuPy, torch) are accepted, returned in CSR format.
     """
+    if is_sparse(X):
+        return _check_sparse(X, name=name, ensure_min_samples=ensure_min_samples, dtype=dtype)
     X, xp = _as_array(X, name)
     kind = X.dtype
     if xp.isdtype(kind, "complex floating"):
@@ -97,6 +96,28 @@ def check_array(
         lambda rows: xp.all(xp.isfinite(X[rows, :])), n_samples, n_features, xp=xp, device=device
     )
     if not bool(xp.all(xp.stack(finite))):
+        msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
+        raise ValueError(msg)
+    return X, xp
+
+
+def _check_sparse(X: Any, *, name: str, ensure_min_samples: int, dtype: Any) -> tuple[Any, Any]:
+    """``check_array`` of a sparse matrix: CSR of a float dtype, finite values."""
+    xp = array_namespace(X)
+    kind = X.dtype
+    if not xp.isdtype(kind, ("bool", "real floating", "integral")):
+        msg = f"`{name}` must be a real numeric sparse matrix, got dtype {kind}."
+        raise InputTypeError(msg)
+    if X.shape[0] < ensure_min_samples or X.shape[1] < 1:
+        msg = (
+            f"`{name}`: found sparse matrix of shape {tuple(X.shape)}; it needs at least "
+            f"{ensure_min_samples} sample(s) and 1 feature."
+        )
+        raise ValueError(msg)
+    if dtype is None:
+        dtype = kind if kind in (xp.float32, xp.float64) else default_float_dtype(xp, device_of(X))
+    X = sparse.as_csr(X, dtype)
+    if not sparse.all_finite(X, xp=xp):
         msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
         raise ValueError(msg)
     return X, xp

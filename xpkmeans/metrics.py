@@ -22,8 +22,12 @@ from ._backend import (
     device_of,
     from_host,
     host_rng,
+    is_sparse,
     row_blocks,
     segment_sum,
+    sparse,
+    sq_row_norms,
+    sum_by_cluster,
     widest_float_dtype,
 )
 from ._errors import InputTypeError
@@ -100,15 +104,21 @@ def _check_X_labels(X: Any, labels: Any) -> tuple[Any, Any, int, Any]:
     return X, codes, n_labels, xp
 
 
+def _wide(X: Any, *, xp: Any) -> Any:
+    """``X`` in the widest float dtype of its device (sparse stays sparse)."""
+    wide = widest_float_dtype(xp, device_of(X))
+    return sparse.as_csr(X, wide) if is_sparse(X) else xp.astype(X, wide)
+
+
 def _centered_wide(X: Any, *, xp: Any) -> Any:
-    """``X`` minus its column means, in the widest float dtype of its device."""
-    X_wide = xp.astype(X, widest_float_dtype(xp, device_of(X)))
-    return center_data(X_wide, xp=xp)[0]
+    """``X`` minus its column means, in the widest float dtype of its device
+    (sparse X is not centred: that would fill it in)."""
+    return center_data(_wide(X, xp=xp), xp=xp)[0]
 
 
 def _cluster_means(X: Any, codes: Any, n_labels: int) -> tuple[Any, Any]:
     """Centroid and size of each cluster (every cluster is non-empty)."""
-    sums, counts = segment_sum(X, codes, n_labels)
+    sums, counts = sum_by_cluster(X, codes, n_labels)
     return sums / counts[:, None], counts
 
 
@@ -157,18 +167,27 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
     X_centered = _centered_wide(X, xp=xp)
     dtype = X_centered.dtype
     zero = xp.asarray(0.0, dtype=dtype, device=device)
-    # ||x||^2 - 2 x.y + ||y||^2 as one matmul: [-2x, ||x||^2, 1] . [y, 1, ||y||^2]
-    sq_norms = xp.sum(X_centered * X_centered, axis=1)[:, None]
+    sq_norms = sq_row_norms(X_centered)[:, None]
     ones = xp.ones_like(sq_norms)
-    left = xp.concat([-2 * X_centered, sq_norms, ones], axis=1)
-    right = xp.permute_dims(xp.concat([X_centered, ones, sq_norms], axis=1), (1, 0))
+    if is_sparse(X_centered):
+        def sq_distances(block: slice) -> Any:
+            products = sparse.products_with_rows(X_centered, block)
+            return sq_norms[block, :] - 2 * products + xp.permute_dims(sq_norms, (1, 0))
+    else:
+        # ||x||^2 - 2 x.y + ||y||^2 as one matmul: [-2x, ||x||^2, 1] . [y, 1, ||y||^2]
+        left = xp.concat([-2 * X_centered, sq_norms, ones], axis=1)
+        right = xp.permute_dims(xp.concat([X_centered, ones, sq_norms], axis=1), (1, 0))
+
+        def sq_distances(block: slice) -> Any:
+            return left[block, :] @ right
+
     clusters = xp.arange(n_labels, device=device)[None, :]
     counts = segment_sum(xp.ones_like(sq_norms), codes, n_labels)[1]
 
     blocks = []
     for block in row_blocks(n_samples, n_samples, xp=xp, device=device):
         start, stop = block.start, block.stop
-        distances = xp.sqrt(xp.clip(left[block, :] @ right, 0, None))
+        distances = xp.sqrt(xp.clip(sq_distances(block), 0, None))
         # a point's distance to itself is exactly 0 (the expansion leaves ~sqrt(eps))
         is_self = xp.eye(stop - start, dtype=xp.bool, device=device)
         distances[:, block] = xp.where(is_self, zero, distances[:, block])
@@ -290,7 +309,8 @@ default=None
         indices = _subsample_indices(
             X.shape[0], sample_size, random_state, xp=xp, device=device_of(X)
         )
-        X, labels = xp.take(X, indices, axis=0), xp.take(labels, indices)
+        X = sparse.select_rows(X, indices) if is_sparse(X) else xp.take(X, indices, axis=0)
+        labels = xp.take(labels, indices)
     codes, n_labels = _encode_labels(labels, xp=xp)
     check_number_of_labels(n_labels, X.shape[0])
     return float(xp.mean(_silhouette_samples(X, codes, n_labels, xp=xp)))
@@ -333,7 +353,7 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     X_centered = _centered_wide(X, xp=xp)
     centroids, counts = _cluster_means(X_centered, codes, n_labels)
-    offsets = centroids - xp.mean(X_centered, axis=0)
+    offsets = centroids - xp.sum(centroids * counts[:, None], axis=0) / X.shape[0]
     between = float(xp.sum(counts * xp.sum(offsets * offsets, axis=1)))
     within = float(xp.sum(_sq_distances_to_assigned(X_centered, centroids, codes, xp=xp)))
     if within == 0.0:
@@ -377,7 +397,7 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     # not centred: only differences are taken, and clusters with the same mean
     # get bitwise equal centroids, as in scikit-learn
-    X_wide = xp.astype(X, widest_float_dtype(xp, device_of(X)))
+    X_wide = _wide(X, xp=xp)
     centroids, counts = _cluster_means(X_wide, codes, n_labels)
     distances = xp.sqrt(_sq_distances_to_assigned(X_wide, centroids, codes, xp=xp))
     spread = segment_sum(distances[:, None], codes, n_labels)[0][:, 0] / counts

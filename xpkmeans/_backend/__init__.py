@@ -8,11 +8,14 @@ proves it equals that twin. The rooms:
 - ``_primitives``: the public primitives, each a guard per fast path, then
   the portable twin: on one block of rows (``nearest_center_labels``,
   ``nearest_two_centers``), whole passes over X (``nearest_centers``,
-  ``nearest_centers_and_sums``: a fused kernel where one exists),
+  ``nearest_centers_and_sums``, ``sum_by_cluster``: a fused kernel where one exists;
+  ``sums_in_pass`` says where it does),
   ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
-  ``subtract_row``;
+  ``row_block``, ``sq_row_norms``, ``subtract_row``;
 - ``_portable``: the portable twins;
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
+  ``_numba``: compiled CPU kernels (optional numba); ``_sparse``: CSR
+  matrices of SciPy, CuPy and torch (``sparse``, ``is_sparse``);
 - ``_host``: the host random generator, host copies, devices, dtypes and row
   blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits.
 """
@@ -40,11 +43,17 @@ from ._primitives import (
     nearest_centers,
     nearest_centers_and_sums,
     nearest_two_centers,
+    row_block,
     scatter,
     segment_sum,
+    sq_row_norms,
     subtract_row,
+    sum_by_cluster,
+    sums_in_pass,
     take_rows,
 )
+from . import _sparse as sparse
+from ._sparse import is_sparse
 from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 
 __all__ = [
@@ -57,6 +66,7 @@ __all__ = [
     "host_rng",
     "is_cpu_device",
     "is_cuda_array",
+    "is_sparse",
     "largest_indices",
     "map_blocks",
     "map_row_blocks",
@@ -65,13 +75,18 @@ __all__ = [
     "nearest_centers",
     "nearest_centers_and_sums",
     "nearest_two_centers",
+    "row_block",
     "parallel_region",
     "picks_rows_cheaply",
     "row_blocks",
     "row_chunk_size",
     "scatter",
     "segment_sum",
+    "sparse",
+    "sq_row_norms",
     "subtract_row",
+    "sum_by_cluster",
+    "sums_in_pass",
     "synchronize",
     "take_rows",
     "to_numpy",

@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 from array_api_compat import (
-    array_namespace,
-    device as device_of,
+    array_namespace as _array_namespace,
+    device as _device,
     is_cupy_array,
     is_cupy_namespace,
     is_lazy_array,
@@ -25,6 +25,25 @@ from .._errors import InputTypeError
 _CPU_BLOCK_ELEMENTS = 1 << 19
 _GPU_BLOCK_ELEMENTS = 1 << 26
 _MIN_BLOCK_ROWS = 256
+
+
+# ------------------------------------------------------------------ namespaces
+
+
+def array_namespace(*arrays: Any, **options: Any) -> Any:
+    """The array API namespace of ``arrays``; a sparse matrix counts as its
+    dense values (SciPy: NumPy, ``cupyx``: CuPy, torch sparse: torch)."""
+    from . import _sparse
+
+    dense = [_sparse.dense_stand_in(a) if _sparse.is_sparse(a) else a for a in arrays]
+    return _array_namespace(*dense, **options)
+
+
+def device_of(x: Any) -> Any:
+    """The device of ``x`` (of its values for a sparse matrix)."""
+    from . import _sparse
+
+    return _sparse.device(x) if _sparse.is_sparse(x) else _device(x)
 
 
 # ------------------------------------------------------------------ random numbers
@@ -108,6 +127,10 @@ def picks_rows_cheaply(x: Any) -> bool:
     """True where picking a data-dependent number of rows (``nonzero``, then
     ``take``) is cheap: eager arrays in host memory. On a GPU it costs a device
     sync; lazy arrays (Dask, JAX) cannot size it before they compute."""
+    from . import _sparse
+
+    if _sparse.is_sparse(x):  # picked rows would be dense
+        return False
     xp = array_namespace(x)
     return is_cpu_device(xp, device_of(x)) and not is_lazy_array(x)
 

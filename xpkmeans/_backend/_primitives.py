@@ -6,7 +6,7 @@ from typing import Any
 
 from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
-from . import _gpu, _numpy, _portable, _triton
+from . import _gpu, _numba, _numpy, _portable, _sparse, _triton
 from ._host import array_namespace, concat_rows, device_of, map_row_blocks, widest_float_dtype
 
 
@@ -29,6 +29,8 @@ def nearest_two_centers(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, 
     """
     if _triton.handles(X, centers):
         return _triton.nearest_two_centers(X, centers, half_sq_norms)
+    if _numba.handles(X):
+        return _numba.nearest_two_centers(X, centers, half_sq_norms)
     if is_numpy_array(X) and centers.shape[0] <= _numpy.SCAN_MAX_CLUSTERS:
         return _numpy.nearest_two_centers(X, centers, half_sq_norms)
     return _portable.nearest_two_centers(X, centers, half_sq_norms)
@@ -92,7 +94,9 @@ def subtract_row(X: Any, row: Any) -> Any:
 
 def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
     """``xp.take(X, indices, axis=0)`` for non-negative ``indices``, laid out
-    like ``like`` where that matters."""
+    like ``like`` where that matters (dense rows, also of a sparse matrix)."""
+    if _sparse.is_sparse(X):
+        return _sparse.take_rows(X, indices)
     if is_numpy_array(X):
         return _numpy.take_rows(X, indices, like)
     if is_torch_array(X):  # array-api-compat's take adds a pass for negative indices
@@ -105,12 +109,45 @@ def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
 # the CPU) does the pass in one launch; the portable pass goes in row blocks.
 
 
+def row_block(X: Any, rows: slice) -> Any:
+    """``X[rows, :]``, also of a sparse matrix (then sparse: its products with
+    dense arrays are the library's sparse products)."""
+    if _sparse.is_sparse(X):
+        return _sparse.row_block(X, rows)
+    return X[rows, :]
+
+
+def sq_row_norms(X: Any) -> Any:
+    """``||x||^2`` of each row of ``X``, in row blocks (no copy of X)."""
+    xp = array_namespace(X)
+    if _sparse.is_sparse(X):
+        return _sparse.sq_row_norms(X, xp=xp)
+    blocks = map_row_blocks(
+        lambda rows: xp.sum(X[rows, :] * X[rows, :], axis=1),
+        X.shape[0], X.shape[1], xp=xp, device=device_of(X),
+    )
+    return concat_rows(blocks, xp=xp)
+
+
+def sums_in_pass(X: Any) -> bool:
+    """True where ``nearest_centers_and_sums`` adds up the sums in the same
+    compiled pass that finds the labels, for almost nothing: there, summing
+    only the points that moved (``_lloyd._cluster_sums``) saves no time."""
+    return _numba.handles(X)
+
+
 def nearest_centers(X: Any, centers: Any) -> Any:
     """Index of the nearest centre of each row of ``X`` (ties: lowest index),
     by the scores ``||c||^2 / 2 - x . c``; rows go in blocks."""
     if _triton.handles(X, centers):
         return _triton.nearest_centers(X, centers)
+    if _numba.handles(X):
+        return _numba.dense_pass(X, centers)[0]
+    if _numba.handles_sparse(X):
+        return _numba.csr_pass(X, centers)[0]
     xp = array_namespace(X, centers)
+    if _sparse.is_sparse(X):
+        return _sparse.nearest_centers(X, centers, xp=xp)
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
     blocks = map_row_blocks(
         lambda rows: nearest_center_labels(X[rows, :], centers, half_sq_norms),
@@ -137,8 +174,28 @@ def nearest_centers_and_sums(
     """
     if _triton.handles(X, centers):
         return _triton.nearest_centers_and_sums(X, centers, weights=weights)
-    xp = array_namespace(X, centers)
+    if _numba.handles(X) or _numba.handles_sparse(X):
+        fused = _numba.dense_pass if _numba.handles(X) else _numba.csr_pass
+        labels, _, _, sums, totals = fused(X, centers, weights=weights, want_sums=True)
+        return labels, sums, totals
     labels = nearest_centers(X, centers)
-    sums, totals = segment_sum(X, labels, centers.shape[0], weights=weights)
+    return (labels, *sum_by_cluster(X, labels, centers.shape[0], weights=weights))
+
+
+def sum_by_cluster(
+    X: Any, labels: Any, n_clusters: int, *, weights: Any = None
+) -> tuple[Any, Any]:
+    """The sums and totals of ``nearest_centers_and_sums`` for given labels,
+    in the same order of additions where the pass is compiled (so that an
+    injected E step gets the centres of Lloyd's, bit for bit)."""
+    if _numba.handles(X):
+        return _numba.sum_by_cluster(X, labels, n_clusters, weights=weights)
+    xp = array_namespace(X, labels)
+    if _sparse.is_sparse(X):
+        accumulate = widest_float_dtype(xp, device_of(X))
+        return _sparse.sum_by_cluster(
+            X, labels, n_clusters, weights=weights, xp=xp, accumulate=accumulate
+        )
+    sums, totals = segment_sum(X, labels, n_clusters, weights=weights)
     accumulate = widest_float_dtype(xp, device_of(X))
-    return labels, xp.astype(sums, accumulate), xp.astype(totals, accumulate)
+    return xp.astype(sums, accumulate), xp.astype(totals, accumulate)

@@ -48,9 +48,10 @@ def triton_imports() -> bool:
 
 
 def handles(X: Any, centers: Any) -> bool:
-    """True for float32 CUDA arrays (torch or CuPy) where triton imports."""
+    """True for dense float32 CUDA arrays (torch or CuPy) where triton imports."""
     if is_torch_array(X):
-        if not (X.is_cuda and str(X.dtype) == "torch.float32" and str(centers.dtype) == str(X.dtype)):
+        if not (X.is_cuda and str(X.layout) == "torch.strided" and str(X.dtype) == "torch.float32"
+                and str(centers.dtype) == str(X.dtype)):
             return False
     elif is_cupy_array(X):
         if not (X.dtype.name == "float32" and centers.dtype == X.dtype):

@@ -1,0 +1,128 @@
+"""The compiled CPU kernels (numba) equal the portable array-API path."""
+
+import numpy as np
+import pytest
+
+from xpkmeans import KMeans
+from xpkmeans._backend import (
+    _numba,
+    nearest_centers,
+    nearest_centers_and_sums,
+    nearest_two_centers,
+    sums_in_pass,
+)
+from xpkmeans._backend import _portable
+
+pytestmark = pytest.mark.skipif(not _numba.AVAILABLE, reason="numba (or SciPy) not installed")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 7 rows: small data spans many (tiles are compiled in: the
+    odd row counts test their last, shorter tile)."""
+    monkeypatch.setattr(_numba, "_MIN_ROWS_PER_CHUNK", 7)
+
+
+def _integer_problem(n, d, k, dtype, order, seed=0):
+    # small integers: products are exact, so ties are exact and labels equal exactly
+    rng = np.random.default_rng(seed)
+    X = np.asarray(rng.integers(-3, 4, (n, d)), dtype=dtype, order=order)
+    centers = rng.integers(-3, 4, (k, d)).astype(dtype)
+    if k > 2:
+        centers[k // 2] = centers[0]  # duplicate centres: ties on every row
+    return X, centers
+
+
+def _portable_labels(X, centers):
+    half_sq_norms = 0.5 * np.sum(centers * centers, axis=1)
+    return _portable.nearest_center_labels(X, centers, half_sq_norms)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("n", "d", "k"), [(1001, 5, 7), (333, 1, 3), (257, 16, 1), (600, 3, 40)])
+def test_labels_and_sums_equal_portable(dtype, order, n, d, k):
+    X, centers = _integer_problem(n, d, k, dtype, order)
+    expected = _portable_labels(X, centers)
+    labels, sums, totals = nearest_centers_and_sums(X, centers)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(nearest_centers(X, centers), expected)
+    ref_sums, ref_totals = _portable.segment_sum(X.astype(np.float64), expected, k)
+    assert sums.dtype == totals.dtype == np.float64
+    np.testing.assert_array_equal(sums, ref_sums)  # integers: sums exact
+    np.testing.assert_array_equal(totals, ref_totals)
+
+
+def test_many_chunks_and_tiles_with_weights(small_chunks):
+    X, centers = _integer_problem(203, 4, 6, np.float32, "F", seed=3)
+    weights = np.random.default_rng(3).uniform(0, 2, 203).astype(np.float32)
+    labels, sums, totals = nearest_centers_and_sums(X, centers, weights=weights)
+    expected = _portable_labels(X, centers)
+    np.testing.assert_array_equal(labels, expected)
+    ref_sums, ref_totals = _portable.segment_sum(
+        X.astype(np.float64), expected, 6, weights=weights.astype(np.float64)
+    )
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(totals, ref_totals, rtol=1e-12)
+
+
+def test_strided_rows():
+    X, centers = _integer_problem(400, 6, 5, np.float64, "C")
+    view = X[::3, 1:]  # neither C- nor F-contiguous
+    np.testing.assert_array_equal(
+        nearest_centers(view, centers[:, 1:]), _portable_labels(view, centers[:, 1:])
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_random_data_labels_equal_up_to_rounding_ties(dtype):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3000, 8)).astype(dtype)
+    centers = rng.standard_normal((20, 8)).astype(dtype)
+    labels = nearest_centers(X, centers)
+    expected = _portable_labels(X, centers)
+    differ = labels != expected
+    if differ.any():  # only where the two centres are equally near within rounding
+        rows = np.flatnonzero(differ)
+        d_got = ((X[rows] - centers[labels[rows]]) ** 2).sum(1)
+        d_ref = ((X[rows] - centers[expected[rows]]) ** 2).sum(1)
+        np.testing.assert_allclose(d_got, d_ref, rtol=1e-4)
+    assert differ.mean() < 1e-3
+
+
+@pytest.mark.parametrize("k", [1, 2, 9])
+def test_nearest_two_centers_equals_portable(k):
+    X, centers = _integer_problem(301, 4, k, np.float32, "F", seed=k)
+    half_sq_norms = 0.5 * np.sum(centers * centers, axis=1)
+    got = nearest_two_centers(X, centers, half_sq_norms)
+    expected = _portable.nearest_two_centers(X, centers, half_sq_norms)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    assert got[1].dtype == np.float32
+
+
+def test_fit_equals_numpy_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(c, 1.0, (400, 3)) for c in (-5, 0, 5)]).astype(np.float32)
+    compiled = KMeans(3, random_state=0).fit(X)
+    assert sums_in_pass(X)
+    monkeypatch.setattr(_numba, "AVAILABLE", False)
+    assert not sums_in_pass(X)
+    plain = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(compiled.labels_, plain.labels_)
+    np.testing.assert_allclose(compiled.cluster_centers_, plain.cluster_centers_, rtol=1e-5)
+    assert compiled.n_iter_ == plain.n_iter_
+    np.testing.assert_allclose(compiled.inertia_, plain.inertia_, rtol=1e-5)
+
+
+def test_fit_matches_scikit_learn_with_hamerly():
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2000, 5)).astype(np.float64)
+    init = X[:12].copy()
+    ref = sklearn_cluster.KMeans(12, init=init, n_init=1, tol=0, max_iter=50).fit(X)
+    for algorithm in ("lloyd", "hamerly"):
+        ours = KMeans(12, init=init, n_init=1, tol=0, max_iter=50, algorithm=algorithm).fit(X)
+        np.testing.assert_array_equal(ours.labels_, ref.labels_)
+        np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, atol=1e-10)
+        assert ours.n_iter_ == ref.n_iter_

@@ -1,0 +1,283 @@
+"""Sparse input (CSR; CSC and COO by conversion): the results of dense data
+and of scikit-learn, on SciPy (CPU), torch sparse CSR (CPU here, CUDA where
+present) and ``cupyx.scipy.sparse`` (CUDA only)."""
+
+import numpy as np
+import pytest
+
+import xpkmeans
+from xpkmeans import KMeans, k_means, kmeans_plusplus
+from xpkmeans._backend import _numba, is_sparse, nearest_centers, nearest_centers_and_sums
+from xpkmeans._backend import sparse as sparse_backend
+
+sp = pytest.importorskip("scipy.sparse")
+
+
+def _blobs_sparse(n=300, d=40, k=4, seed=0, dtype=np.float64):
+    """Non-negative blobs with about 80% zeros: each cluster uses its own columns."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    X = np.zeros((n, d))
+    for row, label in enumerate(labels):
+        columns = rng.choice(np.arange(label, d, k), size=d // (2 * k), replace=False)
+        X[row, columns] = rng.uniform(0.5, 2.0, columns.shape[0])
+    return sp.csr_matrix(X.astype(dtype)), labels
+
+
+@pytest.fixture(params=["numba", "no-numba"])
+def compiled(request, monkeypatch):
+    """Each test with and without the compiled CSR kernels."""
+    if request.param == "numba" and not _numba.AVAILABLE:
+        pytest.skip("numba not installed")
+    if request.param == "no-numba":
+        monkeypatch.setattr(_numba, "AVAILABLE", False)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_equals_scikit_learn_from_the_same_init(compiled, dtype, weighted):
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    X, _ = _blobs_sparse(dtype=dtype)
+    weights = np.random.default_rng(1).uniform(0.5, 2, X.shape[0]) if weighted else None
+    init = X[:4].toarray()
+    ours = KMeans(4, init=init, n_init=1, tol=1e-4).fit(X, sample_weight=weights)
+    ref = sklearn_cluster.KMeans(4, init=init, n_init=1, tol=1e-4).fit(X, sample_weight=weights)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=rtol)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.cluster_centers_.dtype == dtype and isinstance(ours.cluster_centers_, np.ndarray)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_formats_and_dense_give_the_same_clustering(compiled, fmt):
+    X, truth = _blobs_sparse(seed=2)
+    init = X[:4].toarray()
+    dense = KMeans(4, init=init, n_init=1).fit(X.toarray())
+    ours = KMeans(4, init=init, n_init=1).fit(X.asformat(fmt))
+    np.testing.assert_array_equal(ours.labels_, dense.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, dense.cluster_centers_, atol=1e-12)
+    np.testing.assert_allclose(ours.inertia_, dense.inertia_, rtol=1e-10)
+    assert X.format == "csr"  # input untouched
+
+
+def test_predict_transform_score_equal_scikit_learn(compiled):
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    X, _ = _blobs_sparse(seed=3)
+    init = X[:4].toarray()
+    ours = KMeans(4, init=init, n_init=1).fit(X)
+    ref = sklearn_cluster.KMeans(4, init=init, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    np.testing.assert_array_equal(ours.predict(X), ours.labels_)
+    np.testing.assert_allclose(ours.transform(X), ref.transform(X), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ours.score(X), ref.score(X), rtol=1e-10)
+    # fitted on dense data, used on sparse data, and the reverse
+    dense = KMeans(4, init=init, n_init=1).fit(X.toarray())
+    np.testing.assert_array_equal(dense.predict(X), ours.predict(X.toarray()))
+    np.testing.assert_allclose(dense.score(X), ours.score(X.toarray()), rtol=1e-10)
+
+
+def test_empty_cluster_is_relocated_as_in_scikit_learn(compiled):
+    # scikit-learn's test_kmeans_relocated_clusters, on sparse input
+    X = sp.csr_matrix(np.array([[0, 0], [0.5, 0], [0.5, 1], [1, 1]]))
+    init = np.array([[0.5, 0.5], [3, 3]])
+    km = KMeans(2, init=init, n_init=1).fit(X)
+    assert km.inertia_ == pytest.approx(0.25)
+    assert km.n_iter_ == 3
+    # scikit-learn accepts either relocation (it depends on its threads' order)
+    if km.labels_[0] == 0:
+        np.testing.assert_array_equal(km.labels_, [0, 0, 1, 1])
+        np.testing.assert_allclose(km.cluster_centers_, [[0.25, 0], [0.75, 1]])
+    else:
+        np.testing.assert_array_equal(km.labels_, [1, 1, 0, 0])
+        np.testing.assert_allclose(km.cluster_centers_, [[0.75, 1], [0.25, 0]])
+    dense = KMeans(2, init=init, n_init=1).fit(X.toarray())
+    np.testing.assert_array_equal(km.labels_, dense.labels_)
+
+
+def test_k_means_kmeans_plusplus_and_random_init_equal_dense(compiled):
+    X, _ = _blobs_sparse(seed=4)
+    dense = X.toarray()
+    centers, indices = kmeans_plusplus(X, 4, random_state=0)
+    dense_centers, dense_indices = kmeans_plusplus(dense, 4, random_state=0)
+    np.testing.assert_array_equal(indices, dense_indices)
+    np.testing.assert_array_equal(centers, dense[indices])
+    for init in ("k-means++", "random"):
+        ours = k_means(X, 4, init=init, random_state=0, n_init=2)
+        ref = k_means(dense, 4, init=init, random_state=0, n_init=2)
+        np.testing.assert_array_equal(ours[1], ref[1])
+        np.testing.assert_allclose(ours[0], ref[0], atol=1e-12)
+
+
+def test_learning_steps_and_model_selection_take_sparse_data(compiled):
+    from xpkmeans import e_step, lloyd_steps, m_step, select_n_clusters
+
+    X, _ = _blobs_sparse(n=200, seed=10)
+    init = X[:4].toarray()
+    steps = list(lloyd_steps(X, init))
+    km = KMeans(4, init=init, n_init=1, tol=0).fit(X)
+    np.testing.assert_array_equal(steps[-1].labels, km.labels_)
+    np.testing.assert_allclose(steps[-1].inertia, km.inertia_, rtol=1e-12)
+    labels, inertia = e_step(X, km.cluster_centers_)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_allclose(float(inertia), km.inertia_, rtol=1e-12)
+    np.testing.assert_allclose(m_step(X, labels, km.cluster_centers_), km.cluster_centers_,
+                               atol=1e-12)
+    dense = select_n_clusters(X.toarray(), range(2, 5), random_state=0)
+    assert select_n_clusters(X, range(2, 5), random_state=0).best_n_clusters == \
+        dense.best_n_clusters
+
+
+def test_integer_and_boolean_sparse_become_float64():
+    X = sp.csr_matrix(np.array([[0, 2], [0, 3], [5, 0], [6, 0]], dtype=np.int64))
+    km = KMeans(2, random_state=0).fit(X)
+    assert km.cluster_centers_.dtype == np.float64
+    assert sorted(km.cluster_centers_.tolist()) == [[0.0, 2.5], [5.5, 0.0]]
+
+
+def test_bad_sparse_input_fails_with_a_clear_message():
+    X = sp.csr_matrix(np.array([[0.0, np.nan], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="`X` contains NaN"):
+        KMeans(1).fit(X)
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        KMeans(3).fit(sp.csr_matrix(np.eye(2)))
+
+
+def test_sparse_data_is_never_densified(compiled, monkeypatch):
+    # only rows picked as centres become dense: at most n_clusters rows at a time
+    X, _ = _blobs_sparse(n=500, seed=5)
+    biggest = []
+    original = sp.csr_matrix.toarray
+
+    def recording_toarray(self, *args, **kwargs):
+        biggest.append(self.shape[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", recording_toarray)
+    km = KMeans(4, random_state=0).fit(X)
+    km.predict(X), km.score(X)
+    assert max(biggest) <= 4
+
+
+@pytest.mark.skipif(not _numba.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("k", [1, 3, 17])
+def test_compiled_csr_pass_equals_the_scipy_path(k, monkeypatch):
+    rng = np.random.default_rng(k)
+    dense = rng.integers(-3, 4, (403, 9)) * (rng.uniform(size=(403, 9)) < 0.3)
+    X = sp.csr_matrix(dense.astype(np.float32))
+    centers = rng.integers(-3, 4, (k, 9)).astype(np.float32)
+    weights = rng.uniform(0, 2, 403).astype(np.float32)
+    compiled = nearest_centers_and_sums(X, centers, weights=weights)
+    distances = sparse_backend.sq_distances_to_assigned(X, centers, compiled[0], xp=np)
+    monkeypatch.setattr(_numba, "AVAILABLE", False)
+    plain = nearest_centers_and_sums(X, centers, weights=weights)
+    np.testing.assert_array_equal(compiled[0], plain[0])  # integer data: exact ties
+    np.testing.assert_array_equal(compiled[0], nearest_centers(dense.astype(np.float32), centers))
+    np.testing.assert_allclose(compiled[1], plain[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(compiled[2], plain[2], rtol=1e-12)
+    expected = ((dense - centers[compiled[0]]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(distances, expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        sparse_backend.sq_distances_to_assigned(X, centers, compiled[0], xp=np), expected,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["silhouette_score", "calinski_harabasz_score", "davies_bouldin_score"]
+)
+def test_metrics_equal_scikit_learn(name):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from xpkmeans import metrics
+
+    X, _ = _blobs_sparse(n=150, seed=8)
+    labels = np.random.default_rng(8).integers(0, 3, X.shape[0])
+    expected = getattr(sklearn_metrics, name)(X.toarray(), labels)
+    np.testing.assert_allclose(getattr(metrics, name)(X, labels), expected, rtol=1e-10)
+    np.testing.assert_allclose(getattr(metrics, name)(X.tocsc(), labels), expected, rtol=1e-10)
+
+
+def test_silhouette_samples_and_subsample_equal_dense():
+    from xpkmeans import metrics
+
+    X, _ = _blobs_sparse(n=120, seed=9)
+    labels = np.random.default_rng(9).integers(0, 3, X.shape[0])
+    np.testing.assert_allclose(metrics.silhouette_samples(X, labels),
+                               metrics.silhouette_samples(X.toarray(), labels), atol=1e-12)
+    np.testing.assert_allclose(
+        metrics.silhouette_score(X, labels, sample_size=50, random_state=0),
+        metrics.silhouette_score(X.toarray(), labels, sample_size=50, random_state=0),
+        atol=1e-12,
+    )
+
+
+# ------------------------------------------------------------------ torch and CuPy
+
+
+def _torch_devices():
+    torch = pytest.importorskip("torch")
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_torch_sparse_csr_equals_scipy(device):
+    torch = pytest.importorskip("torch")
+    if device not in _torch_devices():
+        pytest.skip("no CUDA device")
+    X, _ = _blobs_sparse(seed=6, dtype=np.float32)
+    init = X[:4].toarray()
+    Xt = torch.sparse_csr_tensor(
+        torch.as_tensor(X.indptr), torch.as_tensor(X.indices), torch.as_tensor(X.data),
+        size=X.shape, device=device, check_invariants=True,
+    )
+    assert is_sparse(Xt)
+    km = KMeans(4, init=torch.as_tensor(init, device=device), n_init=1).fit(Xt)
+    ref = KMeans(4, init=init, n_init=1).fit(X)
+    assert km.cluster_centers_.device.type == device
+    np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(km.predict(Xt).cpu().numpy(), ref.labels_)
+    np.testing.assert_allclose(km.score(Xt), ref.score(X), rtol=1e-5)
+    np.testing.assert_allclose(km.transform(Xt).cpu().numpy(), ref.transform(X), rtol=1e-4,
+                               atol=1e-5)
+    centers, indices = kmeans_plusplus(Xt, 4, random_state=0)
+    np.testing.assert_array_equal(indices.cpu().numpy(), kmeans_plusplus(X, 4, random_state=0)[1])
+    from xpkmeans import metrics
+
+    labels = torch.as_tensor(ref.labels_, device=device)
+    for name in ("silhouette_score", "calinski_harabasz_score", "davies_bouldin_score"):
+        np.testing.assert_allclose(getattr(metrics, name)(Xt, labels),
+                                   getattr(metrics, name)(X, ref.labels_), rtol=1e-5)
+
+
+def test_cupyx_sparse_csr_equals_scipy():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            pytest.skip("no CUDA device")
+    except cupy.cuda.runtime.CUDARuntimeError:
+        pytest.skip("no CUDA device")
+    import cupyx.scipy.sparse as cusparse
+
+    X, _ = _blobs_sparse(seed=7, dtype=np.float32)
+    init = X[:4].toarray()
+    Xc = cusparse.csr_matrix(X)
+    km = KMeans(4, init=cupy.asarray(init), n_init=1).fit(Xc)
+    ref = KMeans(4, init=init, n_init=1).fit(X)
+    assert isinstance(km.cluster_centers_, cupy.ndarray)
+    np.testing.assert_array_equal(km.labels_.get(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.get(), ref.cluster_centers_, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(km.predict(Xc).get(), ref.labels_)
+    np.testing.assert_allclose(km.score(Xc), ref.score(X), rtol=1e-5)
+    np.testing.assert_allclose(km.transform(Xc).get(), ref.transform(X), rtol=1e-4, atol=1e-5)
+    indices = kmeans_plusplus(Xc, 4, random_state=0)[1]
+    np.testing.assert_array_equal(indices.get(), kmeans_plusplus(X, 4, random_state=0)[1])
+
+
+def test_xpkmeans_namespace_is_untouched():
+    assert not hasattr(xpkmeans, "sparse")

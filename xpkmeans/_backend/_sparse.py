@@ -1,0 +1,288 @@
+"""Sparse data (CSR): SciPy on the CPU, ``cupyx.scipy.sparse`` and torch on CUDA.
+
+Sparse X is never densified as a whole: products with the centres go in
+blocks of rows (``rows x k`` dense), per-cluster sums add each non-zero to a
+dense ``k x d`` array, and only a few chosen rows (initial centres, points
+moved to empty clusters) become dense. As in scikit-learn, sparse data is not
+centred (that would fill it in).
+
+Each function takes a CSR matrix of one of three kinds and uses that
+library's own sparse products (cuSPARSE on a GPU):
+
+- ``"scipy"``: ``scipy.sparse`` matrices and arrays (CPU);
+- ``"cupyx"``: ``cupyx.scipy.sparse`` matrices (CUDA);
+- ``"torch"``: torch tensors of sparse CSR layout (CPU or CUDA).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from ._host import concat_rows, row_blocks
+
+
+def kind(X: Any) -> str | None:
+    """``"scipy"``, ``"cupyx"`` or ``"torch"`` for a sparse matrix, else None."""
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    if scipy_sparse is not None and scipy_sparse.issparse(X):
+        return "scipy"
+    cupyx_sparse = sys.modules.get("cupyx.scipy.sparse")
+    if cupyx_sparse is not None and cupyx_sparse.issparse(X):
+        return "cupyx"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided:
+        return "torch"
+    return None
+
+
+def is_sparse(X: Any) -> bool:
+    """True for a SciPy, CuPy or torch sparse matrix."""
+    return kind(X) is not None
+
+
+def namespace(X: Any) -> Any:
+    """The array namespace of X's dense arrays (centres, labels)."""
+    library = kind(X)
+    if library == "scipy":
+        import array_api_compat.numpy as xp
+    elif library == "cupyx":
+        import array_api_compat.cupy as xp
+    else:
+        import array_api_compat.torch as xp
+    return xp
+
+
+def device(X: Any) -> Any:
+    """The device of X's values."""
+    library = kind(X)
+    if library == "scipy":
+        return "cpu"
+    return X.device if library == "torch" else X.data.device
+
+
+def dense_stand_in(X: Any) -> Any:
+    """An empty dense array of X's library and device, for ``array_namespace``
+    (any format: not all store their values as one array)."""
+    library = kind(X)
+    if library == "scipy":
+        return np.empty(0)
+    if library == "torch":
+        import torch
+
+        return torch.empty(0, device=X.device)
+    return X.data[:0]
+
+
+def as_csr(X: Any, dtype: Any = None) -> Any:
+    """X in CSR format (CSC, COO and others converted), of ``dtype`` if given;
+    a new matrix unless X already is CSR of that dtype."""
+    if kind(X) == "torch":
+        import torch
+
+        if X.layout != torch.sparse_csr:
+            X = X.to_sparse_csr()
+        return X if dtype is None or X.dtype == dtype else X.to(dtype)
+    if X.format != "csr":
+        X = X.tocsr()
+    return X if dtype is None or X.dtype == dtype else X.astype(dtype)
+
+
+def values(X: Any) -> Any:
+    """The stored values of a CSR matrix (a dense 1-D array, shared)."""
+    return X.values() if kind(X) == "torch" else X.data
+
+
+def _indptr(X: Any) -> Any:
+    return X.crow_indices() if kind(X) == "torch" else X.indptr
+
+
+def _columns(X: Any) -> Any:
+    return X.col_indices() if kind(X) == "torch" else X.indices
+
+
+def _row_ids(X: Any, xp: Any) -> Any:
+    """The row of each stored value (n_nonzero integers)."""
+    indptr = _indptr(X)
+    library = kind(X)
+    if library == "scipy":
+        return np.repeat(np.arange(X.shape[0]), np.diff(indptr))
+    if library == "torch":
+        import torch
+
+        counts = indptr[1:] - indptr[:-1]
+        return torch.repeat_interleave(torch.arange(X.shape[0], device=X.device), counts)
+    # CuPy: the row whose range holds each position (no repeat by an array of counts)
+    positions = xp.arange(values(X).shape[0], dtype=xp.int64, device=device(X))
+    return xp.searchsorted(xp.astype(indptr[1:], xp.int64), positions, side="right")
+
+
+def row_block(X: Any, rows: slice) -> Any:
+    """``X[rows, :]`` as a CSR matrix of the same kind (no copy of other rows)."""
+    if rows.start == 0 and rows.stop == X.shape[0]:  # all rows (one GPU block): X itself
+        return X
+    if kind(X) != "torch":
+        return X[rows]
+    import torch
+
+    indptr = X.crow_indices()
+    first, last = int(indptr[rows.start]), int(indptr[rows.stop])
+    return torch.sparse_csr_tensor(
+        indptr[rows.start : rows.stop + 1] - first, X.col_indices()[first:last],
+        X.values()[first:last], size=(rows.stop - rows.start, X.shape[1]),
+        check_invariants=False,  # slices of a valid matrix
+    )
+
+
+def take_rows(X: Any, indices: Any) -> Any:
+    """The rows ``indices`` of X as a dense array (a few rows: centres)."""
+    if kind(X) != "torch":
+        return X[indices].toarray()
+    import torch
+
+    if indices.shape[0] == 0:
+        return torch.zeros((0, X.shape[1]), dtype=X.dtype, device=X.device)
+    return torch.cat([
+        row_block(X, slice(i, i + 1)).to_dense() for i in indices.tolist()
+    ])
+
+
+def _products(block: Any, centers_t: Any) -> Any:
+    """``block @ centers_t``: the library's sparse times dense product."""
+    product = block @ centers_t
+    return np.asarray(product) if kind(block) == "scipy" else product
+
+
+def select_rows(X: Any, indices: Any) -> Any:
+    """The rows ``indices`` of X, as a sparse CSR matrix of the same kind."""
+    if kind(X) != "torch":
+        return X[indices]
+    return X.to_sparse_coo().index_select(0, indices).to_sparse_csr()
+
+
+def products_with_rows(X: Any, rows: slice) -> Any:
+    """``X[rows, :] @ X.T`` as a dense ``rows x n`` array (silhouette blocks)."""
+    block = row_block(X, rows)
+    if kind(X) == "torch":
+        # CSR @ dense is what torch has on CPU and CUDA: X times the dense block
+        return (X @ block.to_dense().t()).t()
+    return (block @ X.T).toarray()
+
+
+# ------------------------------------------------------------------ whole passes
+
+
+def nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
+    """Index of the nearest centre of each row (the scores of the dense path)."""
+    half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
+    centers_t = _transposed(centers, xp=xp)
+
+    def labels_of(rows: slice) -> Any:
+        scores = half_sq_norms - _products(row_block(X, rows), centers_t)
+        return xp.argmin(scores, axis=1)
+
+    blocks = row_blocks(X.shape[0], centers.shape[0], xp=xp, device=device(X))
+    return concat_rows([labels_of(rows) for rows in blocks], xp=xp)
+
+
+def _transposed(centers: Any, *, xp: Any) -> Any:
+    transposed = xp.permute_dims(centers, (1, 0))
+    if hasattr(transposed, "contiguous"):  # torch
+        return transposed.contiguous()
+    return xp.asarray(transposed, copy=True)  # C-contiguous, as cuSPARSE wants
+
+
+def sum_by_cluster(
+    X: Any, labels: Any, n_clusters: int, *, weights: Any, xp: Any, accumulate: Any
+) -> tuple[Any, Any]:
+    """Per cluster, the (weighted) sum of its rows (dense ``k x d``) and total weight.
+
+    Every stored value is added to its row's cluster and column, in ``accumulate``.
+    """
+    n_features = X.shape[1]
+    rows = _row_ids(X, xp)
+    slot = xp.take(labels, rows) * n_features + xp.astype(_columns(X), labels.dtype)
+    added = xp.astype(values(X), accumulate)
+    if weights is None:
+        row_weights = xp.ones((X.shape[0],), dtype=accumulate, device=device(X))
+    else:
+        row_weights = xp.astype(weights, accumulate)
+        added = added * xp.take(row_weights, rows)
+    sums = _add_at(slot, added, n_clusters * n_features, xp=xp, accumulate=accumulate)
+    totals = _add_at(labels, row_weights, n_clusters, xp=xp, accumulate=accumulate)
+    return xp.reshape(sums, (n_clusters, n_features)), totals
+
+
+def _add_at(slots: Any, added: Any, size: int, *, xp: Any, accumulate: Any) -> Any:
+    """``out[slots[i]] += added[i]`` into zeros of ``size``."""
+    from array_api_compat import is_numpy_array, is_torch_array
+
+    if is_numpy_array(slots):
+        return np.bincount(slots, weights=added, minlength=size).astype(accumulate)
+    from array_api_compat import device as device_of
+
+    out = xp.zeros((size,), dtype=accumulate, device=device_of(slots))
+    if is_torch_array(slots):
+        return out.index_add_(0, slots, added)
+    import cupy
+
+    cupy.add.at(out, slots, added)
+    return out
+
+
+def sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
+    """``||x_i - centers[labels_i]||^2`` for each row, as scikit-learn computes
+    it for sparse rows: ``||c||^2`` plus, over the stored values,
+    ``(x - c)^2 - c^2`` (no cancellation between ``||x||^2`` and ``2 x.c``)."""
+    from . import _numba
+
+    if _numba.handles_sparse(X):
+        return _numba.csr_sq_distances_to_assigned(X, centers, labels)
+    n_features = X.shape[1]
+    rows = _row_ids(X, xp)
+    flat_centers = xp.reshape(centers, (-1,))
+    slot = xp.take(labels, rows) * n_features + xp.astype(_columns(X), labels.dtype)
+    at_centers = xp.take(flat_centers, slot)
+    stored = xp.astype(values(X), centers.dtype)
+    terms = (stored - at_centers) ** 2 - at_centers * at_centers
+    per_row = _add_at(rows, terms, X.shape[0], xp=xp, accumulate=centers.dtype)
+    sq_norms = xp.sum(centers * centers, axis=1)
+    return xp.clip(xp.take(sq_norms, labels) + per_row, min=0.0)
+
+
+def sq_row_norms(X: Any, *, xp: Any) -> Any:
+    """``||x_i||^2`` of each row."""
+    stored = values(X)
+    return _add_at(_row_ids(X, xp), stored * stored, X.shape[0], xp=xp, accumulate=stored.dtype)
+
+
+def mean_column_variance(X: Any, *, xp: Any, accumulate: Any) -> float:
+    """The mean over columns of each column's variance (as scikit-learn's
+    ``mean_variance_axis``), from the sums of values and squares in ``accumulate``."""
+    from . import _numba
+
+    n_samples, n_features = X.shape
+    if _numba.handles_sparse(X):
+        sums, squares = _numba.column_moments(X)
+    else:
+        stored = xp.astype(values(X), accumulate)
+        columns = _columns(X)
+        sums = _add_at(columns, stored, n_features, xp=xp, accumulate=accumulate)
+        squares = _add_at(columns, stored * stored, n_features, xp=xp, accumulate=accumulate)
+    means = sums / n_samples
+    return float(xp.mean(xp.clip(squares / n_samples - means * means, min=0.0)))
+
+
+def sq_distances_to_all(X: Any, centers: Any, *, xp: Any) -> Any:
+    """``||x_i - c_j||^2`` for every row and centre (``n x k``: for ``transform``)."""
+    products = _products(X, _transposed(centers, xp=xp))
+    x_sq = sq_row_norms(X, xp=xp)[:, None]
+    c_sq = xp.sum(centers * centers, axis=1)[None, :]
+    return xp.clip(x_sq - 2 * products + c_sq, min=0.0)
+
+
+def all_finite(X: Any, *, xp: Any) -> bool:
+    """True when every stored value is finite."""
+    return bool(xp.all(xp.isfinite(values(X))))
