@@ -153,6 +153,26 @@ def test_triton_checked_tf32_redoes_the_tied_rows():
     np.testing.assert_array_equal(out["totals"].sum(dim=0).cpu().numpy(), [70, 0, 0])
 
 
+def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32():
+    # each centre twice: the two best always tie; the third is farther, so
+    # most rows are decided by recomputing the two best scores, not listed
+    rng = np.random.default_rng(9)
+    X = _tensor(rng.standard_normal((300, 3)))
+    base = rng.standard_normal((5, 3)) * 3
+    centers = _tensor(np.concatenate([base, base]))
+    X_t, centers_t = _triton._as_torch(X), _triton._as_torch(centers)
+
+    out = _triton._launch(X_t, centers_t, with_sums=True, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
+    assert np.all(out["labels"].cpu().numpy() < 5)
+    assert int(out["n_listed"][0]) < 100
+    ref_sums, _ = _reference_sums(X, out["labels"], 10)
+    sums = out["sums"].sum(dim=0).double().cpu().numpy()
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])
 def test_triton_weighted_sums(precision):
     rng = np.random.default_rng(5)
