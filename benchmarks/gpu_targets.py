@@ -256,7 +256,8 @@ def part_lloyd(records: Records) -> None:
         cases += [("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_DETERMINISTIC": "1"})]
         if QUICK:
             cases = [("xpkmeans-torch-cuda", {}), ("flash-kmeans", {}),
-                     ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": "tf32-check"})]
+                     ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": "tf32-check"}),
+                     ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": "tf32"})]
         for library, env in cases:
             label = library + "".join(
                 f" [{value if key.endswith('PRECISION') else 'deterministic'}]"

@@ -173,6 +173,29 @@ def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32():
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
 
 
+def _tf32(values):
+    """Round float32 to TF32 (10 mantissa bits), as the tf32-check pass does."""
+    bits = values.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -8192).view(torch.float32)
+
+
+def test_triton_checked_tf32_is_exact_where_tf32_is_not():
+    # many points near boundaries: TF32-rounded products mislabel some of
+    # them; the check must give the float32 labels all the same
+    rng = np.random.default_rng(10)
+    centers_host = rng.standard_normal((40, 8)) * 0.3 + 5.0  # far from 0: large norms
+    X = _tensor(rng.standard_normal((3000, 8)) * 0.3 + 5.0)
+    centers = _tensor(centers_host)
+    half = 0.5 * torch.sum(centers * centers, dim=1)
+    rounded = torch.argmin(half - _tf32(X).cpu() @ _tf32(centers).cpu().T, dim=1)
+
+    labels = _triton.nearest_centers(X, centers, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    assert int((rounded != expected.cpu()).sum()) > 0, "the data must trip TF32"
+    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+
+
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])
 def test_triton_weighted_sums(precision):
     rng = np.random.default_rng(5)

@@ -22,8 +22,17 @@ INFINITY = tl.constexpr(float("inf"))
 
 
 @triton.jit
+def _round_to_tf32(x):
+    """Round float32 to the nearest TF32 (10 mantissa bits; ties away from
+    zero): the tensor cores then multiply it exactly, whatever their own
+    rounding, and each operand is off by at most 2^-11 of itself."""
+    bits = x.to(tl.int32, bitcast=True)
+    return ((bits + 0x1000) & -8192).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
-            SINGLE_CHUNK: tl.constexpr):
+            SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr):
     """All features of the rows when they fit one chunk (the tile then stays
     in registers for every centre tile), else a placeholder."""
     features = tl.arange(0, BLOCK_D)
@@ -32,6 +41,8 @@ def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
             X + row_offsets[:, None] + features[None, :] * stride_xd,
             mask=row_ok[:, None] & (features[None, :] < d), other=0.0,
         )
+        if ROUND_TF32:
+            x = _round_to_tf32(x)
     else:
         x = tl.zeros((1, BLOCK_D), tl.float32)
     return x
@@ -41,7 +52,7 @@ def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
 def _tile_scores(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok, k_start, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_TF32: tl.constexpr,
 ):
     """Scores ``||c||^2 / 2 - x . c`` of the rows against centres
     ``k_start .. k_start + BLOCK_K``; padded centres score +inf (their half
@@ -55,6 +66,8 @@ def _tile_scores(
             C + col_offsets[None, :] + features[:, None] * stride_cd,
             mask=col_ok[None, :] & (features[:, None] < d), other=0.0,
         )
+        if ROUND_TF32:
+            c = _round_to_tf32(c)
         dots = tl.dot(x, c, input_precision=PRECISION)
     else:
         dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
@@ -68,6 +81,9 @@ def _tile_scores(
                 C + col_offsets[None, :] + chunk[:, None] * stride_cd,
                 mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
             )
+            if ROUND_TF32:
+                x_chunk = _round_to_tf32(x_chunk)
+                c = _round_to_tf32(c)
             dots = tl.dot(x_chunk, c, dots, input_precision=PRECISION)
     half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
     return half_norms[None, :] - dots
@@ -94,11 +110,11 @@ def _row_tile_scores(
     lane_second = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
     lane_start = tl.zeros((BLOCK_N, BLOCK_K), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK)
+    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
             X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False,
         )
         if LANE_MIN:
             if WITH_SECOND:
@@ -148,7 +164,7 @@ def _top_three(
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """The two smallest scores of each row with their centres, and the third
-    smallest score (``PRECISION``'s products)."""
+    smallest score (``PRECISION``'s products of operands rounded to TF32)."""
     lanes = tl.arange(0, BLOCK_K)
     b1 = tl.full((BLOCK_N,), INFINITY, tl.float32)
     b2 = tl.full((BLOCK_N,), INFINITY, tl.float32)
@@ -156,11 +172,11 @@ def _top_three(
     i1 = tl.zeros((BLOCK_N,), tl.int32)
     i2 = tl.zeros((BLOCK_N,), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK)
+    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
             X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True,
         )
         t1 = tl.min(scores, axis=1)
         j1 = tl.argmin(scores, axis=1, tie_break_left=True)
@@ -261,10 +277,11 @@ def dense_kernel(
     row_ok = rows < n
     summed = row_ok
     if CHECK_MARGIN:
-        # TF32 products: each score off by at most 2^-9 ||x|| ||c|| (2^-10 per
-        # operand). Unless a third centre scores within twice that bound of the
-        # best (then the row is listed and redone in float32), the nearest is
-        # one of the two best: their scores are recomputed in float32.
+        # Operands rounded to TF32 (2^-11 each), products accumulated in
+        # float32: each score is off by at most (2^-10 + d 2^-23) ||x|| ||c||.
+        # Unless a third centre scores within twice that of the best (then
+        # the row is listed and redone), the nearest is one of the two best,
+        # whose scores are recomputed here in float32.
         first, second_centre, tf32_best, second, third = _top_three(
             X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION,
@@ -279,8 +296,8 @@ def dense_kernel(
         label = tl.where(takes_second, second_centre, first)
         best = tl.where(takes_second, score_second, score_first)
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d, BLOCK_N, BLOCK_D))
-        # 2^-7: twice (safety) both scores' bound
-        bound = norm * tl.load(CENTER_NORM_MAX) * 0.0078125
+        relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
+        bound = norm * tl.load(CENTER_NORM_MAX) * relative
         doubtful = row_ok & (third - tf32_best <= bound)
         n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
         if n_doubtful > 0:  # most programs list nothing: no atomic on the one counter
