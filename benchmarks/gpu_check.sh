@@ -7,7 +7,8 @@
 # Results: $OUT if set, else benchmarks/results/ (gpu-records.jsonl, the
 # logs of each part, gpu-summary.md). Installs nothing.
 # `bash benchmarks/gpu_check.sh --quick` (or QUICK=1): only the fused pass,
-# Lloyd against flash-kmeans, exactness and the Triton tests (about 2.5 min).
+# Lloyd against flash-kmeans, exactness and the GPU tests of Triton, Lloyd and
+# KMeans (about 2.5 min).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DIR="${OUT:-benchmarks/results}"
@@ -35,10 +36,11 @@ python -c "import flash_kmeans; print('flash_kmeans', getattr(flash_kmeans, '__v
 if [ "${1:-}" = "--quick" ] || [ "${QUICK:-0}" = "1" ]; then
     # about 2.5 minutes: the fused pass, Lloyd against flash-kmeans, exactness, Triton's tests
     export QUICK=1
-    part kernels 35 python -m benchmarks.gpu_targets kernels --out "$DIR"
-    part lloyd 50 python -m benchmarks.gpu_targets lloyd --out "$DIR"
+    part kernels 30 python -m benchmarks.gpu_targets kernels --out "$DIR"
+    part lloyd 45 python -m benchmarks.gpu_targets lloyd --out "$DIR"
     part exactness 25 python -m benchmarks.gpu_targets exactness --out "$DIR"
-    part tests 50 python -m pytest -q -p no:cacheprovider --durations=5 -k "triton" tests/test_triton.py
+    part tests 60 python -m pytest -q -p no:cacheprovider --durations=5 \
+        -k "cupy or cuda or triton" tests/test_triton.py tests/test_lloyd.py tests/test_kmeans.py
 else
     part kernels 60 python -m benchmarks.gpu_targets kernels --out "$DIR"
     part lloyd 70 python -m benchmarks.gpu_targets lloyd --out "$DIR"

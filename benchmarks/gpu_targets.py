@@ -255,9 +255,9 @@ def part_lloyd(records: Records) -> None:
                   for p in (*EXACT, "tf32") if p != _default_precision()]
         cases += [("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_DETERMINISTIC": "1"})]
         if QUICK:
-            cases = [("xpkmeans-torch-cuda", {}), ("flash-kmeans", {}),
-                     ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": "tf32-check"}),
-                     ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": "tf32"})]
+            cases = [("xpkmeans-torch-cuda", {}), ("flash-kmeans", {})] + [
+                ("xpkmeans-torch-cuda", {"XPKMEANS_CUDA_PRECISION": p})
+                for p in ("tf32x3", "tf32-check", "tf32") if p != _default_precision()]
         for library, env in cases:
             label = library + "".join(
                 f" [{value if key.endswith('PRECISION') else 'deterministic'}]"
