@@ -6,6 +6,9 @@
 # others), then every target of issues 8 and 9 printed as MET / NOT MET.
 # Results: $OUT if set, else benchmarks/results/ (gpu-records.jsonl, the
 # logs of each part, gpu-summary.md). Installs nothing.
+# `bash benchmarks/gpu_check.sh --quick` (or QUICK=1): only the fused pass,
+# Lloyd against flash-kmeans, exactness and the GPU tests of Triton, Lloyd and
+# KMeans (about 2.5 min).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DIR="${OUT:-benchmarks/results}"
@@ -30,12 +33,22 @@ python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch
 python -c "import cupy; print('cupy', cupy.__version__)" || true
 python -c "import flash_kmeans; print('flash_kmeans', getattr(flash_kmeans, '__version__', '?'))" || true
 
-part kernels 60 python -m benchmarks.gpu_targets kernels --out "$DIR"
-part lloyd 70 python -m benchmarks.gpu_targets lloyd --out "$DIR"
-part exactness 30 python -m benchmarks.gpu_targets exactness --out "$DIR"
-part tests 130 python -m pytest -q -p no:cacheprovider --durations=15 -k "cupy or cuda or triton" tests/
-part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
-part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
-part init 40 python -m benchmarks.gpu_targets init --out "$DIR"
-part tiles 40 python -m benchmarks.gpu_targets tiles --out "$DIR"
+if [ "${1:-}" = "--quick" ] || [ "${QUICK:-0}" = "1" ]; then
+    # about 2.5 minutes: the fused pass, Lloyd against flash-kmeans, exactness, Triton's tests
+    export QUICK=1
+    part kernels 30 python -m benchmarks.gpu_targets kernels --out "$DIR"
+    part lloyd 45 python -m benchmarks.gpu_targets lloyd --out "$DIR"
+    part exactness 25 python -m benchmarks.gpu_targets exactness --out "$DIR"
+    part tests 60 python -m pytest -q -p no:cacheprovider --durations=5 \
+        -k "cupy or cuda or triton" tests/test_triton.py tests/test_lloyd.py tests/test_kmeans.py
+else
+    part kernels 60 python -m benchmarks.gpu_targets kernels --out "$DIR"
+    part lloyd 70 python -m benchmarks.gpu_targets lloyd --out "$DIR"
+    part exactness 30 python -m benchmarks.gpu_targets exactness --out "$DIR"
+    part tests 130 python -m pytest -q -p no:cacheprovider --durations=15 -k "cupy or cuda or triton" tests/
+    part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
+    part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
+    part init 40 python -m benchmarks.gpu_targets init --out "$DIR"
+    part tiles 40 python -m benchmarks.gpu_targets tiles --out "$DIR"
+fi
 python -m benchmarks.gpu_targets summary --out "$DIR" --tests-log "$DIR/gpu-tests.log"

@@ -153,6 +153,49 @@ def test_triton_checked_tf32_redoes_the_tied_rows():
     np.testing.assert_array_equal(out["totals"].sum(dim=0).cpu().numpy(), [70, 0, 0])
 
 
+def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32():
+    # each centre twice: the two best always tie; the third is farther, so
+    # most rows are decided by recomputing the two best scores, not listed
+    rng = np.random.default_rng(9)
+    X = _tensor(rng.standard_normal((300, 3)))
+    base = rng.standard_normal((5, 3)) * 3
+    centers = _tensor(np.concatenate([base, base]))
+    X_t, centers_t = _triton._as_torch(X), _triton._as_torch(centers)
+
+    out = _triton._launch(X_t, centers_t, with_sums=True, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
+    assert np.all(out["labels"].cpu().numpy() < 5)
+    assert int(out["n_listed"][0]) < 100
+    ref_sums, _ = _reference_sums(X, out["labels"], 10)
+    sums = out["sums"].sum(dim=0).double().cpu().numpy()
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
+
+
+def _tf32(values):
+    """Round float32 to TF32 (10 mantissa bits), as the tf32-check pass does."""
+    bits = values.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -8192).view(torch.float32)
+
+
+def test_triton_checked_tf32_is_exact_where_tf32_is_not():
+    # many points near boundaries: TF32-rounded products mislabel some of
+    # them; the check must give the float32 labels all the same
+    rng = np.random.default_rng(10)
+    centers_host = rng.standard_normal((40, 8)) * 0.3 + 5.0  # far from 0: large norms
+    X = _tensor(rng.standard_normal((3000, 8)) * 0.3 + 5.0)
+    centers = _tensor(centers_host)
+    half = 0.5 * torch.sum(centers * centers, dim=1)
+    rounded = torch.argmin(half - _tf32(X).cpu() @ _tf32(centers).cpu().T, dim=1)
+
+    labels = _triton.nearest_centers(X, centers, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    assert int((rounded != expected.cpu()).sum()) > 0, "the data must trip TF32"
+    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+
+
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])
 def test_triton_weighted_sums(precision):
     rng = np.random.default_rng(5)

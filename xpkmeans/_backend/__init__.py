@@ -16,6 +16,9 @@ proves it equals that twin. The rooms:
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
   ``_numba``: compiled CPU kernels (optional numba); ``_sparse``: CSR
   matrices of SciPy, CuPy and torch (``sparse``, ``is_sparse``);
+- ``_triton``: the fused Lloyd pass on CUDA (tiles, precision, launch) and
+  ``_triton_kernels``: its Triton kernels (tested through Triton's
+  interpreter in ``tests/test_triton.py``);
 - ``_host``: the host random generator, host copies, devices, dtypes and row
   blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits.
 """

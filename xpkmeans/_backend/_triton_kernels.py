@@ -22,6 +22,74 @@ INFINITY = tl.constexpr(float("inf"))
 
 
 @triton.jit
+def _round_to_tf32(x):
+    """Round float32 to the nearest TF32 (10 mantissa bits; ties away from
+    zero): the tensor cores then multiply it exactly, whatever their own
+    rounding, and each operand is off by at most 2^-11 of itself."""
+    bits = x.to(tl.int32, bitcast=True)
+    return ((bits + 0x1000) & -8192).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
+            SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr):
+    """All features of the rows when they fit one chunk (the tile then stays
+    in registers for every centre tile), else a placeholder."""
+    features = tl.arange(0, BLOCK_D)
+    if SINGLE_CHUNK:
+        x = tl.load(
+            X + row_offsets[:, None] + features[None, :] * stride_xd,
+            mask=row_ok[:, None] & (features[None, :] < d), other=0.0,
+        )
+        if ROUND_TF32:
+            x = _round_to_tf32(x)
+    else:
+        x = tl.zeros((1, BLOCK_D), tl.float32)
+    return x
+
+
+@triton.jit
+def _tile_scores(
+    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok, k_start, d, k,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_TF32: tl.constexpr,
+):
+    """Scores ``||c||^2 / 2 - x . c`` of the rows against centres
+    ``k_start .. k_start + BLOCK_K``; padded centres score +inf (their half
+    norm is +inf, their dots 0)."""
+    features = tl.arange(0, BLOCK_D)
+    cols = k_start + tl.arange(0, BLOCK_K)
+    col_ok = cols < k
+    col_offsets = cols.to(tl.int64) * stride_ck
+    if SINGLE_CHUNK:
+        c = tl.load(
+            C + col_offsets[None, :] + features[:, None] * stride_cd,
+            mask=col_ok[None, :] & (features[:, None] < d), other=0.0,
+        )
+        if ROUND_TF32:
+            c = _round_to_tf32(c)
+        dots = tl.dot(x, c, input_precision=PRECISION)
+    else:
+        dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
+        for d_start in range(0, d, BLOCK_D):
+            chunk = d_start + features
+            x_chunk = tl.load(
+                X + row_offsets[:, None] + chunk[None, :] * stride_xd,
+                mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
+            )
+            c = tl.load(
+                C + col_offsets[None, :] + chunk[:, None] * stride_cd,
+                mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
+            )
+            if ROUND_TF32:
+                x_chunk = _round_to_tf32(x_chunk)
+                c = _round_to_tf32(c)
+            dots = tl.dot(x_chunk, c, dots, input_precision=PRECISION)
+    half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
+    return half_norms[None, :] - dots
+
+
+@triton.jit
 def _row_tile_scores(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -34,7 +102,6 @@ def _row_tile_scores(
     across centre tiles, and reduced across lanes once at the end: a few
     elementwise operations per score instead of row reductions per tile.
     """
-    features = tl.arange(0, BLOCK_D)
     best = tl.full((BLOCK_N,), INFINITY, tl.float32)
     second = tl.full((BLOCK_N,), INFINITY, tl.float32)
     label = tl.zeros((BLOCK_N,), tl.int32)
@@ -43,37 +110,12 @@ def _row_tile_scores(
     lane_second = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
     lane_start = tl.zeros((BLOCK_N, BLOCK_K), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    if SINGLE_CHUNK:  # all features in one chunk: X's tile stays in registers
-        x = tl.load(
-            X + row_offsets[:, None] + features[None, :] * stride_xd,
-            mask=row_ok[:, None] & (features[None, :] < d), other=0.0,
-        )
+    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False)
     for k_start in range(0, k, BLOCK_K):
-        cols = k_start + tl.arange(0, BLOCK_K)
-        col_ok = cols < k
-        col_offsets = cols.to(tl.int64) * stride_ck
-        if SINGLE_CHUNK:
-            c = tl.load(
-                C + col_offsets[None, :] + features[:, None] * stride_cd,
-                mask=col_ok[None, :] & (features[:, None] < d), other=0.0,
-            )
-            dots = tl.dot(x, c, input_precision=PRECISION)
-        else:
-            dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
-            for d_start in range(0, d, BLOCK_D):
-                chunk = d_start + features
-                x = tl.load(
-                    X + row_offsets[:, None] + chunk[None, :] * stride_xd,
-                    mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
-                )
-                c = tl.load(
-                    C + col_offsets[None, :] + chunk[:, None] * stride_cd,
-                    mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
-                )
-                dots = tl.dot(x, c, dots, input_precision=PRECISION)
-        # padded centres score +inf (their half norm is +inf, their dots 0)
-        half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
-        scores = half_norms[None, :] - dots
+        scores = _tile_scores(
+            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False,
+        )
         if LANE_MIN:
             if WITH_SECOND:
                 lane_second = tl.minimum(lane_second, tl.maximum(lane_best, scores))
@@ -98,6 +140,73 @@ def _row_tile_scores(
             others = tl.where(index == label[:, None], lane_second, lane_best)
             second = tl.min(others, axis=1)
     return label, best, second
+
+
+@triton.jit
+def _insert(b1, i1, b2, i2, b3, value, index):
+    """Insert ``(value, index)`` into each row's three smallest scores
+    ``b1 <= b2 <= b3`` (indices of the first two); ties keep the earlier."""
+    first = value < b1
+    second = ~first & (value < b2)
+    third = ~first & ~second & (value < b3)
+    b3 = tl.where(first | second, b2, tl.where(third, value, b3))
+    b2_new = tl.where(first, b1, tl.where(second, value, b2))
+    i2 = tl.where(first, i1, tl.where(second, index, i2))
+    b1 = tl.where(first, value, b1)
+    i1 = tl.where(first, index, i1)
+    return b1, i1, b2_new, i2, b3
+
+
+@triton.jit
+def _top_three(
+    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """The two smallest scores of each row with their centres, and the third
+    smallest score (``PRECISION``'s products of operands rounded to TF32)."""
+    lanes = tl.arange(0, BLOCK_K)
+    b1 = tl.full((BLOCK_N,), INFINITY, tl.float32)
+    b2 = tl.full((BLOCK_N,), INFINITY, tl.float32)
+    b3 = tl.full((BLOCK_N,), INFINITY, tl.float32)
+    i1 = tl.zeros((BLOCK_N,), tl.int32)
+    i2 = tl.zeros((BLOCK_N,), tl.int32)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True)
+    for k_start in range(0, k, BLOCK_K):
+        scores = _tile_scores(
+            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True,
+        )
+        t1 = tl.min(scores, axis=1)
+        j1 = tl.argmin(scores, axis=1, tie_break_left=True)
+        rest = tl.where(lanes[None, :] == j1[:, None], INFINITY, scores)
+        t2 = tl.min(rest, axis=1)
+        j2 = tl.argmin(rest, axis=1, tie_break_left=True)
+        t3 = tl.min(tl.where(lanes[None, :] == j2[:, None], INFINITY, rest), axis=1)
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t1, j1 + k_start)
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t2, j2 + k_start)
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t3, j2 + k_start)
+    return i1, i2, b1, b2, b3
+
+
+@triton.jit
+def _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok,
+                    centre, d, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``||c||^2 / 2 - x . c`` of each row against its own ``centre``, in
+    plain float32 (elementwise products, then a sum per row)."""
+    features = tl.arange(0, BLOCK_D)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    centre_offsets = centre.to(tl.int64) * stride_ck
+    dots = tl.zeros((BLOCK_N,), tl.float32)
+    for d_start in range(0, d, BLOCK_D):
+        chunk = d_start + features
+        inside = row_ok[:, None] & (chunk[None, :] < d)
+        x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
+        c = tl.load(C + centre_offsets[:, None] + chunk[None, :] * stride_cd, mask=inside,
+                    other=0.0)
+        dots += tl.sum(x * c, axis=1)
+    return tl.load(H + centre) - dots
 
 
 @triton.jit
@@ -166,28 +275,46 @@ def dense_kernel(
     """One program per ``BLOCK_N`` rows: labels (and scores, sums)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
-    label, best, second = _row_tile_scores(
-        X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-        BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN,
-    )
-    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
-    if WITH_SCORES:
-        tl.store(BEST + rows, best, mask=row_ok)
-    if WITH_SECOND:
-        tl.store(SECOND + rows, second, mask=row_ok)
     summed = row_ok
     if CHECK_MARGIN:
-        # |TF32 dot - float32 dot| <= 2^-9 ||x|| ||c||, each score; flag
-        # margins within twice both errors (rounding mode aside).
+        # Operands rounded to TF32 (2^-11 each), products accumulated in
+        # float32: each score is off by at most (2^-10 + d 2^-23) ||x|| ||c||.
+        # Unless a third centre scores within twice that of the best (then
+        # the row is listed and redone), the nearest is one of the two best,
+        # whose scores are recomputed here in float32.
+        first, second_centre, tf32_best, second, third = _top_three(
+            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION,
+        )
+        score_first = _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H,
+                                      rows, row_ok, first, d, BLOCK_N, BLOCK_D)
+        score_second = _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H,
+                                       rows, row_ok, second_centre, d, BLOCK_N, BLOCK_D)
+        takes_second = (second < INFINITY) & (
+            (score_second < score_first)
+            | ((score_second == score_first) & (second_centre < first)))
+        label = tl.where(takes_second, second_centre, first)
+        best = tl.where(takes_second, score_second, score_first)
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d, BLOCK_N, BLOCK_D))
-        bound = norm * tl.load(CENTER_NORM_MAX) * 0.0078125  # 2^-7
-        doubtful = row_ok & (second - best <= bound)
+        relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
+        bound = norm * tl.load(CENTER_NORM_MAX) * relative
+        doubtful = row_ok & (third - tf32_best <= bound)
         n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
         if n_doubtful > 0:  # most programs list nothing: no atomic on the one counter
             start = tl.atomic_add(N_LISTED, n_doubtful, sem="relaxed")
             slot = start + tl.cumsum(doubtful.to(tl.int32), axis=0) - 1
             tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
         summed = row_ok & ~doubtful
+    else:
+        label, best, second = _row_tile_scores(
+            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN,
+        )
+    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
+    if WITH_SCORES:
+        tl.store(BEST + rows, best, mask=row_ok)
+    if WITH_SECOND:
+        tl.store(SECOND + rows, second, mask=row_ok)
     if WITH_SUMS:
         _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, summed, label, d, k,
                   copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
