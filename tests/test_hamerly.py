@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 import xpkmeans
 from xpkmeans import KMeans, _lloyd
 from xpkmeans._backend import nearest_centers, picks_rows_cheaply
+from xpkmeans._backend._capabilities import supports
 from xpkmeans._hamerly import BoundedNearest
 
 
@@ -51,7 +52,12 @@ def test_hamerly_fit_equals_lloyd_fit(backend):
     X, _ = xpkmeans.make_blobs(3000, 5, centers=12, cluster_std=2.0, random_state=3)
     X = backend.asarray(X)
     lloyd = KMeans(12, random_state=0, n_init=2, tol=0).fit(X)
-    hamerly = KMeans(12, random_state=0, n_init=2, tol=0, algorithm="hamerly").fit(X)
+    bounded = KMeans(12, random_state=0, n_init=2, tol=0, algorithm="hamerly")
+    if supports("algorithm='hamerly'", X):
+        hamerly = bounded.fit(X)
+    else:  # a GPU: Lloyd, and a warning that says so
+        with pytest.warns(xpkmeans.FallbackWarning, match="hamerly"):
+            hamerly = bounded.fit(X)
     backend.assert_here(hamerly.cluster_centers_, backend.xp.float64)
     assert hamerly.n_iter_ == lloyd.n_iter_
     np.testing.assert_array_equal(backend.to_numpy(hamerly.labels_),

@@ -222,6 +222,7 @@ def _torch_devices():
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")  # torch, CUDA
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_torch_sparse_csr_equals_scipy(device):
     torch = pytest.importorskip("torch")

@@ -141,8 +141,15 @@ def _host_centers(centers: Any, dtype: Any, *, name: str = "centers") -> np.ndar
 # array with a leading axis of 1, so that the chunks' results stack along axis 0.
 
 
-def _weights_of(weights: Any) -> Any:
-    return None if weights is None else weights[:, 0]
+def _on_chunk_device(values: Any, block: Any) -> Any:
+    """``values`` (a chunk of weights or labels, possibly host data) in the
+    library and on the device of the chunk ``block`` (no copy if already there)."""
+    xp = array_namespace(block)
+    return xp.asarray(values, device=device_of(block))
+
+
+def _weights_of(weights: Any, block: Any) -> Any:
+    return None if weights is None else _on_chunk_device(weights[:, 0], block)
 
 
 def _chunk_moments(block: Any, weights: Any) -> Any:
@@ -154,7 +161,7 @@ def _chunk_moments(block: Any, weights: Any) -> Any:
     if weights is None:
         flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]
     else:
-        w = xp.astype(weights[:, 0], accumulate)
+        w = xp.astype(_weights_of(weights, block), accumulate)
         bad = xp.logical_not(xp.isfinite(w)) | (w < 0)
         flags += [xp.sum(xp.astype(bad, accumulate)), xp.sum(xp.astype(w > 0, accumulate))]
     return xp.concat([sums, xp.stack(flags)])[None, :]
@@ -176,7 +183,7 @@ def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any) -> Any:
     """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals)."""
     xp = array_namespace(block)
     _, sums, totals = nearest_centers_and_sums(
-        block, _centers_for(centers, block), weights=_weights_of(weights)
+        block, _centers_for(centers, block), weights=_weights_of(weights, block)
     )
     return xp.concat([sums, totals[:, None]], axis=1)[None, ...]
 
@@ -185,7 +192,8 @@ def _chunk_sums_of_labels(block: Any, labels: Any, weights: Any, n_clusters: int
     """(1, k, d + 1): M-step sums of one chunk for given labels."""
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
-    sums, totals = segment_sum(block, labels[:, 0], n_clusters, weights=_weights_of(weights))
+    labels = _on_chunk_device(labels[:, 0], block)
+    sums, totals = segment_sum(block, labels, n_clusters, weights=_weights_of(weights, block))
     return xp.astype(xp.concat([sums, totals[:, None]], axis=1), accumulate)[None, ...]
 
 
@@ -198,9 +206,10 @@ def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
     """
     xp = array_namespace(block)
     centers = _centers_for(centers, block)
-    labels = nearest_centers(block, centers) if labels is None else labels[:, 0]
+    labels = (nearest_centers(block, centers) if labels is None
+              else _on_chunk_device(labels[:, 0], block))
     distances = _sq_distances_to_assigned(block, centers, labels, xp=xp)
-    w = _weights_of(weights)
+    w = _weights_of(weights, block)
     if w is not None:
         distances = xp.where(w > 0, distances, xp.zeros_like(distances))
     chosen = xp.sort(largest_indices(distances, centers.shape[0]))
@@ -220,8 +229,9 @@ def _chunk_labels(block: Any, centers: Any) -> Any:
 def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
     """(1,): the chunk's (weighted) sum of squared distances to its centres."""
     xp = array_namespace(block)
+    labels = _on_chunk_device(labels, block)
     distances = _sq_distances_to_assigned(block, _centers_for(centers, block), labels, xp=xp)
-    w = _weights_of(weights)
+    w = _weights_of(weights, block)
     if w is not None:
         distances = distances * w
     return xp.astype(xp.sum(distances), widest_float_dtype(xp, device_of(block)))[None]
@@ -278,6 +288,8 @@ def _farthest_candidates(X: Any, labels: Any, weights: Any, centers: np.ndarray)
 def _relocate(sums: Any, totals: Any, candidates: Any, centers: Any, weighted: bool) -> Any:
     """Relocation from the chunks' proposals, exactly as ``_relocate_empty_clusters``."""
     d = centers.shape[1]
+    # on the client, in host memory, like the centres (chunks may be on a GPU)
+    candidates, sums, totals = to_numpy(candidates), to_numpy(sums), to_numpy(totals)
     xp = array_namespace(candidates)
     points = xp.astype(candidates[:, :d], centers.dtype)
     labels = xp.astype(candidates[:, d], xp.int64)
@@ -588,6 +600,7 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     weighted = weights is not None
 
     def finish(reduced, candidates):
+        reduced = to_numpy(reduced)  # host memory, like the centres
         cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
             cluster_sums = _relocate(cluster_sums.sums, cluster_sums.totals, candidates,
@@ -748,7 +761,7 @@ def _candidate_weights(X: Any, weights: Any, candidates: np.ndarray) -> Any:
         xp = array_namespace(block)
         labels = nearest_centers(block, _centers_for(candidates, block))
         ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=device_of(block))
-        return segment_sum(ones, labels, m, weights=_weights_of(w))[1]
+        return segment_sum(ones, labels, m, weights=_weights_of(w, block))[1]
 
     x_blocks = X.to_delayed()[:, 0]
     w_blocks = [None] * len(x_blocks) if weights is None else weights.to_delayed()[:, 0]
