@@ -45,7 +45,9 @@ else
     part kernels 60 python -m benchmarks.gpu_targets kernels --out "$DIR"
     part lloyd 70 python -m benchmarks.gpu_targets lloyd --out "$DIR"
     part exactness 30 python -m benchmarks.gpu_targets exactness --out "$DIR"
-    part tests 130 python -m pytest -q -p no:cacheprovider --durations=15 -k "cupy or cuda or triton" tests/
+    part triton-tests 60 python -m pytest -v --tb=short -p no:cacheprovider tests/test_triton.py
+    part tests 200 python -m pytest -v --tb=short -p no:cacheprovider --durations=15 \
+        -k "cupy or cuda" --ignore=tests/test_triton.py tests/
     part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
     part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
     part init 40 python -m benchmarks.gpu_targets init --out "$DIR"

@@ -115,8 +115,8 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     """
     block_d = max(16, _next_power_of_two(d))
     single_chunk = block_d <= 32
-    if not single_chunk:
-        block_d = 16 if dot_precision == "ieee" else 32
+    if not single_chunk:  # tf32-check: 16 measured 18% faster than 32 on 8M x 128 (H200)
+        block_d = 16 if dot_precision in ("ieee", "tf32-check") else 32
     one_tf32 = dot_precision in ("tf32", "tf32-check")
     widest_k = 128 if dot_precision == "tf32x3" and single_chunk else 64
     block_k = min(widest_k, max(16, _next_power_of_two(k)))
