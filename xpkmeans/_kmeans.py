@@ -29,7 +29,7 @@ from ._backend import (
     widest_float_dtype,
 )
 from . import _dask, _streaming
-from ._backend._capabilities import FallbackWarning, fallback_message, supports
+from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
@@ -293,9 +293,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centres and iterations (up to points equally far from two centres
         within rounding), and much less work once few points move: faster
         on long fits with many clusters, slower on fits of a few iterations.
-        It needs to pick those points out, so it runs on eager arrays in
-        host memory (NumPy, PyTorch CPU); elsewhere the fit warns
-        (``FallbackWarning``) and runs "lloyd" (see ``_backend/_capabilities.py``).
+        Picking those points out has a data-dependent shape, so it runs only
+        where the capabilities table (``xpkmeans/_backend/_capabilities.py``)
+        says; elsewhere the fit warns (``FallbackWarning``) and runs "lloyd".
     callback : callable, default=None
         Called as ``callback(progress)`` after every EM iteration of every
         start, with a :class:`FitProgress` (start, iteration, centre shift
@@ -517,11 +517,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> _Run:
         """``n_init`` initialisations, one EM each; the run of lowest inertia."""
         rng = host_rng(params.random_state)
-        bounded = params.algorithm == "hamerly" and supports("algorithm='hamerly'", X_centered)
-        if params.algorithm == "hamerly" and not bounded:
-            warnings.warn(
-                fallback_message("algorithm='hamerly'", X), FallbackWarning, stacklevel=4
-            )
+        bounded = params.algorithm == "hamerly" and check_supported(
+            "algorithm='hamerly'", X, stacklevel=4
+        )
         started = time.perf_counter()
         best = None
         for start in range(params.n_init):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import array_namespace, from_host, host_rng, to_numpy
+from ._backend._capabilities import check_supported
 from ._dask import (
     _centers_for,
     _chunk_farthest,
@@ -68,6 +69,8 @@ class RowBlocks:
     >>> xpkmeans.KMeans(3, init=X[:3]).fit(blocks).cluster_centers_.shape
     (3, 3)
     """
+
+    array_kind = "streamed"  # for the capabilities table (``_backend/_capabilities.py``)
 
     def __init__(self, source: Any, *, block_rows: int | None = None, device: Any = None) -> None:
         if isinstance(source, Iterator):
@@ -308,6 +311,9 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
             centers = np.empty((n_clusters, stream.n_features), dtype=dtype)
             centers[order] = stream.rows(rows[order])
             return centers
+        if init == "k-means||":
+            check_supported("init='k-means||'", stream.data, stacklevel=4)
+            init = "k-means++"
         if init == "k-means++":  # on a uniform sample of rows
             size = min(n, max(_MIN_INIT_ROWS, _INIT_ROWS_PER_CLUSTER * n_clusters))
             rows = np.sort(rng.choice(n, size=size, replace=False))
@@ -317,7 +323,7 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
 
             return np.asarray(_kmeans_plusplus(sample, n_clusters, sample_weight=weights,
                                                rng=rng, xp=xp)[0])
-        msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'random' or an array."
+        msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'k-means||', 'random' or an array."
         raise ValueError(msg)
     if callable(init):
         msg = "A callable `init` is not supported on streamed data; pass an array."
@@ -388,6 +394,8 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 
     data = X if isinstance(X, RowBlocks) else RowBlocks(X)
     n_clusters, max_iter, tol, n_init = _check_params(estimator)
+    if estimator.algorithm == "hamerly":  # the EM here is Lloyd's
+        check_supported("algorithm='hamerly'", X, stacklevel=3)
     stream = _Stream(data, sample_weight, tol)
     check_n_clusters_fits(stream.n_samples, n_clusters)
     rng = host_rng(estimator.random_state)
