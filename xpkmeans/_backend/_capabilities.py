@@ -1,8 +1,8 @@
 """Which algorithm or feature runs on which arrays, declared once.
 
 Data comes in five kinds (``array_kind``): dense in host memory, dense on a
-GPU, sparse, lazy (Dask), and streamed (read one block of rows at a time). Each feature below lists the kinds it runs
-on. The estimator asks ``supports(feature, X)`` before it takes a path, the
+GPU, sparse, lazy (Dask), and streamed (read one block of rows at a time).
+Each feature below lists the kinds it runs on. The estimator asks ``supports(feature, X)`` before it takes a path, the
 tests read the same table to know what to expect on each backend, and a
 requested feature that cannot run warns (``FallbackWarning``) and falls back
 instead of changing the algorithm silently.
