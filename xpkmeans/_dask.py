@@ -44,7 +44,7 @@ from ._lloyd import (
     _relocate_empty_clusters,
     _sq_distances_to_assigned,
 )
-from ._validation import check_int, check_n_clusters_fits
+from ._validation import check_n_clusters_fits, check_weight_layout
 
 # k-means|| (Bahmani et al. 2012): rounds of independent sampling, each
 # drawing about OVERSAMPLING * n_clusters candidates; 5 rounds of 2k give
@@ -105,15 +105,7 @@ def _check_dask_weights(sample_weight: Any, X: Any) -> Any:
         sample_weight = da.full((n_samples,), float(sample_weight), chunks=(X.chunks[0],))
     elif not is_dask_array(sample_weight):
         sample_weight = da.from_array(np.asarray(to_numpy(sample_weight)), chunks=(X.chunks[0],))
-    if sample_weight.dtype.kind not in "biuf":
-        msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
-        raise InputTypeError(msg)
-    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
-        msg = (
-            f"`sample_weight` must have shape ({n_samples},) to match X, got "
-            f"{tuple(sample_weight.shape)}."
-        )
-        raise ValueError(msg)
+    check_weight_layout(sample_weight, n_samples, real=sample_weight.dtype.kind in "biuf")
     weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
     return weights[:, None]
 

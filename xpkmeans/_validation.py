@@ -123,6 +123,19 @@ def _check_sparse(X: Any, *, name: str, ensure_min_samples: int, dtype: Any) -> 
     return X, xp
 
 
+def check_weight_layout(sample_weight: Any, n_samples: int, *, real: bool) -> None:
+    """``sample_weight`` holds real numbers (``real``: its dtype does), one per sample."""
+    if not real:
+        msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
+        raise InputTypeError(msg)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        msg = (
+            f"`sample_weight` must have shape ({n_samples},) to match X, got "
+            f"{tuple(sample_weight.shape)}."
+        )
+        raise ValueError(msg)
+
+
 def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     """Validate ``sample_weight`` for ``X``: None, a scalar or a 1-D array of length n.
 
@@ -142,15 +155,10 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
             wxp = array_namespace(sample_weight)
         if wxp is not xp:  # another library: go through the host
             sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
-        if not xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")):
-            msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
-            raise InputTypeError(msg)
-        if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
-            msg = (
-                f"`sample_weight` must have shape ({n_samples},) to match X, got "
-                f"{tuple(sample_weight.shape)}."
-            )
-            raise ValueError(msg)
+        check_weight_layout(
+            sample_weight, n_samples,
+            real=xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")),
+        )
         weights = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
     if not bool(xp.all(xp.isfinite(weights))):
         msg = "`sample_weight` contains NaN or inf."
