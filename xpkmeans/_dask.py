@@ -104,8 +104,10 @@ def _check_dask_weights(sample_weight: Any, X: Any) -> Any:
     if np.isscalar(sample_weight):
         sample_weight = da.full((n_samples,), float(sample_weight), chunks=(X.chunks[0],))
     elif not is_dask_array(sample_weight):
-        sample_weight = da.from_array(np.asarray(to_numpy(sample_weight)), chunks=(X.chunks[0],))
+        sample_weight = np.asarray(to_numpy(sample_weight))
     check_weight_layout(sample_weight, n_samples, real=sample_weight.dtype.kind in "biuf")
+    if not is_dask_array(sample_weight):  # checked first: a wrong length cannot be chunked
+        sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
     weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
     return weights[:, None]
 
