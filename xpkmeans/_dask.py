@@ -44,13 +44,8 @@ from ._lloyd import (
     _relocate_empty_clusters,
     _sq_distances_to_assigned,
 )
+from ._init import KMEANS_PARALLEL_OVERSAMPLING, KMEANS_PARALLEL_ROUNDS, _kmeans_plusplus
 from ._validation import check_n_clusters_fits, check_weight_layout
-
-# k-means|| (Bahmani et al. 2012): rounds of independent sampling, each
-# drawing about OVERSAMPLING * n_clusters candidates; 5 rounds of 2k give
-# ~10k candidates, from which weighted k-means++ picks k (Spark uses 2 rounds).
-KMEANS_PARALLEL_ROUNDS = 5
-KMEANS_PARALLEL_OVERSAMPLING = 2.0
 
 
 def is_dask_input(X: Any) -> bool:
@@ -689,8 +684,6 @@ def kmeans_parallel(
     A constant number of passes, ``2 * rounds + 2``, whatever ``n_clusters``.
     """
     import dask
-
-    from ._init import _kmeans_plusplus
 
     candidates = _first_center(X, weights, rng)
     closest = None
