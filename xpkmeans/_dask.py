@@ -45,7 +45,7 @@ from ._lloyd import (
     _sq_distances_to_assigned,
 )
 from ._init import KMEANS_PARALLEL_OVERSAMPLING, KMEANS_PARALLEL_ROUNDS, _kmeans_plusplus
-from ._validation import check_n_clusters_fits, check_weight_layout
+from ._validation import check_n_clusters_fits, check_weight_layout, scaled_tolerance
 
 
 def is_dask_input(X: Any) -> bool:
@@ -154,12 +154,11 @@ def _chunk_subtract(block: Any, mean: Any) -> Any:
     return subtract_row(block, _centers_for(mean, block))
 
 
-def _chunk_spread(block: Any) -> Any:
-    """(1, 2): sum of squares and largest absolute value."""
+def _chunk_sum_of_squares(block: Any) -> Any:
+    """(1, 1): sum of squares, in the widest float."""
     xp = array_namespace(block)
-    accumulate = widest_float_dtype(xp, device_of(block))
-    wide = xp.astype(block, accumulate)
-    return xp.stack([xp.sum(wide * wide), xp.max(xp.abs(wide))])[None, :]
+    wide = xp.astype(block, widest_float_dtype(xp, device_of(block)))
+    return xp.reshape(xp.sum(wide * wide), (1, 1))
 
 
 def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any) -> Any:
@@ -305,17 +304,9 @@ class _Prepared:
         self.X = X.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype).persist()
         if self.weights is not None:
             self.weights = self.weights.persist()
-        spread = _stacked(self.X, lambda b, w: _chunk_spread(b), shape=(2,))
-        total, largest = dask.compute(spread[:, 0].sum(), spread[:, 1].max())
-        total, largest = float(total), float(largest)
-        limit = float(np.finfo(X.dtype).max)
-        if not (total <= limit / 4 and largest * largest <= limit):
-            msg = (
-                f"`X` has values too large for {X.dtype}: their squared distances "
-                "overflow. Rescale X (e.g. divide by its largest absolute value)."
-            )
-            raise ValueError(msg)
-        self.tol = total / (n * d) * tol
+        squares = _stacked(self.X, lambda b, w: _chunk_sum_of_squares(b), shape=(1,))
+        self.tol = scaled_tolerance(float(dask.compute(squares.sum())[0]), n * d, tol,
+                                    dtype=X.dtype, dtype_max=float(np.finfo(X.dtype).max))
         self.meta_xp = array_namespace(X._meta)
 
 

@@ -49,6 +49,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_tol,
+    scaled_tolerance,
 )
 
 ALGORITHMS = ("lloyd", "hamerly")
@@ -193,12 +194,9 @@ class _Run:
 
 
 def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
-    """``tol`` scaled by the mean per-feature variance of X (scikit-learn's rule).
-
-    Also the check that squared distances, and their sum, fit the dtype:
-    values near the square root of the dtype's maximum would make them infinite.
-    Sparse X is not centred: the mean of its column variances (scikit-learn's rule).
-    """
+    """``tol`` scaled by the mean per-feature variance of X, and the overflow
+    check (``scaled_tolerance``). Sparse X is not centred: the mean of its
+    column variances (scikit-learn's rule)."""
     if is_sparse(X_centered):
         accumulate = widest_float_dtype(xp, device_of(X_centered))
         return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
@@ -209,13 +207,8 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
         total_variance = _sum_of_squares(X_centered, xp=xp)
     else:  # a Python float: an overflow gives inf, without a warning
         total_variance = _sum_of_squares(X_centered, scale=scale, xp=xp) * scale * scale
-    if not total_variance <= largest / 4:
-        msg = (
-            f"`X` has values too large for {X_centered.dtype}: their squared distances "
-            "overflow. Rescale X (e.g. divide by its largest absolute value)."
-        )
-        raise ValueError(msg)
-    return total_variance / n_values * tol
+    return scaled_tolerance(total_variance, n_values, tol, dtype=X_centered.dtype,
+                            dtype_max=largest)
 
 
 def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:

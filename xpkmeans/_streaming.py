@@ -28,13 +28,14 @@ from ._dask import (
     _chunk_inertia,
     _chunk_labels,
     _chunk_lloyd_sums,
+    _chunk_sum_of_squares,
     _host_centers,
     _relocate,
     _split_sums,
 )
 from ._errors import InputTypeError
 from ._lloyd import _centers_from_sums
-from ._validation import check_n_clusters_fits
+from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
 # small against memory (a 20M x 32 float32 memmap: 320 blocks).
@@ -230,19 +231,9 @@ class _Stream:
         self.n_samples, self.n_features = n, sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
-        total, largest = 0.0, 0.0
-        for block, _ in self.centered():
-            xp = array_namespace(block)
-            total += float(xp.sum(block * block, dtype=xp.float64))
-            largest = max(largest, float(xp.max(xp.abs(block))))
-        limit = float(np.finfo(self.mean.dtype).max)
-        if not (total <= limit / 4 and largest * largest <= limit):
-            msg = (
-                f"`X` has values too large for {self.mean.dtype}: their squared distances "
-                "overflow. Rescale X (e.g. divide by its largest absolute value)."
-            )
-            raise ValueError(msg)
-        self.tol = total / (n * self.n_features) * tol
+        total = sum(float(_chunk_sum_of_squares(block)[0, 0]) for block, _ in self.centered())
+        self.tol = scaled_tolerance(total, n * self.n_features, tol, dtype=self.mean.dtype,
+                                    dtype_max=float(np.finfo(self.mean.dtype).max))
 
     def centered(self) -> Iterator[tuple[Any, Any]]:
         """(centred block, its (rows, 1) weights or None), in order."""

@@ -172,6 +172,26 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     return weights
 
 
+def scaled_tolerance(
+    sum_of_squares: float, n_values: int, tol: float, *, dtype: Any, dtype_max: float
+) -> float:
+    """``tol`` times the mean per-feature variance of centred data whose
+    ``n_values`` values have squares summing to ``sum_of_squares``
+    (scikit-learn's rule).
+
+    Also the check that squared distances, and their sum, fit ``dtype`` (of
+    largest value ``dtype_max``): values near the square root of the maximum
+    would make them infinite.
+    """
+    if not sum_of_squares <= dtype_max / 4:
+        msg = (
+            f"`X` has values too large for {dtype}: their squared distances "
+            "overflow. Rescale X (e.g. divide by its largest absolute value)."
+        )
+        raise ValueError(msg)
+    return sum_of_squares / n_values * tol
+
+
 def check_int(value: Any, name: str, *, minimum: int) -> int:
     """An integer (not bool) that is ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
