@@ -152,6 +152,17 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, la
 
 
 @triton.jit
+def _store_rows(LABELS, BEST, SECOND, rows, row_ok, label, best, second,
+                WITH_SCORES: tl.constexpr, WITH_SECOND: tl.constexpr):
+    """Store the rows' labels (and best, second-best scores)."""
+    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
+    if WITH_SCORES:
+        tl.store(BEST + rows, best, mask=row_ok)
+    if WITH_SECOND:
+        tl.store(SECOND + rows, second, mask=row_ok)
+
+
+@triton.jit
 def dense_kernel(
     X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
@@ -170,11 +181,8 @@ def dense_kernel(
         X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
         BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN,
     )
-    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
-    if WITH_SCORES:
-        tl.store(BEST + rows, best, mask=row_ok)
-    if WITH_SECOND:
-        tl.store(SECOND + rows, second, mask=row_ok)
+    _store_rows(LABELS, BEST, SECOND, rows, row_ok, label, best, second,
+                WITH_SCORES, WITH_SECOND)
     summed = row_ok
     if CHECK_MARGIN:
         # |TF32 dot - float32 dot| <= 2^-9 ||x|| ||c||, each score; flag
@@ -214,11 +222,8 @@ def listed_kernel(
             X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN,
         )
-        tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
-        if WITH_SCORES:
-            tl.store(BEST + rows, best, mask=row_ok)
-        if WITH_SECOND:
-            tl.store(SECOND + rows, second, mask=row_ok)
+        _store_rows(LABELS, BEST, SECOND, rows, row_ok, label, best, second,
+                    WITH_SCORES, WITH_SECOND)
         if WITH_SUMS:
             _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d,
                       k, copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
