@@ -509,6 +509,26 @@ def test_progress_line_waits_then_rewrites_itself_on_a_terminal():
     assert len(inertias) <= 2
 
 
+def test_progress_line_starts_afresh_for_each_fit():
+    import io
+
+    from xpkmeans import FitProgress
+    from xpkmeans.cli import ProgressLine
+
+    def step(iteration, elapsed):
+        return FitProgress(start=0, n_init=1, iteration=iteration, max_iter=300,
+                           center_shift=0.5, tol=0.01, converged=False, last=False,
+                           elapsed=elapsed, _objective=lambda: 42.0)
+
+    stream = io.StringIO()
+    line = ProgressLine(stream=stream, delay=2.0, interval=1.0)
+    line(step(1, 0.1))
+    line(step(9, 9.0))  # a long first fit
+    line(step(1, 0.1))  # the next fit (the next k of choose-k)
+    line(step(5, 2.5))
+    assert stream.getvalue().splitlines()[-1].startswith("iteration 5/300: inertia 42")
+
+
 def test_closed_pipe_exits_quietly(tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
     result = subprocess.run(

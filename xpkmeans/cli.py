@@ -432,6 +432,9 @@ class ProgressLine:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def __call__(self, progress: Any) -> None:
+        if progress.start == 0 and progress.iteration == 1:  # a new fit (choose-k: one per k)
+            self._shown_at = -float("inf")
+            self._inertia_seconds, self._inertia = 0.0, None
         self.last = progress
         due = progress.elapsed >= self.delay and (
             progress.elapsed - self._shown_at >= self.interval or progress.last
