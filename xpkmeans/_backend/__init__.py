@@ -16,8 +16,12 @@ proves it equals that twin. The rooms:
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
   ``_numba``: compiled CPU kernels (optional numba); ``_sparse``: CSR
   matrices of SciPy, CuPy and torch (``sparse``, ``is_sparse``);
+- ``_triton`` and ``_triton_kernels``: the fused Lloyd pass on CUDA (optional
+  triton);
 - ``_host``: the host random generator, host copies, devices, dtypes and row
-  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits.
+  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits;
+- ``_capabilities``: which feature runs on which kind of data, and the
+  ``FallbackWarning`` where it does not.
 """
 
 from ._host import (
