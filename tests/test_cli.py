@@ -434,6 +434,37 @@ def test_verbose_prints_a_line_per_iteration_and_quiet_prints_nothing(tmp_path, 
     assert (tmp_path / "l.txt").exists()
 
 
+def test_choose_k_verbose_shows_each_k_and_quiet_prints_only_the_best(tmp_path, capsys):
+    X = _four_blobs()
+    data = _write(X, tmp_path, "npy")
+    base = ["choose-k", data, "--range", "5,2,4", "--backend", "numpy", "--seed", 0]
+    code, out, err = run_main([*base, "--verbose"], capsys)
+    assert code == 0 and _field(out, "best k") == "4"
+    per_k = [line for line in err.splitlines() if line.startswith("k=")]
+    assert [line.split(":")[0] for line in per_k] == ["k=2 (1/3)", "k=4 (2/3)", "k=5 (3/3)"]
+    assert re.fullmatch(r"k=2 \(1/3\): silhouette [\d.e+-]+, inertia [\d.e+]+, \d+ "
+                        r"iterations, [\d.]+ s", per_k[0])
+    assert any(line.startswith("iteration 1/300: inertia") for line in err.splitlines())
+    code, out, err = run_main([*base, "--quiet"], capsys)
+    assert code == 0 and out == "4\n" and err == ""
+    code, out, err = run_main(base, capsys)  # a short run: the table, no progress
+    assert code == 0 and "best k: 4" in out and err == ""
+
+
+def test_select_n_clusters_reports_each_candidate():
+    from xpkmeans.model_selection import select_n_clusters
+
+    X = _four_blobs()
+    seen = []
+    result = select_n_clusters(X, [3, 2], method="calinski_harabasz",
+                               random_state=0, progress=lambda *a: seen.append(a))
+    assert [k for k, _, _ in seen] == [2, 3]
+    assert [score for _, score, _ in seen] == list(result.scores)
+    assert [model for _, _, model in seen] == list(result.models)
+    with pytest.raises(TypeError, match="`progress` must be None or a callable"):
+        select_n_clusters(X, [2, 3], progress=1)
+
+
 def test_iteration_limit_is_said_in_the_option_words(tmp_path, capsys):
     X = _blobs(n_samples=300, centers=6, seed=6)
     data = _write(X, tmp_path, "npy")
@@ -476,6 +507,26 @@ def test_progress_line_waits_then_rewrites_itself_on_a_terminal():
     assert "iteration 2/300: inertia 42, centre shift 0.5 (tol 0.01), 2.5 s" in shown
     assert "iteration 3/" not in shown and "iteration 4/300" in shown
     assert len(inertias) <= 2
+
+
+def test_progress_line_starts_afresh_for_each_fit():
+    import io
+
+    from xpkmeans import FitProgress
+    from xpkmeans.cli import ProgressLine
+
+    def step(iteration, elapsed):
+        return FitProgress(start=0, n_init=1, iteration=iteration, max_iter=300,
+                           center_shift=0.5, tol=0.01, converged=False, last=False,
+                           elapsed=elapsed, _objective=lambda: 42.0)
+
+    stream = io.StringIO()
+    line = ProgressLine(stream=stream, delay=2.0, interval=1.0)
+    line(step(1, 0.1))
+    line(step(9, 9.0))  # a long first fit
+    line(step(1, 0.1))  # the next fit (the next k of choose-k)
+    line(step(5, 2.5))
+    assert stream.getvalue().splitlines()[-1].startswith("iteration 5/300: inertia 42")
 
 
 def test_closed_pipe_exits_quietly(tmp_path):

@@ -224,3 +224,14 @@ def test_column_chunks_are_joined_and_integer_data_becomes_float():
     km = xpkmeans.KMeans(5, init=init * 10).fit(da.from_array(integers, chunks=(300, -1)))
     assert km.cluster_centers_.dtype == np.float64
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+def test_bad_sample_weight_says_what_in_memory_says(as_dask):
+    X = np.random.default_rng(0).random((50, 2))
+    wrong_length = np.ones(49)
+    weights = da.from_array(wrong_length, chunks=10) if as_dask else wrong_length
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(50,\) to match X"):
+        xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=weights)
+    with pytest.raises(TypeError, match="`sample_weight` must be real numbers"):
+        xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=np.array(["a"] * 50))

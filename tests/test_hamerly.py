@@ -72,7 +72,7 @@ def test_hamerly_warns_and_is_lloyd_where_the_capability_table_says_no(monkeypat
 
     table = dict(_capabilities.CAPABILITIES)
     table["algorithm='hamerly'"] = dataclasses.replace(
-        table["algorithm='hamerly'"], supported=lambda X: False
+        table["algorithm='hamerly'"], runs_on=frozenset()
     )
     monkeypatch.setattr(_capabilities, "CAPABILITIES", table)
     monkeypatch.setattr(BoundedNearest, "__call__", lambda self, centers: pytest.fail("used"))
@@ -81,6 +81,47 @@ def test_hamerly_warns_and_is_lloyd_where_the_capability_table_says_no(monkeypat
         km = KMeans(3, random_state=0, algorithm="hamerly").fit(X)
     lloyd = KMeans(3, random_state=0).fit(X)
     np.testing.assert_array_equal(km.labels_, lloyd.labels_)
+
+
+def test_the_capability_table_knows_each_kind_of_data(tmp_path):
+    import dask.array as da
+    import scipy.sparse
+
+    from xpkmeans._backend._capabilities import array_kind
+
+    X = np.zeros((10, 2), dtype=np.float32)
+    np.save(tmp_path / "X.npy", X)
+    memmap = np.load(tmp_path / "X.npy", mmap_mode="r")
+    assert array_kind(X) == "host"
+    assert array_kind(scipy.sparse.csr_matrix(X)) == "sparse"
+    assert array_kind(da.from_array(X)) == "lazy"
+    assert array_kind(memmap) == array_kind(xpkmeans.RowBlocks(X)) == "streamed"
+
+
+@pytest.mark.parametrize("kind", ["sparse", "lazy", "streamed"])
+def test_hamerly_warns_and_is_lloyd_on_sparse_dask_and_streamed_data(kind, tmp_path):
+    import dask.array as da
+    import scipy.sparse
+
+    X = np.asarray(xpkmeans.make_blobs(300, 2, centers=3, random_state=0)[0], dtype=np.float32)
+    np.save(tmp_path / "X.npy", X)
+    data = {"sparse": scipy.sparse.csr_matrix(X), "lazy": da.from_array(X, chunks=100),
+            "streamed": np.load(tmp_path / "X.npy", mmap_mode="r")}[kind]
+    init = X[:3]
+    with pytest.warns(xpkmeans.FallbackWarning, match="hamerly' does not run on .*lloyd"):
+        km = KMeans(3, init=init, algorithm="hamerly").fit(data)
+    lloyd = KMeans(3, init=init).fit(data)
+    np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(lloyd.labels_))
+
+
+def test_kmeans_parallel_on_streamed_data_warns_and_is_kmeans_plusplus(tmp_path):
+    X = np.asarray(xpkmeans.make_blobs(300, 2, centers=3, random_state=0)[0], dtype=np.float32)
+    np.save(tmp_path / "X.npy", X)
+    memmap = np.load(tmp_path / "X.npy", mmap_mode="r")
+    with pytest.warns(xpkmeans.FallbackWarning, match="k-means\\|\\|' does not run on data read"):
+        km = KMeans(3, init="k-means||", random_state=0).fit(memmap)
+    plusplus = KMeans(3, init="k-means++", random_state=0).fit(memmap)
+    np.testing.assert_array_equal(km.cluster_centers_, plusplus.cluster_centers_)
 
 
 def test_hamerly_runs_where_the_capability_table_says_so(backend, monkeypatch):

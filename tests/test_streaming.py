@@ -143,3 +143,15 @@ def test_blocks_streamed_to_cuda_with_overlap(memmap):
     assert km.labels_.device.type == "cuda"
     np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
     np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_, rtol=1e-8)
+
+
+def test_values_too_large_for_the_dtype_are_refused_alike_in_memory_on_dask_and_streamed(tmp_path):
+    import dask.array as da
+
+    X = np.zeros((40, 2), dtype=np.float32)
+    X[0, 0] = 3e19  # its square overflows float32
+    np.save(tmp_path / "X.npy", X)
+    for data in (X, da.from_array(X, chunks=10), np.load(tmp_path / "X.npy", mmap_mode="r")):
+        with pytest.raises(ValueError, match="^`X` has values too large for float32: their "
+                           "squared distances overflow"):
+            xpkmeans.KMeans(2, init=X[:2]).fit(data)

@@ -36,6 +36,7 @@ from ._backend import (
     to_numpy,
     widest_float_dtype,
 )
+from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._lloyd import (
     _centers_from_sums,
@@ -43,13 +44,8 @@ from ._lloyd import (
     _relocate_empty_clusters,
     _sq_distances_to_assigned,
 )
-from ._validation import check_int, check_n_clusters_fits
-
-# k-means|| (Bahmani et al. 2012): rounds of independent sampling, each
-# drawing about OVERSAMPLING * n_clusters candidates; 5 rounds of 2k give
-# ~10k candidates, from which weighted k-means++ picks k (Spark uses 2 rounds).
-KMEANS_PARALLEL_ROUNDS = 5
-KMEANS_PARALLEL_OVERSAMPLING = 2.0
+from ._init import KMEANS_PARALLEL_OVERSAMPLING, KMEANS_PARALLEL_ROUNDS, _kmeans_plusplus
+from ._validation import check_n_clusters_fits, check_weight_layout, scaled_tolerance
 
 
 def is_dask_input(X: Any) -> bool:
@@ -103,16 +99,10 @@ def _check_dask_weights(sample_weight: Any, X: Any) -> Any:
     if np.isscalar(sample_weight):
         sample_weight = da.full((n_samples,), float(sample_weight), chunks=(X.chunks[0],))
     elif not is_dask_array(sample_weight):
-        sample_weight = da.from_array(np.asarray(to_numpy(sample_weight)), chunks=(X.chunks[0],))
-    if sample_weight.dtype.kind not in "biuf":
-        msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
-        raise InputTypeError(msg)
-    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
-        msg = (
-            f"`sample_weight` must have shape ({n_samples},) to match X, got "
-            f"{tuple(sample_weight.shape)}."
-        )
-        raise ValueError(msg)
+        sample_weight = np.asarray(to_numpy(sample_weight))
+    check_weight_layout(sample_weight, n_samples, real=sample_weight.dtype.kind in "biuf")
+    if not is_dask_array(sample_weight):  # checked first: a wrong length cannot be chunked
+        sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
     weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
     return weights[:, None]
 
@@ -171,12 +161,11 @@ def _chunk_subtract(block: Any, mean: Any) -> Any:
     return subtract_row(block, _centers_for(mean, block))
 
 
-def _chunk_spread(block: Any) -> Any:
-    """(1, 2): sum of squares and largest absolute value."""
+def _chunk_sum_of_squares(block: Any) -> Any:
+    """(1, 1): sum of squares, in the widest float."""
     xp = array_namespace(block)
-    accumulate = widest_float_dtype(xp, device_of(block))
-    wide = xp.astype(block, accumulate)
-    return xp.stack([xp.sum(wide * wide), xp.max(xp.abs(wide))])[None, :]
+    wide = xp.astype(block, widest_float_dtype(xp, device_of(block)))
+    return xp.reshape(xp.sum(wide * wide), (1, 1))
 
 
 def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any) -> Any:
@@ -327,17 +316,9 @@ class _Prepared:
         self.X = X.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype).persist()
         if self.weights is not None:
             self.weights = self.weights.persist()
-        spread = _stacked(self.X, lambda b, w: _chunk_spread(b), shape=(2,))
-        total, largest = dask.compute(spread[:, 0].sum(), spread[:, 1].max())
-        total, largest = float(total), float(largest)
-        limit = float(np.finfo(X.dtype).max)
-        if not (total <= limit / 4 and largest * largest <= limit):
-            msg = (
-                f"`X` has values too large for {X.dtype}: their squared distances "
-                "overflow. Rescale X (e.g. divide by its largest absolute value)."
-            )
-            raise ValueError(msg)
-        self.tol = total / (n * d) * tol
+        squares = _stacked(self.X, lambda b, w: _chunk_sum_of_squares(b), shape=(1,))
+        self.tol = scaled_tolerance(float(dask.compute(squares.sum())[0]), n * d, tol,
+                                    dtype=X.dtype, dtype_max=float(np.finfo(X.dtype).max))
         self.meta_xp = array_namespace(X._meta)
 
 
@@ -439,6 +420,8 @@ def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
 def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """``KMeans.fit`` for a Dask array (called by the hook in ``KMeans.fit``)."""
     n_clusters, max_iter, tol, n_init = _check_params(estimator)
+    if estimator.algorithm == "hamerly":  # the EM here is Lloyd's
+        check_supported("algorithm='hamerly'", X, stacklevel=3)
     data = _Prepared(X, sample_weight, tol)
     check_n_clusters_fits(data.X.shape[0], n_clusters)
     rng = host_rng(estimator.random_state)
@@ -705,8 +688,6 @@ def kmeans_parallel(
     A constant number of passes, ``2 * rounds + 2``, whatever ``n_clusters``.
     """
     import dask
-
-    from ._init import _kmeans_plusplus
 
     candidates = _first_center(X, weights, rng)
     closest = None

@@ -17,8 +17,10 @@ rows, and BLAS may round a product differently there: a point whose two
 nearest centres are equally far to within rounding may get the other one
 (3 points of 10^6 in one benchmark). Exact ties go to the lowest index.
 
-Picking the points to recompute has a data-dependent shape: this runs only
-where ``picks_rows_cheaply``; elsewhere ``algorithm="hamerly"`` is Lloyd.
+Picking the points to recompute has a data-dependent shape, so this runs
+only on the kinds of data that the capabilities table
+(``_backend/_capabilities.py``) lists for ``algorithm='hamerly'``; elsewhere
+the fit warns (``FallbackWarning``) and runs Lloyd.
 """
 
 from __future__ import annotations

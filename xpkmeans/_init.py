@@ -168,7 +168,8 @@ def _kmeans_plusplus(
 # blocks, so that a distributed backend can run each pass as one map-reduce.
 
 KMEANS_PARALLEL_ROUNDS = 5
-"""Candidate rounds of k-means|| (passes over X after the first centre)."""
+"""Candidate rounds of k-means|| (Spark uses 2): one pass over X each here,
+two on Dask (``_dask.kmeans_parallel``)."""
 
 KMEANS_PARALLEL_OVERSAMPLING = 2.0
 """Candidates drawn per round of k-means||, as a multiple of ``n_clusters``."""

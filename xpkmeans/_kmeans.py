@@ -29,7 +29,7 @@ from ._backend import (
     widest_float_dtype,
 )
 from . import _dask, _streaming
-from ._backend._capabilities import FallbackWarning, fallback_message, supports
+from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
@@ -49,6 +49,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_tol,
+    scaled_tolerance,
 )
 
 ALGORITHMS = ("lloyd", "hamerly")
@@ -193,12 +194,9 @@ class _Run:
 
 
 def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
-    """``tol`` scaled by the mean per-feature variance of X (scikit-learn's rule).
-
-    Also the check that squared distances, and their sum, fit the dtype:
-    values near the square root of the dtype's maximum would make them infinite.
-    Sparse X is not centred: the mean of its column variances (scikit-learn's rule).
-    """
+    """``tol`` scaled by the mean per-feature variance of X, and the overflow
+    check (``scaled_tolerance``). Sparse X is not centred: the mean of its
+    column variances (scikit-learn's rule)."""
     if is_sparse(X_centered):
         accumulate = widest_float_dtype(xp, device_of(X_centered))
         return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
@@ -209,13 +207,8 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
         total_variance = _sum_of_squares(X_centered, xp=xp)
     else:  # a Python float: an overflow gives inf, without a warning
         total_variance = _sum_of_squares(X_centered, scale=scale, xp=xp) * scale * scale
-    if not total_variance <= largest / 4:
-        msg = (
-            f"`X` has values too large for {X_centered.dtype}: their squared distances "
-            "overflow. Rescale X (e.g. divide by its largest absolute value)."
-        )
-        raise ValueError(msg)
-    return total_variance / n_values * tol
+    return scaled_tolerance(total_variance, n_values, tol, dtype=X_centered.dtype,
+                            dtype_max=largest)
 
 
 def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
@@ -293,9 +286,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centres and iterations (up to points equally far from two centres
         within rounding), and much less work once few points move: faster
         on long fits with many clusters, slower on fits of a few iterations.
-        It needs to pick those points out, so it runs on eager arrays in
-        host memory (NumPy, PyTorch CPU); elsewhere the fit warns
-        (``FallbackWarning``) and runs "lloyd" (see ``_backend/_capabilities.py``).
+        Picking those points out has a data-dependent shape, so it runs only
+        where the capabilities table (``xpkmeans/_backend/_capabilities.py``)
+        says; elsewhere the fit warns (``FallbackWarning``) and runs "lloyd".
     callback : callable, default=None
         Called as ``callback(progress)`` after every EM iteration of every
         start, with a :class:`FitProgress` (start, iteration, centre shift
@@ -517,11 +510,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> _Run:
         """``n_init`` initialisations, one EM each; the run of lowest inertia."""
         rng = host_rng(params.random_state)
-        bounded = params.algorithm == "hamerly" and supports("algorithm='hamerly'", X_centered)
-        if params.algorithm == "hamerly" and not bounded:
-            warnings.warn(
-                fallback_message("algorithm='hamerly'", X), FallbackWarning, stacklevel=4
-            )
+        bounded = params.algorithm == "hamerly" and check_supported(
+            "algorithm='hamerly'", X, stacklevel=4
+        )
         started = time.perf_counter()
         best = None
         for start in range(params.n_init):

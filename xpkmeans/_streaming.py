@@ -21,19 +21,21 @@ from typing import Any
 import numpy as np
 
 from ._backend import array_namespace, from_host, host_rng, to_numpy
+from ._backend._capabilities import check_supported
 from ._dask import (
     _centers_for,
     _chunk_farthest,
     _chunk_inertia,
     _chunk_labels,
     _chunk_lloyd_sums,
+    _chunk_sum_of_squares,
     _host_centers,
     _relocate,
     _split_sums,
 )
 from ._errors import InputTypeError
 from ._lloyd import _centers_from_sums
-from ._validation import check_n_clusters_fits
+from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
 # small against memory (a 20M x 32 float32 memmap: 320 blocks).
@@ -68,6 +70,8 @@ class RowBlocks:
     >>> xpkmeans.KMeans(3, init=X[:3]).fit(blocks).cluster_centers_.shape
     (3, 3)
     """
+
+    array_kind = "streamed"  # for the capabilities table (``_backend/_capabilities.py``)
 
     def __init__(self, source: Any, *, block_rows: int | None = None, device: Any = None) -> None:
         if isinstance(source, Iterator):
@@ -227,19 +231,9 @@ class _Stream:
         self.n_samples, self.n_features = n, sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
-        total, largest = 0.0, 0.0
-        for block, _ in self.centered():
-            xp = array_namespace(block)
-            total += float(xp.sum(block * block, dtype=xp.float64))
-            largest = max(largest, float(xp.max(xp.abs(block))))
-        limit = float(np.finfo(self.mean.dtype).max)
-        if not (total <= limit / 4 and largest * largest <= limit):
-            msg = (
-                f"`X` has values too large for {self.mean.dtype}: their squared distances "
-                "overflow. Rescale X (e.g. divide by its largest absolute value)."
-            )
-            raise ValueError(msg)
-        self.tol = total / (n * self.n_features) * tol
+        total = sum(float(_chunk_sum_of_squares(block)[0, 0]) for block, _ in self.centered())
+        self.tol = scaled_tolerance(total, n * self.n_features, tol, dtype=self.mean.dtype,
+                                    dtype_max=float(np.finfo(self.mean.dtype).max))
 
     def centered(self) -> Iterator[tuple[Any, Any]]:
         """(centred block, its (rows, 1) weights or None), in order."""
@@ -308,6 +302,9 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
             centers = np.empty((n_clusters, stream.n_features), dtype=dtype)
             centers[order] = stream.rows(rows[order])
             return centers
+        if init == "k-means||":
+            check_supported("init='k-means||'", stream.data, stacklevel=4)
+            init = "k-means++"
         if init == "k-means++":  # on a uniform sample of rows
             size = min(n, max(_MIN_INIT_ROWS, _INIT_ROWS_PER_CLUSTER * n_clusters))
             rows = np.sort(rng.choice(n, size=size, replace=False))
@@ -317,7 +314,7 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
 
             return np.asarray(_kmeans_plusplus(sample, n_clusters, sample_weight=weights,
                                                rng=rng, xp=xp)[0])
-        msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'random' or an array."
+        msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'k-means||', 'random' or an array."
         raise ValueError(msg)
     if callable(init):
         msg = "A callable `init` is not supported on streamed data; pass an array."
@@ -388,6 +385,8 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 
     data = X if isinstance(X, RowBlocks) else RowBlocks(X)
     n_clusters, max_iter, tol, n_init = _check_params(estimator)
+    if estimator.algorithm == "hamerly":  # the EM here is Lloyd's
+        check_supported("algorithm='hamerly'", X, stacklevel=3)
     stream = _Stream(data, sample_weight, tol)
     check_n_clusters_fits(stream.n_samples, n_clusters)
     rng = host_rng(estimator.random_state)

@@ -123,6 +123,19 @@ def _check_sparse(X: Any, *, name: str, ensure_min_samples: int, dtype: Any) -> 
     return X, xp
 
 
+def check_weight_layout(sample_weight: Any, n_samples: int, *, real: bool) -> None:
+    """``sample_weight`` holds real numbers (``real``: its dtype does), one per sample."""
+    if not real:
+        msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
+        raise InputTypeError(msg)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        msg = (
+            f"`sample_weight` must have shape ({n_samples},) to match X, got "
+            f"{tuple(sample_weight.shape)}."
+        )
+        raise ValueError(msg)
+
+
 def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     """Validate ``sample_weight`` for ``X``: None, a scalar or a 1-D array of length n.
 
@@ -142,15 +155,10 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
             wxp = array_namespace(sample_weight)
         if wxp is not xp:  # another library: go through the host
             sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
-        if not xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")):
-            msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
-            raise InputTypeError(msg)
-        if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
-            msg = (
-                f"`sample_weight` must have shape ({n_samples},) to match X, got "
-                f"{tuple(sample_weight.shape)}."
-            )
-            raise ValueError(msg)
+        check_weight_layout(
+            sample_weight, n_samples,
+            real=xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")),
+        )
         weights = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
     if not bool(xp.all(xp.isfinite(weights))):
         msg = "`sample_weight` contains NaN or inf."
@@ -162,6 +170,26 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
         msg = "`sample_weight` must have at least one positive value; all are zero."
         raise ValueError(msg)
     return weights
+
+
+def scaled_tolerance(
+    sum_of_squares: float, n_values: int, tol: float, *, dtype: Any, dtype_max: float
+) -> float:
+    """``tol`` times the mean per-feature variance of centred data whose
+    ``n_values`` values have squares summing to ``sum_of_squares``
+    (scikit-learn's rule).
+
+    Also the check that squared distances, and their sum, fit ``dtype`` (of
+    largest value ``dtype_max``): values near the square root of the maximum
+    would make them infinite.
+    """
+    if not sum_of_squares <= dtype_max / 4:
+        msg = (
+            f"`X` has values too large for {dtype}: their squared distances "
+            "overflow. Rescale X (e.g. divide by its largest absolute value)."
+        )
+        raise ValueError(msg)
+    return sum_of_squares / n_values * tol
 
 
 def check_int(value: Any, name: str, *, minimum: int) -> int:

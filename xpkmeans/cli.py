@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import os
 import sys
 import time
@@ -431,6 +432,9 @@ class ProgressLine:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def __call__(self, progress: Any) -> None:
+        if progress.start == 0 and progress.iteration == 1:  # a new fit (choose-k: one per k)
+            self._shown_at = -float("inf")
+            self._inertia_seconds, self._inertia = 0.0, None
         self.last = progress
         due = progress.elapsed >= self.delay and (
             progress.elapsed - self._shown_at >= self.interval or progress.last
@@ -469,6 +473,14 @@ class ProgressLine:
         self._bar.n = progress.iteration
         self._bar.set_postfix_str(text)
         return True
+
+    def note(self, text: str, elapsed: float) -> None:
+        """A line of its own (one per k of ``choose-k``), under the iterations' rule:
+        always when verbose, else once the command has run ``delay`` seconds."""
+        if self.verbose or elapsed >= self.delay:
+            self.close()
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         """End the line or bar (before anything else is written to the stream)."""
@@ -557,20 +569,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _progress_line(args: argparse.Namespace) -> Iterator[ProgressLine | None]:
+    """The progress of ``--verbose`` / default / ``--quiet`` (None), closed at the end."""
+    progress = None if args.quiet else ProgressLine(verbose=args.verbose)
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def _fit_with_progress(args: argparse.Namespace, X: Any) -> Any:
     """The fit of ``xpkmeans fit``: progress on stderr, and the iteration
     limit named in the option's words when it ended the fit."""
     from ._sklearn_compat import ConvergenceWarning
 
-    progress = None if args.quiet else ProgressLine(verbose=args.verbose)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
+        with _progress_line(args) as progress:
             model = fit_kmeans(X, args.k, init=args.init, n_init=args.n_init,
                                max_iter=args.max_iter, seed=args.seed, callback=progress)
-        finally:
-            if progress is not None:
-                progress.close()
     for warning in caught:
         message = str(warning.message)
         if issubclass(warning.category, ConvergenceWarning) and "did not converge" in message:
@@ -657,11 +676,40 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
     if args.standardize:
         X = _standardize(X)[0]
 
-    result = select_n_clusters(
-        backend.asarray(X), ks, method=args.method, random_state=args.seed,
-        n_init="auto" if args.n_init is None else args.n_init,
-        silhouette_sample_size=args.sample_size,
-    )
+    start = time.perf_counter()
+
+    def show_k(line: ProgressLine, k: int, score: float, model: Any) -> None:
+        elapsed = time.perf_counter() - start
+        value = "" if args.method == "elbow" else f"{args.method} {score:.6g}, "
+        line.note(f"k={k} ({sorted(ks).index(k) + 1}/{len(ks)}): {value}inertia "
+                  f"{model.inertia_:.6g}, {model.n_iter_} iterations, {elapsed:.1f} s", elapsed)
+
+    with _progress_line(args) as line:
+        result = select_n_clusters(
+            backend.asarray(X), ks, method=args.method, random_state=args.seed,
+            n_init="auto" if args.n_init is None else args.n_init,
+            silhouette_sample_size=args.sample_size, callback=line,
+            progress=None if line is None else functools.partial(show_k, line),
+        )
+    if args.quiet:
+        print(result.best_n_clusters)
+    else:
+        _print_scores(result, backend)
+    if plot_path is not None:
+        from .plotting import plot_elbow
+
+        with _atomic_outputs() as outputs:
+            plot_elbow(result).savefig(
+                outputs.path(plot_path, f"wrote {plot_path} (score and inertia against k)"),
+                dpi=110,
+            )
+        if not args.quiet:
+            print(outputs.messages[0])
+    return 0
+
+
+def _print_scores(result: Any, backend: Backend) -> None:
+    """The table of ``choose-k``: score and inertia per k, and the best k."""
     elbow = result.method == "elbow"
     rule = ("the knee of the inertia curve" if elbow
             else f"{'higher' if result.higher_is_better else 'lower'} is better")
@@ -671,16 +719,6 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
         mark = "  <- best" if k == result.best_n_clusters else ""
         print(f"{k:>4}  " + ("" if elbow else f"{score:>18.6g}  ") + f"{inertia:>14.6g}{mark}")
     print(f"best k: {result.best_n_clusters}")
-    if plot_path is not None:
-        from .plotting import plot_elbow
-
-        with _atomic_outputs() as outputs:
-            plot_elbow(result).savefig(
-                outputs.path(plot_path, f"wrote {plot_path} (score and inertia against k)"),
-                dpi=110,
-            )
-        print(outputs.messages[0])
-    return 0
 
 
 # ------------------------------------------------------------------ parser
@@ -763,6 +801,14 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
                         "clustering (columns of very different ranges)")
 
 
+def _add_loudness(parser: argparse.ArgumentParser, *, quiet: str) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="one line per EM iteration on stderr: inertia, centre shift "
+                          "against tol, time")
+    loudness.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xpkmeans`` argument parser."""
     from . import __version__
@@ -806,18 +852,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--centers-delimiter", type=parse_delimiter, default=",",
                      metavar="DELIM", help="delimiter of the --centers file (default: ,)")
     fit.add_argument("--plot", metavar="PNG", help="also write a plot of the clusters")
-    loudness = fit.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", action="store_true",
-                          help="one line per EM iteration on stderr: inertia, centre shift "
-                          "against tol, time")
-    loudness.add_argument("-q", "--quiet", action="store_true",
-                          help="no progress and no summary; errors and warnings only")
+    _add_loudness(fit, quiet="no progress and no summary; errors and warnings only")
     _add_common(fit)
     fit.set_defaults(func=_cmd_fit)
 
     choose = commands.add_parser(
         "choose-k", help="score a range of k and print the best",
-        description="Fit KMeans for each k and score it; print a table and the best k.",
+        description="Fit KMeans for each k and score it; print a table and the best k. "
+        "Runs that take more than a few seconds show a line per k on stderr.",
     )
     _add_input(choose)
     choose.add_argument("--range", type=_k_range, default=tuple(range(2, 11)), metavar="A:B",
@@ -829,6 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--sample-size", type=_positive_int, default=None,
                         help="silhouette on a random sample of this many rows (large data)")
     choose.add_argument("--plot", metavar="PNG", help="also write the score and inertia against k")
+    _add_loudness(choose, quiet="no progress and no table: print only the best k")
     _add_common(choose)
     choose.set_defaults(func=_cmd_choose_k)
     return parser

@@ -264,6 +264,7 @@ def select_n_clusters(
     n_init: str | int = "auto",
     sample_weight: Any = None,
     silhouette_sample_size: int | None = None,
+    progress: Callable[[int, float, Any], Any] | None = None,
     **kmeans_params: Any,
 ) -> ClusterSelection:
     """Fit K-Means for each candidate number of clusters and pick the best.
@@ -298,6 +299,9 @@ default="silhouette"
         With method="silhouette", score every k on the same random subset of
         this many samples: the silhouette costs O(n_samples^2). None scores
         all samples.
+    progress : callable, default=None
+        Called as ``progress(k, score, model)`` after each candidate is fitted
+        and scored (the score is the inertia for "elbow").
     **kmeans_params
         Further ``KMeans`` parameters (``init``, ``max_iter``, ``tol``, ...).
 
@@ -311,7 +315,7 @@ default="silhouette"
     ValueError
         For an unknown method, or candidates that the method cannot score.
     TypeError
-        If ``n_clusters`` is not a sequence of ints.
+        If ``n_clusters`` is not a sequence of ints, or ``progress`` not callable.
 
     Examples
     --------
@@ -322,6 +326,9 @@ default="silhouette"
     3
     """
     criterion = _check_method(method)
+    if progress is not None and not callable(progress):
+        msg = f"`progress` must be None or a callable, got {progress!r}."
+        raise TypeError(msg)
     X, xp = check_array(X)
     candidates = _check_candidates(
         n_clusters, X.shape[0], method=method, criterion=criterion
@@ -352,6 +359,8 @@ default="silhouette"
                 labels = xp.take(labels, sample)
             scores.append(float(criterion.score(X_scored, labels)))
         models.append(model)
+        if progress is not None:
+            progress(k, scores[-1], model)
 
     best = criterion.best_index(candidates, scores)
     return ClusterSelection(

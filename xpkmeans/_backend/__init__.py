@@ -20,7 +20,9 @@ proves it equals that twin. The rooms:
   ``_triton_kernels``: its Triton kernels (tested through Triton's
   interpreter in ``tests/test_triton.py``);
 - ``_host``: the host random generator, host copies, devices, dtypes and row
-  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits.
+  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits;
+- ``_capabilities``: which feature runs on which kind of data, and the
+  ``FallbackWarning`` where it does not.
 """
 
 from ._host import (
