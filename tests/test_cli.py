@@ -233,8 +233,21 @@ def run_main(args, capsys):
     return code, out, err
 
 
+@pytest.fixture(params=["loadtxt", "pandas"])
+def csv_parser(request, monkeypatch):
+    """CSV files parsed by NumPy's loadtxt, then by pandas' C reader (large files)."""
+    from xpkmeans import cli
+
+    if request.param == "pandas":
+        pytest.importorskip("pandas")
+        monkeypatch.setattr(cli, "_PANDAS_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(cli, "_PANDAS_MIN_BYTES", float("inf"))
+    return request.param
+
+
 @pytest.mark.parametrize("case", BAD_INPUT_NAMES)
-def test_bad_input_is_one_line_error(case, tmp_path, capsys, monkeypatch):
+def test_bad_input_is_one_line_error(case, tmp_path, capsys, monkeypatch, csv_parser):
     monkeypatch.chdir(tmp_path)
     args, words = _bad_inputs(tmp_path)[case]
     code, out, err = run_main(args, capsys)
@@ -556,7 +569,7 @@ def test_version_imports_no_numpy_and_fit_no_sklearn_or_torch(tmp_path):
     assert fit.stdout.strip().splitlines()[-1] == "['numpy']", fit.stderr
 
 
-def test_csv_reader_peak_memory_is_about_the_array(tmp_path):
+def test_csv_reader_peak_memory_is_about_the_array(tmp_path, csv_parser):
     """Reading streams the file: no text copy, no lists of strings (was 25x)."""
     import tracemalloc
 
@@ -576,7 +589,7 @@ def test_csv_reader_peak_memory_is_about_the_array(tmp_path):
     assert peak <= 2 * X.nbytes, peak / X.nbytes
 
 
-def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys):
+def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys, csv_parser):
     from xpkmeans.cli import read_data
 
     data = tmp_path / "odd.csv"

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import csv
 import functools
+import importlib.util
 import os
 import sys
 import time
@@ -241,8 +242,9 @@ def _read_csv(
     path: Path, delimiter: str | None, columns: Sequence[str] | None = None,
     drop: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[str] | None]:
-    """NumPy's C reader (``loadtxt``: streams the file, memory ~ the array);
-    on any error, the line-by-line reader finds the cell to blame."""
+    """A C reader (``_parse_csv``: pandas' for large files if installed, else
+    NumPy's ``loadtxt``); on any error, the line-by-line reader finds the cell
+    to blame."""
     import numpy as np
 
     layout = _csv_layout(path, delimiter)
@@ -251,13 +253,7 @@ def _read_csv(
     if names is not None and keep is not None:
         names = [names[i] for i in keep]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": reported below
-            data = np.loadtxt(
-                path, delimiter=layout.delimiter, skiprows=layout.first_data_line - 1,
-                usecols=keep, dtype=np.float64, ndmin=2, comments=None, quotechar='"',
-                encoding="utf-8-sig",
-            )
+        data = _parse_csv(path, layout, keep)
         if keep is None and data.shape[1] != layout.width and data.size:
             raise ValueError("a row differs in width from the first")
     except (ValueError, UnicodeDecodeError):
@@ -266,9 +262,60 @@ def _read_csv(
         raise CLIError(f"{path}: a header row but no data rows")
     bad_rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if bad_rows.size:
+        _read_csv_slowly(path, layout, keep)  # a short row reads as NaN: name it first
         line = _line_of_data_row(path, layout, int(bad_rows[0]))
         raise CLIError(f"{path}, line {line}: NaN or infinite value; remove or impute it first")
     return data, names
+
+
+# Files from this size on are parsed by pandas' C reader when pandas is
+# installed, in chunks of rows written into one array (at most a quarter of
+# the rows, or 32 MiB, each): 0.24 s against loadtxt's 0.90 s on 300k x 16
+# (53 MB), equal values, peak memory under 2x the array (pandas in one go:
+# 0.13 s, 2-3x). Importing pandas costs more than it saves on smaller files.
+_PANDAS_MIN_BYTES = 8 << 20
+_PANDAS_CHUNK_BYTES = 32 << 20
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of the file (the last one may lack its newline), in 1 MiB reads."""
+    count = last = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1]
+    return count + (last not in (0, ord("\n")))
+
+
+def _parse_csv(path: Path, layout: _CsvLayout, keep: list[int] | None) -> np.ndarray:
+    """The data rows as float64; ``ValueError`` on anything but numbers."""
+    import numpy as np
+
+    skip = layout.first_data_line - 1
+    if path.stat().st_size >= _PANDAS_MIN_BYTES and importlib.util.find_spec("pandas"):
+        import pandas
+
+        width = layout.width if keep is None else len(keep)
+        data = np.empty((_count_lines(path) - skip, width))
+        n_rows = 0
+        chunks = pandas.read_csv(
+            path, sep=layout.delimiter, header=None, skiprows=skip, usecols=keep,
+            dtype=np.float64, engine="c", quotechar='"', encoding="utf-8-sig",
+            chunksize=max(1024, min(len(data) // 4, _PANDAS_CHUNK_BYTES // (8 * width))),
+        )
+        with chunks:
+            for chunk in chunks:
+                if chunk.shape[1] != width:
+                    raise ValueError("a row differs in width from the first")
+                data[n_rows : n_rows + chunk.shape[0]] = chunk.to_numpy(dtype=np.float64)
+                n_rows += chunk.shape[0]
+        return data[:n_rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "input contained no data": reported by the caller
+        return np.loadtxt(
+            path, delimiter=layout.delimiter, skiprows=skip, usecols=keep,
+            dtype=np.float64, ndmin=2, comments=None, quotechar='"', encoding="utf-8-sig",
+        )
 
 
 def _data_rows(path: Path, layout: _CsvLayout) -> Iterator[tuple[int, list[str]]]:
