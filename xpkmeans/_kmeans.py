@@ -112,6 +112,13 @@ def _random_state(value: Any, name: str) -> Any:
     return value
 
 
+def _callable_or_none(value: Any, name: str) -> Any:
+    if value is not None and not callable(value):
+        msg = f"`{name}` must be None or a callable, got {value!r}."
+        raise InputTypeError(msg)
+    return value
+
+
 _PARAMETER_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
     "n_clusters": _int_at_least(1),
     "init": _init_method,
@@ -122,6 +129,7 @@ _PARAMETER_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
     "random_state": _random_state,
     "copy_x": _boolean,
     "algorithm": _one_of(ALGORITHMS),
+    "callback": _callable_or_none,
 }
 
 
@@ -347,17 +355,20 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # -------------------------------------------------------------- parameters
 
+    # the parameters of this estimator and their checks (a subclass may name fewer)
+    _parameter_constraints = _PARAMETER_CONSTRAINTS
+
     def _resolve_params(self) -> _FitParams:
-        """Validate every parameter (``_PARAMETER_CONSTRAINTS``) and resolve ``n_init``."""
+        """Validate every parameter (``_parameter_constraints``) and resolve ``n_init``."""
         values = {
             name: check(getattr(self, name), name)
-            for name, check in _PARAMETER_CONSTRAINTS.items()
+            for name, check in self._parameter_constraints.items()
         }
         init = values["init"]
         explicit = not isinstance(init, str) and not callable(init)
         n_init = values["n_init"]
         if n_init == "auto":
-            n_init = 1 if explicit or init in ("k-means++", "k-means||") else 10
+            n_init = self._auto_n_init(init, explicit)
         elif explicit and n_init != 1:
             warnings.warn(
                 "Explicit initial center position passed: performing only one "
@@ -366,16 +377,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 stacklevel=4,
             )
             n_init = 1
-        callback = getattr(self, "callback", None)  # MiniBatchKMeans has none
-        if callback is not None and not callable(callback):
-            msg = f"`callback` must be None or a callable, got {callback!r}."
-            raise InputTypeError(msg)
         return _FitParams(
             n_clusters=values["n_clusters"], init=init, explicit_init=explicit,
             n_init=n_init, max_iter=values["max_iter"], tol=values["tol"],
             verbose=values["verbose"], random_state=values["random_state"],
-            algorithm=values["algorithm"],
+            algorithm=values.get("algorithm", "lloyd"),
         )
+
+    def _auto_n_init(self, init: Any, explicit: bool) -> int:
+        """``n_init="auto"``: 1 for k-means++, k-means|| and arrays, 10 otherwise."""
+        return 1 if explicit or init in ("k-means++", "k-means||") else 10
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):

@@ -26,7 +26,7 @@ from ._backend import (
     to_numpy,
     widest_float_dtype,
 )
-from ._kmeans import KMeans, _tolerance
+from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
     check_array,
@@ -150,25 +150,25 @@ default="k-means++"
         self.init_size = init_size
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
-        self.copy_x = True
-        self.algorithm = "lloyd"
 
     # -------------------------------------------------------------- parameters
 
+    # KMeans' checks of the parameters the two share (no copy_x, algorithm or callback)
+    _parameter_constraints = {
+        name: check for name, check in _PARAMETER_CONSTRAINTS.items()
+        if name not in ("copy_x", "algorithm", "callback")
+    }
+
+    def _auto_n_init(self, init: Any, explicit: bool) -> int:
+        """``n_init="auto"``: 1 for k-means++ and arrays, 3 otherwise (scikit-learn's)."""
+        return 1 if explicit or init == "k-means++" else 3
+
     def _check_minibatch_params(self, n_samples: int) -> tuple[int, int, int, float, int]:
         """n_clusters, max_iter, batch size, tol, n_init, and ``self._init_size``."""
-        n_init_given = self.n_init
-        self.n_init = 1 if n_init_given == "auto" else n_init_given  # KMeans' own checks
-        try:
-            params = self._resolve_params()
-            n_clusters, max_iter, tol, n_init = (
-                params.n_clusters, params.max_iter, params.tol, params.n_init
-            )
-        finally:
-            self.n_init = n_init_given
-        if n_init_given == "auto":
-            explicit = not isinstance(self.init, str) and not callable(self.init)
-            n_init = 1 if explicit or self.init == "k-means++" else 3
+        params = self._resolve_params()
+        n_clusters, max_iter, tol, n_init = (
+            params.n_clusters, params.max_iter, params.tol, params.n_init
+        )
         batch_size = min(check_int(self.batch_size, "batch_size", minimum=1), n_samples)
         if self.max_no_improvement is not None:
             check_int(self.max_no_improvement, "max_no_improvement", minimum=0)
