@@ -13,7 +13,6 @@ costs of a fit (validation, centring, persisting, labels) cancel; medians of
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpkmeans
+from benchmarks.report import emit
 
 
 def seconds_per_iteration(fit, short: int, long: int, repeats: int) -> float:
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["ratio_to_numpy"] = result["xpkmeans_dask_s_per_iter"] / result["numpy_s_per_iter"]
     if "dask_ml_s_per_iter" in result:
         result["ratio_to_dask_ml"] = result["xpkmeans_dask_s_per_iter"] / result["dask_ml_s_per_iter"]
-    print(json.dumps(result, indent=1))
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
     return result
 
 

@@ -9,7 +9,6 @@ in one run, medians over seeds. scikit-learn runs with its OpenMP threads
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xpkmeans
+from benchmarks.report import emit
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["inertia_ratio"] = result["xpkmeans_inertia"] / result["sklearn_inertia"]
     result["step_time_ratio"] = result["xpkmeans_ms_per_step"] / result["sklearn_ms_per_step"]
     result["load_average_after"] = os.getloadavg()
-    print(json.dumps(result, indent=1))
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
     return result
 
 

@@ -30,6 +30,14 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """A standalone benchmark's result: JSON on stdout, and in ``out`` if given."""
+    text = json.dumps(result, indent=1, default=_json_default)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()

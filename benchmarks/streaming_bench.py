@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import emit
+
 _FIT = """
 import json, sys, time
 import numpy as np
@@ -69,9 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                    f"k={args.k}, init k-means++ (on a sample), max_iter={args.max_iter}",
         "load_average": os.getloadavg(),
     })
-    print(json.dumps(result, indent=1))
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
     return result
 
 
