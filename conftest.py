@@ -223,6 +223,12 @@ def numpy_backend() -> Backend:
 
 
 @pytest.fixture
+def cupy_backend() -> Backend:
+    """CuPy on the current CUDA device (skips without CuPy or a GPU)."""
+    return _make_backend("cupy")
+
+
+@pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
     """Row blocks of at most 16 cells on every device (a 4-column temporary:
     4 rows), so that small test data spans many blocks and a short last one."""

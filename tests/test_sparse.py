@@ -255,13 +255,8 @@ def test_torch_sparse_csr_equals_scipy(device):
                                    getattr(metrics, name)(X, ref.labels_), rtol=1e-5)
 
 
-def test_cupyx_sparse_csr_equals_scipy():
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() == 0:
-            pytest.skip("no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError:
-        pytest.skip("no CUDA device")
+def test_cupyx_sparse_csr_equals_scipy(cupy_backend):
+    import cupy
     import cupyx.scipy.sparse as cusparse
 
     X, _ = _blobs_sparse(seed=7, dtype=np.float32)
