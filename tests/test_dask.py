@@ -68,6 +68,18 @@ def test_float32_weighted_fit_equals_numpy(lazy_backend):
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
 
 
+def test_float32_mean_and_labels_equal_numpy_far_from_the_origin(lazy_backend):
+    """Both sum the columns in float64 (``column_sums``): the same float32
+    mean, so the same centred values and the same labels."""
+    X = _blobs(20_000, 8, 6, std=3.0, dtype=np.float32) + np.float32(1000)
+    init = _init(X, 6)
+    ref = xpkmeans.KMeans(6, init=init).fit(X)
+    km = xpkmeans.KMeans(6, init=init).fit(lazy_backend.asarray(X))
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.mean_), ref.mean_)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+    assert km.n_iter_ == ref.n_iter_
+
+
 def test_empty_cluster_relocated_as_in_memory(lazy_backend):
     X = _blobs(n=1000, centers=3)
     init = np.vstack([_init(X, 3), np.full((2, X.shape[1]), 1e3)])  # two far centres: empty

@@ -278,6 +278,65 @@ def test_triton_handles_only_float32_cuda_arrays():
         assert not _triton.handles(Xc.double(), Xc.double())
 
 
+# ------------------------------------------------------------------ data centred as it is read
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("precision", "d", "block_d"), [
+    ("tf32x3", 17, None),  # one chunk of features: X's tile stays in registers
+    ("ieee", 40, 16),  # three chunks
+    ("tf32-check", 40, 16),  # the two best rescored, doubtful rows listed and redone
+])
+def test_triton_centres_the_rows_as_it_reads_them(tiles, precision, d, block_d, weighted):
+    """A ``CenteredRows`` gives the labels and sums of the centred copy: each
+    value is ``x - mean`` rounded once, as in the copy (far from the origin,
+    where uncentred products would lose the labels)."""
+    from xpkmeans._backend._centered import CenteredRows
+
+    if block_d is not None:
+        tiles(BLOCK_N=32, BLOCK_K=16, BLOCK_D=block_d)
+    rng = np.random.default_rng(d)
+    X = _tensor(1000.0 + rng.standard_normal((300, d)))
+    mean = torch.mean(X, dim=0)
+    copy = X - mean
+    centers = copy[rng.choice(300, 20, replace=False)] + _tensor(0.01 * rng.random((20, d)))
+    weights = _tensor(rng.random(300)) if weighted else None
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(
+        CenteredRows(X, mean), centers, weights=weights, dot_precision=precision
+    )
+    two = _triton.nearest_two_centers(
+        CenteredRows(X, mean), centers, 0.5 * torch.sum(centers * centers, dim=1),
+        dot_precision=precision,
+    )
+
+    expected, best, second = _portable_scores(copy, centers)
+    _assert_labels_equal_up_to_ties(copy, centers, labels, expected)
+    np.testing.assert_array_equal(two[0].cpu().numpy(), labels.cpu().numpy())
+    np.testing.assert_allclose(two[1].cpu().numpy(), best.cpu().numpy(), rtol=1e-5, atol=1e-4)
+    ref_sums, ref_totals = _reference_sums(copy, labels, 20, weights)
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-6)
+
+
+def test_triton_centred_deterministic_sums(monkeypatch, tiles):
+    """Fixed-point sums of centred rows: their scale bounds ``|x - mean|``."""
+    from xpkmeans._backend._centered import CenteredRows
+
+    monkeypatch.setenv("XPKMEANS_CUDA_DETERMINISTIC", "1")
+    tiles(BLOCK_N=32, BLOCK_K=16)
+    rng = np.random.default_rng(5)
+    X = _tensor(rng.standard_normal((200, 3)) - 50.0)
+    mean = _tensor([-50.0, 80.0, 0.0])  # not X's mean: values up to 130 away
+    centers = _tensor(rng.standard_normal((6, 3)))
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(CenteredRows(X, mean), centers)
+
+    ref_sums, ref_totals = _reference_sums(X - mean, labels, 6)
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
+
+
 # ------------------------------------------------------------------ on a GPU: the primitives
 
 

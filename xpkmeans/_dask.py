@@ -1,7 +1,8 @@
 """KMeans on Dask arrays: the EM runs inside Dask.
 
-X (chunked along rows, columns whole) is validated lazily, centred and
-persisted once. Each Lloyd iteration is one compute: one task per chunk runs
+X (chunked along rows, columns whole) is validated lazily and persisted
+once; it is centred chunk by chunk inside each task that reads it (a
+chunk-sized temporary, never a centred copy of X). Each Lloyd iteration is one compute: one task per chunk runs
 xpkmeans's own fused kernel (``nearest_centers_and_sums``) on the chunk, in
 the chunk's own namespace (NumPy or CuPy), and returns a ``(k, d + 1)``
 partial (sums | totals); a tree sum combines them and only those ``k x (d+1)``
@@ -39,6 +40,7 @@ from ._backend import (
 from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._lloyd import (
+    column_sums,
     _centers_from_sums,
     _ClusterSums,
     _relocate_empty_clusters,
@@ -143,10 +145,12 @@ def _weights_of(weights: Any, block: Any) -> Any:
 
 
 def _chunk_moments(block: Any, weights: Any) -> Any:
-    """(1, d + 3): column sums | non-finite values | bad weights | positive weights."""
+    """(1, d + 3): column sums | non-finite values | bad weights | positive
+    weights. The sums are those of a fit in memory (``column_sums``), so the
+    two find the same mean."""
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
-    sums = xp.sum(xp.astype(block, accumulate), axis=0)
+    sums = column_sums(block, xp=xp)
     flags = [xp.sum(xp.astype(~xp.isfinite(block), accumulate))]
     if weights is None:
         flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]
@@ -295,7 +299,11 @@ def _split_sums(reduced: Any) -> _ClusterSums:
 
 
 class _Prepared:
-    """Validated, centred and persisted data, and the numbers of the first passes."""
+    """Validated and persisted data, its mean, and the numbers of the first passes.
+
+    ``X`` is the centred data, lazily: each graph that reads it centres each
+    chunk in the task that uses it. ``raw`` is the persisted data itself.
+    """
 
     def __init__(self, X: Any, sample_weight: Any, tol: float) -> None:
         import dask
@@ -303,7 +311,9 @@ class _Prepared:
         X = check_dask_array(X)
         self.weights = _check_dask_weights(sample_weight, X)
         n, d = X.shape
-        moments = _stacked(X, _chunk_moments, shape=(d + 3,), weights=self.weights).sum(axis=0)
+        self.raw = X.persist()  # first: the checks below read it, as does every pass
+        moments = _stacked(self.raw, _chunk_moments, shape=(d + 3,), weights=self.weights)
+        moments = moments.sum(axis=0)
         moments = to_numpy(dask.compute(moments)[0])
         n_nonfinite, n_bad_weights, n_positive = moments[d:]
         if n_nonfinite > 0:
@@ -313,7 +323,7 @@ class _Prepared:
         if self.weights is not None and n_positive == 0:
             raise ValueError("`sample_weight` must have at least one positive value; all are zero.")
         self.mean = (moments[:d] / n).astype(X.dtype)
-        self.X = X.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype).persist()
+        self.X = self.raw.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype)
         if self.weights is not None:
             self.weights = self.weights.persist()
         squares = _stacked(self.X, lambda b, w: _chunk_sum_of_squares(b), shape=(1,))
@@ -382,8 +392,9 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
             return kmeans_plusplus_greedy(data.X, n_clusters, weights=data.weights, rng=rng)
         msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."
         raise ValueError(msg)
-    if callable(init):
-        centers = _host_centers(init(data.X, n_clusters, random_state=rng), data.X.dtype, name="init")
+    if callable(init):  # called on X itself, as in memory
+        centers = _host_centers(init(data.raw, n_clusters, random_state=rng), data.X.dtype,
+                                name="init") - data.mean
     else:
         centers = _host_centers(init, data.X.dtype, name="init") - data.mean
     if centers.shape != (n_clusters, data.X.shape[1]):

@@ -32,7 +32,9 @@ from ._backend import (
     device_of,
     map_row_blocks,
     nearest_two_centers,
+    row_block,
     scatter,
+    sq_row_norms,
     take_rows,
 )
 from ._lloyd import _sq_distances_of_block
@@ -51,10 +53,7 @@ class BoundedNearest:
         # relative error of a distance computed directly, and of one bound update
         self._direct_pad = 1.0 + (n_features + 4) * eps
         self._update_pad = 1.0 + 4.0 * eps
-        self._sq_norms = concat_rows(map_row_blocks(
-            lambda rows: xp.sum(X[rows, :] ** 2, axis=1),
-            X.shape[0], n_features, xp=xp, device=device_of(X),
-        ), xp=xp)
+        self._sq_norms = sq_row_norms(X)
         self.labels = self._upper = self._lower = self._centers = None
 
     def __call__(self, centers: Any) -> Any:
@@ -115,7 +114,7 @@ class BoundedNearest:
         half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
 
         def block(rows: slice) -> tuple[Any, Any, Any]:
-            points = self.X[rows, :] if every else take_rows(self.X, indices[rows])
+            points = row_block(self.X, rows) if every else take_rows(self.X, indices[rows])
             return nearest_two_centers(points, centers, half_sq_norms)
 
         blocks = map_row_blocks(

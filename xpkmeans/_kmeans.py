@@ -17,15 +17,17 @@ import numpy as np
 
 from ._backend import (
     array_namespace,
+    centered,
+    concat_rows,
     device_of,
     host_rng,
     is_sparse,
     map_row_blocks,
     nearest_centers,
     parallel_region,
+    row_block,
     segment_sum,
     sparse,
-    subtract_row,
     widest_float_dtype,
 )
 from . import _dask, _streaming
@@ -210,7 +212,7 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
         return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
     n_values = X_centered.shape[0] * X_centered.shape[1]
     largest = float(xp.finfo(X_centered.dtype).max)
-    scale = float(xp.max(xp.stack([xp.max(X_centered), -xp.min(X_centered)])))
+    scale = _reduce_blocks(X_centered, lambda block: xp.max(xp.abs(block)), xp.max, xp=xp)
     if scale * scale * n_values <= largest:  # no square can overflow
         total_variance = _sum_of_squares(X_centered, xp=xp)
     else:  # a Python float: an overflow gives inf, without a warning
@@ -221,12 +223,20 @@ def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
 
 def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
     """Sum of the squares of ``X / scale``, in row blocks (no n x d temporary)."""
-    def block_sum(rows: slice) -> Any:
-        block = X[rows, :] / scale if scale != 1.0 else X[rows, :]
+    def block_sum(block: Any) -> Any:
+        block = block / scale if scale != 1.0 else block
         return xp.sum(block * block)
 
-    blocks = map_row_blocks(block_sum, X.shape[0], X.shape[1], xp=xp, device=device_of(X))
-    return float(xp.sum(xp.stack(blocks)))
+    return _reduce_blocks(X, block_sum, xp.sum, xp=xp)
+
+
+def _reduce_blocks(X: Any, block_value: Callable, combine: Callable, *, xp: Any) -> float:
+    """``combine`` of ``block_value(rows)`` over X's row blocks (0-D each), as a float."""
+    blocks = map_row_blocks(
+        lambda rows: block_value(row_block(X, rows)),
+        X.shape[0], X.shape[1], xp=xp, device=device_of(X),
+    )
+    return float(combine(xp.stack(blocks)))
 
 
 def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any) -> bool:
@@ -418,7 +428,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return sparse.as_csr(X, centers.dtype), centers
         X = xp.astype(X, centers.dtype)
         if self._centers_are_fitted() and device_of(self.mean_) == device_of(X):
-            X = subtract_row(X, xp.astype(self.mean_, X.dtype))
+            X = centered(X, xp.astype(self.mean_, X.dtype))
             centers = xp.astype(self._centered_centers, X.dtype)
         return X, centers
 
@@ -622,10 +632,19 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         xp = array_namespace(X)
         if is_sparse(X):
             return xp.sqrt(sparse.sq_distances_to_all(X, centers, xp=xp))
-        x_sq = xp.sum(X * X, axis=1)[:, None]
         c_sq = xp.sum(centers * centers, axis=1)[None, :]
-        sq = xp.clip(x_sq - 2 * (X @ xp.permute_dims(centers, (1, 0))) + c_sq, 0, None)
-        return xp.sqrt(sq)
+        centers_t = xp.permute_dims(centers, (1, 0))
+
+        def block(rows: slice) -> Any:
+            values = row_block(X, rows)
+            x_sq = xp.sum(values * values, axis=1)[:, None]
+            return xp.sqrt(xp.clip(x_sq - 2 * (values @ centers_t) + c_sq, 0, None))
+
+        return concat_rows(
+            map_row_blocks(block, X.shape[0], X.shape[1] + centers.shape[0], xp=xp,
+                           device=device_of(X)),
+            xp=xp,
+        )
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres."""

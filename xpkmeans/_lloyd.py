@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 from array_api_compat import is_dask_array
 
 from ._backend import (
+    centered,
     concat_rows,
     device_of,
     is_sparse,
@@ -26,9 +27,9 @@ from ._backend import (
     nearest_centers_and_sums,
     parallel_region,
     picks_rows_cheaply,
+    row_block,
     segment_sum,
     sparse,
-    subtract_row,
     sum_by_cluster,
     sums_in_pass,
     take_rows,
@@ -47,19 +48,43 @@ from ._validation import (
 # ------------------------------------------------------------------ data
 
 
+def column_sums(X: Any, *, xp: Any) -> Any:
+    """The sum of each column of the dense ``X``, in the widest float of its
+    device: per row block, a product with ones in that float, added in block
+    order. Accurate to the float64 sum whatever the blocks, so a Dask fit,
+    adding its chunks' sums, finds the same float32 mean as a fit in memory."""
+    device = device_of(X)
+    wide = widest_float_dtype(xp, device)
+
+    def block_sums(rows: slice) -> Any:
+        ones = xp.ones((rows.stop - rows.start,), dtype=wide, device=device)
+        return ones @ xp.astype(X[rows, :], wide)
+
+    blocks = map_row_blocks(block_sums, X.shape[0], X.shape[1], xp=xp, device=device)
+    total = blocks[0]
+    for block in blocks[1:]:
+        total = total + block
+    return total
+
+
+def column_means(X: Any, *, xp: Any) -> Any:
+    """The mean of each column of the dense ``X``, in X's dtype (``column_sums``)."""
+    return xp.astype(column_sums(X, xp=xp) / X.shape[0], X.dtype)
+
+
 def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
     """``X`` minus its column means, and the means.
 
     Distances are computed as ``||c||^2 - 2 x . c``; on centred data the
-    terms are small and the cancellation loses little precision.
+    terms are small and the cancellation loses little precision. The centred
+    data is a copy, or a view centred as it is read where the backend's
+    fused pass does that (``centered``): pass it to the backend's primitives
+    (``row_block``, ``take_rows``, ...), not to ``xp`` functions.
     """
     if is_sparse(X):  # centring would fill it in; not centred, as in scikit-learn
         return X, xp.zeros((X.shape[1],), dtype=X.dtype, device=device_of(X))
-    # the mean as a product with ones: one BLAS pass, as accurate as `mean`,
-    # which NumPy computes row by row along axis 0 (6x slower on 16 features)
-    ones = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
-    X_mean = (ones @ X) / X.shape[0]
-    return subtract_row(X, X_mean), X_mean
+    X_mean = column_means(X, xp=xp)
+    return centered(X, X_mean), X_mean
 
 
 # ------------------------------------------------------------------ E step
@@ -70,7 +95,7 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
     if is_sparse(X):
         return sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
     blocks = map_row_blocks(
-        lambda rows: _sq_distances_of_block(X[rows, :], centers, labels[rows], xp=xp),
+        lambda rows: _sq_distances_of_block(row_block(X, rows), centers, labels[rows], xp=xp),
         X.shape[0], X.shape[1], xp=xp, device=device_of(X),
     )
     return concat_rows(blocks, xp=xp)

@@ -27,11 +27,12 @@ from ._backend import (
     segment_sum,
     sparse,
     sq_row_norms,
+    subtract_row,
     sum_by_cluster,
     widest_float_dtype,
 )
 from ._errors import InputTypeError
-from ._lloyd import _sq_distances_to_assigned, center_data
+from ._lloyd import _sq_distances_to_assigned, column_means
 from ._validation import as_namespace, check_array, check_int
 
 __all__ = [
@@ -113,7 +114,8 @@ def _wide(X: Any, *, xp: Any) -> Any:
 def _centered_wide(X: Any, *, xp: Any) -> Any:
     """``X`` minus its column means, in the widest float dtype of its device
     (sparse X is not centred: that would fill it in)."""
-    return center_data(_wide(X, xp=xp), xp=xp)[0]
+    X = _wide(X, xp=xp)
+    return X if is_sparse(X) else subtract_row(X, column_means(X, xp=xp))
 
 
 def _cluster_means(X: Any, codes: Any, n_labels: int) -> tuple[Any, Any]:

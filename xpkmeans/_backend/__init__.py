@@ -11,7 +11,8 @@ proves it equals that twin. The rooms:
   ``nearest_centers_and_sums``, ``sum_by_cluster``: a fused kernel where one exists;
   ``sums_in_pass`` says where it does),
   ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
-  ``row_block``, ``sq_row_norms``, ``subtract_row``;
+  ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
+  or a ``CenteredRows`` view that the fused passes centre as they read it);
 - ``_portable``: the portable twins;
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
   ``_numba``: compiled CPU kernels (optional numba); ``_sparse``: CSR
@@ -19,6 +20,7 @@ proves it equals that twin. The rooms:
 - ``_triton``: the fused Lloyd pass on CUDA (tiles, precision, launch) and
   ``_triton_kernels``: its Triton kernels (tested through Triton's
   interpreter in ``tests/test_triton.py``);
+- ``_centered``: ``CenteredRows``, X minus its means, centred as it is read;
 - ``_host``: the host random generator, host copies, devices, dtypes and row
   blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits;
 - ``_capabilities``: which feature runs on which kind of data, and the
@@ -43,6 +45,7 @@ from ._host import (
     widest_float_dtype,
 )
 from ._primitives import (
+    centered,
     largest_indices,
     nearest_center_labels,
     nearest_centers,
@@ -62,6 +65,7 @@ from ._sparse import is_sparse
 from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 
 __all__ = [
+    "centered",
     "array_namespace",
     "blas_is_limited",
     "concat_rows",

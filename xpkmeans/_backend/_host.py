@@ -30,20 +30,28 @@ _MIN_BLOCK_ROWS = 256
 # ------------------------------------------------------------------ namespaces
 
 
-def array_namespace(*arrays: Any, **options: Any) -> Any:
-    """The array API namespace of ``arrays``; a sparse matrix counts as its
-    dense values (SciPy: NumPy, ``cupyx``: CuPy, torch sparse: torch)."""
+def _values_of(x: Any) -> Any:
+    """The array that holds the values of ``x``: a sparse matrix counts as its
+    dense values (SciPy: NumPy, ``cupyx``: CuPy, torch sparse: torch), a
+    centred view as the data it centres."""
     from . import _sparse
+    from ._centered import CenteredRows
 
-    dense = [_sparse.dense_stand_in(a) if _sparse.is_sparse(a) else a for a in arrays]
-    return _array_namespace(*dense, **options)
+    if isinstance(x, CenteredRows):
+        return x.data
+    return _sparse.dense_stand_in(x) if _sparse.is_sparse(x) else x
+
+
+def array_namespace(*arrays: Any, **options: Any) -> Any:
+    """The array API namespace of ``arrays`` (see ``_values_of``)."""
+    return _array_namespace(*(_values_of(a) for a in arrays), **options)
 
 
 def device_of(x: Any) -> Any:
     """The device of ``x`` (of its values for a sparse matrix)."""
     from . import _sparse
 
-    return _sparse.device(x) if _sparse.is_sparse(x) else _device(x)
+    return _sparse.device(x) if _sparse.is_sparse(x) else _device(_values_of(x))
 
 
 # ------------------------------------------------------------------ random numbers
@@ -132,7 +140,7 @@ def picks_rows_cheaply(x: Any) -> bool:
     if _sparse.is_sparse(x):  # picked rows would be dense
         return False
     xp = array_namespace(x)
-    return is_cpu_device(xp, device_of(x)) and not is_lazy_array(x)
+    return is_cpu_device(xp, device_of(x)) and not is_lazy_array(_values_of(x))
 
 
 # ------------------------------------------------------------------ dtypes

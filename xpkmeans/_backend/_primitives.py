@@ -6,8 +6,11 @@ from typing import Any
 
 from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
-from . import _gpu, _numba, _numpy, _portable, _sparse, _triton
-from ._host import array_namespace, concat_rows, device_of, map_row_blocks, widest_float_dtype
+from . import _centered, _gpu, _numba, _numpy, _portable, _sparse, _triton
+from ._centered import CenteredRows, is_centered_view
+from ._host import (
+    array_namespace, concat_rows, device_of, map_row_blocks, row_blocks, widest_float_dtype,
+)
 
 
 def nearest_center_labels(X: Any, centers: Any, half_sq_norms: Any) -> Any:
@@ -92,9 +95,23 @@ def subtract_row(X: Any, row: Any) -> Any:
     return X - row
 
 
+def centered(X: Any, mean: Any) -> Any:
+    """``X - mean`` (``mean``: a row) as the passes of the backend read it best:
+    a ``CenteredRows`` view where the fused pass centres each tile as it loads
+    it (CUDA: no second copy of X in the GPU's memory), else a copy
+    (``subtract_row``)."""
+    views = _centered.force_views
+    if views or (views is None and _triton.handles(X, mean)):
+        return CenteredRows(X, mean)
+    return subtract_row(X, mean)
+
+
 def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
     """``xp.take(X, indices, axis=0)`` for non-negative ``indices``, laid out
-    like ``like`` where that matters (dense rows, also of a sparse matrix)."""
+    like ``like`` where that matters (dense rows, also of a sparse matrix or
+    centred rows of a ``CenteredRows``)."""
+    if is_centered_view(X):
+        return take_rows(X.data, indices, like=like) - X.mean
     if _sparse.is_sparse(X):
         return _sparse.take_rows(X, indices)
     if is_numpy_array(X):
@@ -107,11 +124,16 @@ def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
 # ------------------------------------------------------------------ whole passes over X
 # One call per pass over all rows: a compiled kernel (Triton on CUDA, numba on
 # the CPU) does the pass in one launch; the portable pass goes in row blocks.
+# A ``CenteredRows`` goes to the Triton pass, which centres each tile as it
+# loads it, or in centred row blocks.
 
 
 def row_block(X: Any, rows: slice) -> Any:
     """``X[rows, :]``, also of a sparse matrix (then sparse: its products with
-    dense arrays are the library's sparse products)."""
+    dense arrays are the library's sparse products) or a ``CenteredRows``
+    (then the centred rows)."""
+    if is_centered_view(X):
+        return X.rows(rows)
     if _sparse.is_sparse(X):
         return _sparse.row_block(X, rows)
     return X[rows, :]
@@ -122,10 +144,12 @@ def sq_row_norms(X: Any) -> Any:
     xp = array_namespace(X)
     if _sparse.is_sparse(X):
         return _sparse.sq_row_norms(X, xp=xp)
-    blocks = map_row_blocks(
-        lambda rows: xp.sum(X[rows, :] * X[rows, :], axis=1),
-        X.shape[0], X.shape[1], xp=xp, device=device_of(X),
-    )
+
+    def block(rows: slice) -> Any:
+        values = row_block(X, rows)
+        return xp.sum(values * values, axis=1)
+
+    blocks = map_row_blocks(block, X.shape[0], X.shape[1], xp=xp, device=device_of(X))
     return concat_rows(blocks, xp=xp)
 
 
@@ -150,7 +174,7 @@ def nearest_centers(X: Any, centers: Any) -> Any:
         return _sparse.nearest_centers(X, centers, xp=xp)
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
     blocks = map_row_blocks(
-        lambda rows: nearest_center_labels(X[rows, :], centers, half_sq_norms),
+        lambda rows: nearest_center_labels(row_block(X, rows), centers, half_sq_norms),
         X.shape[0], centers.shape[0], xp=xp, device=device_of(X),
     )
     return concat_rows(blocks, xp=xp)
@@ -196,6 +220,17 @@ def sum_by_cluster(
         return _sparse.sum_by_cluster(
             X, labels, n_clusters, weights=weights, xp=xp, accumulate=accumulate
         )
-    sums, totals = segment_sum(X, labels, n_clusters, weights=weights)
     accumulate = widest_float_dtype(xp, device_of(X))
+    if is_centered_view(X):  # block by block, the partial sums added in ``accumulate``
+        sums = xp.zeros((n_clusters, X.shape[1]), dtype=accumulate, device=device_of(X))
+        totals = xp.zeros((n_clusters,), dtype=accumulate, device=device_of(X))
+        for rows in row_blocks(X.shape[0], X.shape[1], xp=xp, device=device_of(X)):
+            block_sums, block_totals = segment_sum(
+                X.rows(rows), labels[rows], n_clusters,
+                weights=None if weights is None else weights[rows],
+            )
+            sums = sums + xp.astype(block_sums, accumulate)
+            totals = totals + xp.astype(block_totals, accumulate)
+        return sums, totals
+    sums, totals = segment_sum(X, labels, n_clusters, weights=weights)
     return xp.astype(sums, accumulate), xp.astype(totals, accumulate)

@@ -27,6 +27,8 @@ from typing import Any
 
 from array_api_compat import is_cupy_array, is_torch_array
 
+from ._centered import CenteredRows
+
 PRECISIONS = ("tf32x3", "tf32-check", "ieee", "tf32")
 EXACT_PRECISIONS = ("tf32x3", "tf32-check", "ieee")
 #: tf32x3 until a GPU run has checked tf32-check's new rule (one line to change)
@@ -50,7 +52,10 @@ def triton_imports() -> bool:
 
 
 def handles(X: Any, centers: Any) -> bool:
-    """True for dense float32 CUDA arrays (torch or CuPy) where triton imports."""
+    """True for dense float32 CUDA arrays (torch or CuPy, or a ``CenteredRows``
+    of one) where triton imports."""
+    if isinstance(X, CenteredRows):
+        X = X.data
     if is_torch_array(X):
         if not (X.is_cuda and str(X.layout) == "torch.strided" and str(X.dtype) == "torch.float32"
                 and str(centers.dtype) == str(X.dtype)):
@@ -83,14 +88,17 @@ def deterministic() -> bool:
     return torch.are_deterministic_algorithms_enabled()
 
 
-def _fixed_point_scales(X: Any, weights: Any) -> Any:
-    """Powers of two (float64, on the device, no host sync) that map values and
-    weights to integers whose sums over all rows stay below 2^62."""
+def _fixed_point_scales(X: Any, mean: Any, weights: Any) -> Any:
+    """Powers of two (float64, on the device, no host sync) that map values
+    (of ``X - mean``) and weights to integers whose sums over all rows stay
+    below 2^62."""
     import torch
 
     n = max(X.shape[0], 1)
     largest = torch.amax(torch.abs(X)).to(torch.float64) if X.numel() else torch.zeros(
         (), dtype=torch.float64, device=X.device)
+    if mean is not None:
+        largest = largest + torch.amax(torch.abs(mean)).to(torch.float64)
     if weights is None:
         weight_largest = torch.ones((), dtype=torch.float64, device=X.device)
     else:
@@ -167,6 +175,9 @@ def _as_torch(x: Any) -> Any:
 
 
 def _like_input(x: Any, like: Any) -> Any:
+    """The torch tensor ``x`` in the library of ``like`` (CuPy: zero-copy)."""
+    if isinstance(like, CenteredRows):
+        like = like.data
     if is_cupy_array(like):
         import cupy
 
@@ -178,11 +189,12 @@ def _like_input(x: Any, like: Any) -> Any:
 
 
 def _launch(
-    X: Any, centers: Any, half_sq_norms: Any = None, *, weights: Any = None,
+    X: Any, centers: Any, half_sq_norms: Any = None, *, mean: Any = None, weights: Any = None,
     with_scores: bool = False, with_second: bool = False, with_sums: bool = False,
     dot_precision: str | None = None,
 ) -> dict[str, Any]:
-    """One pass over the rows of ``X`` (torch tensors); returns the outputs asked for."""
+    """One pass over the rows of ``X - mean`` (torch tensors; ``mean`` None:
+    of X), each tile centred as it is loaded; returns the outputs asked for."""
     import torch
 
     from . import _triton_kernels as kernels
@@ -206,7 +218,7 @@ def _launch(
     fixed_point = with_sums and deterministic()
     if fixed_point:
         sum_dtype = torch.int64
-        scales = _fixed_point_scales(X, weights)
+        scales = _fixed_point_scales(X, mean, weights)
     else:
         scales = torch.ones(2, dtype=torch.float64, device=device)
     out["scales"] = scales
@@ -223,14 +235,16 @@ def _launch(
     else:
         listed = n_listed = center_norm_max = torch.empty(1, dtype=torch.int32, device=device)
     W = dummy if weights is None else weights
+    M = dummy if mean is None else mean.reshape(-1).contiguous()
     if n == 0:
         return out
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
-    common = (X, X.stride(0), X.stride(1), centers, centers.stride(0), centers.stride(1),
+    common = (X, X.stride(0), X.stride(1), M, centers, centers.stride(0), centers.stride(1),
               half_sq_norms, W)
     flags = {
         "WITH_SECOND": with_second, "WITH_SCORES": with_scores, "WITH_SUMS": with_sums,
         "WITH_WEIGHTS": weights is not None, "FIXED_POINT": fixed_point,
+        "CENTERED": mean is not None,
     }
     with torch.cuda.device(device) if device.type == "cuda" else _nothing():
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
@@ -271,9 +285,17 @@ def _multiprocessors(device: Any) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+def _data_and_mean(X: Any) -> tuple[Any, Any]:
+    """X (or a ``CenteredRows``' data) and its mean (None: not centred), as torch tensors."""
+    if isinstance(X, CenteredRows):
+        return _as_torch(X.data), _as_torch(X.mean)
+    return _as_torch(X), None
+
+
 def nearest_centers(X: Any, centers: Any, *, dot_precision: str | None = None) -> Any:
     """Index of the nearest centre of each row (ties: lowest index)."""
-    out = _launch(_as_torch(X), _as_torch(centers), dot_precision=dot_precision)
+    data, mean = _data_and_mean(X)
+    out = _launch(data, _as_torch(centers), mean=mean, dot_precision=dot_precision)
     return _like_input(out["labels"], X)
 
 
@@ -283,8 +305,9 @@ def nearest_centers_and_sums(
     """Labels, per-cluster (weighted) sums and total weights in float64, in one pass."""
     import torch
 
+    data, mean = _data_and_mean(X)
     out = _launch(
-        _as_torch(X), _as_torch(centers),
+        data, _as_torch(centers), mean=mean,
         weights=None if weights is None else _as_torch(weights).contiguous(),
         with_sums=True, dot_precision=dot_precision,
     )
@@ -305,8 +328,9 @@ def nearest_two_centers(
     dot_precision = precision() if dot_precision is None else dot_precision
     if dot_precision == "tf32-check":
         dot_precision = "tf32x3"
+    data, mean = _data_and_mean(X)
     out = _launch(
-        _as_torch(X), _as_torch(centers), _as_torch(half_sq_norms),
+        data, _as_torch(centers), _as_torch(half_sq_norms), mean=mean,
         with_scores=True, with_second=True, dot_precision=dot_precision,
     )
     return tuple(_like_input(out[key], X) for key in ("labels", "best", "second"))
@@ -316,7 +340,8 @@ def nearest_two_centers(
 
 
 def compile_for(
-    target: Any, n: int, d: int, k: int, dot_precision: str, *, fixed_point: bool = False
+    target: Any, n: int, d: int, k: int, dot_precision: str, *, fixed_point: bool = False,
+    centered: bool = True,
 ) -> list[Any]:
     """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
     ``triton.backends.compiler.GPUTarget``) without a GPU: catches shared
@@ -329,9 +354,9 @@ def compile_for(
     check = dot_precision == "tf32-check"
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
     flags = {"WITH_SECOND": False, "WITH_SCORES": False, "WITH_SUMS": True,
-             "WITH_WEIGHTS": False, "FIXED_POINT": fixed_point}
+             "WITH_WEIGHTS": False, "FIXED_POINT": fixed_point, "CENTERED": centered}
     sum_type = "i64" if fixed_point else {"float64": "fp64", "float32": "fp32"}[config["sum_dtype"]]
-    pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "C": "*fp32",
+    pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32", "C": "*fp32",
                 "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32", "W": "*fp32",
                 "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
                 "SUMS": f"*{sum_type}", "TOTALS": f"*{sum_type}", "SCALES": "*fp64"}

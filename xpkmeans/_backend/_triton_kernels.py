@@ -6,6 +6,9 @@ of ``BLOCK_K``, the feature dimension in chunks of ``BLOCK_D``: the scores
 minimum (and second minimum) keeps the nearest centre of each row, ties to
 the lowest index. No rows x k matrix is ever written.
 
+With ``CENTERED``, every tile of X is centred (minus the row ``M``) as it
+is loaded: the fit never writes a centred copy of X.
+
 ``PRECISION`` is that of ``tl.dot``: "ieee" (plain float32), "tf32x3"
 (three TF32 products, float32 accuracy) or "tf32" (approximate). With
 ``CHECK_MARGIN`` a TF32 pass flags the rows whose best and second best
@@ -31,16 +34,25 @@ def _round_to_tf32(x):
 
 
 @triton.jit
-def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
-            SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr):
+def _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED: tl.constexpr):
+    """Features ``chunk`` of the rows (0 outside X), minus the mean ``M`` when
+    ``CENTERED``: the data is centred as it is read, never written centred."""
+    inside = row_ok[:, None] & (chunk[None, :] < d)
+    x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
+    if CENTERED:
+        mean = tl.load(M + chunk, mask=chunk < d, other=0.0)
+        x = tl.where(inside, x - mean[None, :], 0.0)
+    return x
+
+
+@triton.jit
+def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
+            SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr, CENTERED: tl.constexpr):
     """All features of the rows when they fit one chunk (the tile then stays
     in registers for every centre tile), else a placeholder."""
     features = tl.arange(0, BLOCK_D)
     if SINGLE_CHUNK:
-        x = tl.load(
-            X + row_offsets[:, None] + features[None, :] * stride_xd,
-            mask=row_ok[:, None] & (features[None, :] < d), other=0.0,
-        )
+        x = _load_x(X, stride_xd, M, row_offsets, row_ok, features, d, CENTERED)
         if ROUND_TF32:
             x = _round_to_tf32(x)
     else:
@@ -50,9 +62,10 @@ def _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
 
 @triton.jit
 def _tile_scores(
-    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok, k_start, d, k,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok, k_start, d,
+    k, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_TF32: tl.constexpr,
+    CENTERED: tl.constexpr,
 ):
     """Scores ``||c||^2 / 2 - x . c`` of the rows against centres
     ``k_start .. k_start + BLOCK_K``; padded centres score +inf (their half
@@ -73,10 +86,7 @@ def _tile_scores(
         dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
         for d_start in range(0, d, BLOCK_D):
             chunk = d_start + features
-            x_chunk = tl.load(
-                X + row_offsets[:, None] + chunk[None, :] * stride_xd,
-                mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
-            )
+            x_chunk = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
             c = tl.load(
                 C + col_offsets[None, :] + chunk[:, None] * stride_cd,
                 mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
@@ -91,10 +101,10 @@ def _tile_scores(
 
 @triton.jit
 def _row_tile_scores(
-    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, WITH_SECOND: tl.constexpr,
-    LANE_MIN: tl.constexpr,
+    LANE_MIN: tl.constexpr, CENTERED: tl.constexpr,
 ):
     """Nearest centre, best and second best score of the rows ``rows``.
 
@@ -110,11 +120,11 @@ def _row_tile_scores(
     lane_second = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
     lane_start = tl.zeros((BLOCK_N, BLOCK_K), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False)
+    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False, CENTERED)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
-            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False,
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
         )
         if LANE_MIN:
             if WITH_SECOND:
@@ -159,9 +169,9 @@ def _insert(b1, i1, b2, i2, b3, value, index):
 
 @triton.jit
 def _top_three(
-    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
 ):
     """The two smallest scores of each row with their centres, and the third
     smallest score (``PRECISION``'s products of operands rounded to TF32)."""
@@ -172,11 +182,11 @@ def _top_three(
     i1 = tl.zeros((BLOCK_N,), tl.int32)
     i2 = tl.zeros((BLOCK_N,), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True)
+    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True, CENTERED)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
-            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True,
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
+            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True, CENTERED,
         )
         t1 = tl.min(scores, axis=1)
         j1 = tl.argmin(scores, axis=1, tie_break_left=True)
@@ -191,8 +201,9 @@ def _top_three(
 
 
 @triton.jit
-def _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok,
-                    centre, d, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok,
+                    centre, d, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                    CENTERED: tl.constexpr):
     """``||c||^2 / 2 - x . c`` of each row against its own ``centre``, in
     plain float32 (elementwise products, then a sum per row)."""
     features = tl.arange(0, BLOCK_D)
@@ -202,7 +213,7 @@ def _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, r
     for d_start in range(0, d, BLOCK_D):
         chunk = d_start + features
         inside = row_ok[:, None] & (chunk[None, :] < d)
-        x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
+        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
         c = tl.load(C + centre_offsets[:, None] + chunk[None, :] * stride_cd, mask=inside,
                     other=0.0)
         dots += tl.sum(x * c, axis=1)
@@ -210,25 +221,22 @@ def _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, r
 
 
 @triton.jit
-def _row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d,
-                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d,
+                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, CENTERED: tl.constexpr):
     features = tl.arange(0, BLOCK_D)
     row_offsets = rows.to(tl.int64) * stride_xn
     total = tl.zeros((BLOCK_N,), tl.float32)
     for d_start in range(0, d, BLOCK_D):
         chunk = d_start + features
-        x = tl.load(
-            X + row_offsets[:, None] + chunk[None, :] * stride_xd,
-            mask=row_ok[:, None] & (chunk[None, :] < d), other=0.0,
-        )
+        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
         total += tl.sum(x * x, axis=1)
     return total
 
 
 @triton.jit
-def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d, k,
+def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d, k,
               copies, BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
-              FIXED_POINT: tl.constexpr):
+              FIXED_POINT: tl.constexpr, CENTERED: tl.constexpr):
     """Atomically add the (weighted) rows into ``SUMS[copy, label]``, weights
     into ``TOTALS[copy, label]``: ``copies`` replicas, one per program modulo
     ``copies``, so that fewer atomics collide on one address.
@@ -248,7 +256,7 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, la
     for d_start in range(0, d, BLOCK_D):
         chunk = d_start + features
         inside = row_ok[:, None] & (chunk[None, :] < d)
-        x = tl.load(X + row_offsets[:, None] + chunk[None, :] * stride_xd, mask=inside, other=0.0)
+        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
         if WITH_WEIGHTS:
             x = x * weight[:, None]
         if FIXED_POINT:
@@ -261,8 +269,28 @@ def _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, la
 
 
 @triton.jit
+def _store_row_results(
+    X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+    rows, row_ok, summed, label, best, second, d, k, copies,
+    BLOCK_D: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
+    WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
+    CENTERED: tl.constexpr,
+):
+    """Store the labels (and scores) of the rows, and add the rows ``summed``
+    to the sums of their clusters."""
+    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
+    if WITH_SCORES:
+        tl.store(BEST + rows, best, mask=row_ok)
+    if WITH_SECOND:
+        tl.store(SECOND + rows, second, mask=row_ok)
+    if WITH_SUMS:
+        _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, summed, label, d,
+                  k, copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT, CENTERED)
+
+
+@triton.jit
 def dense_kernel(
-    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
     SCALES, CENTER_NORM_MAX, LISTED, N_LISTED,
     n, d, k, copies,
@@ -270,9 +298,10 @@ def dense_kernel(
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
-    CHECK_MARGIN: tl.constexpr, LANE_MIN: tl.constexpr,
+    CHECK_MARGIN: tl.constexpr, LANE_MIN: tl.constexpr, CENTERED: tl.constexpr,
 ):
-    """One program per ``BLOCK_N`` rows: labels (and scores, sums)."""
+    """One program per ``BLOCK_N`` rows of ``X`` (minus ``M`` when
+    ``CENTERED``): labels (and scores, sums)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     summed = row_ok
@@ -283,19 +312,21 @@ def dense_kernel(
         # the row is listed and redone), the nearest is one of the two best,
         # whose scores are recomputed here in float32.
         first, second_centre, tf32_best, second, third = _top_three(
-            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION,
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
-        score_first = _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H,
-                                      rows, row_ok, first, d, BLOCK_N, BLOCK_D)
-        score_second = _float32_scores(X, stride_xn, stride_xd, C, stride_ck, stride_cd, H,
-                                       rows, row_ok, second_centre, d, BLOCK_N, BLOCK_D)
+        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H,
+                                      rows, row_ok, first, d, BLOCK_N, BLOCK_D, CENTERED)
+        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H,
+                                       rows, row_ok, second_centre, d, BLOCK_N, BLOCK_D,
+                                       CENTERED)
         takes_second = (second < INFINITY) & (
             (score_second < score_first)
             | ((score_second == score_first) & (second_centre < first)))
         label = tl.where(takes_second, second_centre, first)
         best = tl.where(takes_second, score_second, score_first)
-        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, rows, row_ok, d, BLOCK_N, BLOCK_D))
+        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d, BLOCK_N,
+                                     BLOCK_D, CENTERED))
         relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
         bound = norm * tl.load(CENTER_NORM_MAX) * relative
         doubtful = row_ok & (third - tf32_best <= bound)
@@ -307,28 +338,26 @@ def dense_kernel(
         summed = row_ok & ~doubtful
     else:
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN,
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN, CENTERED,
         )
-    tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
-    if WITH_SCORES:
-        tl.store(BEST + rows, best, mask=row_ok)
-    if WITH_SECOND:
-        tl.store(SECOND + rows, second, mask=row_ok)
-    if WITH_SUMS:
-        _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, summed, label, d, k,
-                  copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
+    _store_row_results(
+        X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+        rows, row_ok, summed, label, best, second, d, k, copies,
+        BLOCK_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+    )
 
 
 @triton.jit
 def listed_kernel(
-    X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, W,
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS, SCALES, LISTED, N_LISTED,
     d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
     WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr, LANE_MIN: tl.constexpr,
+    CENTERED: tl.constexpr,
 ):
     """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
     loops over tiles of the list, however long it turned out)."""
@@ -338,17 +367,14 @@ def listed_kernel(
         row_ok = slots < n_listed
         rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
-            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN,
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN, CENTERED,
         )
-        tl.store(LABELS + rows, label.to(LABELS.dtype.element_ty), mask=row_ok)
-        if WITH_SCORES:
-            tl.store(BEST + rows, best, mask=row_ok)
-        if WITH_SECOND:
-            tl.store(SECOND + rows, second, mask=row_ok)
-        if WITH_SUMS:
-            _add_rows(X, stride_xn, stride_xd, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d,
-                      k, copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT)
+        _store_row_results(
+            X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+            rows, row_ok, row_ok, label, best, second, d, k, copies,
+            BLOCK_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+        )
 
 
 def grid_size(n: int, block_n: int) -> int:
