@@ -41,6 +41,23 @@ def seconds_per_iteration(fit, short: int, long: int, repeats: int) -> float:
     return statistics.median(per_iteration)
 
 
+def _status_kib(field: str) -> int:
+    """This process's ``/proc/self/status`` field (VmRSS, VmHWM: peak RSS), KiB."""
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith(field)).split()[1])
+
+
+def _reset_peak() -> None:
+    """Start VmHWM again from the current RSS (Linux: ``clear_refs`` 5)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def _held_bytes(dask_worker) -> int:
+    """Bytes of the arrays a worker holds (its chunks of X, persisted labels, ...)."""
+    return int(sum(getattr(value, "nbytes", 0) for value in dask_worker.data.values()))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5_000_000)
@@ -95,8 +112,13 @@ def main(argv: list[str] | None = None) -> dict:
         client = distributed.Client(cluster)
     try:
         warnings.filterwarnings("ignore", message=".*Sending large graph.*")
+        # imports and numba's compilation on the workers first: not the data's memory
+        small = da.from_array(X[: 10 * args.k], chunks=(5 * args.k, args.d))
+        xpkmeans.KMeans(args.k, init=init, max_iter=2, tol=0).fit(small).labels_.compute()
+        start_kib = client.run(_status_kib, "VmRSS")
         Xd = da.from_array(X, chunks=(rows, args.d)).persist()
         distributed.wait(Xd)
+        client.run(_reset_peak)  # the peak of the fits, not of receiving the data
 
         def dask_fit(max_iter):
             return xpkmeans.KMeans(args.k, init=init, max_iter=max_iter, tol=0).fit(Xd)
@@ -107,9 +129,20 @@ def main(argv: list[str] | None = None) -> dict:
         fitted = dask_fit(args.long)
         labels = fitted.labels_.compute()
         result["labels_equal_numpy"] = float(np.mean(labels == reference.labels_))
-        result["worker_memory_MiB"] = {
-            w: round(info["metrics"]["memory"] / 2**20)
-            for w, info in client.scheduler_info()["workers"].items()
+        # per worker: peak RSS during the xpkmeans fits above its RSS before the
+        # data came, against the bytes of its chunks of X and one chunk's size
+        peak_kib = client.run(_status_kib, "VmHWM")
+        held = client.run(_held_bytes)
+        chunk_mib = rows * args.d * 4 / 2**20
+        result["worker_memory"] = {
+            w: {
+                "peak_above_start_MiB": round((peak_kib[w] - start_kib[w]) / 1024),
+                "its_chunks_MiB": round(held[w] / 2**20),
+                "chunk_MiB": round(chunk_mib),
+                "temporaries_in_chunks": round(
+                    ((peak_kib[w] - start_kib[w]) / 1024 - held[w] / 2**20) / chunk_mib, 2),
+            }
+            for w in peak_kib
         }
 
         if not args.no_dask_ml:

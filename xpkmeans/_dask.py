@@ -25,10 +25,12 @@ from array_api_compat import is_dask_array
 
 from ._backend import (
     array_namespace,
+    centered,
     device_of,
     from_host,
     host_rng,
     largest_indices,
+    map_row_blocks,
     nearest_centers,
     nearest_centers_and_sums,
     segment_sum,
@@ -151,7 +153,7 @@ def _chunk_moments(block: Any, weights: Any) -> Any:
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
     sums = column_sums(block, xp=xp)
-    flags = [xp.sum(xp.astype(~xp.isfinite(block), accumulate))]
+    flags = [xp.astype(xp.any(~xp.isfinite(block)), accumulate)]  # no chunk-sized float copy
     if weights is None:
         flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]
     else:
@@ -166,17 +168,27 @@ def _chunk_subtract(block: Any, mean: Any) -> Any:
 
 
 def _chunk_sum_of_squares(block: Any) -> Any:
-    """(1, 1): sum of squares, in the widest float."""
+    """(1, 1): sum of squares, in the widest float (in row blocks: no
+    chunk-sized temporary)."""
     xp = array_namespace(block)
-    wide = xp.astype(block, widest_float_dtype(xp, device_of(block)))
-    return xp.reshape(xp.sum(wide * wide), (1, 1))
+    device = device_of(block)
+    wide = widest_float_dtype(xp, device)
+
+    def block_sum(rows: slice) -> Any:
+        values = xp.astype(block[rows, :], wide)
+        return xp.sum(values * values)
+
+    parts = map_row_blocks(block_sum, block.shape[0], block.shape[1], xp=xp, device=device)
+    return xp.reshape(xp.sum(xp.stack(parts)), (1, 1))
 
 
-def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any) -> Any:
-    """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals)."""
+def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any, mean: Any = None) -> Any:
+    """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals);
+    with ``mean``, of the chunk centred as the kernel reads it."""
     xp = array_namespace(block)
+    rows = block if mean is None else centered(block, _centers_for(mean, block), view=True)
     _, sums, totals = nearest_centers_and_sums(
-        block, _centers_for(centers, block), weights=_weights_of(weights, block)
+        rows, _centers_for(centers, block), weights=_weights_of(weights, block)
     )
     return xp.concat([sums, totals[:, None]], axis=1)[None, ...]
 
@@ -252,11 +264,12 @@ def _stacked(X: Any, kernel: Any, *args: Any, shape: tuple, weights: Any = None,
     )
 
 
-def lloyd_sums(X: Any, weights: Any, centers: np.ndarray) -> Any:
+def lloyd_sums(X: Any, weights: Any, centers: np.ndarray, mean: Any = None) -> Any:
     """One EM iteration as a lazy graph: the (k, d + 1) tree sum of the chunks'
-    sums | totals for the nearest of ``centers``. Nothing is computed."""
+    sums | totals for the nearest of ``centers`` (of ``X - mean`` with a
+    ``mean``, each chunk centred as it is read). Nothing is computed."""
     k, d = centers.shape
-    parts = _stacked(X, _chunk_lloyd_sums, centers, shape=(k, d + 1), weights=weights)
+    parts = _stacked(X, _chunk_lloyd_sums, centers, mean, shape=(k, d + 1), weights=weights)
     return parts.sum(axis=0)
 
 
@@ -338,7 +351,8 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int)
 
     weighted = data.weights is not None
     for iteration in range(1, max_iter + 1):
-        reduced = to_numpy(dask.compute(lloyd_sums(data.X, data.weights, centers))[0])
+        reduced = to_numpy(dask.compute(
+            lloyd_sums(data.raw, data.weights, centers, data.mean))[0])
         cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
             candidates = _farthest_candidates(data.X, None, data.weights, centers)

@@ -95,13 +95,15 @@ def subtract_row(X: Any, row: Any) -> Any:
     return X - row
 
 
-def centered(X: Any, mean: Any) -> Any:
+def centered(X: Any, mean: Any, *, view: bool | None = None) -> Any:
     """``X - mean`` (``mean``: a row) as the passes of the backend read it best:
     a ``CenteredRows`` view where the fused pass centres each tile as it loads
     it (CUDA: no second copy of X in the GPU's memory), else a copy
-    (``subtract_row``)."""
-    views = _centered.force_views
-    if views or (views is None and _triton.handles(X, mean)):
+    (``subtract_row``). ``view=True`` asks for the view (a chunk of a Dask
+    task: never a chunk-sized copy)."""
+    if view is None:
+        view = _centered.force_views
+    if view or (view is None and _triton.handles(X, mean)):
         return CenteredRows(X, mean)
     return subtract_row(X, mean)
 
