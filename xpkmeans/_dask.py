@@ -182,13 +182,18 @@ def _chunk_sum_of_squares(block: Any) -> Any:
     return xp.reshape(xp.sum(xp.stack(parts)), (1, 1))
 
 
+def _centred(block: Any, mean: Any) -> Any:
+    """The chunk minus the host row ``mean``, centred as the kernels read it (a
+    view: no chunk-sized copy); the chunk itself when ``mean`` is None."""
+    return block if mean is None else centered(block, _centers_for(mean, block), view=True)
+
+
 def _chunk_lloyd_sums(block: Any, weights: Any, centers: Any, mean: Any = None) -> Any:
-    """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals);
-    with ``mean``, of the chunk centred as the kernel reads it."""
+    """(1, k, d + 1): E step and M-step sums of one chunk (sums | totals),
+    of ``block - mean`` with a ``mean``."""
     xp = array_namespace(block)
-    rows = block if mean is None else centered(block, _centers_for(mean, block), view=True)
     _, sums, totals = nearest_centers_and_sums(
-        rows, _centers_for(centers, block), weights=_weights_of(weights, block)
+        _centred(block, mean), _centers_for(centers, block), weights=_weights_of(weights, block)
     )
     return xp.concat([sums, totals[:, None]], axis=1)[None, ...]
 
@@ -227,15 +232,19 @@ def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
     ], axis=1)
 
 
-def _chunk_labels(block: Any, centers: Any) -> Any:
-    return nearest_centers(block, _centers_for(centers, block))
+def _chunk_labels(block: Any, centers: Any, mean: Any = None) -> Any:
+    """The nearest centre of each row of ``block - mean`` (of ``block`` without a mean)."""
+    return nearest_centers(_centred(block, mean), _centers_for(centers, block))
 
 
-def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
-    """(1,): the chunk's (weighted) sum of squared distances to its centres."""
+def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any, mean: Any = None) -> Any:
+    """(1,): the (weighted) sum of squared distances of the rows of ``block -
+    mean`` to their centres."""
     xp = array_namespace(block)
     labels = _on_chunk_device(labels, block)
-    distances = _sq_distances_to_assigned(block, _centers_for(centers, block), labels, xp=xp)
+    distances = _sq_distances_to_assigned(
+        _centred(block, mean), _centers_for(centers, block), labels, xp=xp
+    )
     w = _weights_of(weights, block)
     if w is not None:
         distances = distances * w
@@ -373,20 +382,32 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int)
     return centers, iteration
 
 
+def _labels_graph(X: Any, centers: np.ndarray, mean: Any = None) -> Any:
+    """Lazy labels: the nearest of ``centers`` for each row of ``X - mean``."""
+    return X.map_blocks(_chunk_labels, centers, mean, drop_axis=1, dtype=np.int64,
+                        meta=np.empty((0,), dtype=np.int64))
+
+
+def _inertia_graph(X: Any, labels: Any, weights: Any, centers: np.ndarray,
+                   mean: Any = None) -> Any:
+    """Lazy (n_chunks,) inertias of the chunks of ``X - mean`` for ``labels``."""
+    import dask.array as da
+
+    arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
+
+    def call(block, chunk_labels, *w):
+        return _chunk_inertia(block, chunk_labels[:, 0], w[0] if w else None, centers, mean)
+
+    return da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
+                         dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+
+
 def _labels_and_inertia(data: _Prepared, centers: np.ndarray) -> tuple[Any, float]:
     """Persisted labels of the nearest centres and the inertia (one compute)."""
     import dask
-    import dask.array as da
 
-    labels = data.X.map_blocks(_chunk_labels, centers, drop_axis=1, dtype=np.int64,
-                               meta=np.empty((0,), dtype=np.int64)).persist()
-    arrays = [data.X, labels[:, None]] + ([] if data.weights is None else [data.weights])
-
-    def call(block, chunk_labels, *w):
-        return _chunk_inertia(block, chunk_labels[:, 0], w[0] if w else None, centers)
-
-    parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * data.X.numblocks[0],),
-                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    labels = _labels_graph(data.raw, centers, data.mean).persist()
+    parts = _inertia_graph(data.raw, labels, data.weights, centers, data.mean)
     return labels, float(dask.compute(parts.sum())[0])
 
 
@@ -508,7 +529,7 @@ def _chunk_predict(block: Any, mean: Any, centered: Any) -> Any:
     xp = array_namespace(block)
     if not bool(xp.all(xp.isfinite(block))):
         raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-    return _chunk_labels(block - _centers_for(mean, block), centered)
+    return _chunk_labels(block, centered, mean)
 
 
 def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
@@ -545,9 +566,8 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     arrays = [X] + ([] if weights is None else [weights])
 
     def call(block, *w):
-        shifted = block - _centers_for(mean, block)
-        labels = _chunk_labels(shifted, centered)
-        return _chunk_inertia(shifted, labels, w[0] if w else None, centered)
+        labels = _chunk_labels(block, centered, mean)
+        return _chunk_inertia(block, labels, w[0] if w else None, centered, mean)
 
     parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
                           dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
@@ -559,20 +579,11 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
 
 def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any]:
     """Lazy ``e_step``: labels (Dask array) and inertia (0-D Dask array)."""
-    import dask.array as da
-
     X = check_dask_array(X)
     centers = _host_centers(centers, X.dtype)
     weights = _check_dask_weights(sample_weight, X)
-    labels = X.map_blocks(_chunk_labels, centers, drop_axis=1, dtype=np.int64,
-                          meta=np.empty((0,), dtype=np.int64))
-    arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
-
-    def call(block, chunk_labels, *w):
-        return _chunk_inertia(block, chunk_labels[:, 0], w[0] if w else None, centers)
-
-    parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
-                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    labels = _labels_graph(X, centers)
+    parts = _inertia_graph(X, labels, weights, centers)
     return labels, parts.sum().astype(X.dtype)
 
 
