@@ -181,9 +181,25 @@ def test_kmeans_parallel_gives_k_centres_close_to_greedy(lazy_backend):
 
 def test_kmeans_parallel_exactly_k_on_tiny_and_duplicate_data(lazy_backend):
     X = np.repeat(_blobs(n=6, d=2, centers=2), 3, axis=0)
-    centers = _dask.kmeans_parallel(lazy_backend.asarray(X), 5, weights=None,
-                                    rng=np.random.default_rng(0))
-    assert centers.shape == (5, 2)
+    km = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(lazy_backend.asarray(X))
+    assert km.cluster_centers_.shape == (5, 2)
+
+
+@pytest.mark.filterwarnings("ignore::xpkmeans.ConvergenceWarning")  # max_iter=1
+@pytest.mark.filterwarnings("ignore:init='k-means\\+\\+' on a Dask array")
+@pytest.mark.parametrize("init", ["k-means||", "k-means++"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_initialisation_equals_the_one_in_memory(lazy_backend, init, weighted):
+    """One seed, the centres of a fit in memory: the same uniforms, draws
+    and distances, chunk by chunk."""
+    X = _blobs(n=3000, d=3, centers=8, std=1.5)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    fit = lambda data: xpkmeans.KMeans(  # noqa: E731
+        8, init=init, n_init=1, max_iter=1, random_state=4).fit(data, sample_weight=w)
+    ref, km = fit(X), fit(lazy_backend.asarray(X))
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
 
 
 def test_greedy_kmeans_plusplus_on_dask_warns_about_its_passes(lazy_backend):

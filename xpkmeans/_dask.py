@@ -26,6 +26,7 @@ from array_api_compat import is_dask_array
 from ._backend import (
     array_namespace,
     centered,
+    concat_rows,
     device_of,
     from_host,
     host_rng,
@@ -34,6 +35,7 @@ from ._backend import (
     nearest_centers,
     nearest_centers_and_sums,
     segment_sum,
+    sq_row_norms,
     subtract_row,
     take_rows,
     to_numpy,
@@ -48,7 +50,13 @@ from ._lloyd import (
     _relocate_empty_clusters,
     _sq_distances_to_assigned,
 )
-from ._init import KMEANS_PARALLEL_OVERSAMPLING, KMEANS_PARALLEL_ROUNDS, _kmeans_plusplus
+from ._init import (
+    KMEANS_PARALLEL_OVERSAMPLING,
+    KMEANS_PARALLEL_ROUNDS,
+    _closest_with_rows,
+    _kmeans_plusplus,
+    _nearest_candidate_pass,
+)
 from ._validation import check_n_clusters_fits, check_weight_layout, scaled_tolerance
 
 
@@ -415,7 +423,7 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
     init = estimator.init
     if isinstance(init, str):
         if init == "k-means||":
-            return kmeans_parallel(data.X, n_clusters, weights=data.weights, rng=rng)
+            return kmeans_parallel(data, n_clusters, rng=rng)
         if init == "random":
             return _random_rows(data, n_clusters, rng)
         if init == "k-means++":
@@ -424,7 +432,7 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
                 f"({n_clusters} passes); init='k-means||' needs a constant number.",
                 UserWarning, stacklevel=4,
             )
-            return kmeans_plusplus_greedy(data.X, n_clusters, weights=data.weights, rng=rng)
+            return kmeans_plusplus_greedy(data, n_clusters, rng=rng)
         msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."
         raise ValueError(msg)
     if callable(init):  # called on X itself, as in memory
@@ -631,123 +639,152 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
 
 
 # ------------------------------------------------------------------ initialisation
+# The in-memory initialisers of ``_init``, pass by pass: the same host
+# uniforms, the same draws by cumulative sums, the same distances, so that a
+# seed gives the centres of a fit in memory (up to sums added in another
+# order). Rows are drawn chunk first (host sums of the chunks), then inside
+# the chunk by its own cumulative sum.
 
 
-def _chunk_closest(block: Any, weights: Any, closest: Any, candidates: Any) -> Any:
-    """(rows, 1): squared distance to the nearest of ``candidates`` and ``closest``."""
-    xp = array_namespace(block)
-    candidates = _centers_for(candidates, block)
-    cross = block @ xp.permute_dims(candidates, (1, 0))
-    sq = (xp.sum(block * block, axis=1)[:, None] - 2 * cross
-          + xp.sum(candidates * candidates, axis=1)[None, :])
-    nearest = xp.min(xp.clip(sq, 0, None), axis=1)[:, None]
-    return nearest if closest is None else xp.minimum(closest, nearest)
-
-
-def _closest_lazy(X: Any, closest: Any, candidates: np.ndarray) -> Any:
-    """Lazy (n, 1) squared distances to the nearest of ``candidates`` and ``closest``."""
-    if closest is None:
-        return X.map_blocks(_chunk_closest, None, None, candidates,
-                            chunks=(X.chunks[0], (1,)), dtype=X.dtype)
-    return X.map_blocks(lambda b, c, cand: _chunk_closest(b, None, c, cand), closest, candidates,
-                        chunks=(X.chunks[0], (1,)), dtype=X.dtype)
-
-
-def _closest(X: Any, closest: Any, candidates: np.ndarray) -> Any:
-    """Persisted (n, 1) squared distances to the nearest candidate so far."""
-    return _closest_lazy(X, closest, candidates).persist()
-
-
-def _potential_by_chunk(closest: Any, weights: Any) -> Any:
-    """Lazy (n_chunks,) weighted sums of ``closest``."""
+def _chunk_totals(values: Any) -> np.ndarray:
+    """Host float64 sums of the chunks of the lazy (n, 1) ``values`` (one compute)."""
     import dask.array as da
 
-    arrays = [closest] + ([] if weights is None else [weights])
+    def call(v):
+        xp = array_namespace(v)
+        return xp.astype(xp.sum(xp.astype(v[:, 0], widest_float_dtype(xp, device_of(v)))),
+                         xp.float64)[None]
 
-    def call(c, *w):
-        xp = array_namespace(c)
-        values = c[:, 0] if not w else c[:, 0] * w[0][:, 0]
-        return xp.astype(xp.sum(values), widest_float_dtype(xp, device_of(c)))[None]
-
-    return da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * closest.numblocks[0],),
-                         dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
-
-
-def _first_center(X: Any, weights: Any, rng: Any) -> np.ndarray:
-    """One row drawn with probability proportional to its weight."""
-    if weights is None:
-        return _take_host_rows(X, np.array([rng.integers(X.shape[0])]))
-    totals = to_numpy(_potential_by_chunk(weights, None).compute())
-    return _draw_rows(X, weights, totals, rng, 1)
+    parts = da.map_blocks(call, values, drop_axis=1, chunks=((1,) * values.numblocks[0],),
+                          dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+    return to_numpy(parts.compute()).astype(np.float64)
 
 
-def _draw_rows(X: Any, values: Any, chunk_totals: np.ndarray, rng: Any, size: int) -> np.ndarray:
-    """``size`` rows drawn with probability proportional to the (n, 1) ``values``:
-    the chunk on the host, the row inside it by its own cumulative sum (one compute)."""
+def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray:
+    """Centred rows drawn with probability proportional to the lazy (n, 1)
+    ``values`` by the host ``uniforms`` (``_init._weighted_draws``): two computes."""
     import dask
 
-    cumulative = np.cumsum(chunk_totals)
-    targets = rng.random(size) * cumulative[-1]
+    cumulative = np.cumsum(_chunk_totals(values))
+    targets = uniforms * cumulative[-1]
     chunk_of = np.clip(np.searchsorted(cumulative, targets, side="right"), 0, len(cumulative) - 1)
     local = targets - np.concatenate([[0.0], cumulative[:-1]])[chunk_of]
-    x_blocks, v_blocks = X.to_delayed()[:, 0], values.to_delayed()[:, 0]
+    x_blocks, v_blocks = data.raw.to_delayed()[:, 0], values.to_delayed()[:, 0]
 
     def pick(block, v, local_targets):
         xp = array_namespace(v)
         cum = xp.cumulative_sum(xp.astype(v[:, 0], widest_float_dtype(xp, device_of(v))))
         targets = from_host(local_targets, xp=xp, device=device_of(v), dtype=cum.dtype)
         rows = xp.clip(xp.searchsorted(cum, targets, side="right"), 0, v.shape[0] - 1)
-        return to_numpy(take_rows(block, rows))
+        return to_numpy(take_rows(_centred(block, data.mean), _on_chunk_device(rows, block)))
 
-    tasks = [dask.delayed(pick)(x_blocks[c], v_blocks[c], local[chunk_of == c])
-             for c in np.unique(chunk_of)]
-    rows = dict(zip(np.unique(chunk_of), dask.compute(*tasks)))
-    out = np.empty((size, X.shape[1]), dtype=X.dtype)
-    for c, taken in rows.items():
+    chunks = np.unique(chunk_of)
+    tasks = [dask.delayed(pick)(x_blocks[c], v_blocks[c], local[chunk_of == c]) for c in chunks]
+    out = np.empty((uniforms.shape[0], data.raw.shape[1]), dtype=data.mean.dtype)
+    for c, taken in zip(chunks, dask.compute(*tasks)):
         out[chunk_of == c] = taken
     return out
 
 
-def kmeans_parallel(
-    X: Any, n_clusters: int, *, weights: Any, rng: Any,
-    rounds: int = KMEANS_PARALLEL_ROUNDS, oversampling: float = KMEANS_PARALLEL_OVERSAMPLING,
-) -> np.ndarray:
-    """k-means|| (Bahmani et al. 2012) on a Dask array: exactly ``n_clusters`` centres.
+def _point_weights(data: _Prepared) -> Any:
+    """The lazy (n, 1) weights of the points (ones without ``sample_weight``)."""
+    import dask.array as da
 
-    One first centre by weight; then ``rounds`` rounds, each keeping every point
-    independently with probability ``min(1, l * w * D^2 / psi)`` (``l =
-    oversampling * n_clusters``, ``psi`` the weighted potential), each round two
-    passes: distances to the new candidates (persisted) and the draws. Finally
-    each candidate is weighted by the (weighted) points nearest to it, and
-    weighted greedy k-means++ over the candidates picks the centres. Per-chunk
-    seeds come from the host generator ``rng``: one seed, one result.
-    A constant number of passes, ``2 * rounds + 2``, whatever ``n_clusters``.
+    if data.weights is not None:
+        return data.weights
+    return da.ones((data.raw.shape[0], 1), chunks=(data.raw.chunks[0], 1), dtype=data.raw.dtype)
+
+
+def _weighted(values: Any, data: _Prepared) -> Any:
+    """``weight * values`` (lazy (n, 1)), in X's dtype, as in memory."""
+    return values if data.weights is None else values * data.weights
+
+
+def _chunk_nearest_candidate(block: Any, state: Any, mean: Any, candidates: Any,
+                             first: int) -> Any:
+    """(rows, 2): squared distance to the nearest candidate so far | its
+    number, after ``candidates`` (numbered from ``first``) join
+    (``_init._nearest_candidate_pass``), in the widest float."""
+    xp = array_namespace(block)
+    device = device_of(block)
+    if state is None:
+        closest = xp.full((block.shape[0],), math.inf, dtype=block.dtype, device=device)
+        nearest = xp.zeros((block.shape[0],), dtype=xp.int64, device=device)
+    else:
+        state = _on_chunk_device(state, block)
+        closest, nearest = xp.astype(state[:, 0], block.dtype), xp.astype(state[:, 1], xp.int64)
+    closest, nearest = _nearest_candidate_pass(
+        _centred(block, mean), _centers_for(candidates, block), first, closest, nearest, xp=xp
+    )
+    wide = widest_float_dtype(xp, device)
+    return xp.stack([xp.astype(closest, wide), xp.astype(nearest, wide)], axis=1)
+
+
+def _candidate_state(data: _Prepared, state: Any, candidates: np.ndarray, first: int) -> Any:
+    """Persisted (n, 2) ``_chunk_nearest_candidate`` of all chunks (one pass over X)."""
+    import dask.array as da
+
+    chunks = (data.raw.chunks[0], (2,))
+    meta = np.empty((0, 0), dtype=np.float64)
+    if state is None:
+        lazy = data.raw.map_blocks(_chunk_nearest_candidate, None, data.mean, candidates, first,
+                                   chunks=chunks, dtype=np.float64, meta=meta)
+    else:
+        lazy = da.map_blocks(_chunk_nearest_candidate, data.raw, state, data.mean, candidates,
+                             first, chunks=chunks, dtype=np.float64, meta=meta)
+    return lazy.persist()
+
+
+def _closest(state: Any, data: _Prepared) -> Any:
+    """The lazy (n, 1) squared distances of a candidate state, in X's dtype."""
+    return state[:, :1].astype(data.raw.dtype)
+
+
+def kmeans_parallel(
+    data: _Prepared, n_clusters: int, *, rng: Any,
+    n_rounds: int = KMEANS_PARALLEL_ROUNDS, oversampling: float = KMEANS_PARALLEL_OVERSAMPLING,
+) -> np.ndarray:
+    """k-means|| on a Dask array, as in memory (``_init._kmeans_parallel``):
+    exactly ``n_clusters`` centres, the same for the same seed.
+
+    A first candidate drawn by weight, then ``n_rounds`` rounds of
+    ``ceil(oversampling * n_clusters)`` candidates drawn by ``weight * D^2``;
+    each round is one pass over X (the distances to the new candidates,
+    persisted) and two small computes (the draws). The candidates, weighted by
+    their nearest points, then go to weighted greedy k-means++ on the host.
     """
     import dask
 
-    candidates = _first_center(X, weights, rng)
-    closest = None
-    new = candidates
-    for _ in range(rounds):
-        closest = _closest(X, closest, new)
-        psi = float(to_numpy(dask.compute(_potential_by_chunk(closest, weights).sum())[0]))
-        if psi <= 0:
-            break
-        factor = oversampling * n_clusters / psi
-        seeds = rng.integers(2**63, size=X.numblocks[0])
-        x_blocks, c_blocks = X.to_delayed()[:, 0], closest.to_delayed()[:, 0]
-        w_blocks = [None] * len(x_blocks) if weights is None else weights.to_delayed()[:, 0]
-        tasks = [dask.delayed(_chunk_sample)(x, c, w, factor, seed)
-                 for x, c, w, seed in zip(x_blocks, c_blocks, w_blocks, seeds)]
-        new = np.concatenate(dask.compute(*tasks), axis=0).astype(X.dtype)
-        if new.shape[0] == 0:
-            continue
-        candidates = np.concatenate([candidates, new])
-    if candidates.shape[0] < n_clusters:  # tiny data: top up with random rows
-        extra = rng.choice(X.shape[0], size=n_clusters, replace=False)
-        candidates = np.concatenate([candidates, _take_host_rows(X, extra)])
-    counts = _candidate_weights(X, weights, candidates)
-    centers, _ = _kmeans_plusplus(candidates, n_clusters, sample_weight=counts, rng=rng, xp=_np_xp())
+    n_samples = data.raw.shape[0]
+    per_round = math.ceil(oversampling * n_clusters)
+    n_candidates = 1 + n_rounds * per_round
+    xp = _np_xp()
+    if n_samples <= n_candidates:  # few points: greedy k-means++ on them, as in memory
+        X = to_numpy(data.X.compute())
+        weights = None if data.weights is None else to_numpy(data.weights[:, 0].compute())
+        return np.asarray(_kmeans_plusplus(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)[0])
+    uniforms = rng.random(n_candidates)
+    candidates = [_draw_rows(data, _point_weights(data), uniforms[:1])]
+    state = _candidate_state(data, None, candidates[0], 0)
+    for round_ in range(n_rounds):
+        start = 1 + round_ * per_round
+        drawn = _draw_rows(data, _weighted(_closest(state, data), data),
+                           uniforms[start:start + per_round])
+        state = _candidate_state(data, state, drawn, start)
+        candidates.append(drawn)
+
+    def totals(chunk_state, w):
+        nearest = xp.astype(xp.asarray(to_numpy(chunk_state[:, 1])), xp.int64)
+        ones = np.ones((nearest.shape[0], 1))
+        weights = None if w is None else to_numpy(w[:, 0]).astype(np.float64)
+        return segment_sum(ones, nearest, n_candidates, weights=weights)[1]
+
+    s_blocks = state.to_delayed()[:, 0]
+    w_blocks = [None] * len(s_blocks) if data.weights is None else data.weights.to_delayed()[:, 0]
+    parts = dask.compute(*[dask.delayed(totals)(s, w) for s, w in zip(s_blocks, w_blocks)])
+    candidate_weights = np.sum(parts, axis=0).astype(data.mean.dtype)
+    centers, _ = _kmeans_plusplus(np.concatenate(candidates), n_clusters,
+                                  sample_weight=candidate_weights, rng=rng, xp=xp)
     return np.asarray(centers)
 
 
@@ -757,56 +794,67 @@ def _np_xp() -> Any:
     return xp
 
 
-def _chunk_sample(block: Any, closest: Any, weights: Any, factor: float, seed: int) -> np.ndarray:
-    """The rows kept with probability ``min(1, factor * w * D^2)`` (host draws)."""
-    values = to_numpy(closest[:, 0]).astype(np.float64) * factor
-    if weights is not None:
-        values = values * to_numpy(weights[:, 0])
-    uniforms = np.random.default_rng(seed).random(values.shape[0])
-    rows = np.flatnonzero(uniforms < values)
+def _chunk_greedy(block: Any, closest: Any, weights: Any, mean: Any, rows: Any,
+                  keep: int | None) -> Any:
+    """Greedy k-means++ on one chunk (``_init._closest_with_rows``): with
+    ``keep`` None, (1, n_rows) the chunk's potential for each of ``rows``
+    joining the centres; else (rows, 1) the squared distances to the nearest
+    centre once ``rows[keep]`` joined."""
     xp = array_namespace(block)
-    return to_numpy(take_rows(block, from_host(rows, xp=xp, device=device_of(block))))
+    device = device_of(block)
+    X = _centred(block, mean)
+    if closest is None:
+        closest = xp.full((block.shape[0],), math.inf, dtype=block.dtype, device=device)
+    else:
+        closest = _on_chunk_device(closest, block)[:, 0]
+    w = _weights_of(weights, block)
+    if w is None:
+        w = xp.ones((block.shape[0],), dtype=block.dtype, device=device)
+    rows = _centers_for(rows, block)
+    blocks, potentials = _closest_with_rows(
+        X, sq_row_norms(X), w, closest, rows, xp.sum(rows * rows, axis=1), xp=xp
+    )
+    if keep is None:
+        return xp.astype(potentials, widest_float_dtype(xp, device))[None, :]
+    return concat_rows([b[:, keep:keep + 1] for b in blocks], xp=xp)
 
 
-def _candidate_weights(X: Any, weights: Any, candidates: np.ndarray) -> Any:
-    """Per candidate, the (weighted) number of points nearest to it (one compute)."""
-    import dask
+def _greedy_pass(data: _Prepared, closest: Any, rows: np.ndarray, keep: int | None) -> Any:
+    """``_chunk_greedy`` over all chunks: host potentials (one compute), or the
+    persisted (n, 1) distances."""
+    import dask.array as da
 
-    m = candidates.shape[0]
+    arrays = [data.raw] + ([] if closest is None else [closest])
+    arrays += [] if data.weights is None else [data.weights]
 
-    def call(block, w):
-        xp = array_namespace(block)
-        labels = nearest_centers(block, _centers_for(candidates, block))
-        ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=device_of(block))
-        return segment_sum(ones, labels, m, weights=_weights_of(w, block))[1]
+    def call(block, *rest):
+        rest = list(rest)
+        chunk_closest = rest.pop(0) if closest is not None else None
+        w = rest.pop(0) if data.weights is not None else None
+        return _chunk_greedy(block, chunk_closest, w, data.mean, rows, keep)
 
-    x_blocks = X.to_delayed()[:, 0]
-    w_blocks = [None] * len(x_blocks) if weights is None else weights.to_delayed()[:, 0]
-    parts = dask.compute(*[dask.delayed(call)(x, w) for x, w in zip(x_blocks, w_blocks)])
-    return _np_xp().asarray(sum(to_numpy(p).astype(np.float64) for p in parts).astype(candidates.dtype))
+    if keep is None:
+        parts = da.map_blocks(call, *arrays, chunks=((1,) * data.raw.numblocks[0], (len(rows),)),
+                              dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64))
+        return to_numpy(parts.sum(axis=0).compute())
+    return da.map_blocks(call, *arrays, chunks=(data.raw.chunks[0], (1,)), dtype=data.raw.dtype,
+                         meta=np.empty((0, 0), dtype=data.raw.dtype)).persist()
 
 
-def kmeans_plusplus_greedy(X: Any, n_clusters: int, *, weights: Any, rng: Any,
+def kmeans_plusplus_greedy(data: _Prepared, n_clusters: int, *, rng: Any,
                            n_local_trials: int | None = None) -> np.ndarray:
-    """Greedy k-means++ on a Dask array: two passes per centre (draws, then
-    distances to the trial candidates and the best one's distances persisted)."""
-    import dask
-
+    """Greedy k-means++ on a Dask array, as in memory (``_init._kmeans_plusplus``:
+    the same draws and distances): two passes per centre (the trials'
+    potentials, then the distances to the best one, persisted)."""
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
-    centers = [_first_center(X, weights, rng)]
-    closest = _closest(X, None, centers[0])
-    for _ in range(1, n_clusters):
-        values = closest if weights is None else closest * weights
-        totals = to_numpy(dask.compute(_potential_by_chunk(values, None))[0])
-        trials = _draw_rows(X, values, totals, rng, n_local_trials)
-        potentials = [
-            _potential_by_chunk(
-_closest_lazy(X, closest, trials[t:t + 1]), weights
-            ).sum()
-            for t in range(n_local_trials)
-        ]
-        best = int(np.argmin([float(p) for p in dask.compute(*potentials)]))
+    uniforms = rng.random(1 + (n_clusters - 1) * n_local_trials)
+    centers = [_draw_rows(data, _point_weights(data), uniforms[:1])]
+    closest = _greedy_pass(data, None, centers[0], 0)
+    for center in range(1, n_clusters):
+        start = 1 + (center - 1) * n_local_trials
+        trials = _draw_rows(data, _weighted(closest, data), uniforms[start:start + n_local_trials])
+        best = int(np.argmin(_greedy_pass(data, closest, trials, None)))
         centers.append(trials[best:best + 1])
-        closest = _closest(X, closest, trials[best:best + 1])
+        closest = _greedy_pass(data, closest, trials, best)
     return np.concatenate(centers)

@@ -55,9 +55,21 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
 def _closest_with_candidates(
     X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
 ) -> tuple[list, Any]:
-    """One pass over X for one greedy k-means++ centre: for each candidate row,
-    the squared distance of every point to its nearest centre if that
-    candidate were added, and the resulting potential.
+    """``_closest_with_rows`` for the rows ``candidates`` (indices) of X."""
+    return _closest_with_rows(
+        X, x_sq_norms, weights, closest_sq, take_rows(X, candidates),
+        take_rows(x_sq_norms, candidates), xp=xp,
+    )
+
+
+def _closest_with_rows(
+    X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, rows_x: Any, rows_sq_norms: Any,
+    *, xp: Any,
+) -> tuple[list, Any]:
+    """One pass over X for one greedy k-means++ centre: for each candidate
+    (a row of ``rows_x``, of squared norm ``rows_sq_norms``), the squared
+    distance of every point to its nearest centre if that candidate were
+    added, and the resulting potential.
 
     Returns ``(blocks, potentials)``: the (rows x n_candidates) distances of
     each row block (concatenated they make the n_samples x n_candidates
@@ -65,8 +77,7 @@ def _closest_with_candidates(
     shape (n_candidates,). The candidates' distances come from one product
     per row block; blocks stay in cache, on all cores. Nothing goes to the host.
     """
-    rows_x = take_rows(X, candidates)
-    rows_sq_norms = take_rows(x_sq_norms, candidates)[None, :]
+    rows_sq_norms = rows_sq_norms[None, :]
     minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
 
     def block(rows: slice) -> tuple[Any, Any]:
@@ -79,7 +90,7 @@ def _closest_with_candidates(
         return nearest, weights[rows] @ nearest
 
     blocks = map_row_blocks(
-        block, X.shape[0], 4 * candidates.shape[0], xp=xp, device=device_of(X)
+        block, X.shape[0], 4 * rows_x.shape[0], xp=xp, device=device_of(X)
     )
     potentials = blocks[0][1]
     for _, partial in blocks[1:]:
@@ -168,8 +179,8 @@ def _kmeans_plusplus(
 # blocks, so that a distributed backend can run each pass as one map-reduce.
 
 KMEANS_PARALLEL_ROUNDS = 5
-"""Candidate rounds of k-means|| (Spark uses 2): one pass over X each here,
-two on Dask (``_dask.kmeans_parallel``)."""
+"""Candidate rounds of k-means|| (Spark uses 2): one pass over X each, here
+and on Dask (``_dask.kmeans_parallel``)."""
 
 KMEANS_PARALLEL_OVERSAMPLING = 2.0
 """Candidates drawn per round of k-means||, as a multiple of ``n_clusters``."""
