@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ._lloyd import _sq_distances_to_assigned, center_data
 from ._backend import (
+    block_width,
     device_of,
     from_host,
     host_rng,
@@ -89,9 +90,8 @@ def _closest_with_rows(
         nearest = xp.minimum(closest_sq[rows, None], xp.clip(distances, 0, None))
         return nearest, weights[rows] @ nearest
 
-    blocks = map_row_blocks(
-        block, X.shape[0], 4 * rows_x.shape[0], xp=xp, device=device_of(X)
-    )
+    width = block_width(X, 4 * rows_x.shape[0])
+    blocks = map_row_blocks(block, X.shape[0], width, xp=xp, device=device_of(X))
     potentials = blocks[0][1]
     for _, partial in blocks[1:]:
         potentials = potentials + partial

@@ -45,6 +45,7 @@ from ._host import (
     widest_float_dtype,
 )
 from ._primitives import (
+    block_width,
     centered,
     largest_indices,
     nearest_center_labels,
@@ -65,6 +66,7 @@ from ._sparse import is_sparse
 from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 
 __all__ = [
+    "block_width",
     "centered",
     "array_namespace",
     "blas_is_limited",

@@ -141,6 +141,12 @@ def row_block(X: Any, rows: slice) -> Any:
     return X[rows, :]
 
 
+def block_width(X: Any, width: int) -> int:
+    """Columns of the temporaries of one row block of ``X`` whose products are
+    ``width`` wide: a ``CenteredRows``' block is itself a copy of its rows."""
+    return width + (X.shape[1] if is_centered_view(X) else 0)
+
+
 def sq_row_norms(X: Any) -> Any:
     """``||x||^2`` of each row of ``X``, in row blocks (no copy of X)."""
     xp = array_namespace(X)
@@ -177,7 +183,7 @@ def nearest_centers(X: Any, centers: Any) -> Any:
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
     blocks = map_row_blocks(
         lambda rows: nearest_center_labels(row_block(X, rows), centers, half_sq_norms),
-        X.shape[0], centers.shape[0], xp=xp, device=device_of(X),
+        X.shape[0], block_width(X, centers.shape[0]), xp=xp, device=device_of(X),
     )
     return concat_rows(blocks, xp=xp)
 
