@@ -53,6 +53,45 @@ def test_labels_and_sums_equal_portable(dtype, order, n, d, k):
     np.testing.assert_array_equal(totals, ref_totals)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("k", range(1, 9))
+def test_few_features_and_clusters_equal_portable(k, d, order, dtype):
+    """Small d and k: tiles transposed, and sums by masks where k (d + 1) is small."""
+    X, centers = _integer_problem(517, d, k, dtype, order, seed=10 * d + k)  # 3 tiles, the last short
+    weights = np.random.default_rng(k).integers(0, 4, 517).astype(dtype)  # exact products
+    expected = _portable_labels(X, centers)
+    for w in (None, weights):
+        labels, sums, totals = nearest_centers_and_sums(X, centers, weights=w)
+        np.testing.assert_array_equal(labels, expected)
+        ref_sums, ref_totals = _portable.segment_sum(
+            X.astype(np.float64), expected, k, weights=None if w is None else w.astype(np.float64)
+        )
+        np.testing.assert_array_equal(sums, ref_sums)  # integers: sums exact
+        np.testing.assert_array_equal(totals, ref_totals)
+
+
+@pytest.mark.parametrize(("d", "k"), [(2, 4), (1, 8), (3, 5), (5, 7), (70, 3)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sums_for_given_labels_equal_the_pass_bit_for_bit(d, k, weighted, small_chunks):
+    """``sum_by_cluster`` adds in the order of the pass (by masks, row by row,
+    rows not transposed): an injected E step gets Lloyd's centres exactly."""
+    assert _numba._tile_layout(d, k) == (d < 64, k * (d + 1) <= 20)
+    rng = np.random.default_rng(d * k)
+    X = np.asfortranarray(rng.standard_normal((3001, d)) * 100)  # float64: sums depend on the order
+    centers = X[:k].copy()
+    weights = rng.uniform(0, 3, 3001) if weighted else None
+    labels, sums, totals = nearest_centers_and_sums(X, centers, weights=weights)
+    given_sums, given_totals = _numba.sum_by_cluster(X, labels, k, weights=weights)
+    np.testing.assert_array_equal(given_sums, sums)
+    np.testing.assert_array_equal(given_totals, totals)
+    ref_sums, _ = _portable.segment_sum(
+        X.astype(np.float64), labels, k, weights=None if weights is None else weights.astype(np.float64)
+    )
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-9)
+
+
 def test_many_chunks_and_tiles_with_weights(small_chunks):
     X, centers = _integer_problem(203, 4, 6, np.float32, "F", seed=3)
     weights = np.random.default_rng(3).uniform(0, 2, 203).astype(np.float32)
