@@ -9,6 +9,7 @@ from xpkmeans._backend import (
     nearest_centers,
     nearest_centers_and_sums,
     nearest_two_centers,
+    sq_distances_to_assigned,
     sums_in_pass,
 )
 from xpkmeans._backend import _portable
@@ -127,6 +128,23 @@ def test_random_data_labels_equal_up_to_rounding_ties(dtype):
         d_ref = ((X[rows] - centers[expected[rows]]) ** 2).sum(1)
         np.testing.assert_allclose(d_got, d_ref, rtol=1e-4)
     assert differ.mean() < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 2, 16])
+def test_sq_distances_to_assigned_equal_portable(d, order, dtype):
+    assert _numba.takes_sq_distances(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1, np.intp))
+    rng = np.random.default_rng(d)
+    X = np.asarray(rng.standard_normal((333, d)) * 10, dtype=dtype, order=order)
+    centers = rng.standard_normal((7, d)).astype(dtype)
+    labels = rng.integers(0, 7, 333).astype(np.int32)
+    got = sq_distances_to_assigned(X, centers, labels)
+    expected = ((X.astype(np.float64) - centers[labels]) ** 2).sum(axis=1)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    wide = sq_distances_to_assigned(X, centers.astype(np.float64), labels)  # NumPy's promotion
+    assert wide.dtype == np.float64
 
 
 @pytest.mark.parametrize("k", [1, 2, 9])

@@ -28,6 +28,7 @@ from ._backend import (
     picks_rows_cheaply,
     segment_sum,
     sparse,
+    sq_distances_to_assigned,
     subtract_row,
     sum_by_cluster,
     sums_in_pass,
@@ -78,8 +79,7 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
 
 def _sq_distances_of_block(rows: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
     """``_sq_distances_to_assigned`` of one block of rows (no threads of its own)."""
-    diff = rows - take_rows(centers, labels, like=rows)
-    return xp.sum(diff * diff, axis=1)
+    return sq_distances_to_assigned(rows, centers, labels)
 
 
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:

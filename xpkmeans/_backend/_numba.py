@@ -283,6 +283,19 @@ def _csr_run(
                 sums[label, indices[p]] += weight * data[p]
 
 
+@_jit_reassociating
+def _sq_distances_run(X, centers, labels, out):
+    """``||x_i - centers[labels_i]||^2`` of each row, the differences and
+    squares in float64 (summed in any order: vectorised over the features)."""
+    for i in range(X.shape[0]):
+        center = centers[labels[i]]
+        total = 0.0
+        for f in range(X.shape[1]):
+            difference = np.float64(X[i, f]) - np.float64(center[f])
+            total += difference * difference
+        out[i] = total
+
+
 @_jit
 def _csr_sq_distances_run(data, indices, indptr, start, stop, centers, sq_norms, labels, out):
     """``||x_i - c||^2`` for rows ``start:stop``, c their centre: ``||c||^2``
@@ -458,6 +471,19 @@ def nearest_two_centers(X, centers, half_sq_norms):
     _dense_run(X, 0, n_rows, centers, half_sq_norms, *_tile_layout(X.shape[1], centers.shape[0]),
                labels, best, second, True, empty, False, empty_sums, empty, False)
     return labels, best, second
+
+
+def takes_sq_distances(rows, centers, labels) -> bool:
+    """True when ``sq_distances_to_assigned`` takes these NumPy arrays."""
+    return handles(rows) and isinstance(centers, np.ndarray) and isinstance(labels, np.ndarray)
+
+
+def sq_distances_to_assigned(rows, centers, labels):
+    """``||x_i - centers[labels_i]||^2`` of one block of rows, in the calling
+    thread; the dtype of ``rows - centers``, as NumPy would give it."""
+    out = np.empty(rows.shape[0], dtype=np.result_type(rows.dtype, centers.dtype))
+    _sq_distances_run(rows, centers, labels, out)
+    return out
 
 
 def csr_sq_distances_to_assigned(X, centers, labels):
