@@ -102,8 +102,10 @@ def _scan_tile(products, half_sq_norms, n_rows, labels, best, second, want_secon
     loop runs over rows without branches (vectorised); ties keep the lowest j."""
     for r in range(n_rows):
         best[r] = half_sq_norms[0] - products[0, r]
-        second[r] = np.inf
         labels[r] = 0
+    if want_second:
+        for r in range(n_rows):
+            second[r] = np.inf
     for j in range(1, half_sq_norms.shape[0]):
         half = half_sq_norms[j]
         row = products[j]
@@ -206,6 +208,7 @@ def _dense_run(
     """
     tile = _tile_buffer(X, transposed)
     products = np.zeros((centers.shape[0], TILE_ROWS), dtype=X.dtype)
+    tile_labels = np.zeros(TILE_ROWS, dtype=np.int32)  # half the width of intp: a faster scan
     best = np.empty(TILE_ROWS, dtype=X.dtype)
     second = np.empty(TILE_ROWS, dtype=X.dtype)
     for tile_start in range(start, stop, TILE_ROWS):
@@ -218,12 +221,12 @@ def _dense_run(
             np.dot(centers, tile, products)
         else:
             np.dot(centers, tile.T, products)
-        tile_labels = labels[tile_start:tile_stop]
         if want_scores:
             _scan_tile(products, half_sq_norms, n_rows, tile_labels,
                        best_out[tile_start:tile_stop], second_out[tile_start:tile_stop], True)
         else:
             _scan_tile(products, half_sq_norms, n_rows, tile_labels, best, second, False)
+        labels[tile_start:tile_stop] = tile_labels[:n_rows]
         if want_sums:
             _add_tile_sums(rows, tile, by_masks, tile_labels,
                            weights[tile_start:tile_stop] if weighted else weights,
