@@ -93,6 +93,20 @@ def test_sums_for_given_labels_equal_the_pass_bit_for_bit(d, k, weighted, small_
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 7, 8, 16, 17, 40])
+def test_tiles_are_transposed_exactly(d, order, dtype):
+    """Square blocks shuffled in registers where features are contiguous, the
+    remaining rows and features copied one by one."""
+    for n in (15, 16, 17, _numba.TILE_ROWS):
+        X = np.asarray(np.random.default_rng(n).standard_normal((n, d)), dtype=dtype, order=order)
+        tile = np.full((d, _numba.TILE_ROWS), np.nan, dtype=dtype)
+        _numba._load_tile(X, tile, True)
+        np.testing.assert_array_equal(tile[:, :n], X.T)
+        np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing written past the rows
+
+
 def test_many_chunks_and_tiles_with_weights(small_chunks):
     X, centers = _integer_problem(203, 4, 6, np.float32, "F", seed=3)
     weights = np.random.default_rng(3).uniform(0, 2, 203).astype(np.float32)
