@@ -100,11 +100,12 @@ def test_tiles_are_transposed_exactly(d, order, dtype):
     """Square blocks shuffled in registers where features are contiguous, the
     remaining rows and features copied one by one."""
     for n in (15, 16, 17, _numba.TILE_ROWS):
-        X = np.asarray(np.random.default_rng(n).standard_normal((n, d)), dtype=dtype, order=order)
-        tile = np.full((d, _numba.TILE_ROWS), np.nan, dtype=dtype)
-        _numba._load_tile(X, tile, True)
-        np.testing.assert_array_equal(tile[:, :n], X.T)
-        np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing written past the rows
+        data = np.asarray(np.random.default_rng(n).standard_normal((n + 9, d)), dtype=dtype, order=order)
+        for X, start in ((data[:n], 0), (data, 9), (data[::-1][:n], 0)):  # offset, strided view
+            tile = np.full((d, _numba.TILE_ROWS), np.nan, dtype=dtype)
+            _numba._load_tile(X, start, start + n, tile, True)
+            np.testing.assert_array_equal(tile[:, :n], X[start:start + n].T)
+            np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing past the rows
 
 
 def test_many_chunks_and_tiles_with_weights(small_chunks):

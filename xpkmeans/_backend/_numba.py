@@ -204,21 +204,31 @@ def _tile_buffer(X, transposed):
 
 
 @_jit
-def _load_tile(rows, tile, transposed):
-    """``rows`` into the tile buffer: as (features x rows) when ``transposed``,
-    else as (rows x features).
+def _load_tile(X, start, stop, tile, transposed):
+    """Rows ``start:stop`` of X into the tile buffer: as (features x rows)
+    when ``transposed``, else as (rows x features).
 
-    Transposed, rows whose features are contiguous go in square blocks of one
-    64-byte vector a side (``_transpose_block``: 3.6x faster on 16 float32
-    features); the rest a column at a time (that copy vectorises where X is
-    column-major)."""
+    Transposed: where X is column-major, each feature's run of rows is
+    contiguous and copied as it is; where the features of a row are
+    contiguous, square blocks of one 64-byte vector a side are shuffled in
+    registers (``_transpose_block``: 3.6x faster on 16 float32 features),
+    the rest copied one by one."""
+    rows = X[start:stop]
     n_rows, n_features = rows.shape
     if not transposed:
         tile[:n_rows] = rows
         return
+    if X.strides[1] != X.itemsize:
+        features = X.T  # a row-major view where X is column-major
+        for f in range(n_features):
+            source = features[f, start:stop]
+            column = tile[f]
+            for r in range(n_rows):
+                column[r] = source[r]
+        return
     side = _VECTOR_BYTES // rows.itemsize
     blocked_rows = blocked_features = 0
-    if rows.strides[1] == rows.itemsize and n_features >= side:
+    if n_features >= side:
         blocked_rows = n_rows - n_rows % side
         blocked_features = n_features - n_features % side
         for r in range(0, blocked_rows, side):
@@ -300,7 +310,7 @@ def _dense_run(
         n_rows = tile_stop - tile_start
         rows = X[tile_start:tile_stop]
         # a shorter last tile leaves earlier rows in the buffer: their products are ignored
-        _load_tile(rows, tile, transposed)
+        _load_tile(X, tile_start, tile_stop, tile, transposed)
         if transposed:
             np.dot(centers, tile, products)
         else:
@@ -312,9 +322,15 @@ def _dense_run(
             _scan_tile(products, half_sq_norms, n_rows, tile_labels, best, second, False)
         labels[tile_start:tile_stop] = tile_labels[:n_rows]
         if want_sums:
-            _add_tile_sums(rows, tile, by_masks, tile_labels,
-                           weights[tile_start:tile_stop] if weighted else weights,
-                           weighted, sums, totals)
+            tile_weights = weights[tile_start:tile_stop] if weighted else weights
+            if transposed and rows.strides[1] != rows.itemsize:
+                # features strided in X (column-major): the same values, row by row
+                # from the tile in the L1 cache, not from d cache lines of X per row
+                _add_tile_sums(tile[:, :n_rows].T, tile, by_masks, tile_labels,
+                               tile_weights, weighted, sums, totals)
+            else:
+                _add_tile_sums(rows, tile, by_masks, tile_labels,
+                               tile_weights, weighted, sums, totals)
 
 
 @_jit
@@ -328,18 +344,23 @@ def _add_tile_sums(rows, tile, by_masks, labels, weights, weighted, sums, totals
 
 
 @_jit
-def _sums_run(X, start, stop, by_masks, labels, weights, weighted, sums, totals):
+def _sums_run(X, start, stop, transposed, by_masks, labels, weights, weighted, sums, totals):
     """Rows ``start:stop`` of X added to the sums of their ``labels``, in
     the order and precision of ``_dense_run``."""
-    tile = _tile_buffer(X, by_masks)
+    by_tile = transposed and X.strides[1] != X.itemsize
+    tile = _tile_buffer(X, transposed)
     for tile_start in range(start, stop, TILE_ROWS):
         tile_stop = min(tile_start + TILE_ROWS, stop)
         rows = X[tile_start:tile_stop]
-        if by_masks:
-            _load_tile(rows, tile, True)
-        _add_tile_sums(rows, tile, by_masks, labels[tile_start:tile_stop],
-                       weights[tile_start:tile_stop] if weighted else weights,
-                       weighted, sums, totals)
+        tile_labels = labels[tile_start:tile_stop]
+        tile_weights = weights[tile_start:tile_stop] if weighted else weights
+        if by_masks or by_tile:
+            _load_tile(X, tile_start, tile_stop, tile, True)
+        if by_tile:  # as in ``_dense_run``: the same values, in the same order
+            _add_tile_sums(tile[:, :tile_stop - tile_start].T, tile, by_masks, tile_labels,
+                           tile_weights, weighted, sums, totals)
+        else:
+            _add_tile_sums(rows, tile, by_masks, tile_labels, tile_weights, weighted, sums, totals)
 
 
 @_jit
@@ -373,14 +394,30 @@ def _csr_run(
 @_jit_reassociating
 def _sq_distances_run(X, centers, labels, out):
     """``||x_i - centers[labels_i]||^2`` of each row, the differences and
-    squares in float64 (summed in any order: vectorised over the features)."""
-    for i in range(X.shape[0]):
-        center = centers[labels[i]]
-        total = 0.0
+    squares in float64: row by row (summed in any order: vectorised over the
+    features) where the features of X are contiguous, else a feature at a time
+    over tiles of rows (vectorised over the rows)."""
+    if X.strides[1] == X.itemsize:
+        for i in range(X.shape[0]):
+            center = centers[labels[i]]
+            total = 0.0
+            for f in range(X.shape[1]):
+                difference = np.float64(X[i, f]) - np.float64(center[f])
+                total += difference * difference
+            out[i] = total
+        return
+    features = X.T  # row-major where X is column-major
+    totals = np.empty(TILE_ROWS)
+    for tile_start in range(0, X.shape[0], TILE_ROWS):
+        tile_stop = min(tile_start + TILE_ROWS, X.shape[0])
+        tile_labels = labels[tile_start:tile_stop]
+        totals[:] = 0.0
         for f in range(X.shape[1]):
-            difference = np.float64(X[i, f]) - np.float64(center[f])
-            total += difference * difference
-        out[i] = total
+            source = features[f, tile_start:tile_stop]
+            for r in range(tile_stop - tile_start):
+                difference = np.float64(source[r]) - np.float64(centers[tile_labels[r], f])
+                totals[r] += difference * difference
+        out[tile_start:tile_stop] = totals[:tile_stop - tile_start]
 
 
 @_jit
@@ -508,10 +545,10 @@ def sum_by_cluster(X, labels, n_clusters, *, weights=None):
     weighted = weights is not None
     weights = _as_weights(weights)
 
-    by_masks = _tile_layout(X.shape[1], n_clusters)[1]
+    layout = _tile_layout(X.shape[1], n_clusters)
 
     def run_chunk(start, stop, sums, totals):
-        _sums_run(X, start, stop, by_masks, labels, weights, weighted, sums, totals)
+        _sums_run(X, start, stop, *layout, labels, weights, weighted, sums, totals)
 
     return _over_chunks(run_chunk, X.shape[0], n_clusters, X.shape[1], True)
 
