@@ -106,6 +106,8 @@ def test_tiles_are_transposed_exactly(d, order, dtype):
             _numba._load_tile(X, start, start + n, tile, True)
             np.testing.assert_array_equal(tile[:, :n], X[start:start + n].T)
             np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing past the rows
+            rows = np.full((_numba.TILE_ROWS, d), np.nan, dtype=dtype)  # and back to rows
+            np.testing.assert_array_equal(_numba._rows_of_tile(tile, n, rows), X[start:start + n])
 
 
 def test_many_chunks_and_tiles_with_weights(small_chunks):

@@ -242,6 +242,25 @@ def _load_tile(X, start, stop, tile, transposed):
 
 
 @_jit
+def _rows_of_tile(tile_t, n_rows, row_tile):
+    """The first ``n_rows`` rows of a transposed tile, as rows (``row_tile[:n_rows]``):
+    square blocks shuffled in registers, the rest copied one by one."""
+    n_features = tile_t.shape[0]
+    side = _VECTOR_BYTES // tile_t.itemsize
+    blocked_rows = n_rows - n_rows % side
+    blocked_features = n_features - n_features % side
+    for f in range(0, blocked_features, side):
+        for r in range(0, blocked_rows, side):
+            _transpose_block(tile_t, f, r, row_tile)
+    for r in range(n_rows):
+        row = row_tile[r]
+        first = blocked_features if r < blocked_rows else 0
+        for f in range(first, n_features):
+            row[f] = tile_t[f, r]
+    return row_tile[:n_rows]
+
+
+@_jit
 def _add_rows(rows, labels, weights, weighted, sums, totals):
     """Each row (times its weight) added to its cluster's sums, in row order."""
     if weighted:
@@ -301,6 +320,7 @@ def _dense_run(
     rows added to the sums (``_add_tile_sums``).
     """
     tile = _tile_buffer(X, transposed)
+    row_tile = np.zeros((TILE_ROWS, X.shape[1]), dtype=X.dtype)
     products = np.zeros((centers.shape[0], TILE_ROWS), dtype=X.dtype)
     tile_labels = np.zeros(TILE_ROWS, dtype=np.int32)  # half the width of intp: a faster scan
     best = np.empty(TILE_ROWS, dtype=X.dtype)
@@ -323,11 +343,11 @@ def _dense_run(
         labels[tile_start:tile_stop] = tile_labels[:n_rows]
         if want_sums:
             tile_weights = weights[tile_start:tile_stop] if weighted else weights
-            if transposed and rows.strides[1] != rows.itemsize:
-                # features strided in X (column-major): the same values, row by row
-                # from the tile in the L1 cache, not from d cache lines of X per row
-                _add_tile_sums(tile[:, :n_rows].T, tile, by_masks, tile_labels,
-                               tile_weights, weighted, sums, totals)
+            if transposed and rows.strides[1] != rows.itemsize and not by_masks:
+                # features strided in X (column-major): the same rows, from the
+                # tile transposed back, not from d cache lines of X per row
+                _add_tile_sums(_rows_of_tile(tile, n_rows, row_tile), tile, by_masks,
+                               tile_labels, tile_weights, weighted, sums, totals)
             else:
                 _add_tile_sums(rows, tile, by_masks, tile_labels,
                                tile_weights, weighted, sums, totals)
@@ -347,8 +367,9 @@ def _add_tile_sums(rows, tile, by_masks, labels, weights, weighted, sums, totals
 def _sums_run(X, start, stop, transposed, by_masks, labels, weights, weighted, sums, totals):
     """Rows ``start:stop`` of X added to the sums of their ``labels``, in
     the order and precision of ``_dense_run``."""
-    by_tile = transposed and X.strides[1] != X.itemsize
+    by_tile = transposed and X.strides[1] != X.itemsize and not by_masks
     tile = _tile_buffer(X, transposed)
+    row_tile = np.zeros((TILE_ROWS, X.shape[1]), dtype=X.dtype)
     for tile_start in range(start, stop, TILE_ROWS):
         tile_stop = min(tile_start + TILE_ROWS, stop)
         rows = X[tile_start:tile_stop]
@@ -356,9 +377,9 @@ def _sums_run(X, start, stop, transposed, by_masks, labels, weights, weighted, s
         tile_weights = weights[tile_start:tile_stop] if weighted else weights
         if by_masks or by_tile:
             _load_tile(X, tile_start, tile_stop, tile, True)
-        if by_tile:  # as in ``_dense_run``: the same values, in the same order
-            _add_tile_sums(tile[:, :tile_stop - tile_start].T, tile, by_masks, tile_labels,
-                           tile_weights, weighted, sums, totals)
+        if by_tile:  # as in ``_dense_run`` (the same rows: the same additions)
+            _add_tile_sums(_rows_of_tile(tile, tile_stop - tile_start, row_tile), tile, by_masks,
+                           tile_labels, tile_weights, weighted, sums, totals)
         else:
             _add_tile_sums(rows, tile, by_masks, tile_labels, tile_weights, weighted, sums, totals)
 
