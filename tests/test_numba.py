@@ -9,6 +9,7 @@ from xpkmeans._backend import (
     nearest_centers,
     nearest_centers_and_sums,
     nearest_two_centers,
+    sq_distances_to_assigned,
     sums_in_pass,
 )
 from xpkmeans._backend import _portable
@@ -53,6 +54,62 @@ def test_labels_and_sums_equal_portable(dtype, order, n, d, k):
     np.testing.assert_array_equal(totals, ref_totals)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("k", range(1, 9))
+def test_few_features_and_clusters_equal_portable(k, d, order, dtype):
+    """Small d and k: tiles transposed, and sums by masks where k (d + 1) is small."""
+    X, centers = _integer_problem(517, d, k, dtype, order, seed=10 * d + k)  # 3 tiles, the last short
+    weights = np.random.default_rng(k).integers(0, 4, 517).astype(dtype)  # exact products
+    expected = _portable_labels(X, centers)
+    for w in (None, weights):
+        labels, sums, totals = nearest_centers_and_sums(X, centers, weights=w)
+        np.testing.assert_array_equal(labels, expected)
+        ref_sums, ref_totals = _portable.segment_sum(
+            X.astype(np.float64), expected, k, weights=None if w is None else w.astype(np.float64)
+        )
+        np.testing.assert_array_equal(sums, ref_sums)  # integers: sums exact
+        np.testing.assert_array_equal(totals, ref_totals)
+
+
+@pytest.mark.parametrize(("d", "k"), [(2, 4), (1, 8), (3, 5), (5, 7), (70, 3)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sums_for_given_labels_equal_the_pass_bit_for_bit(d, k, weighted, small_chunks):
+    """``sum_by_cluster`` adds in the order of the pass (by masks, row by row,
+    rows not transposed): an injected E step gets Lloyd's centres exactly."""
+    assert _numba._tile_layout(d, k) == (d < 64, k * (d + 1) <= 20)
+    rng = np.random.default_rng(d * k)
+    X = np.asfortranarray(rng.standard_normal((3001, d)) * 100)  # float64: sums depend on the order
+    centers = X[:k].copy()
+    weights = rng.uniform(0, 3, 3001) if weighted else None
+    labels, sums, totals = nearest_centers_and_sums(X, centers, weights=weights)
+    given_sums, given_totals = _numba.sum_by_cluster(X, labels, k, weights=weights)
+    np.testing.assert_array_equal(given_sums, sums)
+    np.testing.assert_array_equal(given_totals, totals)
+    ref_sums, _ = _portable.segment_sum(
+        X.astype(np.float64), labels, k, weights=None if weights is None else weights.astype(np.float64)
+    )
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 7, 8, 16, 17, 40])
+def test_tiles_are_transposed_exactly(d, order, dtype):
+    """Square blocks shuffled in registers where features are contiguous, the
+    remaining rows and features copied one by one."""
+    for n in (15, 16, 17, _numba.TILE_ROWS):
+        data = np.asarray(np.random.default_rng(n).standard_normal((n + 9, d)), dtype=dtype, order=order)
+        for X, start in ((data[:n], 0), (data, 9), (data[::-1][:n], 0)):  # offset, strided view
+            tile = np.full((d, _numba.TILE_ROWS), np.nan, dtype=dtype)
+            _numba._load_tile(X, start, start + n, tile, True)
+            np.testing.assert_array_equal(tile[:, :n], X[start:start + n].T)
+            np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing past the rows
+            rows = np.full((_numba.TILE_ROWS, d), np.nan, dtype=dtype)  # and back to rows
+            np.testing.assert_array_equal(_numba._rows_of_tile(tile, n, rows), X[start:start + n])
+
+
 def test_many_chunks_and_tiles_with_weights(small_chunks):
     X, centers = _integer_problem(203, 4, 6, np.float32, "F", seed=3)
     weights = np.random.default_rng(3).uniform(0, 2, 203).astype(np.float32)
@@ -88,6 +145,23 @@ def test_random_data_labels_equal_up_to_rounding_ties(dtype):
         d_ref = ((X[rows] - centers[expected[rows]]) ** 2).sum(1)
         np.testing.assert_allclose(d_got, d_ref, rtol=1e-4)
     assert differ.mean() < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 2, 16])
+def test_sq_distances_to_assigned_equal_portable(d, order, dtype):
+    assert _numba.takes_sq_distances(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1, np.intp))
+    rng = np.random.default_rng(d)
+    X = np.asarray(rng.standard_normal((333, d)) * 10, dtype=dtype, order=order)
+    centers = rng.standard_normal((7, d)).astype(dtype)
+    labels = rng.integers(0, 7, 333).astype(np.int32)
+    got = sq_distances_to_assigned(X, centers, labels)
+    expected = ((X.astype(np.float64) - centers[labels]) ** 2).sum(axis=1)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    wide = sq_distances_to_assigned(X, centers.astype(np.float64), labels)  # NumPy's promotion
+    assert wide.dtype == np.float64
 
 
 @pytest.mark.parametrize("k", [1, 2, 9])

@@ -30,6 +30,7 @@ from ._backend import (
     row_block,
     segment_sum,
     sparse,
+    sq_distances_to_assigned,
     sum_by_cluster,
     sums_in_pass,
     take_rows,
@@ -103,8 +104,7 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
 
 def _sq_distances_of_block(rows: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
     """``_sq_distances_to_assigned`` of one block of rows (no threads of its own)."""
-    diff = rows - take_rows(centers, labels, like=rows)
-    return xp.sum(diff * diff, axis=1)
+    return sq_distances_to_assigned(rows, centers, labels)
 
 
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:

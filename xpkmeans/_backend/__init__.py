@@ -56,6 +56,7 @@ from ._primitives import (
     scatter,
     segment_sum,
     sq_row_norms,
+    sq_distances_to_assigned,
     subtract_row,
     sum_by_cluster,
     sums_in_pass,

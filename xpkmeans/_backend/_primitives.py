@@ -161,6 +161,16 @@ def sq_row_norms(X: Any) -> Any:
     return concat_rows(blocks, xp=xp)
 
 
+def sq_distances_to_assigned(rows: Any, centers: Any, labels: Any) -> Any:
+    """``||x_i - centers[labels_i]||^2`` of each row of one dense block,
+    computed directly (no expansion); no threads of its own."""
+    if _numba.takes_sq_distances(rows, centers, labels):
+        return _numba.sq_distances_to_assigned(rows, centers, labels)
+    xp = array_namespace(rows, centers)
+    diff = rows - take_rows(centers, labels, like=rows)
+    return xp.sum(diff * diff, axis=1)
+
+
 def sums_in_pass(X: Any) -> bool:
     """True where ``nearest_centers_and_sums`` adds up the sums in the same
     compiled pass that finds the labels, for almost nothing: there, summing
