@@ -200,3 +200,42 @@ def test_fit_matches_scikit_learn_with_hamerly():
         np.testing.assert_array_equal(ours.labels_, ref.labels_)
         np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, atol=1e-10)
         assert ours.n_iter_ == ref.n_iter_
+
+
+# ------------------------------------------------------------------ data centred as it is read
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("d", "k"), [(2, 4), (3, 9), (16, 16), (70, 5)])  # masks, rows, wide
+@pytest.mark.parametrize("weighted", [False, True])
+def test_centred_view_equals_the_centred_copy_bit_for_bit(dtype, order, d, k, weighted,
+                                                          small_chunks):
+    """A ``CenteredRows`` (a Dask chunk) gives the labels and sums of the
+    column-major centred copy that a fit in memory makes, bit for bit: each
+    tile holds the same values ``x - mean``, added in the same order."""
+    from xpkmeans._backend import centered
+    from xpkmeans._backend._centered import CenteredRows
+
+    rng = np.random.default_rng(d + k)
+    X = np.asarray(500 + 10 * rng.standard_normal((1001, d)), dtype=dtype, order=order)
+    mean = X.mean(axis=0).astype(dtype)
+    copy = centered(X, mean)  # what center_data gives on the CPU
+    assert copy.flags.f_contiguous
+    centers = copy[rng.choice(1001, k, replace=False)] + dtype(0.5)
+    weights = rng.uniform(0, 3, 1001) if weighted else None
+    view = CenteredRows(X, mean)
+    assert sums_in_pass(view)
+
+    labels, sums, totals = nearest_centers_and_sums(view, centers, weights=weights)
+    ref_labels, ref_sums, ref_totals = nearest_centers_and_sums(copy, centers, weights=weights)
+
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(nearest_centers(view, centers), ref_labels)
+    np.testing.assert_array_equal(sums, ref_sums)
+    np.testing.assert_array_equal(totals, ref_totals)
+    given = _numba.sum_by_cluster(view, labels, k, weights=weights)
+    np.testing.assert_array_equal(given[0], sums)
+    ref, _ = _portable.segment_sum(copy.astype(np.float64), labels, k,
+                                   weights=None if weights is None else weights.astype(np.float64))
+    np.testing.assert_allclose(sums, ref, rtol=1e-6, atol=1e-3)

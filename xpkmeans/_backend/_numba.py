@@ -242,6 +242,37 @@ def _load_tile(X, start, stop, tile, transposed):
 
 
 @_jit
+def _subtract_mean(tile, n_rows, mean, transposed):
+    """The loaded rows of a tile minus ``mean``, in place: each value
+    ``x - mean`` rounded once, as in a centred copy of X."""
+    if transposed:
+        for f in range(tile.shape[0]):
+            column = tile[f]
+            shift = mean[f]
+            for r in range(n_rows):
+                column[r] = column[r] - shift
+    else:
+        for r in range(n_rows):
+            row = tile[r]
+            for f in range(tile.shape[1]):
+                row[f] = row[f] - mean[f]
+
+
+@_jit
+def _tile_rows(rows, tile, row_tile, n_rows, transposed, by_masks, centered):
+    """The rows of a loaded tile to add to the sums: from the tile (centred,
+    or transposed back where X's features are strided: not d cache lines of
+    X per row), else X's own rows."""
+    if by_masks:
+        return rows  # the masked sums read the tile itself
+    if transposed and (centered or rows.strides[1] != rows.itemsize):
+        return _rows_of_tile(tile, n_rows, row_tile)
+    if centered:
+        return tile[:n_rows]
+    return rows
+
+
+@_jit
 def _rows_of_tile(tile_t, n_rows, row_tile):
     """The first ``n_rows`` rows of a transposed tile, as rows (``row_tile[:n_rows]``):
     square blocks shuffled in registers, the rest copied one by one."""
@@ -308,16 +339,17 @@ def _add_tile_by_masks(tile_t, n_rows, labels, weights, weighted, sums, totals):
 
 @_jit
 def _dense_run(
-    X, start, stop, centers, half_sq_norms, transposed, by_masks,
+    X, mean, centered, start, stop, centers, half_sq_norms, transposed, by_masks,
     labels, best_out, second_out, want_scores,
     weights, weighted, sums, totals, want_sums,
 ):
-    """Rows ``start:stop`` of X: labels (and scores, and sums) in place.
+    """Rows ``start:stop`` of X (minus ``mean`` when ``centered``): labels
+    (and scores, and sums) in place.
 
     Per tile: the rows copied into a buffer (``transposed`` or not, see
-    ``_tile_layout``), their products with the centres by BLAS as a
-    (centres x rows) block, then ``_scan_tile`` into the outputs; then the
-    rows added to the sums (``_add_tile_sums``).
+    ``_tile_layout``) and centred there, their products with the centres by
+    BLAS as a (centres x rows) block, then ``_scan_tile`` into the outputs;
+    then the rows added to the sums (``_add_tile_sums``).
     """
     tile = _tile_buffer(X, transposed)
     row_tile = np.zeros((TILE_ROWS, X.shape[1]), dtype=X.dtype)
@@ -331,6 +363,8 @@ def _dense_run(
         rows = X[tile_start:tile_stop]
         # a shorter last tile leaves earlier rows in the buffer: their products are ignored
         _load_tile(X, tile_start, tile_stop, tile, transposed)
+        if centered:
+            _subtract_mean(tile, n_rows, mean, transposed)
         if transposed:
             np.dot(centers, tile, products)
         else:
@@ -343,14 +377,8 @@ def _dense_run(
         labels[tile_start:tile_stop] = tile_labels[:n_rows]
         if want_sums:
             tile_weights = weights[tile_start:tile_stop] if weighted else weights
-            if transposed and rows.strides[1] != rows.itemsize and not by_masks:
-                # features strided in X (column-major): the same rows, from the
-                # tile transposed back, not from d cache lines of X per row
-                _add_tile_sums(_rows_of_tile(tile, n_rows, row_tile), tile, by_masks,
-                               tile_labels, tile_weights, weighted, sums, totals)
-            else:
-                _add_tile_sums(rows, tile, by_masks, tile_labels,
-                               tile_weights, weighted, sums, totals)
+            _add_tile_sums(_tile_rows(rows, tile, row_tile, n_rows, transposed, by_masks, centered),
+                           tile, by_masks, tile_labels, tile_weights, weighted, sums, totals)
 
 
 @_jit
@@ -364,24 +392,26 @@ def _add_tile_sums(rows, tile, by_masks, labels, weights, weighted, sums, totals
 
 
 @_jit
-def _sums_run(X, start, stop, transposed, by_masks, labels, weights, weighted, sums, totals):
-    """Rows ``start:stop`` of X added to the sums of their ``labels``, in
-    the order and precision of ``_dense_run``."""
-    by_tile = transposed and X.strides[1] != X.itemsize and not by_masks
+def _sums_run(X, mean, centered, start, stop, transposed, by_masks, labels, weights, weighted,
+              sums, totals):
+    """Rows ``start:stop`` of X (minus ``mean`` when ``centered``) added to
+    the sums of their ``labels``, in the order and precision of ``_dense_run``
+    (the same rows: the same additions)."""
+    by_tile = transposed and (centered or X.strides[1] != X.itemsize) and not by_masks
     tile = _tile_buffer(X, transposed)
     row_tile = np.zeros((TILE_ROWS, X.shape[1]), dtype=X.dtype)
     for tile_start in range(start, stop, TILE_ROWS):
         tile_stop = min(tile_start + TILE_ROWS, stop)
+        n_rows = tile_stop - tile_start
         rows = X[tile_start:tile_stop]
         tile_labels = labels[tile_start:tile_stop]
         tile_weights = weights[tile_start:tile_stop] if weighted else weights
-        if by_masks or by_tile:
-            _load_tile(X, tile_start, tile_stop, tile, True)
-        if by_tile:  # as in ``_dense_run`` (the same rows: the same additions)
-            _add_tile_sums(_rows_of_tile(tile, tile_stop - tile_start, row_tile), tile, by_masks,
-                           tile_labels, tile_weights, weighted, sums, totals)
-        else:
-            _add_tile_sums(rows, tile, by_masks, tile_labels, tile_weights, weighted, sums, totals)
+        if by_masks or by_tile or centered:
+            _load_tile(X, tile_start, tile_stop, tile, transposed)
+            if centered:
+                _subtract_mean(tile, n_rows, mean, transposed)
+        _add_tile_sums(_tile_rows(rows, tile, row_tile, n_rows, transposed, by_masks, centered),
+                       tile, by_masks, tile_labels, tile_weights, weighted, sums, totals)
 
 
 @_jit
@@ -481,6 +511,24 @@ def handles(X) -> bool:
     )
 
 
+def handles_centered(X) -> bool:
+    """True when the compiled dense pass takes ``X``, a ``CenteredRows`` of
+    a NumPy array (each tile centred as it is loaded)."""
+    from ._centered import CenteredRows
+
+    return isinstance(X, CenteredRows) and handles(X.data)
+
+
+def _data_and_mean(X):
+    """X (or a ``CenteredRows``' data), its mean (in X's dtype; empty when not
+    centred) and whether it is centred."""
+    from ._centered import CenteredRows
+
+    if isinstance(X, CenteredRows):
+        return X.data, np.ascontiguousarray(X.mean, dtype=X.data.dtype), True
+    return X, np.zeros(0, dtype=X.dtype), False
+
+
 def handles_sparse(X) -> bool:
     """True when the compiled CSR kernel takes ``X`` (a SciPy CSR float matrix)."""
     from . import _sparse
@@ -562,6 +610,7 @@ def _pass(run_rows, n_rows, n_clusters, n_features, dtype, *, weights, want_scor
 
 def sum_by_cluster(X, labels, n_clusters, *, weights=None):
     """The sums and totals of ``dense_pass(..., want_sums=True)`` for given labels."""
+    X, mean, centered = _data_and_mean(X)
     labels = np.asarray(labels, dtype=np.intp)
     weighted = weights is not None
     weights = _as_weights(weights)
@@ -569,7 +618,8 @@ def sum_by_cluster(X, labels, n_clusters, *, weights=None):
     layout = _tile_layout(X.shape[1], n_clusters)
 
     def run_chunk(start, stop, sums, totals):
-        _sums_run(X, start, stop, *layout, labels, weights, weighted, sums, totals)
+        _sums_run(X, mean, centered, start, stop, *layout, labels, weights, weighted, sums,
+                  totals)
 
     return _over_chunks(run_chunk, X.shape[0], n_clusters, X.shape[1], True)
 
@@ -581,12 +631,14 @@ def _prepared_centers(centers, dtype):
 
 
 def dense_pass(X, centers, *, weights=None, want_scores=False, want_sums=False):
-    """Labels, best and second-best scores, sums and totals of X (NumPy)."""
+    """Labels, best and second-best scores, sums and totals of X (NumPy, or a
+    ``CenteredRows`` of NumPy data)."""
+    X, mean, centered = _data_and_mean(X)
     centers, centers_t, half_sq_norms = _prepared_centers(centers, X.dtype)
     layout = _tile_layout(X.shape[1], centers.shape[0])
 
     def run_rows(start, stop, *outputs):
-        _dense_run(X, start, stop, centers, half_sq_norms, *layout, *outputs)
+        _dense_run(X, mean, centered, start, stop, centers, half_sq_norms, *layout, *outputs)
 
     return _pass(run_rows, X.shape[0], centers.shape[0], X.shape[1], X.dtype,
                  weights=weights, want_scores=want_scores, want_sums=want_sums)
@@ -613,7 +665,8 @@ def nearest_two_centers(X, centers, half_sq_norms):
     half_sq_norms = np.ascontiguousarray(half_sq_norms, dtype=X.dtype)
     empty_sums = np.zeros((0, 0))
     empty = np.zeros(0)
-    _dense_run(X, 0, n_rows, centers, half_sq_norms, *_tile_layout(X.shape[1], centers.shape[0]),
+    _dense_run(X, np.zeros(0, dtype=X.dtype), False, 0, n_rows, centers, half_sq_norms,
+               *_tile_layout(X.shape[1], centers.shape[0]),
                labels, best, second, True, empty, False, empty_sums, empty, False)
     return labels, best, second
 
