@@ -226,19 +226,7 @@ def _load_tile(X, start, stop, tile, transposed):
             for r in range(n_rows):
                 column[r] = source[r]
         return
-    side = _VECTOR_BYTES // rows.itemsize
-    blocked_rows = blocked_features = 0
-    if n_features >= side:
-        blocked_rows = n_rows - n_rows % side
-        blocked_features = n_features - n_features % side
-        for r in range(0, blocked_rows, side):
-            for f in range(0, blocked_features, side):
-                _transpose_block(rows, r, f, tile)
-    for f in range(n_features):
-        column = tile[f]
-        first = blocked_rows if f < blocked_features else 0
-        for r in range(first, n_rows):
-            column[r] = rows[r, f]
+    _transpose_into(rows, tile)
 
 
 @_jit
@@ -274,21 +262,28 @@ def _tile_rows(rows, tile, row_tile, n_rows, transposed, by_masks, centered):
 
 @_jit
 def _rows_of_tile(tile_t, n_rows, row_tile):
-    """The first ``n_rows`` rows of a transposed tile, as rows (``row_tile[:n_rows]``):
-    square blocks shuffled in registers, the rest copied one by one."""
-    n_features = tile_t.shape[0]
-    side = _VECTOR_BYTES // tile_t.itemsize
-    blocked_rows = n_rows - n_rows % side
-    blocked_features = n_features - n_features % side
-    for f in range(0, blocked_features, side):
-        for r in range(0, blocked_rows, side):
-            _transpose_block(tile_t, f, r, row_tile)
-    for r in range(n_rows):
-        row = row_tile[r]
-        first = blocked_features if r < blocked_rows else 0
-        for f in range(first, n_features):
-            row[f] = tile_t[f, r]
+    """The first ``n_rows`` rows of a transposed tile, as rows (``row_tile[:n_rows]``)."""
+    _transpose_into(tile_t[:, :n_rows], row_tile)
     return row_tile[:n_rows]
+
+
+@_jit
+def _transpose_into(source, dest):
+    """``dest[j, i] = source[i, j]`` over all of ``source`` (its rows
+    contiguous): square blocks of one 64-byte vector a side shuffled in
+    registers (``_transpose_block``), the rest copied one by one."""
+    n_rows, n_columns = source.shape
+    side = _VECTOR_BYTES // source.itemsize
+    blocked_rows = n_rows - n_rows % side
+    blocked_columns = n_columns - n_columns % side
+    for r in range(0, blocked_rows, side):
+        for c in range(0, blocked_columns, side):
+            _transpose_block(source, r, c, dest)
+    for c in range(n_columns):
+        column = dest[c]
+        first = blocked_rows if c < blocked_columns else 0
+        for r in range(first, n_rows):
+            column[r] = source[r, c]
 
 
 @_jit
