@@ -241,6 +241,40 @@ def test_local_cluster_two_workers():
             cluster.close()
 
 
+def test_one_gpu_cluster_with_cupy_chunks(cupy_backend):
+    """The multi-GPU path on one GPU: dask-cuda's LocalCUDACluster (one worker
+    per GPU) where dask-cuda is installed, else a one-worker LocalCluster,
+    with CuPy chunks; the labels are those of the in-memory CuPy fit."""
+    distributed = pytest.importorskip("distributed")
+    X = _blobs(n=3000)
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=cupy_backend.asarray(init)).fit(cupy_backend.asarray(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from dask_cuda import LocalCUDACluster
+
+            cluster = LocalCUDACluster(n_workers=1, dashboard_address=None)
+        except ImportError:
+            cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1,
+                                               processes=False, dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        Xd = da.from_array(cupy_backend.asarray(X), chunks=(500, -1))
+        km = xpkmeans.KMeans(5, init=init).fit(Xd)
+        labels = km.labels_.compute()
+        assert type(labels) is type(ref.labels_)
+        np.testing.assert_array_equal(cupy_backend.to_numpy(labels),
+                                      cupy_backend.to_numpy(ref.labels_))
+        parallel = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(Xd)
+        assert parallel.inertia_ <= 1.02 * km.inertia_
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.close()
+            cluster.close()
+
+
 def test_column_chunks_are_joined_and_integer_data_becomes_float():
     X = _blobs(n=800)
     init = _init(X, 5)
