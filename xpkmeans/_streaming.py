@@ -235,8 +235,9 @@ class _Stream:
         self.tol = scaled_tolerance(total, n * self.n_features, tol, dtype=self.mean.dtype,
                                     dtype_max=float(np.finfo(self.mean.dtype).max))
 
-    def centered(self) -> Iterator[tuple[Any, Any]]:
-        """(centred block, its (rows, 1) weights or None), in order."""
+    def weighted_blocks(self) -> Iterator[tuple[Any, Any]]:
+        """(block, its (rows, 1) weights or None), in order; the per-block
+        kernels centre a block as they read it, given ``self.mean``."""
         start = 0
         for block in self.data.blocks():
             block = _as_float(block, self.dtype)
@@ -244,8 +245,13 @@ class _Stream:
             weights = None
             if self.weights is not None:
                 weights = _centers_for(self.weights[start:stop, None], block)
-            yield block - _centers_for(self.mean, block), weights
+            yield block, weights
             start = stop
+
+    def centered(self) -> Iterator[tuple[Any, Any]]:
+        """(centred block, its (rows, 1) weights or None), in order."""
+        for block, weights in self.weighted_blocks():
+            yield block - _centers_for(self.mean, block), weights
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """The given rows (sorted, distinct) of the centred data, on the host: one pass."""
@@ -334,8 +340,8 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int)
     weighted = stream.weights is not None
     for iteration in range(1, max_iter + 1):
         reduced = None
-        for block, weights in stream.centered():
-            partial = to_numpy(_chunk_lloyd_sums(block, weights, centers)[0])
+        for block, weights in stream.weighted_blocks():
+            partial = to_numpy(_chunk_lloyd_sums(block, weights, centers, stream.mean)[0])
             reduced = partial if reduced is None else reduced + partial
         cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
@@ -366,9 +372,10 @@ def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, floa
     labels, inertia = [], 0.0
     host_labels = np.empty(stream.n_samples, dtype=np.intp) if stream.data.device is None else None
     start = 0
-    for block, weights in stream.centered():
-        block_labels = _chunk_labels(block, centers)
-        inertia += float(to_numpy(_chunk_inertia(block, block_labels, weights, centers))[0])
+    for block, weights in stream.weighted_blocks():
+        block_labels = _chunk_labels(block, centers, stream.mean)
+        inertia += float(to_numpy(
+            _chunk_inertia(block, block_labels, weights, centers, stream.mean))[0])
         if host_labels is None:
             labels.append(block_labels)
         else:
