@@ -217,23 +217,17 @@ def test_random_init_and_n_init(lazy_backend):
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
 
 
-def test_local_cluster_two_workers():
+@contextlib.contextmanager
+def _client(make_cluster):
+    """A distributed Client on ``make_cluster()``, closed after the block
+    (distributed's start-up and shut-down warnings silenced)."""
     distributed = pytest.importorskip("distributed")
-    X = _blobs(n=3000)
-    init = _init(X, 5)
-    ref = xpkmeans.KMeans(5, init=init).fit(X)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # distributed's own start-up warnings
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                           dashboard_address=None)
+        warnings.simplefilter("ignore")
+        cluster = make_cluster(distributed)
         client = distributed.Client(cluster)
     try:
-        Xd = da.from_array(X, chunks=(500, -1))
-        km = xpkmeans.KMeans(5, init=init).fit(Xd)
-        parallel = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(Xd)
-        np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
-        assert parallel.cluster_centers_.shape == (5, 4)
-        assert parallel.inertia_ <= 1.02 * ref.inertia_
+        yield client
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -241,25 +235,41 @@ def test_local_cluster_two_workers():
             cluster.close()
 
 
+def _local_cluster(n_workers):
+    return lambda distributed: distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=None)
+
+
+def test_local_cluster_two_workers():
+    X = _blobs(n=3000)
+    init = _init(X, 5)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    with _client(_local_cluster(2)):
+        Xd = da.from_array(X, chunks=(500, -1))
+        km = xpkmeans.KMeans(5, init=init).fit(Xd)
+        parallel = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(Xd)
+        np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+        assert parallel.cluster_centers_.shape == (5, 4)
+        assert parallel.inertia_ <= 1.02 * ref.inertia_
+
+
+def _one_gpu_cluster(distributed):
+    """dask-cuda's LocalCUDACluster (one worker per GPU) where installed, else
+    a one-worker LocalCluster."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        return _local_cluster(1)(distributed)
+    return LocalCUDACluster(n_workers=1, dashboard_address=None)
+
+
 def test_one_gpu_cluster_with_cupy_chunks(cupy_backend):
-    """The multi-GPU path on one GPU: dask-cuda's LocalCUDACluster (one worker
-    per GPU) where dask-cuda is installed, else a one-worker LocalCluster,
-    with CuPy chunks; the labels are those of the in-memory CuPy fit."""
-    distributed = pytest.importorskip("distributed")
+    """The multi-GPU path on one GPU, with CuPy chunks: the labels are those
+    of the in-memory CuPy fit."""
     X = _blobs(n=3000)
     init = _init(X, 5)
     ref = xpkmeans.KMeans(5, init=cupy_backend.asarray(init)).fit(cupy_backend.asarray(X))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            from dask_cuda import LocalCUDACluster
-
-            cluster = LocalCUDACluster(n_workers=1, dashboard_address=None)
-        except ImportError:
-            cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1,
-                                               processes=False, dashboard_address=None)
-        client = distributed.Client(cluster)
-    try:
+    with _client(_one_gpu_cluster):
         Xd = da.from_array(cupy_backend.asarray(X), chunks=(500, -1))
         km = xpkmeans.KMeans(5, init=init).fit(Xd)
         labels = km.labels_.compute()
@@ -268,11 +278,6 @@ def test_one_gpu_cluster_with_cupy_chunks(cupy_backend):
                                       cupy_backend.to_numpy(ref.labels_))
         parallel = xpkmeans.KMeans(5, init="k-means||", random_state=0).fit(Xd)
         assert parallel.inertia_ <= 1.02 * km.inertia_
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            client.close()
-            cluster.close()
 
 
 def test_column_chunks_are_joined_and_integer_data_becomes_float():
