@@ -205,3 +205,20 @@ def test_parallel_region_limits_blas_once_and_restores_it():
             assert all(n == 1 for n in blas_threads())
         assert all(n == 1 for n in blas_threads())
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_sums_fast_path_equals_portable_and_an_exact_sum(backend, small_blocks, dtype):
+    """float64 sums of row blocks, far from the origin: each equals the
+    exactly rounded sum (math.fsum) to float64 rounding, on every backend."""
+    import math
+
+    from xpkmeans._backend import _portable, column_sums
+
+    rng = np.random.default_rng(0)
+    X = (1000.0 + rng.standard_normal((203, 3))).astype(dtype)
+    exact = np.array([math.fsum(X[:, j].astype(np.float64)) for j in range(3)])
+    sums = backend.to_numpy(column_sums(backend.asarray(X)))
+    np.testing.assert_allclose(sums, exact, rtol=1e-14)
+    portable = _portable.column_sums_of_block(np.asarray(X), np.float64)
+    np.testing.assert_allclose(portable, exact, rtol=1e-14)

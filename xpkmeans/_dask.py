@@ -26,6 +26,7 @@ from array_api_compat import is_dask_array
 from ._backend import (
     array_namespace,
     centered,
+    column_sums,
     concat_rows,
     device_of,
     from_host,
@@ -44,7 +45,6 @@ from ._backend import (
 from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._lloyd import (
-    column_sums,
     _centers_from_sums,
     _ClusterSums,
     _relocate_empty_clusters,
@@ -160,7 +160,7 @@ def _chunk_moments(block: Any, weights: Any) -> Any:
     two find the same mean."""
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
-    sums = column_sums(block, xp=xp)
+    sums = column_sums(block)
     flags = [xp.astype(xp.any(~xp.isfinite(block)), accumulate)]  # no chunk-sized float copy
     if weights is None:
         flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]

@@ -18,6 +18,7 @@ from array_api_compat import is_dask_array
 
 from ._backend import (
     centered,
+    column_sums,
     concat_rows,
     device_of,
     is_sparse,
@@ -49,28 +50,11 @@ from ._validation import (
 # ------------------------------------------------------------------ data
 
 
-def column_sums(X: Any, *, xp: Any) -> Any:
-    """The sum of each column of the dense ``X``, in the widest float of its
-    device: per row block, a product with ones in that float, added in block
-    order. Accurate to the float64 sum whatever the blocks, so a Dask fit,
-    adding its chunks' sums, finds the same float32 mean as a fit in memory."""
-    device = device_of(X)
-    wide = widest_float_dtype(xp, device)
-
-    def block_sums(rows: slice) -> Any:
-        ones = xp.ones((rows.stop - rows.start,), dtype=wide, device=device)
-        return ones @ xp.astype(X[rows, :], wide)
-
-    blocks = map_row_blocks(block_sums, X.shape[0], X.shape[1], xp=xp, device=device)
-    total = blocks[0]
-    for block in blocks[1:]:
-        total = total + block
-    return total
-
-
 def column_means(X: Any, *, xp: Any) -> Any:
-    """The mean of each column of the dense ``X``, in X's dtype (``column_sums``)."""
-    return xp.astype(column_sums(X, xp=xp) / X.shape[0], X.dtype)
+    """The mean of each column of the dense ``X``, in X's dtype: float64 sums
+    of row blocks (``column_sums``), so that a Dask fit, adding its chunks'
+    sums, finds the same float32 mean as a fit in memory."""
+    return xp.astype(column_sums(X) / X.shape[0], X.dtype)
 
 
 def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:

@@ -47,6 +47,7 @@ from ._host import (
 from ._primitives import (
     block_width,
     centered,
+    column_sums,
     largest_indices,
     nearest_center_labels,
     nearest_centers,
@@ -69,6 +70,7 @@ from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 __all__ = [
     "block_width",
     "centered",
+    "column_sums",
     "array_namespace",
     "blas_is_limited",
     "concat_rows",

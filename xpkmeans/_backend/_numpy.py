@@ -58,6 +58,12 @@ def scatter(values, indices, updates):
     return out
 
 
+def column_sums_of_block(X, dtype):
+    # the block in ``dtype``, then a product with ones (BLAS): NumPy's own
+    # reduction with a dtype, along axis 0, is 6x slower
+    return np.ones(X.shape[0], dtype=dtype) @ X.astype(dtype, copy=False)
+
+
 def largest_indices(values, count):
     # a partition, O(n), then a sort of the ``count`` chosen only
     threshold = np.partition(values, values.shape[0] - count)[values.shape[0] - count]

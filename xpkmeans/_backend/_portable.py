@@ -28,6 +28,13 @@ def nearest_two_centers(X: Any, centers: Any, half_sq_norms: Any) -> tuple[Any, 
     return labels, xp.min(scores, axis=1), xp.min(others, axis=1)
 
 
+def column_sums_of_block(X: Any, dtype: Any) -> Any:
+    """Reduced in ``dtype`` (no copy of the block in it: torch and CuPy cast
+    as they add)."""
+    xp = array_namespace(X)
+    return xp.sum(X, axis=0, dtype=dtype)
+
+
 def scatter(values: Any, indices: Any, updates: Any) -> Any:
     """The standard has no integer-array assignment: each position finds its
     slot in ``indices`` by binary search."""

@@ -95,6 +95,26 @@ def subtract_row(X: Any, row: Any) -> Any:
     return X - row
 
 
+def column_sums(X: Any) -> Any:
+    """The sum of each column of the dense ``X``, in the widest float of its
+    device, per row block, the blocks' sums added in order (as accurate as a
+    float64 sum, whatever the blocks)."""
+    xp = array_namespace(X)
+    device = device_of(X)
+    wide = widest_float_dtype(xp, device)
+    if is_numpy_array(X):
+        block_sums = _numpy.column_sums_of_block
+    else:
+        block_sums = _portable.column_sums_of_block
+    blocks = map_row_blocks(
+        lambda rows: block_sums(X[rows, :], wide), X.shape[0], X.shape[1], xp=xp, device=device
+    )
+    total = blocks[0]
+    for block in blocks[1:]:
+        total = total + block
+    return total
+
+
 def centered(X: Any, mean: Any, *, view: bool | None = None) -> Any:
     """``X - mean`` (``mean``: a row) as the passes of the backend read it best:
     a ``CenteredRows`` view where the fused pass centres each tile as it loads
