@@ -337,6 +337,43 @@ def test_triton_centred_deterministic_sums(monkeypatch, tiles):
     np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
 
 
+# ------------------------------------------------------------------ greedy k-means++'s pass
+
+
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize(("d", "m", "block_d"), [(5, 7, None), (40, 20, 16)])  # 2 tiles of 16
+def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
+    """The distances if each candidate joined and the potentials equal the
+    portable pass's (to float32 rounding), with weights, a running minimum
+    and a first centre (closest = inf)."""
+    from xpkmeans._backend import _primitives
+    from xpkmeans._backend._centered import CenteredRows
+
+    if block_d is not None:
+        tiles(BLOCK_N=32, BLOCK_D=block_d)
+    rng = np.random.default_rng(d + m)
+    X = _tensor(50.0 + rng.standard_normal((301, d)))
+    mean = torch.mean(X, dim=0)
+    data = CenteredRows(X, mean) if centred else X
+    copy = X - mean if centred else X
+    rows = copy[rng.choice(301, m, replace=False)]
+    x_sq = torch.sum(copy * copy, dim=1)
+    rows_sq = torch.sum(rows * rows, dim=1)
+    weights = _tensor(rng.uniform(0, 2, 301))
+    for closest in (torch.full((301,), float("inf")), _tensor(rng.uniform(0, 30, 301))):
+        blocks, potentials = _triton.closest_with_candidates(
+            data, x_sq, weights, closest, rows, rows_sq)
+        ref_blocks, ref_potentials = _primitives.closest_with_candidates(
+            copy, x_sq, weights, closest, rows, rows_sq)
+        assert len(blocks) == 1 and blocks[0].shape == (301, m)
+        # the two expansions round differently: a few float32 ulps of ||x||^2 + ||c||^2
+        atol = 16 * 2.0**-23 * float(torch.max(x_sq) + torch.max(rows_sq))
+        np.testing.assert_allclose(blocks[0].cpu().numpy(), torch.cat(ref_blocks).numpy(),
+                                   rtol=1e-5, atol=atol)
+        np.testing.assert_allclose(potentials.cpu().numpy(), ref_potentials.numpy(),
+                                   rtol=1e-5, atol=301 * atol)
+
+
 # ------------------------------------------------------------------ on a GPU: the primitives
 
 
@@ -383,12 +420,15 @@ for n, d, k in [(10_000_000, 32, 256), (8_000_000, 128, 1024), (1000, 3, 70000)]
 kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), 10_000_000, 32, 256, "tf32-check",
                               fixed_point=True)
 shared["deterministic"] = [kernel.metadata.shared for kernel in kernels]
+for n, d, m in [(8_000_000, 128, 8), (20_000, 128, 8), (1000, 3, 70)]:
+    kernel = _triton.compile_candidates_for(GPUTarget("cuda", 90, 32), n, d, m, "tf32x3")
+    shared[f"k-means++ {n}x{d}x{m}"] = [kernel.metadata.shared]
 print(json.dumps(shared))
 """
 
 
 def test_triton_compiles_for_sm90():
-    """The kernels of the benchmark shapes (and k = 70,000) compile for an
+    """The kernels of the benchmark shapes (and k = 70,000; k-means++ on them) compile for an
     H100 (sm_90) on any machine: shared memory and dot sizes are checked,
     which the interpreter does not. A subprocess, since this one interprets."""
     import json
@@ -404,6 +444,6 @@ def test_triton_compiles_for_sm90():
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     shared = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(shared) == 13
+    assert len(shared) == 16  # 12 Lloyd passes, the deterministic one, 3 of k-means++
     for name, sizes in shared.items():
         assert max(sizes) <= 227 * 1024, f"{name}: {sizes} bytes of shared memory"

@@ -26,6 +26,7 @@ from array_api_compat import is_dask_array
 from ._backend import (
     array_namespace,
     centered,
+    closest_with_candidates,
     column_sums,
     concat_rows,
     device_of,
@@ -53,7 +54,6 @@ from ._lloyd import (
 from ._init import (
     KMEANS_PARALLEL_OVERSAMPLING,
     KMEANS_PARALLEL_ROUNDS,
-    _closest_with_rows,
     _kmeans_plusplus,
     _nearest_candidate_pass,
 )
@@ -796,7 +796,7 @@ def _np_xp() -> Any:
 
 def _chunk_greedy(block: Any, closest: Any, weights: Any, mean: Any, rows: Any,
                   keep: int | None) -> Any:
-    """Greedy k-means++ on one chunk (``_init._closest_with_rows``): with
+    """Greedy k-means++ on one chunk (``closest_with_candidates``): with
     ``keep`` None, (1, n_rows) the chunk's potential for each of ``rows``
     joining the centres; else (rows, 1) the squared distances to the nearest
     centre once ``rows[keep]`` joined."""
@@ -811,8 +811,8 @@ def _chunk_greedy(block: Any, closest: Any, weights: Any, mean: Any, rows: Any,
     if w is None:
         w = xp.ones((block.shape[0],), dtype=block.dtype, device=device)
     rows = _centers_for(rows, block)
-    blocks, potentials = _closest_with_rows(
-        X, sq_row_norms(X), w, closest, rows, xp.sum(rows * rows, axis=1), xp=xp
+    blocks, potentials = closest_with_candidates(
+        X, sq_row_norms(X), w, closest, rows, xp.sum(rows * rows, axis=1)
     )
     if keep is None:
         return xp.astype(potentials, widest_float_dtype(xp, device))[None, :]

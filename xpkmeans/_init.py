@@ -14,15 +14,13 @@ from typing import Any, Callable
 
 from ._lloyd import _sq_distances_to_assigned, center_data
 from ._backend import (
-    block_width,
+    closest_with_candidates,
     device_of,
     from_host,
     host_rng,
     concat_rows,
-    map_row_blocks,
     nearest_centers,
     parallel_region,
-    row_block,
     segment_sum,
     sq_row_norms,
     take_rows,
@@ -56,46 +54,12 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
 def _closest_with_candidates(
     X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
 ) -> tuple[list, Any]:
-    """``_closest_with_rows`` for the rows ``candidates`` (indices) of X."""
-    return _closest_with_rows(
+    """One pass over X for one greedy k-means++ centre
+    (``closest_with_candidates`` for the rows ``candidates`` of X)."""
+    return closest_with_candidates(
         X, x_sq_norms, weights, closest_sq, take_rows(X, candidates),
-        take_rows(x_sq_norms, candidates), xp=xp,
+        take_rows(x_sq_norms, candidates),
     )
-
-
-def _closest_with_rows(
-    X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, rows_x: Any, rows_sq_norms: Any,
-    *, xp: Any,
-) -> tuple[list, Any]:
-    """One pass over X for one greedy k-means++ centre: for each candidate
-    (a row of ``rows_x``, of squared norm ``rows_sq_norms``), the squared
-    distance of every point to its nearest centre if that candidate were
-    added, and the resulting potential.
-
-    Returns ``(blocks, potentials)``: the (rows x n_candidates) distances of
-    each row block (concatenated they make the n_samples x n_candidates
-    matrix; the caller keeps one column of each) and the potentials, of
-    shape (n_candidates,). The candidates' distances come from one product
-    per row block; blocks stay in cache, on all cores. Nothing goes to the host.
-    """
-    rows_sq_norms = rows_sq_norms[None, :]
-    minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
-
-    def block(rows: slice) -> tuple[Any, Any]:
-        # sparse X: row_block keeps it sparse, and the product is the library's
-        cross = row_block(X, rows) @ minus_twice_rows_t
-        distances = x_sq_norms[rows, None] + cross + rows_sq_norms
-        # (clip with an array bound is one pass, but 1.4x slower in NumPy, and
-        # torch's moves a scalar bound to the device on every call)
-        nearest = xp.minimum(closest_sq[rows, None], xp.clip(distances, 0, None))
-        return nearest, weights[rows] @ nearest
-
-    width = block_width(X, 4 * rows_x.shape[0])
-    blocks = map_row_blocks(block, X.shape[0], width, xp=xp, device=device_of(X))
-    potentials = blocks[0][1]
-    for _, partial in blocks[1:]:
-        potentials = potentials + partial
-    return [b[0] for b in blocks], potentials
 
 
 def _column(blocks: list, column: Any, *, xp: Any) -> Any:

@@ -8,8 +8,9 @@ proves it equals that twin. The rooms:
 - ``_primitives``: the public primitives, each a guard per fast path, then
   the portable twin: on one block of rows (``nearest_center_labels``,
   ``nearest_two_centers``), whole passes over X (``nearest_centers``,
-  ``nearest_centers_and_sums``, ``sum_by_cluster``: a fused kernel where one exists;
-  ``sums_in_pass`` says where it does),
+  ``nearest_centers_and_sums``, ``sum_by_cluster``, greedy k-means++'s
+  ``closest_with_candidates``, ``column_sums``: a fused kernel where one
+  exists; ``sums_in_pass`` says where the sums come with the labels),
   ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
   ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
   or a ``CenteredRows`` view that the fused passes centre as they read it);
@@ -17,7 +18,7 @@ proves it equals that twin. The rooms:
 - ``_numpy``: NumPy fast paths; ``_gpu``: torch's and CuPy's own kernels;
   ``_numba``: compiled CPU kernels (optional numba); ``_sparse``: CSR
   matrices of SciPy, CuPy and torch (``sparse``, ``is_sparse``);
-- ``_triton``: the fused Lloyd pass on CUDA (tiles, precision, launch) and
+- ``_triton``: the fused Lloyd and k-means++ passes on CUDA (tiles, precision, launch) and
   ``_triton_kernels``: its Triton kernels (tested through Triton's
   interpreter in ``tests/test_triton.py``);
 - ``_centered``: ``CenteredRows``, X minus its means, centred as it is read;
@@ -47,6 +48,7 @@ from ._host import (
 from ._primitives import (
     block_width,
     centered,
+    closest_with_candidates,
     column_sums,
     largest_indices,
     nearest_center_labels,
@@ -70,6 +72,7 @@ from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 __all__ = [
     "block_width",
     "centered",
+    "closest_with_candidates",
     "column_sums",
     "array_namespace",
     "blas_is_limited",

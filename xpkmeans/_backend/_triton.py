@@ -336,6 +336,57 @@ def nearest_two_centers(
     return tuple(_like_input(out[key], X) for key in ("labels", "best", "second"))
 
 
+def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, Any]:
+    """Tiles of the k-means++ pass over ``m`` candidates: those of the Lloyd
+    pass (``tile_config``), one tile of candidates up to 64."""
+    config = tile_config(n, d, m, dot_precision)
+    return dict(config, BLOCK_K=min(64, max(16, _next_power_of_two(m))))
+
+
+def closest_with_candidates(
+    X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, rows_x: Any, rows_sq_norms: Any,
+    *, dot_precision: str | None = None,
+) -> tuple[list, Any]:
+    """Greedy k-means++'s pass (the primitive ``closest_with_candidates``) in
+    one launch: the (n, m) distances as one block, and the potentials in
+    float64 (per-program partial sums added in program order)."""
+    import torch
+
+    from . import _triton_kernels as kernels
+
+    dot_precision = precision() if dot_precision is None else dot_precision
+    if dot_precision == "tf32-check":  # distances, not a choice between centres
+        dot_precision = "tf32x3"
+    data, mean = _data_and_mean(X)
+    rows = _as_torch(rows_x).contiguous()
+    n, d = data.shape
+    m = rows.shape[0]
+    device = data.device
+    config = candidates_config(n, d, m, dot_precision)
+    half_sq_norms = (0.5 * _as_torch(rows_sq_norms)).to(torch.float32).contiguous()
+    dummy = torch.empty(1, dtype=torch.float32, device=device)
+    out = torch.empty((n, m), dtype=torch.float32, device=device)
+    programs = kernels.grid_size(n, config["BLOCK_N"]) if n else 0
+    partial = torch.zeros((max(programs, 1), m), dtype=torch.float32, device=device)
+    if programs:
+        with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+            kernels.candidates_kernel[(programs,)](
+                data, data.stride(0), data.stride(1),
+                dummy if mean is None else mean.reshape(-1).contiguous(),
+                rows, rows.stride(0), rows.stride(1), half_sq_norms,
+                _as_torch(x_sq_norms).contiguous(),
+                dummy if weights is None else _as_torch(weights).to(torch.float32).contiguous(),
+                _as_torch(closest_sq).to(torch.float32).contiguous(),
+                out, out.stride(0), partial, partial.stride(0), n, d, m,
+                BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"], BLOCK_D=config["BLOCK_D"],
+                SINGLE_CHUNK=config["SINGLE_CHUNK"], PRECISION=dot_precision,
+                CENTERED=mean is not None, WITH_WEIGHTS=weights is not None,
+                num_warps=config["num_warps"], num_stages=config["num_stages"],
+            )
+    potentials = torch.sum(partial, dim=0, dtype=torch.float64)
+    return [_like_input(out, X)], _like_input(potentials, X)
+
+
 # ------------------------------------------------------------------ ahead-of-time check
 
 
@@ -383,6 +434,27 @@ def compile_for(
             source, target=target, options={"num_warps": num_warps, "num_stages": num_stages}
         ))
     return compiled
+
+
+def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: str) -> Any:
+    """``compile_for`` of greedy k-means++'s pass over ``m`` candidates."""
+    import triton
+
+    from . import _triton_kernels as kernels
+
+    config = candidates_config(n, d, m, dot_precision)
+    constants = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    constants.update(PRECISION=dot_precision, CENTERED=True, WITH_WEIGHTS=True)
+    signature = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32",
+                 "C": "*fp32", "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32",
+                 "XSQ": "*fp32", "W": "*fp32", "CLOSEST": "*fp32", "OUT": "*fp32",
+                 "stride_on": "i64", "PARTIAL": "*fp32", "stride_pp": "i64",
+                 "n": "i32", "d": "i32", "m": "i32", **{key: "constexpr" for key in constants}}
+    kernel = kernels.candidates_kernel
+    fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
+    return triton.compile(source, target=target, options={
+        "num_warps": config["num_warps"], "num_stages": config["num_stages"]})
 
 
 def _jit_again(kernel: Any) -> Any:

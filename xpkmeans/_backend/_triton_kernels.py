@@ -377,5 +377,43 @@ def listed_kernel(
         )
 
 
+@triton.jit
+def candidates_kernel(
+    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, XSQ, W, CLOSEST,
+    OUT, stride_on, PARTIAL, stride_pp,
+    n, d, m,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
+    WITH_WEIGHTS: tl.constexpr,
+):
+    """Greedy k-means++'s pass for ``m`` candidate centres ``C`` (half squared
+    norms ``H``): per row and candidate, ``min(CLOSEST, ||x||^2 + 2 (||c||^2/2
+    - x . c))`` clipped at 0 into ``OUT``; per program and candidate, the
+    weighted sum of those over its rows into ``PARTIAL`` (added up in a
+    fixed order by the caller: the potentials do not depend on the schedule)."""
+    program = tl.program_id(0)
+    rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n
+    row_offsets = rows * stride_xn
+    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False, CENTERED)
+    x_sq = tl.load(XSQ + rows, mask=row_ok, other=0.0)
+    closest = tl.load(CLOSEST + rows, mask=row_ok, other=0.0)
+    if WITH_WEIGHTS:
+        weight = tl.load(W + rows, mask=row_ok, other=0.0)
+    else:
+        weight = tl.where(row_ok, 1.0, 0.0)
+    for k_start in range(0, m, BLOCK_K):
+        scores = _tile_scores(
+            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
+            k_start, d, m, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
+        )
+        cols = k_start + tl.arange(0, BLOCK_K)
+        inside = row_ok[:, None] & (cols[None, :] < m)
+        nearest = tl.minimum(closest[:, None], tl.maximum(x_sq[:, None] + 2.0 * scores, 0.0))
+        tl.store(OUT + rows[:, None] * stride_on + cols[None, :], nearest, mask=inside)
+        partial = tl.sum(tl.where(inside, nearest * weight[:, None], 0.0), axis=0)
+        tl.store(PARTIAL + program.to(tl.int64) * stride_pp + cols, partial, mask=cols < m)
+
+
 def grid_size(n: int, block_n: int) -> int:
     return triton.cdiv(n, block_n)
