@@ -100,6 +100,7 @@ __all__ = [
     "scatter",
     "segment_sum",
     "sparse",
+    "sq_distances_to_assigned",
     "sq_row_norms",
     "subtract_row",
     "sum_by_cluster",
