@@ -80,15 +80,10 @@ def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> 
     if is_sparse(X):
         return sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
     blocks = map_row_blocks(
-        lambda rows: _sq_distances_of_block(row_block(X, rows), centers, labels[rows], xp=xp),
+        lambda rows: sq_distances_to_assigned(row_block(X, rows), centers, labels[rows]),
         X.shape[0], X.shape[1], xp=xp, device=device_of(X),
     )
     return concat_rows(blocks, xp=xp)
-
-
-def _sq_distances_of_block(rows: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
-    """``_sq_distances_to_assigned`` of one block of rows (no threads of its own)."""
-    return sq_distances_to_assigned(rows, centers, labels)
 
 
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:

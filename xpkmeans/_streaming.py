@@ -30,6 +30,7 @@ from ._dask import (
     _chunk_lloyd_sums,
     _chunk_sum_of_squares,
     _host_centers,
+    _np_xp,
     _relocate,
     _split_sums,
 )
@@ -359,12 +360,6 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int)
         if shift <= stream.tol:
             break
     return centers, iteration
-
-
-def _np_xp() -> Any:
-    import array_api_compat.numpy as xp
-
-    return xp
 
 
 def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, float]:
