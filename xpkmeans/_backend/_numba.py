@@ -506,12 +506,13 @@ def handles(X) -> bool:
     )
 
 
-def handles_centered(X) -> bool:
-    """True when the compiled dense pass takes ``X``, a ``CenteredRows`` of
-    a NumPy array (each tile centred as it is loaded)."""
+def handles_pass(X) -> bool:
+    """True when the compiled dense pass (``dense_pass``, ``sum_by_cluster``)
+    takes ``X``: a NumPy array it takes (``handles``), or a ``CenteredRows``
+    of one (each tile centred as it is loaded)."""
     from ._centered import CenteredRows
 
-    return isinstance(X, CenteredRows) and handles(X.data)
+    return handles(X.data if isinstance(X, CenteredRows) else X)
 
 
 def _data_and_mean(X):

@@ -195,7 +195,7 @@ def sums_in_pass(X: Any) -> bool:
     """True where ``nearest_centers_and_sums`` adds up the sums in the same
     compiled pass that finds the labels, for almost nothing: there, summing
     only the points that moved (``_lloyd._cluster_sums``) saves no time."""
-    return _numba.handles(X) or _numba.handles_centered(X)
+    return _numba.handles_pass(X)
 
 
 def nearest_centers(X: Any, centers: Any) -> Any:
@@ -203,7 +203,7 @@ def nearest_centers(X: Any, centers: Any) -> Any:
     by the scores ``||c||^2 / 2 - x . c``; rows go in blocks."""
     if _triton.handles(X, centers):
         return _triton.nearest_centers(X, centers)
-    if _numba.handles(X) or _numba.handles_centered(X):
+    if _numba.handles_pass(X):
         return _numba.dense_pass(X, centers)[0]
     if _numba.handles_sparse(X):
         return _numba.csr_pass(X, centers)[0]
@@ -236,7 +236,7 @@ def nearest_centers_and_sums(
     """
     if _triton.handles(X, centers):
         return _triton.nearest_centers_and_sums(X, centers, weights=weights)
-    if _numba.handles(X) or _numba.handles_centered(X) or _numba.handles_sparse(X):
+    if _numba.handles_pass(X) or _numba.handles_sparse(X):
         fused = _numba.csr_pass if _numba.handles_sparse(X) else _numba.dense_pass
         labels, _, _, sums, totals = fused(X, centers, weights=weights, want_sums=True)
         return labels, sums, totals
@@ -290,7 +290,7 @@ def sum_by_cluster(
     """The sums and totals of ``nearest_centers_and_sums`` for given labels,
     in the same order of additions where the pass is compiled (so that an
     injected E step gets the centres of Lloyd's, bit for bit)."""
-    if _numba.handles(X) or _numba.handles_centered(X):
+    if _numba.handles_pass(X):
         return _numba.sum_by_cluster(X, labels, n_clusters, weights=weights)
     xp = array_namespace(X, labels)
     if _sparse.is_sparse(X):
