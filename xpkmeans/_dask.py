@@ -36,6 +36,7 @@ from ._backend import (
     map_row_blocks,
     nearest_centers,
     nearest_centers_and_sums,
+    row_block,
     segment_sum,
     sq_row_norms,
     subtract_row,
@@ -175,15 +176,16 @@ def _chunk_subtract(block: Any, mean: Any) -> Any:
     return subtract_row(block, _centers_for(mean, block))
 
 
-def _chunk_sum_of_squares(block: Any) -> Any:
-    """(1, 1): sum of squares, in the widest float (in row blocks: no
-    chunk-sized temporary)."""
+def _chunk_sum_of_squares(block: Any, mean: Any) -> Any:
+    """(1, 1): sum of squares of ``block - mean``, in the widest float (in
+    row blocks: no chunk-sized temporary)."""
     xp = array_namespace(block)
     device = device_of(block)
     wide = widest_float_dtype(xp, device)
+    centred = _centred(block, mean)
 
     def block_sum(rows: slice) -> Any:
-        values = xp.astype(block[rows, :], wide)
+        values = xp.astype(row_block(centred, rows), wide)
         return xp.sum(values * values)
 
     parts = map_row_blocks(block_sum, block.shape[0], block.shape[1], xp=xp, device=device)
@@ -356,7 +358,8 @@ class _Prepared:
         self.X = self.raw.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype)
         if self.weights is not None:
             self.weights = self.weights.persist()
-        squares = _stacked(self.X, lambda b, w: _chunk_sum_of_squares(b), shape=(1,))
+        squares = _stacked(self.raw, lambda b, w: _chunk_sum_of_squares(b, self.mean),
+                           shape=(1,))
         self.tol = scaled_tolerance(float(dask.compute(squares.sum())[0]), n * d, tol,
                                     dtype=X.dtype, dtype_max=float(np.finfo(X.dtype).max))
         self.meta_xp = array_namespace(X._meta)

@@ -232,7 +232,8 @@ class _Stream:
         self.n_samples, self.n_features = n, sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
-        total = sum(float(_chunk_sum_of_squares(block)[0, 0]) for block, _ in self.centered())
+        total = sum(float(_chunk_sum_of_squares(block, self.mean)[0, 0])
+                    for block, _ in self.weighted_blocks())
         self.tol = scaled_tolerance(total, n * self.n_features, tol, dtype=self.mean.dtype,
                                     dtype_max=float(np.finfo(self.mean.dtype).max))
 
