@@ -35,3 +35,26 @@ def test_benchmark_runs_on_the_sparse_problem(tmp_path):
     assert rows["xpkmeans-numpy"]["error"] is None and rows["xpkmeans-numpy"]["n_iter"] == 3
     # the same iterations from the same init: the same centres, to rounding
     assert abs(rows["xpkmeans-numpy"]["inertia"] / rows["sklearn-lloyd"]["inertia"] - 1) < 1e-5
+
+
+def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
+    """The static count of the CUDA kernels runs without a GPU (compiled for
+    sm_90; a subprocess, since this one interprets Triton)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_mix", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and ("ptxas" in done.stderr or "backend" in done.stderr.lower()):
+        pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()
+            if line.startswith("| ") and "xpkmeans" in line]
+    assert len(rows) == 6  # two problems, three precisions
+    for problem, kernel, per_score, tiles, shared, spills, top in rows:
+        assert 0.05 < float(per_score) < 20, (problem, kernel, per_score)
+        assert int(spills) == 0
+    assert (tmp_path / "kernel-mix-sm90.md").read_text().count("xpkmeans") == 6

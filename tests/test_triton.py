@@ -68,11 +68,12 @@ def _reference_sums(X, labels, k, weights=None):
     return sums, np.bincount(labels.cpu().numpy(), w, minlength=k)
 
 
-SHAPES = [  # n not a multiple of any tile; d in {1, 2, 3, 17, 129}; k = 1
+SHAPES = [  # n not a multiple of any tile; d in {1, 2, 3, 17, 70, 129}; k = 1
     (1000, 1, 5),
     (257, 2, 1),
     (300, 3, 9),
     (200, 17, 40),
+    (150, 70, 130),  # one chunk of 128 features on tensor cores; two tiles of 128 centres
     (130, 129, 20),
 ]
 
@@ -153,22 +154,23 @@ def test_triton_checked_tf32_redoes_the_tied_rows():
     np.testing.assert_array_equal(out["totals"].sum(dim=0).cpu().numpy(), [70, 0, 0])
 
 
-def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32():
+@pytest.mark.parametrize("far", [0, 70])  # 70 far centres first: the ties in lanes 70-79
+def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32(far):
     # each centre twice: the two best always tie; the third is farther, so
     # most rows are decided by recomputing the two best scores, not listed
     rng = np.random.default_rng(9)
     X = _tensor(rng.standard_normal((300, 3)))
     base = rng.standard_normal((5, 3)) * 3
-    centers = _tensor(np.concatenate([base, base]))
+    centers = _tensor(np.concatenate([100.0 + rng.standard_normal((far, 3)), base, base]))
     X_t, centers_t = _triton._as_torch(X), _triton._as_torch(centers)
 
     out = _triton._launch(X_t, centers_t, with_sums=True, dot_precision="tf32-check")
 
     expected, _, _ = _portable_scores(X, centers)
     np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
-    assert np.all(out["labels"].cpu().numpy() < 5)
+    assert np.all((far <= out["labels"].cpu().numpy()) & (out["labels"].cpu().numpy() < far + 5))
     assert int(out["n_listed"][0]) < 100
-    ref_sums, _ = _reference_sums(X, out["labels"], 10)
+    ref_sums, _ = _reference_sums(X, out["labels"], far + 10)
     sums = out["sums"].sum(dim=0).double().cpu().numpy()
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
 
@@ -286,6 +288,7 @@ def test_triton_handles_only_float32_cuda_arrays():
     ("tf32x3", 17, None),  # one chunk of features: X's tile stays in registers
     ("ieee", 40, 16),  # three chunks
     ("tf32-check", 40, 16),  # the two best rescored, doubtful rows listed and redone
+    ("tf32-check", 70, None),  # one chunk of 128 features
 ])
 def test_triton_centres_the_rows_as_it_reads_them(tiles, precision, d, block_d, weighted):
     """A ``CenteredRows`` gives the labels and sums of the centred copy: each
@@ -341,7 +344,8 @@ def test_triton_centred_deterministic_sums(monkeypatch, tiles):
 
 
 @pytest.mark.parametrize("centred", [False, True])
-@pytest.mark.parametrize(("d", "m", "block_d"), [(5, 7, None), (40, 20, 16)])  # 2 tiles of 16
+@pytest.mark.parametrize(("d", "m", "block_d"), [
+    (5, 7, None), (40, 20, 16), (70, 9, None)])  # 2 tiles of 16; one chunk of 128 features
 def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
     """The distances if each candidate joined and the potentials equal the
     portable pass's (to float32 rounding), with weights, a running minimum
@@ -409,21 +413,23 @@ def test_triton_primitives_on_cuda_arrays_equal_portable(library):
 
 
 _COMPILE = """
-import json, sys
+import json, re, sys
 from triton.backends.compiler import GPUTarget
 from xpkmeans._backend import _triton
-shared = {}
-for n, d, k in [(10_000_000, 32, 256), (8_000_000, 128, 1024), (1000, 3, 70000)]:
+sm90 = GPUTarget("cuda", 90, 32)
+found = {}
+def record(name, kernels):
+    found[name] = [(kernel.metadata.shared, len(re.findall(r"\\b(?:LDL|STL)\\b", kernel.asm["sass"])))
+                   for kernel in kernels]
+for n, d, k in [(10_000_000, 32, 256), (8_000_000, 128, 1024), (1_000_000, 64, 1000),
+                (1000, 3, 70000)]:
     for precision in ("tf32x3", "tf32-check", "ieee", "tf32"):
-        kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), n, d, k, precision)
-        shared[f"{n}x{d}x{k} {precision}"] = [kernel.metadata.shared for kernel in kernels]
-kernels = _triton.compile_for(GPUTarget("cuda", 90, 32), 10_000_000, 32, 256, "tf32-check",
-                              fixed_point=True)
-shared["deterministic"] = [kernel.metadata.shared for kernel in kernels]
+        record(f"{n}x{d}x{k} {precision}", _triton.compile_for(sm90, n, d, k, precision))
+record("deterministic", _triton.compile_for(sm90, 10_000_000, 32, 256, "tf32-check",
+                                            fixed_point=True))
 for n, d, m in [(8_000_000, 128, 8), (20_000, 128, 8), (1000, 3, 70)]:
-    kernel = _triton.compile_candidates_for(GPUTarget("cuda", 90, 32), n, d, m, "tf32x3")
-    shared[f"k-means++ {n}x{d}x{m}"] = [kernel.metadata.shared]
-print(json.dumps(shared))
+    record(f"k-means++ {n}x{d}x{m}", [_triton.compile_candidates_for(sm90, n, d, m, "tf32x3")])
+print(json.dumps(found))
 """
 
 
@@ -443,7 +449,9 @@ def test_triton_compiles_for_sm90():
     if done.returncode != 0 and ("ptxas" in done.stderr or "backend" in done.stderr.lower()):
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    shared = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(shared) == 16  # 12 Lloyd passes, the deterministic one, 3 of k-means++
-    for name, sizes in shared.items():
-        assert max(sizes) <= 227 * 1024, f"{name}: {sizes} bytes of shared memory"
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(found) == 20  # 16 Lloyd passes, the deterministic one, 3 of k-means++
+    for name, kernels in found.items():
+        for shared, spills in kernels:
+            assert shared <= 227 * 1024, f"{name}: {shared} bytes of shared memory"
+            assert spills == 0, f"{name}: {spills} register spill instructions (LDL/STL)"

@@ -116,28 +116,36 @@ def _next_power_of_two(value: int) -> int:
 def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
 
-    ``BLOCK_D`` covers all features up to 32 (X's tile then stays in
-    registers for all centre tiles); wider data goes in chunks, the products
-    pipelined over ``num_stages``. The sizes keep every kernel of the
-    benchmark shapes free of register spills on sm_90 (``ptxas -v``).
+    ``BLOCK_D`` covers all features of a row tile, up to 128 on tensor
+    cores (32 for "ieee", whose FMA path spills registers beyond): X's tile
+    is read once and stays on chip for all centre tiles, as in flash-kmeans;
+    on sm_90 that takes 7-9x fewer instructions per score at d = 128 than
+    chunks of 32 reloaded for every centre tile (static SASS counts, see
+    ``benchmarks/kernel_mix.py``). Wider data goes in chunks, the products
+    pipelined over ``num_stages``. Every kernel of the benchmark shapes is
+    free of register spills on sm_90 (tested).
     """
     block_d = max(16, _next_power_of_two(d))
-    single_chunk = block_d <= 32
+    single_chunk = block_d <= (32 if dot_precision == "ieee" else 128)
+    wide = single_chunk and block_d > 32
     if not single_chunk:  # tf32-check: 16 measured 18% faster than 32 on 8M x 128 (H200)
         block_d = 16 if dot_precision in ("ieee", "tf32-check") else 32
-    one_tf32 = dot_precision in ("tf32", "tf32-check")
-    widest_k = 128 if dot_precision == "tf32x3" and single_chunk else 64
-    block_k = min(widest_k, max(16, _next_power_of_two(k)))
+    wide_k = (dot_precision == "tf32x3" and single_chunk and not wide
+              or dot_precision == "tf32-check" and single_chunk)
+    block_k = min(128 if wide_k else 64, max(16, _next_power_of_two(k)))
     block_n = 128 if n >= 1 << 16 else 64
     num_warps = 8 if block_n * block_k >= 128 * 64 else 4
-    if one_tf32 and single_chunk:  # measured on an H200: 4 warps beat 8 on 10M x 32
+    if single_chunk and dot_precision == "tf32":  # 4 warps measured faster on 10M x 32 (H200)
         num_warps = 4
+    if single_chunk and dot_precision == "tf32-check":  # 4 spill registers (sm_90)
+        num_warps = 8
     config = {
         "BLOCK_N": block_n,
         "BLOCK_K": block_k,
         "BLOCK_D": block_d,
         "num_warps": num_warps,
-        "num_stages": 2 if single_chunk else 3,
+        # a wide tile's centre tiles are 32 KB each: one in flight
+        "num_stages": (1 if wide else 2) if single_chunk else 3,
         "sum_dtype": "float32",
         "LANE_MIN": False,
         # replicas of the sums (about 2^20 numbers in all): fewer atomic collisions
@@ -151,7 +159,7 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
 def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
     """Tiles of the redo of the listed rows (``tf32-check``): tf32x3 products
     (float32 accuracy, on tensor cores)."""
-    block_d = config["BLOCK_D"] if config["SINGLE_CHUNK"] else 32
+    block_d = min(config["BLOCK_D"], 32) if config["SINGLE_CHUNK"] else 32
     return dict(config, BLOCK_N=64, BLOCK_K=64, BLOCK_D=block_d,
                 num_warps=4 if block_d >= d else 8, SINGLE_CHUNK=block_d >= d,
                 PRECISION="tf32x3")
@@ -208,6 +216,9 @@ def _launch(
     half_sq_norms = half_sq_norms.contiguous()
     config = tile_config(n, d, k, dot_precision)
     check = dot_precision == "tf32-check"
+    redo = listed_config(config, d) if check else config
+    C, H = _padded_centers(centers, half_sq_norms, max(config["BLOCK_K"], redo["BLOCK_K"]),
+                           max(config["BLOCK_D"], redo["BLOCK_D"]))
     float32 = torch.float32
     dummy = torch.empty(1, dtype=float32, device=device)
     out = {"labels": torch.empty(n, dtype=torch.int64, device=device)}
@@ -239,8 +250,7 @@ def _launch(
     if n == 0:
         return out
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
-    common = (X, X.stride(0), X.stride(1), M, centers, centers.stride(0), centers.stride(1),
-              half_sq_norms, W)
+    common = (X, X.stride(0), X.stride(1), M, C, C.shape[1], H, W)
     flags = {
         "WITH_SECOND": with_second, "WITH_SCORES": with_scores, "WITH_SUMS": with_sums,
         "WITH_WEIGHTS": weights is not None, "FIXED_POINT": fixed_point,
@@ -257,7 +267,6 @@ def _launch(
             num_warps=config["num_warps"], num_stages=config["num_stages"],
         )
         if check:
-            redo = listed_config(config, d)
             programs = min(kernels.grid_size(n, redo["BLOCK_N"]), 8 * _multiprocessors(device))
             kernels.listed_kernel[(programs,)](
                 *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
@@ -267,6 +276,25 @@ def _launch(
             )
             out["n_listed"] = n_listed
     return out
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _padded_centers(centers: Any, half_sq_norms: Any, block_k: int, block_d: int) -> tuple:
+    """The centres padded with zeros to whole tiles (``block_k`` rows,
+    ``block_d`` columns; both powers of two, so every smaller tile divides
+    them) and their half squared norms padded with +inf: the kernels load
+    them without masks or strides."""
+    import torch
+
+    k, d = centers.shape
+    C = torch.nn.functional.pad(centers.to(torch.float32),
+                                (0, _round_up(d, block_d) - d, 0, _round_up(k, block_k) - k))
+    H = torch.nn.functional.pad(half_sq_norms.to(torch.float32), (0, C.shape[0] - k),
+                                value=float("inf"))
+    return C.contiguous(), H.contiguous()
 
 
 class _nothing:
@@ -340,7 +368,9 @@ def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, A
     """Tiles of the k-means++ pass over ``m`` candidates: those of the Lloyd
     pass (``tile_config``), one tile of candidates up to 64."""
     config = tile_config(n, d, m, dot_precision)
-    return dict(config, BLOCK_K=min(64, max(16, _next_power_of_two(m))))
+    wide = config["SINGLE_CHUNK"] and config["BLOCK_D"] > 32  # 4 warps spill registers (sm_90)
+    return dict(config, BLOCK_K=min(64, max(16, _next_power_of_two(m))),
+                num_warps=8 if wide else config["num_warps"])
 
 
 def closest_with_candidates(
@@ -358,12 +388,13 @@ def closest_with_candidates(
     if dot_precision == "tf32-check":  # distances, not a choice between centres
         dot_precision = "tf32x3"
     data, mean = _data_and_mean(X)
-    rows = _as_torch(rows_x).contiguous()
+    rows = _as_torch(rows_x)
     n, d = data.shape
     m = rows.shape[0]
     device = data.device
     config = candidates_config(n, d, m, dot_precision)
-    half_sq_norms = (0.5 * _as_torch(rows_sq_norms)).to(torch.float32).contiguous()
+    C, H = _padded_centers(rows, 0.5 * _as_torch(rows_sq_norms), config["BLOCK_K"],
+                           config["BLOCK_D"])
     dummy = torch.empty(1, dtype=torch.float32, device=device)
     out = torch.empty((n, m), dtype=torch.float32, device=device)
     programs = kernels.grid_size(n, config["BLOCK_N"]) if n else 0
@@ -373,7 +404,7 @@ def closest_with_candidates(
             kernels.candidates_kernel[(programs,)](
                 data, data.stride(0), data.stride(1),
                 dummy if mean is None else mean.reshape(-1).contiguous(),
-                rows, rows.stride(0), rows.stride(1), half_sq_norms,
+                C, C.shape[1], H,
                 _as_torch(x_sq_norms).contiguous(),
                 dummy if weights is None else _as_torch(weights).to(torch.float32).contiguous(),
                 _as_torch(closest_sq).to(torch.float32).contiguous(),
@@ -408,10 +439,13 @@ def compile_for(
              "WITH_WEIGHTS": False, "FIXED_POINT": fixed_point, "CENTERED": centered}
     sum_type = "i64" if fixed_point else {"float64": "fp64", "float32": "fp32"}[config["sum_dtype"]]
     pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32", "C": "*fp32",
-                "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32", "W": "*fp32",
+                "C_ROW": "constexpr", "H": "*fp32", "W": "*fp32",
                 "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
                 "SUMS": f"*{sum_type}", "TOTALS": f"*{sum_type}", "SCALES": "*fp64"}
-    dense = dict(tiles, PRECISION="tf32" if check else dot_precision, TRACK_SECOND=check,
+    redo = listed_config(config, d) if check else config
+    c_row = _round_up(d, max(config["BLOCK_D"], redo["BLOCK_D"]))
+    dense = dict(tiles, C_ROW=c_row, PRECISION="tf32" if check else dot_precision,
+                 TRACK_SECOND=check,
                  CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"], **flags)
     sources = [(kernels.dense_kernel, {
         **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
@@ -419,8 +453,7 @@ def compile_for(
         **{key: "constexpr" for key in dense},
     }, dense, config["num_warps"], config["num_stages"])]
     if check:
-        redo = listed_config(config, d)
-        listed = dict({key: redo[key] for key in tiles}, PRECISION=redo["PRECISION"],
+        listed = dict({key: redo[key] for key in tiles}, C_ROW=c_row, PRECISION=redo["PRECISION"],
                       LANE_MIN=False, **flags)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
@@ -444,9 +477,10 @@ def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: s
 
     config = candidates_config(n, d, m, dot_precision)
     constants = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
-    constants.update(PRECISION=dot_precision, CENTERED=True, WITH_WEIGHTS=True)
+    constants.update(C_ROW=_round_up(d, config["BLOCK_D"]), PRECISION=dot_precision,
+                     CENTERED=True, WITH_WEIGHTS=True)
     signature = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32",
-                 "C": "*fp32", "stride_ck": "i64", "stride_cd": "i64", "H": "*fp32",
+                 "C": "*fp32", "H": "*fp32",
                  "XSQ": "*fp32", "W": "*fp32", "CLOSEST": "*fp32", "OUT": "*fp32",
                  "stride_on": "i64", "PARTIAL": "*fp32", "stride_pp": "i64",
                  "n": "i32", "d": "i32", "m": "i32", **{key: "constexpr" for key in constants}}

@@ -22,6 +22,9 @@ import triton
 import triton.language as tl
 
 INFINITY = tl.constexpr(float("inf"))
+#: feature chunk of the passes of one row at a time (sums, float32 rescoring,
+#: norms): wider chunks of X spill registers once a tile holds 128 features
+ROW_PASS_WIDTH = tl.constexpr(32)
 
 
 @triton.jit
@@ -62,23 +65,21 @@ def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
 
 @triton.jit
 def _tile_scores(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok, k_start, d,
-    k, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, row_offsets, row_ok, k_start, d,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_TF32: tl.constexpr,
     CENTERED: tl.constexpr,
 ):
     """Scores ``||c||^2 / 2 - x . c`` of the rows against centres
-    ``k_start .. k_start + BLOCK_K``; padded centres score +inf (their half
-    norm is +inf, their dots 0)."""
+    ``k_start .. k_start + BLOCK_K``. ``C`` is padded with zeros to whole
+    tiles (rows of ``C_ROW`` numbers, a multiple of ``BLOCK_D``; whole
+    ``BLOCK_K`` tiles of centres), so its loads need no mask; ``H`` is +inf
+    past the last centre, so padded centres score +inf."""
     features = tl.arange(0, BLOCK_D)
     cols = k_start + tl.arange(0, BLOCK_K)
-    col_ok = cols < k
-    col_offsets = cols.to(tl.int64) * stride_ck
+    col_offsets = cols * C_ROW
     if SINGLE_CHUNK:
-        c = tl.load(
-            C + col_offsets[None, :] + features[:, None] * stride_cd,
-            mask=col_ok[None, :] & (features[:, None] < d), other=0.0,
-        )
+        c = tl.load(C + col_offsets[None, :] + features[:, None])
         if ROUND_TF32:
             c = _round_to_tf32(c)
         dots = tl.dot(x, c, input_precision=PRECISION)
@@ -87,21 +88,18 @@ def _tile_scores(
         for d_start in range(0, d, BLOCK_D):
             chunk = d_start + features
             x_chunk = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
-            c = tl.load(
-                C + col_offsets[None, :] + chunk[:, None] * stride_cd,
-                mask=col_ok[None, :] & (chunk[:, None] < d), other=0.0,
-            )
+            c = tl.load(C + col_offsets[None, :] + chunk[:, None])
             if ROUND_TF32:
                 x_chunk = _round_to_tf32(x_chunk)
                 c = _round_to_tf32(c)
             dots = tl.dot(x_chunk, c, dots, input_precision=PRECISION)
-    half_norms = tl.load(H + cols, mask=col_ok, other=INFINITY)
+    half_norms = tl.load(H + cols)
     return half_norms[None, :] - dots
 
 
 @triton.jit
 def _row_tile_scores(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, WITH_SECOND: tl.constexpr,
     LANE_MIN: tl.constexpr, CENTERED: tl.constexpr,
@@ -123,8 +121,8 @@ def _row_tile_scores(
     x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False, CENTERED)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
+            k_start, d, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
         )
         if LANE_MIN:
             if WITH_SECOND:
@@ -168,13 +166,28 @@ def _insert(b1, i1, b2, i2, b3, value, index):
 
 
 @triton.jit
+def _smallest_three(a1, a2, a3, b1, b2, b3):
+    """The three smallest of two ascending triples, ascending."""
+    m1 = tl.minimum(a1, b1)
+    m2 = tl.minimum(tl.maximum(a1, b1), tl.minimum(a2, b2))
+    m3 = tl.minimum(tl.minimum(a3, b3), tl.minimum(tl.maximum(a2, b1), tl.maximum(a1, b2)))
+    return m1, m2, m3
+
+
+@triton.jit
 def _top_three(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
 ):
     """The two smallest scores of each row with their centres, and the third
-    smallest score (``PRECISION``'s products of operands rounded to TF32)."""
+    smallest score (``PRECISION``'s products of operands rounded to TF32).
+
+    Each score carries its lane in its last log2(BLOCK_K) mantissa bits (off
+    by under ``BLOCK_K`` ulps, which the caller's bound covers), so one
+    reduction of values alone, five min/max per score, finds the three
+    smallest of a tile and where the first two are.
+    """
     lanes = tl.arange(0, BLOCK_K)
     b1 = tl.full((BLOCK_N,), INFINITY, tl.float32)
     b2 = tl.full((BLOCK_N,), INFINITY, tl.float32)
@@ -185,48 +198,48 @@ def _top_three(
     x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True, CENTERED)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, k, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True, CENTERED,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
+            k_start, d, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True, CENTERED,
         )
-        t1 = tl.min(scores, axis=1)
-        j1 = tl.argmin(scores, axis=1, tie_break_left=True)
-        rest = tl.where(lanes[None, :] == j1[:, None], INFINITY, scores)
-        t2 = tl.min(rest, axis=1)
-        j2 = tl.argmin(rest, axis=1, tie_break_left=True)
-        t3 = tl.min(tl.where(lanes[None, :] == j2[:, None], INFINITY, rest), axis=1)
-        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t1, j1 + k_start)
-        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t2, j2 + k_start)
-        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t3, j2 + k_start)
+        # finite (padded centres score +inf), then the lane in the low bits
+        bits = tl.minimum(scores, 3.0e38).to(tl.int32, bitcast=True)
+        keys = ((bits & -BLOCK_K) | lanes[None, :]).to(tl.float32, bitcast=True)
+        t1 = tl.min(keys, axis=1)  # keys are distinct: each '>' leaves out one
+        t2 = tl.min(tl.where(keys > t1[:, None], keys, INFINITY), axis=1)
+        t3 = tl.min(tl.where(keys > t2[:, None], keys, INFINITY), axis=1)
+        j1 = (t1.to(tl.int32, bitcast=True) & (BLOCK_K - 1)) + k_start
+        j2 = (t2.to(tl.int32, bitcast=True) & (BLOCK_K - 1)) + k_start
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t1, j1)
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t2, j2)
+        b1, i1, b2, i2, b3 = _insert(b1, i1, b2, i2, b3, t3, j2)
     return i1, i2, b1, b2, b3
 
 
 @triton.jit
-def _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok,
-                    centre, d, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+def _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok,
+                    centre, d, BLOCK_N: tl.constexpr, WIDTH: tl.constexpr,
                     CENTERED: tl.constexpr):
     """``||c||^2 / 2 - x . c`` of each row against its own ``centre``, in
     plain float32 (elementwise products, then a sum per row)."""
-    features = tl.arange(0, BLOCK_D)
+    features = tl.arange(0, WIDTH)
     row_offsets = rows.to(tl.int64) * stride_xn
-    centre_offsets = centre.to(tl.int64) * stride_ck
+    centre_offsets = centre * C_ROW
     dots = tl.zeros((BLOCK_N,), tl.float32)
-    for d_start in range(0, d, BLOCK_D):
+    for d_start in range(0, d, WIDTH):
         chunk = d_start + features
-        inside = row_ok[:, None] & (chunk[None, :] < d)
         x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
-        c = tl.load(C + centre_offsets[:, None] + chunk[None, :] * stride_cd, mask=inside,
-                    other=0.0)
+        c = tl.load(C + centre_offsets[:, None] + chunk[None, :])
         dots += tl.sum(x * c, axis=1)
     return tl.load(H + centre) - dots
 
 
 @triton.jit
 def _row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d,
-                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, CENTERED: tl.constexpr):
-    features = tl.arange(0, BLOCK_D)
+                  BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, CENTERED: tl.constexpr):
+    features = tl.arange(0, WIDTH)
     row_offsets = rows.to(tl.int64) * stride_xn
     total = tl.zeros((BLOCK_N,), tl.float32)
-    for d_start in range(0, d, BLOCK_D):
+    for d_start in range(0, d, WIDTH):
         chunk = d_start + features
         x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
         total += tl.sum(x * x, axis=1)
@@ -235,7 +248,7 @@ def _row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d,
 
 @triton.jit
 def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d, k,
-              copies, BLOCK_D: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
+              copies, WIDTH: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
               FIXED_POINT: tl.constexpr, CENTERED: tl.constexpr):
     """Atomically add the (weighted) rows into ``SUMS[copy, label]``, weights
     into ``TOTALS[copy, label]``: ``copies`` replicas, one per program modulo
@@ -245,7 +258,7 @@ def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok,
     (weights: ``SCALES[1]``), a power of two that keeps every sum below
     2^62; integer additions do not depend on their order (deterministic).
     """
-    features = tl.arange(0, BLOCK_D)
+    features = tl.arange(0, WIDTH)
     row_offsets = rows.to(tl.int64) * stride_xn
     slot = (tl.program_id(0) % copies).to(tl.int64) * k + label.to(tl.int64)
     sum_offsets = slot * d
@@ -253,7 +266,7 @@ def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok,
         weight = tl.load(W + rows, mask=row_ok, other=0.0)
     else:
         weight = tl.where(row_ok, 1.0, 0.0)
-    for d_start in range(0, d, BLOCK_D):
+    for d_start in range(0, d, WIDTH):
         chunk = d_start + features
         inside = row_ok[:, None] & (chunk[None, :] < d)
         x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
@@ -272,7 +285,7 @@ def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok,
 def _store_row_results(
     X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
     rows, row_ok, summed, label, best, second, d, k, copies,
-    BLOCK_D: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
+    WIDTH: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
     CENTERED: tl.constexpr,
 ):
@@ -285,12 +298,12 @@ def _store_row_results(
         tl.store(SECOND + rows, second, mask=row_ok)
     if WITH_SUMS:
         _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, summed, label, d,
-                  k, copies, BLOCK_D, WITH_WEIGHTS, FIXED_POINT, CENTERED)
+                  k, copies, WIDTH, WITH_WEIGHTS, FIXED_POINT, CENTERED)
 
 
 @triton.jit
 def dense_kernel(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, W,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
     SCALES, CENTER_NORM_MAX, LISTED, N_LISTED,
     n, d, k, copies,
@@ -302,6 +315,7 @@ def dense_kernel(
 ):
     """One program per ``BLOCK_N`` rows of ``X`` (minus ``M`` when
     ``CENTERED``): labels (and scores, sums)."""
+    ROW_D: tl.constexpr = min(BLOCK_D, ROW_PASS_WIDTH)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     summed = row_ok
@@ -312,13 +326,13 @@ def dense_kernel(
         # the row is listed and redone), the nearest is one of the two best,
         # whose scores are recomputed here in float32.
         first, second_centre, tf32_best, second, third = _top_three(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
-        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H,
-                                      rows, row_ok, first, d, BLOCK_N, BLOCK_D, CENTERED)
-        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H,
-                                       rows, row_ok, second_centre, d, BLOCK_N, BLOCK_D,
+        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H,
+                                      rows, row_ok, first, d, BLOCK_N, ROW_D, CENTERED)
+        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H,
+                                       rows, row_ok, second_centre, d, BLOCK_N, ROW_D,
                                        CENTERED)
         takes_second = (second < INFINITY) & (
             (score_second < score_first)
@@ -326,9 +340,11 @@ def dense_kernel(
         label = tl.where(takes_second, second_centre, first)
         best = tl.where(takes_second, score_second, score_first)
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d, BLOCK_N,
-                                     BLOCK_D, CENTERED))
+                                     ROW_D, CENTERED))
         relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
-        bound = norm * tl.load(CENTER_NORM_MAX) * relative
+        lane_bits = BLOCK_K * 1.1920928955078125e-07 * 1.25  # BLOCK_K ulps, +25%
+        bound = (norm * tl.load(CENTER_NORM_MAX) * relative
+                 + (tl.abs(tf32_best) + tl.abs(third)) * lane_bits)
         doubtful = row_ok & (third - tf32_best <= bound)
         n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
         if n_doubtful > 0:  # most programs list nothing: no atomic on the one counter
@@ -338,19 +354,19 @@ def dense_kernel(
         summed = row_ok & ~doubtful
     else:
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN, CENTERED,
         )
     _store_row_results(
         X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
         rows, row_ok, summed, label, best, second, d, k, copies,
-        BLOCK_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+        ROW_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
     )
 
 
 @triton.jit
 def listed_kernel(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, W,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS, SCALES, LISTED, N_LISTED,
     d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -361,25 +377,26 @@ def listed_kernel(
 ):
     """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
     loops over tiles of the list, however long it turned out)."""
+    ROW_D: tl.constexpr = min(BLOCK_D, ROW_PASS_WIDTH)
     n_listed = tl.load(N_LISTED)
     for start in range(tl.program_id(0) * BLOCK_N, n_listed, tl.num_programs(0) * BLOCK_N):
         slots = start + tl.arange(0, BLOCK_N)
         row_ok = slots < n_listed
         rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN, CENTERED,
         )
         _store_row_results(
             X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
             rows, row_ok, row_ok, label, best, second, d, k, copies,
-            BLOCK_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+            ROW_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
         )
 
 
 @triton.jit
 def candidates_kernel(
-    X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, XSQ, W, CLOSEST,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, XSQ, W, CLOSEST,
     OUT, stride_on, PARTIAL, stride_pp,
     n, d, m,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -404,8 +421,8 @@ def candidates_kernel(
         weight = tl.where(row_ok, 1.0, 0.0)
     for k_start in range(0, m, BLOCK_K):
         scores = _tile_scores(
-            X, stride_xn, stride_xd, M, C, stride_ck, stride_cd, H, x, row_offsets, row_ok,
-            k_start, d, m, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
+            k_start, d, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, False, CENTERED,
         )
         cols = k_start + tl.arange(0, BLOCK_K)
         inside = row_ok[:, None] & (cols[None, :] < m)

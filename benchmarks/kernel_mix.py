@@ -1,0 +1,169 @@
+"""Instructions per score of the CUDA assignment kernels, without a GPU.
+
+Each kernel is compiled for an H100/H200 (sm_90) by Triton, and its SASS is
+read with ``cuobjdump`` (both ship with triton). In the loop over centre
+tiles, the warp instructions per score are counted: a static measure, the
+issue work one score costs, where the GPU's time is not at hand. The tensor
+cores' own time and memory stalls are not in it; rank designs with it, and
+time them on a GPU (``benchmarks/gpu_check.sh``).
+
+``python -m benchmarks.kernel_mix [--out DIR]``: our dense pass in each
+precision, and flash-kmeans's assignment kernel where it is installed, on
+the two GPU benchmark problems; a Markdown table on stdout (and in DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PROBLEMS = {"large": (10_000_000, 32, 256), "huge": (8_000_000, 128, 1024)}
+PRECISIONS = ("tf32", "tf32-check", "tf32x3")  # "ieee": FMAs on CUDA cores, not comparable
+_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
+_BACKWARD = re.compile(r"BRA\s.*?0x([0-9a-f]+)")
+
+
+def _instructions(sass: str) -> list[tuple[int, str]]:
+    return [(int(m.group(1), 16), m.group(2).strip()) for m in map(_LINE.search,
+                                                                     sass.splitlines()) if m]
+
+
+def _loops(lines: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """(first, last) instruction index of each loop: a branch backwards."""
+    index = {address: i for i, (address, _) in enumerate(lines)}
+    loops = []
+    for i, (address, text) in enumerate(lines):
+        match = _BACKWARD.search(text)
+        if match and int(match.group(1), 16) <= address and int(match.group(1), 16) in index:
+            loops.append((index[int(match.group(1), 16)], i))
+    return loops
+
+
+def centre_loop_mix(sass: str, chunks: int = 1) -> tuple[int, collections.Counter]:
+    """Instructions of one trip of the loop over centre tiles (the widest loop
+    with a tensor-core product), loops inside it counted ``chunks`` times;
+    and the opcodes of its body."""
+    lines = _instructions(sass)
+    loops = [(a, b) for a, b in _loops(lines) if b - a > 20]
+
+    def has(loop: tuple[int, int], opcode: str) -> bool:
+        return any(opcode in text for _, text in lines[loop[0]:loop[1] + 1])
+
+    candidates = [loop for loop in loops if has(loop, "MMA")]
+    first, last = max(candidates, key=lambda loop: loop[1] - loop[0])
+    inner = [(a, b) for a, b in loops if first < a and b < last]
+    count = last - first + 1 + sum((b - a + 1) * (chunks - 1) for a, b in inner)
+    opcodes = collections.Counter(
+        re.sub(r"^@!?U?P\w+\s+", "", text).split()[0].split(".")[0]
+        for _, text in lines[first:last + 1])
+    return count, opcodes
+
+
+def _spills(sass: str) -> int:
+    return len(re.findall(r"\b(?:LDL|STL)\b", sass))
+
+
+def _sass(compiled: Any) -> str:
+    """The SASS of a compiled kernel, with addresses (``cuobjdump -sass``)."""
+    import subprocess
+    import tempfile
+
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as folder:
+        cubin = Path(folder) / "kernel.cubin"
+        cubin.write_bytes(compiled.asm["cubin"])
+        return subprocess.run([str(tool), "-sass", str(cubin)], capture_output=True, text=True,
+                              check=True).stdout
+
+
+def _row(kernel: str, problem: str, compiled: Any, config: dict[str, Any], d: int) -> dict:
+    sass = _sass(compiled)
+    chunks = 1 if config.get("SINGLE_CHUNK", True) else -(-d // config["BLOCK_D"])
+    count, opcodes = centre_loop_mix(sass, chunks)
+    per_score = count * config["num_warps"] / (config["BLOCK_N"] * config["BLOCK_K"])
+    return {"problem": problem, "kernel": kernel, "per_score": per_score,
+            "tiles": f"{config['BLOCK_N']}×{config['BLOCK_K']}×{config.get('BLOCK_D', d)}, "
+                     f"{config['num_warps']} warps, {config['num_stages']} stages",
+            "shared_kib": compiled.metadata.shared // 1024, "spills": _spills(sass),
+            "top": ", ".join(f"{op} {n}" for op, n in opcodes.most_common(5))}
+
+
+def ours(target: Any) -> list[dict]:
+    from xpkmeans._backend import _triton
+
+    rows = []
+    for problem, (n, d, k) in PROBLEMS.items():
+        for precision in PRECISIONS:
+            config = _triton.tile_config(n, d, k, precision)
+            compiled = _triton.compile_for(target, n, d, k, precision)[0]
+            rows.append(_row(f"xpkmeans {precision}", problem, compiled, config, d))
+    return rows
+
+
+def flash_kmeans(target: Any) -> list[dict]:
+    """flash-kmeans 0.3's own assignment kernel, with its H200 tiles for these shapes."""
+    try:
+        from flash_kmeans import assign_euclid_triton as flash
+    except Exception:  # not installed, or no torch
+        return []
+    import triton
+
+    rows = []
+    for problem, (n, d, k) in PROBLEMS.items():
+        config = {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": 1}
+        constants = dict(B=1, N=n, K=k, D=d, stride_x_b=n * d, stride_x_n=d, stride_x_d=1,
+                         stride_c_b=k * d, stride_c_k=d, stride_c_d=1, stride_xsq_b=n,
+                         stride_xsq_n=1, stride_csq_b=k, stride_csq_k=1, stride_out_b=n,
+                         stride_out_n=1, BLOCK_N=128, BLOCK_K=64, D_PAD=d)
+        signature = {"x_ptr": "*fp32", "c_ptr": "*fp32", "x_sq_ptr": "*fp32",
+                     "c_sq_ptr": "*fp32", "out_ptr": "*i32",
+                     **{key: "constexpr" for key in constants}}
+        try:
+            source = triton.compiler.ASTSource(fn=flash._euclid_assign_kernel,
+                                               signature=signature, constexprs=constants)
+            compiled = triton.compile(source, target=target, options={
+                "num_warps": config["num_warps"], "num_stages": config["num_stages"]})
+        except Exception as error:  # another flash-kmeans version
+            print(f"flash-kmeans {problem}: {type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        rows.append(_row("flash-kmeans (TF32)", problem, compiled, config, d))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| problem | kernel | warp instructions per score | tiles | shared KiB | spills "
+             "| most frequent in the loop |", "|---|---|---:|---|---:|---:|---|"]
+    lines += [f"| {r['problem']} | {r['kernel']} | {r['per_score']:.3f} | {r['tiles']} "
+              f"| {r['shared_kib']} | {r['spills']} | {r['top']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="folder for kernel-mix-sm90.md")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        parser.error("unset TRITON_INTERPRET: the kernels are compiled, not interpreted")
+    from triton.backends.compiler import GPUTarget
+
+    target = GPUTarget("cuda", 90, 32)
+    rows = ours(target) + flash_kmeans(target)
+    text = table(sorted(rows, key=lambda r: (r["problem"] != "large", r["per_score"])))
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "kernel-mix-sm90.md").write_text(
+            "# Warp instructions per score in the centre-tile loop (sm_90 SASS, static)\n\n"
+            + text + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
