@@ -378,6 +378,29 @@ def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
                                    rtol=1e-5, atol=301 * atol)
 
 
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize(("n", "d", "k"), [(300, 3, 9), (130, 129, 20)])  # 5 chunks of 32
+def test_triton_distances_to_assigned_centres_equal_portable(n, d, k, centred):
+    """One pass, a view's rows centred as read: the squared distances of the
+    portable blocks (centred copy minus gathered centres), to float32 rounding."""
+    from xpkmeans._backend import _primitives
+    from xpkmeans._backend._centered import CenteredRows
+
+    rng = np.random.default_rng(n + d)
+    X = _tensor(100.0 + rng.standard_normal((n, d)))
+    mean = torch.mean(X, dim=0)
+    copy = X - mean if centred else X
+    centers = copy[rng.choice(n, k, replace=False)] + _tensor(rng.standard_normal((k, d)))
+    labels = torch.asarray(rng.integers(0, k, n), device=DEVICE)
+
+    got = _triton.sq_distances_to_assigned(CenteredRows(X, mean) if centred else X, centers,
+                                           labels)
+
+    expected = _primitives.block_sq_distances_to_assigned(copy, centers, labels)
+    assert got.shape == (n,) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.cpu().numpy(), expected.cpu().numpy(), rtol=1e-5)
+
+
 # ------------------------------------------------------------------ on a GPU: the primitives
 
 
@@ -429,6 +452,7 @@ record("deterministic", _triton.compile_for(sm90, 10_000_000, 32, 256, "tf32-che
                                             fixed_point=True))
 for n, d, m in [(8_000_000, 128, 8), (20_000, 128, 8), (1000, 3, 70)]:
     record(f"k-means++ {n}x{d}x{m}", [_triton.compile_candidates_for(sm90, n, d, m, "tf32x3")])
+record("distances to assigned centres", [_triton.compile_assigned_for(sm90, 129)])
 print(json.dumps(found))
 """
 
@@ -450,7 +474,7 @@ def test_triton_compiles_for_sm90():
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(found) == 20  # 16 Lloyd passes, the deterministic one, 3 of k-means++
+    assert len(found) == 21  # 16 Lloyd passes, the deterministic one, 3 of k-means++, inertia
     for name, kernels in found.items():
         for shared, spills in kernels:
             assert shared <= 227 * 1024, f"{name}: {shared} bytes of shared memory"

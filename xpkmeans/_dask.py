@@ -38,6 +38,7 @@ from ._backend import (
     nearest_centers_and_sums,
     row_block,
     segment_sum,
+    sq_distances_to_assigned,
     sq_row_norms,
     subtract_row,
     take_rows,
@@ -50,7 +51,6 @@ from ._lloyd import (
     _centers_from_sums,
     _ClusterSums,
     _relocate_empty_clusters,
-    _sq_distances_to_assigned,
 )
 from ._init import (
     KMEANS_PARALLEL_OVERSAMPLING,
@@ -228,7 +228,7 @@ def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
     centers = _centers_for(centers, block)
     labels = (nearest_centers(block, centers) if labels is None
               else _on_chunk_device(labels[:, 0], block))
-    distances = _sq_distances_to_assigned(block, centers, labels, xp=xp)
+    distances = sq_distances_to_assigned(block, centers, labels)
     w = _weights_of(weights, block)
     if w is not None:
         distances = xp.where(w > 0, distances, xp.zeros_like(distances))
@@ -252,8 +252,8 @@ def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any, mean: An
     mean`` to their centres."""
     xp = array_namespace(block)
     labels = _on_chunk_device(labels, block)
-    distances = _sq_distances_to_assigned(
-        _centred(block, mean), _centers_for(centers, block), labels, xp=xp
+    distances = sq_distances_to_assigned(
+        _centred(block, mean), _centers_for(centers, block), labels
     )
     w = _weights_of(weights, block)
     if w is not None:

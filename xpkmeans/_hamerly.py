@@ -34,7 +34,7 @@ from ._backend import (
     nearest_two_centers,
     row_block,
     scatter,
-    sq_distances_to_assigned,
+    block_sq_distances_to_assigned,
     sq_row_norms,
     take_rows,
 )
@@ -134,7 +134,7 @@ class BoundedNearest:
 
         def block(rows: slice) -> Any:
             points = take_rows(self.X, indices[rows])
-            return sq_distances_to_assigned(points, centers, labels[rows])
+            return block_sq_distances_to_assigned(points, centers, labels[rows])
 
         blocks = map_row_blocks(
             block, indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X)

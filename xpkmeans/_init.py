@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._lloyd import _sq_distances_to_assigned, center_data
+from ._lloyd import center_data
 from ._backend import (
     closest_with_candidates,
     device_of,
@@ -22,6 +22,7 @@ from ._backend import (
     nearest_centers,
     parallel_region,
     segment_sum,
+    sq_distances_to_assigned,
     sq_row_norms,
     take_rows,
     to_numpy,
@@ -178,7 +179,7 @@ def _nearest_candidate_pass(
         Updated: a new candidate wins only where it is strictly closer.
     """
     labels = nearest_centers(X, candidate_rows)
-    distances = _sq_distances_to_assigned(X, candidate_rows, labels, xp=xp)
+    distances = sq_distances_to_assigned(X, candidate_rows, labels)
     closer = distances < closest_sq
     numbers = xp.astype(labels, nearest.dtype) + first_candidate
     return xp.where(closer, distances, closest_sq), xp.where(closer, numbers, nearest)

@@ -19,18 +19,14 @@ from array_api_compat import is_dask_array
 from ._backend import (
     centered,
     column_sums,
-    concat_rows,
     device_of,
     is_sparse,
     largest_indices,
-    map_row_blocks,
     nearest_centers,
     nearest_centers_and_sums,
     parallel_region,
     picks_rows_cheaply,
-    row_block,
     segment_sum,
-    sparse,
     sq_distances_to_assigned,
     sum_by_cluster,
     sums_in_pass,
@@ -75,20 +71,9 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
 # ------------------------------------------------------------------ E step
 
 
-def _sq_distances_to_assigned(X: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
-    """``||x_i - centers[labels_i]||^2`` for each row, computed exactly (no expansion)."""
-    if is_sparse(X):
-        return sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
-    blocks = map_row_blocks(
-        lambda rows: sq_distances_to_assigned(row_block(X, rows), centers, labels[rows]),
-        X.shape[0], X.shape[1], xp=xp, device=device_of(X),
-    )
-    return concat_rows(blocks, xp=xp)
-
-
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
     """Sum of (weighted) squared distances of points to their assigned centres (0-D)."""
-    distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
+    distances = sq_distances_to_assigned(X, centers, labels)
     if sample_weight is not None:
         distances = distances * sample_weight
     return xp.sum(distances)
@@ -180,7 +165,7 @@ def _relocate_empty_clusters(
     n_clusters = centers.shape[0]
     labels, sums, totals = cluster_sums.labels, cluster_sums.sums, cluster_sums.totals
     empty = totals == 0
-    distances = _sq_distances_to_assigned(X, centers, labels, xp=xp)
+    distances = sq_distances_to_assigned(X, centers, labels)
     if sample_weight is not None:
         distances = xp.where(sample_weight > 0, distances, xp.zeros_like(distances))
     farthest = largest_indices(distances, n_clusters)

@@ -26,13 +26,14 @@ from ._backend import (
     row_blocks,
     segment_sum,
     sparse,
+    sq_distances_to_assigned,
     sq_row_norms,
     subtract_row,
     sum_by_cluster,
     widest_float_dtype,
 )
 from ._errors import InputTypeError
-from ._lloyd import _sq_distances_to_assigned, column_means
+from ._lloyd import column_means
 from ._validation import as_namespace, check_array, check_int
 
 __all__ = [
@@ -357,7 +358,7 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     centroids, counts = _cluster_means(X_centered, codes, n_labels)
     offsets = centroids - xp.sum(centroids * counts[:, None], axis=0) / X.shape[0]
     between = float(xp.sum(counts * xp.sum(offsets * offsets, axis=1)))
-    within = float(xp.sum(_sq_distances_to_assigned(X_centered, centroids, codes, xp=xp)))
+    within = float(xp.sum(sq_distances_to_assigned(X_centered, centroids, codes)))
     if within == 0.0:
         return 1.0
     n_samples = X.shape[0]
@@ -401,7 +402,7 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     # get bitwise equal centroids, as in scikit-learn
     X_wide = _wide(X, xp=xp)
     centroids, counts = _cluster_means(X_wide, codes, n_labels)
-    distances = xp.sqrt(_sq_distances_to_assigned(X_wide, centroids, codes, xp=xp))
+    distances = xp.sqrt(sq_distances_to_assigned(X_wide, centroids, codes))
     spread = segment_sum(distances[:, None], codes, n_labels)[0][:, 0] / counts
     # n_labels x n_labels x n_features differences: n_labels is small
     differences = centroids[:, None, :] - centroids[None, :, :]

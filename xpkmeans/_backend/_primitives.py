@@ -181,9 +181,24 @@ def sq_row_norms(X: Any) -> Any:
     return concat_rows(blocks, xp=xp)
 
 
-def sq_distances_to_assigned(rows: Any, centers: Any, labels: Any) -> Any:
-    """``||x_i - centers[labels_i]||^2`` of each row of one dense block,
-    computed directly (no expansion); no threads of its own."""
+def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
+    """``||x_i - centers[labels_i]||^2`` of each row of ``X`` (dense, sparse
+    or a ``CenteredRows``), computed directly (no expansion), in row blocks;
+    on CUDA one pass with nothing the size of a block of X."""
+    if _triton.handles(X, centers):
+        return _triton.sq_distances_to_assigned(X, centers, labels)
+    xp = array_namespace(X, centers)
+    if _sparse.is_sparse(X):
+        return _sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
+    blocks = map_row_blocks(
+        lambda rows: block_sq_distances_to_assigned(row_block(X, rows), centers, labels[rows]),
+        X.shape[0], block_width(X, 2 * X.shape[1]), xp=xp, device=device_of(X),
+    )
+    return concat_rows(blocks, xp=xp)
+
+
+def block_sq_distances_to_assigned(rows: Any, centers: Any, labels: Any) -> Any:
+    """``sq_distances_to_assigned`` of one dense block; no threads of its own."""
     if _numba.takes_sq_distances(rows, centers, labels):
         return _numba.sq_distances_to_assigned(rows, centers, labels)
     xp = array_namespace(rows, centers)

@@ -166,15 +166,6 @@ def _insert(b1, i1, b2, i2, b3, value, index):
 
 
 @triton.jit
-def _smallest_three(a1, a2, a3, b1, b2, b3):
-    """The three smallest of two ascending triples, ascending."""
-    m1 = tl.minimum(a1, b1)
-    m2 = tl.minimum(tl.maximum(a1, b1), tl.minimum(a2, b2))
-    m3 = tl.minimum(tl.minimum(a3, b3), tl.minimum(tl.maximum(a2, b1), tl.maximum(a1, b2)))
-    return m1, m2, m3
-
-
-@triton.jit
 def _top_three(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -301,7 +292,11 @@ def _store_row_results(
                   k, copies, WIDTH, WITH_WEIGHTS, FIXED_POINT, CENTERED)
 
 
-@triton.jit
+# The kernels are not specialised on the numbers of rows and centres (only on
+# d and the strides, which decide vector loads): a new n or k reuses the
+# compiled kernel instead of compiling again when n or k turns a multiple of
+# 16 or 1.
+@triton.jit(do_not_specialize=["n", "k", "copies"])
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
@@ -364,7 +359,7 @@ def dense_kernel(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["k", "copies"])
 def listed_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS, SCALES, LISTED, N_LISTED,
@@ -394,7 +389,7 @@ def listed_kernel(
         )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n", "m"])
 def candidates_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, XSQ, W, CLOSEST,
     OUT, stride_on, PARTIAL, stride_pp,
@@ -430,6 +425,28 @@ def candidates_kernel(
         tl.store(OUT + rows[:, None] * stride_on + cols[None, :], nearest, mask=inside)
         partial = tl.sum(tl.where(inside, nearest * weight[:, None], 0.0), axis=0)
         tl.store(PARTIAL + program.to(tl.int64) * stride_pp + cols, partial, mask=cols < m)
+
+
+@triton.jit(do_not_specialize=["n"])
+def assigned_kernel(
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, LABELS, OUT, n, d,
+    BLOCK_N: tl.constexpr, CENTERED: tl.constexpr,
+):
+    """``||x - c||^2`` of each row (minus ``M`` when ``CENTERED``) and the
+    centre ``C[label]`` of its label, the differences squared and added in
+    float32: no expansion, and nothing the size of a block of X."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n
+    row_offsets = rows * stride_xn
+    centre_offsets = tl.load(LABELS + rows, mask=row_ok, other=0).to(tl.int32) * C_ROW
+    features = tl.arange(0, ROW_PASS_WIDTH)
+    total = tl.zeros((BLOCK_N,), tl.float32)
+    for d_start in range(0, d, ROW_PASS_WIDTH):
+        chunk = d_start + features
+        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
+        difference = x - tl.load(C + centre_offsets[:, None] + chunk[None, :])
+        total += tl.sum(difference * difference, axis=1)
+    tl.store(OUT + rows, total, mask=row_ok)
 
 
 def grid_size(n: int, block_n: int) -> int:
