@@ -456,7 +456,7 @@ def part_init(records: Records) -> None:
 # ------------------------------------------------------------------ verdicts
 
 
-def summary(records: Records, tests_log: Path | None) -> str:
+def summary(records: Records, tests_logs: list[Path]) -> str:
     rows = records.read()
     card = next((r["card"] for r in rows if "card" in r), "unknown card")
     verdicts: list[tuple[str, bool | None, str]] = []
@@ -467,12 +467,17 @@ def summary(records: Records, tests_log: Path | None) -> str:
                 return r.get("per_iteration_ms")
         return None
 
-    # tests
-    if tests_log is not None and tests_log.exists():
-        tail = [line for line in tests_log.read_text().splitlines() if " in " in line]
-        last = tail[-1] if tail else "no pytest summary line"
-        verdicts.append(("GPU test suite green", "failed" not in last and "error" not in last
-                         and "passed" in last, last.strip("= ")))
+    # tests: each part's last pytest summary line
+    lasts = {}
+    for log in tests_logs:
+        if log.exists():
+            tail = [line for line in log.read_text().splitlines() if " in " in line]
+            lasts[log.stem] = (tail[-1] if tail else "no pytest summary line").strip("= ")
+    if lasts:
+        green = all("failed" not in last and "error" not in last and "passed" in last
+                    for last in lasts.values())
+        verdicts.append(("GPU test suite green", green,
+                         "; ".join(f"{name}: {last}" for name, last in lasts.items())))
     # issue 8
     for problem, shape in (("large", "10M×32×256"), ("huge", "8M×128×1024")):
         ours, flash = lloyd(problem, "xpkmeans-torch-cuda"), lloyd(problem, "flash-kmeans")
@@ -579,11 +584,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_targets", description=__doc__)
     parser.add_argument("part", choices=[*PARTS, "summary"])
     parser.add_argument("--out", default=os.environ.get("OUT") or "benchmarks/results")
-    parser.add_argument("--tests-log", default=None)
+    parser.add_argument("--tests-log", nargs="*", default=[], help="pytest logs of the GPU tests")
     args = parser.parse_args(argv)
     records = Records(Path(args.out))
     if args.part == "summary":
-        text = summary(records, Path(args.tests_log) if args.tests_log else None)
+        text = summary(records, [Path(log) for log in args.tests_log])
         (Path(args.out) / "gpu-summary.md").write_text(text)
         print(text)
         return

@@ -159,8 +159,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
+        import triton
+
+        try:
+            from importlib.metadata import version
+
+            flash = f", flash-kmeans {version('flash-kmeans')}"
+        except Exception:
+            flash = ""
         (args.out / "kernel-mix-sm90.md").write_text(
             "# Warp instructions per score in the centre-tile loop (sm_90 SASS, static)\n\n"
+            f"Triton {triton.__version__}{flash}; `python -m benchmarks.kernel_mix`\n\n"
             + text + "\n")
     return rows
 
