@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check in one call (about 6 minutes on an H100/H200; the hard
-# limits of the parts add up to 7.8 minutes): the GPU
+# limits of the parts add up to 7.9 minutes): the GPU
 # tests, then each part of benchmarks/gpu_targets.py in its own process under
 # a hard time limit (a part that fails or runs over does not stop the
 # others), then every target of issues 8 and 9 printed as MET / NOT MET.
@@ -42,7 +42,7 @@ if [ "${1:-}" = "--quick" ] || [ "${QUICK:-0}" = "1" ]; then
     part tests 60 python -m pytest -q -p no:cacheprovider --durations=5 \
         -k "cupy or cuda or triton" tests/test_triton.py tests/test_lloyd.py tests/test_kmeans.py
 else
-    part kernels 45 python -m benchmarks.gpu_targets kernels --out "$DIR"
+    part kernels 40 python -m benchmarks.gpu_targets kernels --out "$DIR"
     part lloyd 60 python -m benchmarks.gpu_targets lloyd --out "$DIR"
     part exactness 25 python -m benchmarks.gpu_targets exactness --out "$DIR"
     part triton-tests 45 python -m pytest -v --tb=short -p no:cacheprovider tests/test_triton.py
@@ -55,7 +55,7 @@ else
         -o faulthandler_timeout=40 -k "cupy or cuda" tests/test_dask.py
     part cold 15 python -m benchmarks.gpu_targets cold --out "$DIR"
     part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
-    part init 40 python -m benchmarks.gpu_targets init --out "$DIR"
+    part init 50 python -m benchmarks.gpu_targets init --out "$DIR"
     part tiles 25 python -m benchmarks.gpu_targets tiles --out "$DIR"
 fi
 python -m benchmarks.gpu_targets summary --out "$DIR" --tests-log "$DIR"/gpu-*tests.log

@@ -222,3 +222,26 @@ def test_column_sums_fast_path_equals_portable_and_an_exact_sum(backend, small_b
     np.testing.assert_allclose(sums, exact, rtol=1e-14)
     portable = _portable.column_sums_of_block(np.asarray(X), np.float64)
     np.testing.assert_allclose(portable, exact, rtol=1e-14)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_run_steps_applies_the_step_count_times(count):
+    state = (np.zeros(2), np.ones(1))
+    final = _backend.run_steps(lambda s: (s[0] + 1, s[1] * 2), state, count)
+    np.testing.assert_array_equal(final[0], [count, count])
+    np.testing.assert_array_equal(final[1], [2**count])
+
+
+def test_cuda_graphs_are_opt_in_and_for_torch_cuda_tensors_only(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import _gpu
+
+    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "1")
+    assert not _gpu.graphs_handle((torch.zeros(2),))
+    assert not _gpu.graphs_handle((np.zeros(2),))
+    if not torch.cuda.is_available():
+        pytest.skip("the CUDA half needs a CUDA device")
+    on_cuda = (torch.zeros(2, device="cuda"),)
+    assert _gpu.graphs_handle(on_cuda)
+    monkeypatch.delenv("XPKMEANS_CUDA_GRAPHS")
+    assert not _gpu.graphs_handle(on_cuda)

@@ -54,6 +54,21 @@ def test_kmeans_plusplus_keeps_the_centres_of_one_draw_per_centre(backend, dtype
     assert backend.to_numpy(indices).tolist() == PINNED_KMEANS_PLUSPLUS[case]
 
 
+@pytest.mark.parametrize("case", sorted(PINNED_KMEANS_PLUSPLUS, key=str)[:2])
+def test_kmeans_plusplus_replayed_from_a_cuda_graph_keeps_the_pinned_centres(
+        backend, monkeypatch, case):
+    """XPKMEANS_CUDA_GRAPHS=1: torch-CUDA replays the loop over centres from
+    one captured graph (elsewhere the switch changes nothing)."""
+    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "1")
+    seed, weighted, n_clusters, n_local_trials = case
+    weights = backend.asarray(W_PIN.astype("float32")) if weighted else None
+    _, indices = kmeans_plusplus(
+        backend.asarray(X_PIN.astype("float32")), n_clusters, sample_weight=weights,
+        random_state=seed, n_local_trials=n_local_trials,
+    )
+    assert backend.to_numpy(indices).tolist() == PINNED_KMEANS_PLUSPLUS[case]
+
+
 def test_kmeans_plusplus_same_in_small_blocks(backend, small_blocks):
     _, indices = kmeans_plusplus(backend.asarray(X_PIN), 7, random_state=0)
     assert backend.to_numpy(indices).tolist() == PINNED_KMEANS_PLUSPLUS[(0, False, 7, None)]

@@ -21,6 +21,7 @@ from ._backend import (
     concat_rows,
     nearest_centers,
     parallel_region,
+    run_steps,
     segment_sum,
     sq_distances_to_assigned,
     sq_row_norms,
@@ -113,27 +114,33 @@ def _kmeans_plusplus(
         rng.random(1 + (n_clusters - 1) * n_local_trials),
         xp=xp, device=device, dtype=accumulate,
     )
+    trials = xp.reshape(uniforms[1:], (n_clusters - 1, n_local_trials))
+    positions = xp.arange(n_clusters, device=device)
 
-    indices = [_weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)]
+    def next_center(state: tuple) -> tuple:
+        """Centre ``t``: the best of its candidates. Everything it uses
+        lives on the device, ``t`` too: a step can be replayed as it is."""
+        closest_sq, indices, t = state
+        candidates = _weighted_draws(
+            _cumulative(closest_sq if sample_weight is None else weights * closest_sq,
+                        accumulate, xp=xp),
+            xp.reshape(take_rows(trials, t - 1), (-1,)),
+            xp=xp,
+        )
+        blocks, potentials = _closest_with_candidates(
+            X, x_sq_norms, weights, closest_sq, candidates, xp=xp
+        )
+        best = xp.argmin(potentials)[None]
+        indices = xp.where(positions == t, take_rows(candidates, best), indices)
+        return _column(blocks, best, xp=xp), indices, t + 1
+
+    first = _weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
-        blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, indices[0], xp=xp)
-        closest_sq = _column(blocks, indices[0] * 0, xp=xp)
-        for center in range(1, n_clusters):
-            start = 1 + (center - 1) * n_local_trials
-            candidates = _weighted_draws(
-                _cumulative(closest_sq if sample_weight is None else weights * closest_sq,
-                            accumulate, xp=xp),
-                uniforms[start : start + n_local_trials],
-                xp=xp,
-            )
-            blocks, potentials = _closest_with_candidates(
-                X, x_sq_norms, weights, closest_sq, candidates, xp=xp
-            )
-            best = xp.argmin(potentials)[None]
-            closest_sq = _column(blocks, best, xp=xp)
-            indices.append(take_rows(candidates, best))
-    indices = xp.concat(indices)
+        blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, first, xp=xp)
+        state = (_column(blocks, first * 0, xp=xp), xp.where(positions == 0, first, 0),
+                 xp.ones_like(first))
+        indices = run_steps(next_center, state, n_clusters - 1)[1]
     return take_rows(X, indices), indices
 
 

@@ -9,8 +9,10 @@ proves it equals that twin. The rooms:
   the portable twin: on one block of rows (``nearest_center_labels``,
   ``nearest_two_centers``), whole passes over X (``nearest_centers``,
   ``nearest_centers_and_sums``, ``sum_by_cluster``, greedy k-means++'s
-  ``closest_with_candidates``, ``column_sums``: a fused kernel where one
-  exists; ``sums_in_pass`` says where the sums come with the labels),
+  ``closest_with_candidates``, ``sq_distances_to_assigned``,
+  ``column_sums``: a fused kernel where one exists; ``sums_in_pass`` says
+  where the sums come with the labels), ``run_steps`` (a loop that never
+  waits for the device, replayable as a CUDA graph),
   ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
   ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
   or a ``CenteredRows`` view that the fused passes centre as they read it);
@@ -56,6 +58,7 @@ from ._primitives import (
     nearest_centers_and_sums,
     nearest_two_centers,
     row_block,
+    run_steps,
     scatter,
     segment_sum,
     sq_row_norms,
@@ -94,6 +97,7 @@ __all__ = [
     "nearest_centers_and_sums",
     "nearest_two_centers",
     "row_block",
+    "run_steps",
     "parallel_region",
     "picks_rows_cheaply",
     "row_blocks",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def segment_sum_torch(values, segment_ids, n_segments, weights):
     import torch
@@ -37,3 +39,36 @@ def scatter(values, indices, updates):
     out = values.copy() if hasattr(values, "get") else values.clone()
     out[indices] = updates
     return out
+
+
+def graphs_handle(state: tuple) -> bool:
+    """True when ``run_steps`` replays a CUDA graph: ``XPKMEANS_CUDA_GRAPHS=1``
+    and a state of torch CUDA tensors (CuPy queues on streams of its own)."""
+    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "0").lower() not in ("1", "true", "yes"):
+        return False
+    from array_api_compat import is_torch_array
+
+    return all(is_torch_array(value) and value.is_cuda for value in state)
+
+
+def run_steps_in_graph(step, state, count):
+    """``run_steps`` on torch CUDA tensors: the first step eagerly, on a side
+    stream as torch asks before a capture (kernels compile, libraries set
+    up); then one CUDA graph of a step and the copy of its result into its
+    input, replayed ``count - 1`` times."""
+    import torch
+
+    static = tuple(value.clone() for value in state)
+    side = torch.cuda.Stream(device=static[0].device)
+    side.wait_stream(torch.cuda.current_stream(static[0].device))
+    with torch.cuda.stream(side):
+        for target, value in zip(static, step(static)):
+            target.copy_(value)
+    torch.cuda.current_stream(static[0].device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for target, value in zip(static, step(static)):
+            target.copy_(value)
+    for _ in range(count - 1):
+        graph.replay()
+    return static

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
@@ -204,6 +204,21 @@ def block_sq_distances_to_assigned(rows: Any, centers: Any, labels: Any) -> Any:
     xp = array_namespace(rows, centers)
     diff = rows - take_rows(centers, labels, like=rows)
     return xp.sum(diff * diff, axis=1)
+
+
+def run_steps(step: Callable[[tuple], tuple], state: tuple, count: int) -> tuple:
+    """``state = step(state)``, ``count`` times; the final state.
+
+    ``step`` must never wait for the device (no host copy, no shape that
+    depends on the data). With ``XPKMEANS_CUDA_GRAPHS=1`` (opt-in, not yet
+    timed on a GPU), torch CUDA states replay it from one captured CUDA
+    graph: one launch per step instead of one per operation.
+    """
+    if count > 1 and _gpu.graphs_handle(state):
+        return _gpu.run_steps_in_graph(step, state, count)
+    for _ in range(count):
+        state = step(state)
+    return state
 
 
 def sums_in_pass(X: Any) -> bool:
