@@ -49,6 +49,18 @@ def _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED: tl.constex
 
 
 @triton.jit
+def _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD: tl.constexpr,
+               CENTERED: tl.constexpr):
+    """Features ``chunk`` of the rows: ``x``, the tile already on chip, when
+    it holds them all (``HELD``: X is read once per pass), else loaded."""
+    if HELD:
+        values = x
+    else:
+        values = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
+    return values
+
+
+@triton.jit
 def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
             SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr, CENTERED: tl.constexpr):
     """All features of the rows when they fit one chunk (the tile then stays
@@ -99,12 +111,13 @@ def _tile_scores(
 
 @triton.jit
 def _row_tile_scores(
-    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, WITH_SECOND: tl.constexpr,
     LANE_MIN: tl.constexpr, CENTERED: tl.constexpr,
 ):
-    """Nearest centre, best and second best score of the rows ``rows``.
+    """Nearest centre, best and second best score of the rows ``rows`` (``x``:
+    their tile from ``_x_tile``).
 
     ``LANE_MIN``: the running minima are kept per column of the tile (lane)
     across centre tiles, and reduced across lanes once at the end: a few
@@ -118,7 +131,6 @@ def _row_tile_scores(
     lane_second = tl.full((BLOCK_N, BLOCK_K), INFINITY, tl.float32)
     lane_start = tl.zeros((BLOCK_N, BLOCK_K), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False, CENTERED)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
@@ -167,7 +179,7 @@ def _insert(b1, i1, b2, i2, b3, value, index):
 
 @triton.jit
 def _top_three(
-    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok, d, k,
+    X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, rows, row_ok, d, k,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
 ):
@@ -186,7 +198,8 @@ def _top_three(
     i1 = tl.zeros((BLOCK_N,), tl.int32)
     i2 = tl.zeros((BLOCK_N,), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
-    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, True, CENTERED)
+    if SINGLE_CHUNK:
+        x = _round_to_tf32(x)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
@@ -207,8 +220,8 @@ def _top_three(
 
 
 @triton.jit
-def _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows, row_ok,
-                    centre, d, BLOCK_N: tl.constexpr, WIDTH: tl.constexpr,
+def _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, rows, row_ok,
+                    centre, d, BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, HELD: tl.constexpr,
                     CENTERED: tl.constexpr):
     """``||c||^2 / 2 - x . c`` of each row against its own ``centre``, in
     plain float32 (elementwise products, then a sum per row)."""
@@ -218,28 +231,29 @@ def _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, rows,
     dots = tl.zeros((BLOCK_N,), tl.float32)
     for d_start in range(0, d, WIDTH):
         chunk = d_start + features
-        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
+        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD, CENTERED)
         c = tl.load(C + centre_offsets[:, None] + chunk[None, :])
-        dots += tl.sum(x * c, axis=1)
+        dots += tl.sum(values * c, axis=1)
     return tl.load(H + centre) - dots
 
 
 @triton.jit
-def _row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d,
-                  BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, CENTERED: tl.constexpr):
+def _row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d,
+                  BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, HELD: tl.constexpr,
+                  CENTERED: tl.constexpr):
     features = tl.arange(0, WIDTH)
     row_offsets = rows.to(tl.int64) * stride_xn
     total = tl.zeros((BLOCK_N,), tl.float32)
     for d_start in range(0, d, WIDTH):
         chunk = d_start + features
-        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
-        total += tl.sum(x * x, axis=1)
+        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD, CENTERED)
+        total += tl.sum(values * values, axis=1)
     return total
 
 
 @triton.jit
-def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d, k,
-              copies, WIDTH: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
+def _add_rows(X, stride_xn, stride_xd, M, x, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d,
+              k, copies, WIDTH: tl.constexpr, HELD: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
               FIXED_POINT: tl.constexpr, CENTERED: tl.constexpr):
     """Atomically add the (weighted) rows into ``SUMS[copy, label]``, weights
     into ``TOTALS[copy, label]``: ``copies`` replicas, one per program modulo
@@ -260,13 +274,13 @@ def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok,
     for d_start in range(0, d, WIDTH):
         chunk = d_start + features
         inside = row_ok[:, None] & (chunk[None, :] < d)
-        x = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
+        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD, CENTERED)
         if WITH_WEIGHTS:
-            x = x * weight[:, None]
+            values = values * weight[:, None]
         if FIXED_POINT:
-            x = tl.floor(x.to(tl.float64) * tl.load(SCALES) + 0.5).to(tl.int64)
+            values = tl.floor(values.to(tl.float64) * tl.load(SCALES) + 0.5).to(tl.int64)
         tl.atomic_add(SUMS + sum_offsets[:, None] + chunk[None, :],
-                      x.to(SUMS.dtype.element_ty), mask=inside, sem="relaxed")
+                      values.to(SUMS.dtype.element_ty), mask=inside, sem="relaxed")
     if FIXED_POINT:
         weight = tl.floor(weight.to(tl.float64) * tl.load(SCALES + 1) + 0.5).to(tl.int64)
     tl.atomic_add(TOTALS + slot, weight.to(TOTALS.dtype.element_ty), mask=row_ok, sem="relaxed")
@@ -274,9 +288,9 @@ def _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, row_ok,
 
 @triton.jit
 def _store_row_results(
-    X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+    X, stride_xn, stride_xd, M, x, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
     rows, row_ok, summed, label, best, second, d, k, copies,
-    WIDTH: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
+    WIDTH: tl.constexpr, HELD: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
     CENTERED: tl.constexpr,
 ):
@@ -288,8 +302,8 @@ def _store_row_results(
     if WITH_SECOND:
         tl.store(SECOND + rows, second, mask=row_ok)
     if WITH_SUMS:
-        _add_rows(X, stride_xn, stride_xd, M, W, SUMS, TOTALS, SCALES, rows, summed, label, d,
-                  k, copies, WIDTH, WITH_WEIGHTS, FIXED_POINT, CENTERED)
+        _add_rows(X, stride_xn, stride_xd, M, x, W, SUMS, TOTALS, SCALES, rows, summed, label,
+                  d, k, copies, WIDTH, HELD, WITH_WEIGHTS, FIXED_POINT, CENTERED)
 
 
 # The kernels are not specialised on the numbers of rows and centres (only on
@@ -311,9 +325,12 @@ def dense_kernel(
     """One program per ``BLOCK_N`` rows of ``X`` (minus ``M`` when
     ``CENTERED``): labels (and scores, sums)."""
     ROW_D: tl.constexpr = min(BLOCK_D, ROW_PASS_WIDTH)
+    HELD: tl.constexpr = SINGLE_CHUNK and BLOCK_D <= ROW_PASS_WIDTH
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     summed = row_ok
+    x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
+                CENTERED)
     if CHECK_MARGIN:
         # Operands rounded to TF32 (2^-11 each), products accumulated in
         # float32: each score is off by at most (2^-10 + d 2^-23) ||x|| ||c||.
@@ -321,21 +338,21 @@ def dense_kernel(
         # the row is listed and redone), the nearest is one of the two best,
         # whose scores are recomputed here in float32.
         first, second_centre, tf32_best, second, third = _top_three(
-            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
-        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H,
-                                      rows, row_ok, first, d, BLOCK_N, ROW_D, CENTERED)
-        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H,
-                                       rows, row_ok, second_centre, d, BLOCK_N, ROW_D,
+        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x,
+                                      rows, row_ok, first, d, BLOCK_N, ROW_D, HELD, CENTERED)
+        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x,
+                                       rows, row_ok, second_centre, d, BLOCK_N, ROW_D, HELD,
                                        CENTERED)
         takes_second = (second < INFINITY) & (
             (score_second < score_first)
             | ((score_second == score_first) & (second_centre < first)))
         label = tl.where(takes_second, second_centre, first)
         best = tl.where(takes_second, score_second, score_first)
-        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, rows, row_ok, d, BLOCK_N,
-                                     ROW_D, CENTERED))
+        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                                     ROW_D, HELD, CENTERED))
         relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
         lane_bits = BLOCK_K * 1.1920928955078125e-07 * 1.25  # BLOCK_K ulps, +25%
         bound = (norm * tl.load(CENTER_NORM_MAX) * relative
@@ -349,13 +366,13 @@ def dense_kernel(
         summed = row_ok & ~doubtful
     else:
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, TRACK_SECOND, LANE_MIN, CENTERED,
         )
     _store_row_results(
-        X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+        X, stride_xn, stride_xd, M, x, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
         rows, row_ok, summed, label, best, second, d, k, copies,
-        ROW_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+        ROW_D, HELD, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
     )
 
 
@@ -373,19 +390,22 @@ def listed_kernel(
     """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
     loops over tiles of the list, however long it turned out)."""
     ROW_D: tl.constexpr = min(BLOCK_D, ROW_PASS_WIDTH)
+    HELD: tl.constexpr = SINGLE_CHUNK and BLOCK_D <= ROW_PASS_WIDTH
     n_listed = tl.load(N_LISTED)
     for start in range(tl.program_id(0) * BLOCK_N, n_listed, tl.num_programs(0) * BLOCK_N):
         slots = start + tl.arange(0, BLOCK_N)
         row_ok = slots < n_listed
         rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
+        x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
+                    CENTERED)
         label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, M, C, C_ROW, H, rows, row_ok, d, k,
+            X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN, CENTERED,
         )
         _store_row_results(
-            X, stride_xn, stride_xd, M, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
+            X, stride_xn, stride_xd, M, x, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
             rows, row_ok, row_ok, label, best, second, d, k, copies,
-            ROW_D, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
+            ROW_D, HELD, WITH_SECOND, WITH_SCORES, WITH_SUMS, WITH_WEIGHTS, FIXED_POINT, CENTERED,
         )
 
 
