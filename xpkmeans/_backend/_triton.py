@@ -459,7 +459,6 @@ def compile_for(
     """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
     ``triton.backends.compiler.GPUTarget``) without a GPU: catches shared
     memory and dot-size errors that the interpreter misses."""
-    import triton
 
     from . import _triton_kernels as kernels
 
@@ -490,19 +489,11 @@ def compile_for(
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
             "copies": "i32", **{key: "constexpr" for key in listed},
         }, listed, redo["num_warps"], redo["num_stages"]))
-    compiled = []
-    for kernel, signature, constants, num_warps, num_stages in sources:
-        fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
-        source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
-        compiled.append(triton.compile(
-            source, target=target, options={"num_warps": num_warps, "num_stages": num_stages}
-        ))
-    return compiled
+    return [_compile(target, *source) for source in sources]
 
 
 def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: str) -> Any:
     """``compile_for`` of greedy k-means++'s pass over ``m`` candidates."""
-    import triton
 
     from . import _triton_kernels as kernels
 
@@ -515,16 +506,12 @@ def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: s
                  "XSQ": "*fp32", "W": "*fp32", "CLOSEST": "*fp32", "OUT": "*fp32",
                  "stride_on": "i64", "PARTIAL": "*fp32", "stride_pp": "i64",
                  "n": "i32", "d": "i32", "m": "i32", **{key: "constexpr" for key in constants}}
-    kernel = kernels.candidates_kernel
-    fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
-    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
-    return triton.compile(source, target=target, options={
-        "num_warps": config["num_warps"], "num_stages": config["num_stages"]})
+    return _compile(target, kernels.candidates_kernel, signature, constants, config["num_warps"],
+                    config["num_stages"])
 
 
 def compile_assigned_for(target: Any, d: int) -> Any:
     """``compile_for`` of the pass over rows and their assigned centres."""
-    import triton
 
     from . import _triton_kernels as kernels
 
@@ -533,13 +520,15 @@ def compile_assigned_for(target: Any, d: int) -> Any:
     signature = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32",
                  "C": "*fp32", "LABELS": "*i64", "OUT": "*fp32", "n": "i32", "d": "i32",
                  **{key: "constexpr" for key in constants}}
-    kernel = kernels.assigned_kernel
-    fn = kernel if isinstance(kernel, triton.runtime.JITFunction) else _jit_again(kernel)
-    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
-    return triton.compile(source, target=target, options={"num_warps": 4, "num_stages": 2})
+    return _compile(target, kernels.assigned_kernel, signature, constants, 4, 2)
 
 
-def _jit_again(kernel: Any) -> Any:
-    """Under TRITON_INTERPRET=1 ``triton.jit`` gives interpreted functions:
-    compile needs the JIT function of the same Python source."""
-    raise RuntimeError("kernels are interpreted (TRITON_INTERPRET=1)")
+def _compile(target: Any, kernel: Any, signature: dict, constants: dict, num_warps: int,
+             num_stages: int) -> Any:
+    import triton
+
+    if not isinstance(kernel, triton.runtime.JITFunction):  # TRITON_INTERPRET=1
+        raise RuntimeError("kernels are interpreted (TRITON_INTERPRET=1): nothing to compile")
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constants)
+    return triton.compile(source, target=target,
+                          options={"num_warps": num_warps, "num_stages": num_stages})
