@@ -135,6 +135,7 @@ def part_kernels(records: Records) -> None:
                 if precision == "tf32-check":
                     out = _triton._launch(X, init, with_sums=fused, dot_precision=precision)
                     extra["listed_fraction"] = int(out["n_listed"][0]) / n
+                    extra["pairs_fraction"] = int(out["n_pairs"][0]) / n
                 records.add("kernel", problem=name, precision=precision, fused_sums=fused,
                             ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision),
                             **extra)
@@ -584,7 +585,8 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
         if r["kind"] in ("kernel", "tile"):
             what = r["precision"] + (f" {r['override']}" if r["kind"] == "tile" else "")
             if "listed_fraction" in r:
-                what += f" (listed {r['listed_fraction']:.2%})"
+                what += f" (redone {r['listed_fraction']:.2%}"
+                what += f", pairs {r['pairs_fraction']:.2%})" if "pairs_fraction" in r else ")"
             if "labels_differ_from_ieee" in r:
                 what += f" ({r['labels_differ_from_ieee']} labels differ from ieee)"
             value = f"{r['ms']:.2f}" if "ms" in r else r.get("error")

@@ -8,10 +8,10 @@ DLPack. It is imported only for float32 CUDA arrays where triton imports
 Precision (``XPKMEANS_CUDA_PRECISION``):
 
 - ``"tf32-check"`` (default, exact): one TF32 pass (operands rounded to
-  TF32), the two best centres of each row rescored in float32; rows where
-  a third centre lies within TF32's error bound of the best are redone in
-  tf32x3. Labels equal the portable float32 path's up to ties within
-  rounding.
+  TF32); a row whose second best centre lies within TF32's error bound of
+  the best has its two best rescored in float32, and one with a third
+  within it too is redone in tf32x3. Labels equal the portable float32
+  path's up to ties within rounding.
 - ``"tf32x3"`` (exact): each product in three TF32 passes, about float32
   accuracy (on 1M points of 10M x 32 x 256 it mislabelled one point more
   than float32 against a float64 argmin, H200).
@@ -241,13 +241,15 @@ def _launch(
         out["totals"] = torch.zeros((copies, k), dtype=sum_dtype, device=device)
     else:
         out["sums"] = out["totals"] = torch.empty(1, dtype=sum_dtype, device=device)
-    if check:
+    if check:  # rows to redo; pairs of a row and its second best centre (4 and 8 bytes a row)
         listed = torch.empty(max(n, 1), dtype=torch.int32, device=device)
-        n_listed = torch.zeros(1, dtype=torch.int32, device=device)
+        pairs = torch.empty(2 * max(n, 1), dtype=torch.int32, device=device)
+        n_listed, n_pairs = torch.zeros(2, 1, dtype=torch.int32, device=device)
         center_norm_max = torch.sqrt(2.0 * torch.clamp(torch.max(half_sq_norms), min=0.0))
         center_norm_max = center_norm_max.reshape(1).to(float32)
     else:
-        listed = n_listed = center_norm_max = torch.empty(1, dtype=torch.int32, device=device)
+        listed = n_listed = pairs = n_pairs = torch.empty(1, dtype=torch.int32, device=device)
+        center_norm_max = listed
     W = dummy if weights is None else weights
     M = dummy if mean is None else mean.reshape(-1).contiguous()
     if n == 0:
@@ -263,7 +265,7 @@ def _launch(
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            scales, center_norm_max, listed, n_listed, n, d, k, copies,
+            scales, center_norm_max, listed, n_listed, pairs, n_pairs, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
             TRACK_SECOND=with_second or check, CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"],
             **flags,
@@ -271,13 +273,15 @@ def _launch(
         )
         if check:
             programs = min(kernels.grid_size(n, redo["BLOCK_N"]), 8 * _multiprocessors(device))
-            kernels.listed_kernel[(programs,)](
-                *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-                scales, listed, n_listed, d, k, copies, **{key: redo[key] for key in tiles},
-                PRECISION=redo["PRECISION"], LANE_MIN=False,
-                **flags, num_warps=redo["num_warps"], num_stages=redo["num_stages"],
-            )
-            out["n_listed"] = n_listed
+            for rows, count, two in ((pairs, n_pairs, True), (listed, n_listed, False)):
+                kernels.listed_kernel[(programs,)](
+                    *common, out["labels"], out["best"], out["second"], out["sums"],
+                    out["totals"], scales, rows, count, d, k, copies,
+                    **{key: redo[key] for key in tiles}, PRECISION=redo["PRECISION"],
+                    LANE_MIN=False, **flags, TWO=two,
+                    num_warps=redo["num_warps"], num_stages=redo["num_stages"],
+                )
+            out["n_listed"], out["n_pairs"] = n_listed, n_pairs
     return out
 
 
@@ -479,12 +483,13 @@ def compile_for(
                  CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"], **flags)
     sources = [(kernels.dense_kernel, {
         **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
+        "PAIRS": "*i32", "N_PAIRS": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",
         **{key: "constexpr" for key in dense},
     }, dense, config["num_warps"], config["num_stages"])]
-    if check:
+    for two in (False, True) if check else ():  # the redo, then the pairs
         listed = dict({key: redo[key] for key in tiles}, C_ROW=c_row, PRECISION=redo["PRECISION"],
-                      LANE_MIN=False, **flags)
+                      LANE_MIN=False, **flags, TWO=two)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
             "copies": "i32", **{key: "constexpr" for key in listed},

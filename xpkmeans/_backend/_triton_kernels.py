@@ -11,9 +11,10 @@ is loaded: the fit never writes a centred copy of X.
 
 ``PRECISION`` is that of ``tl.dot``: "ieee" (plain float32), "tf32x3"
 (three TF32 products, float32 accuracy) or "tf32" (approximate). With
-``CHECK_MARGIN`` a TF32 pass flags the rows whose best and second best
-scores lie within TF32's error bound; they are left out of the sums and
-listed, and ``listed_kernel`` redoes them in float32.
+``CHECK_MARGIN`` a TF32 pass keeps the rows whose second best score lies
+beyond TF32's error bound of the best; the others are left out of the sums
+and listed, and ``listed_kernel`` decides between their two best centres in
+float32 or, where a third is within the bound too, redoes them in tf32x3.
 """
 
 from __future__ import annotations
@@ -238,6 +239,37 @@ def _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, ro
 
 
 @triton.jit
+def _better_of_two(X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, rows, row_ok,
+                   first, second, d, BLOCK_N: tl.constexpr, WIDTH: tl.constexpr,
+                   HELD: tl.constexpr, CENTERED: tl.constexpr):
+    """Of the centres ``first`` and ``second`` of each row, the nearer in
+    float32 (ties: the lower index), and its score."""
+    score_first = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok,
+                                  first, d, BLOCK_N, WIDTH, HELD, CENTERED)
+    score_second = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok,
+                                   second, d, BLOCK_N, WIDTH, HELD, CENTERED)
+    takes_second = (score_second < score_first) | (
+        (score_second == score_first) & (second < first))
+    return (tl.where(takes_second, second, first),
+            tl.where(takes_second, score_second, score_first))
+
+
+@triton.jit
+def _append(LIST, COUNT, rows, others, chosen, WITH_OTHER: tl.constexpr):
+    """Append the ``chosen`` rows (and ``others``, one number each) to ``LIST``:
+    one atomic per program that has any, on the one counter ``COUNT``."""
+    n_chosen = tl.sum(chosen.to(tl.int32), axis=0)
+    if n_chosen > 0:
+        start = tl.atomic_add(COUNT, n_chosen, sem="relaxed")
+        slot = start + tl.cumsum(chosen.to(tl.int32), axis=0) - 1
+        if WITH_OTHER:
+            tl.store(LIST + 2 * slot, rows.to(tl.int32), mask=chosen)
+            tl.store(LIST + 2 * slot + 1, others.to(tl.int32), mask=chosen)
+        else:
+            tl.store(LIST + slot, rows.to(tl.int32), mask=chosen)
+
+
+@triton.jit
 def _row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d,
                   BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, HELD: tl.constexpr,
                   CENTERED: tl.constexpr):
@@ -314,7 +346,7 @@ def _store_row_results(
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    SCALES, CENTER_NORM_MAX, LISTED, N_LISTED,
+    SCALES, CENTER_NORM_MAX, LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
@@ -334,36 +366,26 @@ def dense_kernel(
     if CHECK_MARGIN:
         # Operands rounded to TF32 (2^-11 each), products accumulated in
         # float32: each score is off by at most (2^-10 + d 2^-23) ||x|| ||c||.
-        # Unless a third centre scores within twice that of the best (then
-        # the row is listed and redone), the nearest is one of the two best,
-        # whose scores are recomputed here in float32.
-        first, second_centre, tf32_best, second, third = _top_three(
+        # A row whose second best scores more than twice that above the best
+        # has its nearest centre; one whose third does has it among its two
+        # best (listed in PAIRS, decided in float32 by listed_kernel); the
+        # others are listed in LISTED and redone. The best scores stored are
+        # TF32's: this pass gives labels and sums.
+        label, second_centre, best, second, third = _top_three(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
-        score_first = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x,
-                                      rows, row_ok, first, d, BLOCK_N, ROW_D, HELD, CENTERED)
-        score_second = _float32_scores(X, stride_xn, stride_xd, M, C, C_ROW, H, x,
-                                       rows, row_ok, second_centre, d, BLOCK_N, ROW_D, HELD,
-                                       CENTERED)
-        takes_second = (second < INFINITY) & (
-            (score_second < score_first)
-            | ((score_second == score_first) & (second_centre < first)))
-        label = tl.where(takes_second, second_centre, first)
-        best = tl.where(takes_second, score_second, score_first)
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
                                      ROW_D, HELD, CENTERED))
         relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
         lane_bits = BLOCK_K * 1.1920928955078125e-07 * 1.25  # BLOCK_K ulps, +25%
         bound = (norm * tl.load(CENTER_NORM_MAX) * relative
-                 + (tl.abs(tf32_best) + tl.abs(third)) * lane_bits)
-        doubtful = row_ok & (third - tf32_best <= bound)
-        n_doubtful = tl.sum(doubtful.to(tl.int32), axis=0)
-        if n_doubtful > 0:  # most programs list nothing: no atomic on the one counter
-            start = tl.atomic_add(N_LISTED, n_doubtful, sem="relaxed")
-            slot = start + tl.cumsum(doubtful.to(tl.int32), axis=0) - 1
-            tl.store(LISTED + slot, rows.to(tl.int32), mask=doubtful)
-        summed = row_ok & ~doubtful
+                 + (tl.abs(best) + tl.abs(third)) * lane_bits)
+        doubtful = row_ok & (third - best <= bound)
+        close = row_ok & ~doubtful & (second - best <= bound)
+        _append(LISTED, N_LISTED, rows, rows, doubtful, False)
+        _append(PAIRS, N_PAIRS, rows, second_centre, close, True)
+        summed = row_ok & ~doubtful & ~close
     else:
         label, best, second = _row_tile_scores(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
@@ -385,23 +407,36 @@ def listed_kernel(
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
     WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr, LANE_MIN: tl.constexpr,
-    CENTERED: tl.constexpr,
+    CENTERED: tl.constexpr, TWO: tl.constexpr,
 ):
-    """Redo the rows listed by ``dense_kernel`` (a fixed grid: each program
-    loops over tiles of the list, however long it turned out)."""
+    """Finish the rows listed by ``dense_kernel`` (a fixed grid: each program
+    loops over tiles of the list, however long it turned out): redo them
+    over all centres, or (``TWO``: pairs of a row and its second best
+    centre) decide between the two best in float32."""
     ROW_D: tl.constexpr = min(BLOCK_D, ROW_PASS_WIDTH)
     HELD: tl.constexpr = SINGLE_CHUNK and BLOCK_D <= ROW_PASS_WIDTH
     n_listed = tl.load(N_LISTED)
     for start in range(tl.program_id(0) * BLOCK_N, n_listed, tl.num_programs(0) * BLOCK_N):
         slots = start + tl.arange(0, BLOCK_N)
         row_ok = slots < n_listed
-        rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
+        if TWO:
+            rows = tl.load(LISTED + 2 * slots, mask=row_ok, other=0).to(tl.int64)
+        else:
+            rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
         x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
                     CENTERED)
-        label, best, second = _row_tile_scores(
-            X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
-            BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN, CENTERED,
-        )
+        if TWO:
+            first = tl.load(LABELS + rows, mask=row_ok, other=0).to(tl.int32)
+            other = tl.load(LISTED + 2 * slots + 1, mask=row_ok, other=0)
+            label, best = _better_of_two(X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows,
+                                         row_ok, first, other, d, BLOCK_N, ROW_D, HELD, CENTERED)
+            second = best
+        else:
+            label, best, second = _row_tile_scores(
+                X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
+                BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, WITH_SECOND, LANE_MIN,
+                CENTERED,
+            )
         _store_row_results(
             X, stride_xn, stride_xd, M, x, W, LABELS, BEST, SECOND, SUMS, TOTALS, SCALES,
             rows, row_ok, row_ok, label, best, second, d, k, copies,
