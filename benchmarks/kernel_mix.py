@@ -7,12 +7,17 @@ issue work one score costs, where the GPU's time is not at hand. The tensor
 cores' own time and memory stalls are not in it; rank designs with it, and
 time them on a GPU (``benchmarks/gpu_check.sh``).
 
-``python -m benchmarks.kernel_mix [--out DIR]``: our dense pass in each
+``python -m benchmarks.kernel_mix [--out DIR] [--rows N]``: our dense pass in each
 precision, and flash-kmeans's assignment kernel where it is installed, on
 the two GPU benchmark problems; a Markdown table on stdout (and in DIR).
 "Whole kernel" adds what runs once per tile of rows (loading X, the
 float32 rescoring, the sums), loops there counted once, over the scores of
 the tile.
+
+Then ``tf32-check``'s shares of rows, its first pass emulated with NumPy on
+200,000 rows of each problem's blobs (centred, as a fit does): the rows
+decided between their two best in float32 (pairs) and the rows redone over
+all centres, both handled after the dense pass.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROBLEMS = {"large": (10_000_000, 32, 256), "huge": (8_000_000, 128, 1024)}
+PROBLEMS_BY_NAME = {"large": (10_000_000, 32, 256), "huge": (8_000_000, 128, 1024)}
 PRECISIONS = ("tf32", "tf32-check", "tf32x3")  # "ieee": FMAs on CUDA cores, not comparable
 _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
 _BACKWARD = re.compile(r"BRA\s.*?0x([0-9a-f]+)")
@@ -106,7 +111,7 @@ def ours(target: Any) -> list[dict]:
     from xpkmeans._backend import _triton
 
     rows = []
-    for problem, (n, d, k) in PROBLEMS.items():
+    for problem, (n, d, k) in PROBLEMS_BY_NAME.items():
         for precision in PRECISIONS:
             config = _triton.tile_config(n, d, k, precision)
             compiled = _triton.compile_for(target, n, d, k, precision)[0]
@@ -123,7 +128,7 @@ def flash_kmeans(target: Any) -> list[dict]:
     import triton
 
     rows = []
-    for problem, (n, d, k) in PROBLEMS.items():
+    for problem, (n, d, k) in PROBLEMS_BY_NAME.items():
         config = {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": 1}
         constants = dict(B=1, N=n, K=k, D=d, stride_x_b=n * d, stride_x_n=d, stride_x_d=1,
                          stride_c_b=k * d, stride_c_k=d, stride_c_d=1, stride_xsq_b=n,
@@ -144,6 +149,46 @@ def flash_kmeans(target: Any) -> list[dict]:
     return rows
 
 
+def _tf32(values: Any) -> Any:
+    """float32 rounded to TF32, as the kernels round their operands."""
+    import numpy as np
+
+    bits = np.asarray(values, dtype=np.float32).view(np.int32)
+    return ((bits + 0x1000) & -8192).view(np.float32)
+
+
+def check_shares(rows: int = 200_000) -> list[dict]:
+    """Shares of rows that tf32-check pairs and redoes, its TF32 pass emulated
+    (operands rounded to TF32, products added in float64) with its bound."""
+    import dataclasses
+
+    import numpy as np
+
+    from xpkmeans._backend import _triton
+
+    from .problems import PROBLEMS, Dataset
+
+    shares = []
+    for name, (n, d, k) in PROBLEMS_BY_NAME.items():
+        problem = dataclasses.replace({p.name: p for p in PROBLEMS}[name], n=rows)
+        data = Dataset(problem, device="cpu")
+        X, init = data.array("numpy"), data.init("numpy")
+        mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        X, C = X - mean, init - mean
+        half = 0.5 * np.sum(C.astype(np.float64) ** 2, axis=1)
+        scores = half - _tf32(X).astype(np.float64) @ _tf32(C).astype(np.float64).T
+        best, second, third = np.sort(np.partition(scores, 2, axis=1)[:, :3], axis=1).T
+        relative, lane_bits = _triton.check_bound(
+            d, _triton.tile_config(n, d, k, "tf32-check")["BLOCK_K"])
+        bound = (np.sqrt(np.sum(X.astype(np.float64) ** 2, axis=1)) * np.sqrt(2 * half.max())
+                 * relative + (np.abs(best) + np.abs(third)) * lane_bits)
+        redone = third - best <= bound
+        paired = ~redone & (second - best <= bound)
+        shares.append({"problem": name, "rows": rows, "paired": float(paired.mean()),
+                       "redone": float(redone.mean())})
+    return shares
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| problem | kernel | per score: centre loop | whole kernel | tiles | shared KiB "
              "| spills | most frequent in the loop |", "|---|---|---:|---:|---|---:|---:|---|"]
@@ -155,6 +200,8 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="folder for kernel-mix-sm90.md")
+    parser.add_argument("--rows", type=int, default=200_000,
+                        help="rows of the emulated tf32-check pass (default 200,000)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("unset TRITON_INTERPRET: the kernels are compiled, not interpreted")
@@ -163,6 +210,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     target = GPUTarget("cuda", 90, 32)
     rows = ours(target) + flash_kmeans(target)
     text = table(sorted(rows, key=lambda r: (r["problem"] != "large", r["per_score"])))
+    shares = check_shares(args.rows)
+    text += ("\n\n| problem | tf32-check: rows paired (two best rescored) | rows redone |\n"
+             "|---|---:|---:|\n" + "\n".join(
+                 f"| {r['problem']} | {r['paired']:.2%} | {r['redone']:.2%} |" for r in shares)
+             + f"\n\n(TF32 pass emulated on {shares[0]['rows']:,} rows of each problem's blobs)")
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

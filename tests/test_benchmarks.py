@@ -46,8 +46,8 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
 
     pytest.importorskip("triton")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_mix", "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_mix", "--out", str(tmp_path),
+                           "--rows", "5000"], env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0 and ("ptxas" in done.stderr or "backend" in done.stderr.lower()):
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -58,3 +58,9 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
         assert 0.05 < float(per_score) <= float(whole) < 20, (problem, kernel, per_score, whole)
         assert int(spills) == 0
     assert (tmp_path / "kernel-mix-sm90.md").read_text().count("xpkmeans") == 6
+    shares = [line.split("|")[2:4] for line in done.stdout.splitlines()
+              if line.startswith(("| large |", "| huge |")) and "xpkmeans" not in line
+              and "flash" not in line]
+    assert len(shares) == 2
+    for paired, redone in shares:  # a share of the rows, in percent
+        assert 0 <= float(paired.strip(" %")) <= 100 and 0 <= float(redone.strip(" %")) <= 100

@@ -159,6 +159,18 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     return config
 
 
+def check_bound(d: int, block_k: int) -> tuple[float, float]:
+    """``(relative, lane_bits)`` of tf32-check: two of its scores are off by
+    at most ``relative ||x|| max ||c|| + lane_bits (|one| + |other|)``.
+
+    Operands rounded to TF32 are off by 2^-11 of themselves; products added
+    in float32 put each score within (2^-10 + d 2^-23) ||x|| ||c|| of its
+    exact value; a score carrying its lane in its low bits is off by under
+    ``block_k`` ulps. Two scores, and 25% to spare.
+    """
+    return 2.0 * (2.0**-10 + d * 2.0**-23) * 1.25, block_k * 2.0**-23 * 1.25
+
+
 def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
     """Tiles of the redo of the listed rows (``tf32-check``): tf32x3 products
     (float32 accuracy, on tensor cores)."""
@@ -265,7 +277,8 @@ def _launch(
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            scales, center_norm_max, listed, n_listed, pairs, n_pairs, n, d, k, copies,
+            scales, center_norm_max, *check_bound(d, config["BLOCK_K"]), listed, n_listed,
+            pairs, n_pairs, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
             TRACK_SECOND=with_second or check, CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"],
             **flags,
@@ -482,7 +495,8 @@ def compile_for(
                  TRACK_SECOND=check,
                  CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"], **flags)
     sources = [(kernels.dense_kernel, {
-        **pointers, "CENTER_NORM_MAX": "*fp32", "LISTED": "*i32", "N_LISTED": "*i32",
+        **pointers, "CENTER_NORM_MAX": "*fp32", "RELATIVE": "fp32", "LANE_BITS": "fp32",
+        "LISTED": "*i32", "N_LISTED": "*i32",
         "PAIRS": "*i32", "N_PAIRS": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",
         **{key: "constexpr" for key in dense},

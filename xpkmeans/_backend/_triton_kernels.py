@@ -346,7 +346,7 @@ def _store_row_results(
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    SCALES, CENTER_NORM_MAX, LISTED, N_LISTED, PAIRS, N_PAIRS,
+    SCALES, CENTER_NORM_MAX, RELATIVE, LANE_BITS, LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
@@ -364,9 +364,9 @@ def dense_kernel(
     x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
                 CENTERED)
     if CHECK_MARGIN:
-        # Operands rounded to TF32 (2^-11 each), products accumulated in
-        # float32: each score is off by at most (2^-10 + d 2^-23) ||x|| ||c||.
-        # A row whose second best scores more than twice that above the best
+        # Two scores differ from their exact values by at most
+        # RELATIVE ||x|| max ||c|| + LANE_BITS (|one| + |other|) (``check_bound``).
+        # A row whose second best scores more than that above the best
         # has its nearest centre; one whose third does has it among its two
         # best (listed in PAIRS, decided in float32 by listed_kernel); the
         # others are listed in LISTED and redone. The best scores stored are
@@ -377,10 +377,8 @@ def dense_kernel(
         )
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
                                      ROW_D, HELD, CENTERED))
-        relative = (0.001953125 + d * 2.384185791015625e-07) * 1.25  # 2 (2^-10 + d 2^-23), +25%
-        lane_bits = BLOCK_K * 1.1920928955078125e-07 * 1.25  # BLOCK_K ulps, +25%
-        bound = (norm * tl.load(CENTER_NORM_MAX) * relative
-                 + (tl.abs(best) + tl.abs(third)) * lane_bits)
+        bound = (norm * tl.load(CENTER_NORM_MAX) * RELATIVE
+                 + (tl.abs(best) + tl.abs(third)) * LANE_BITS)
         doubtful = row_ok & (third - best <= bound)
         close = row_ok & ~doubtful & (second - best <= bound)
         _append(LISTED, N_LISTED, rows, rows, doubtful, False)
