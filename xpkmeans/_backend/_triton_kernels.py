@@ -261,7 +261,7 @@ def _append(LIST, COUNT, rows, others, chosen, WITH_OTHER: tl.constexpr):
     n_chosen = tl.sum(chosen.to(tl.int32), axis=0)
     if n_chosen > 0:
         start = tl.atomic_add(COUNT, n_chosen, sem="relaxed")
-        slot = start + tl.cumsum(chosen.to(tl.int32), axis=0) - 1
+        slot = (start + tl.cumsum(chosen.to(tl.int32), axis=0) - 1).to(tl.int64)
         if WITH_OTHER:
             tl.store(LIST + 2 * slot, rows.to(tl.int32), mask=chosen)
             tl.store(LIST + 2 * slot + 1, others.to(tl.int32), mask=chosen)
@@ -418,14 +418,14 @@ def listed_kernel(
         slots = start + tl.arange(0, BLOCK_N)
         row_ok = slots < n_listed
         if TWO:
-            rows = tl.load(LISTED + 2 * slots, mask=row_ok, other=0).to(tl.int64)
+            rows = tl.load(LISTED + 2 * slots.to(tl.int64), mask=row_ok, other=0).to(tl.int64)
         else:
             rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
         x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
                     CENTERED)
         if TWO:
             first = tl.load(LABELS + rows, mask=row_ok, other=0).to(tl.int32)
-            other = tl.load(LISTED + 2 * slots + 1, mask=row_ok, other=0)
+            other = tl.load(LISTED + 2 * slots.to(tl.int64) + 1, mask=row_ok, other=0)
             label, best = _better_of_two(X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows,
                                          row_ok, first, other, d, BLOCK_N, ROW_D, HELD, CENTERED)
             second = best
