@@ -174,15 +174,20 @@ def part_kernels(records: Records) -> None:
 
 
 SWEEPS = {  # (precision, tile settings changed): the most promising first
-    "large": [("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64}),
+    # the tiles of the last GPU run (before one chunk of 128 features), then
+    # the other candidates of the static counts (benchmarks/kernel_mix.py)
+    "large": [("tf32-check", {"BLOCK_K": 64, "num_warps": 4}),
+              ("tf32-check", {"BLOCK_K": 64}),
               ("tf32x3", {"LANE_MIN": True, "BLOCK_K": 64}),
-              ("tf32-check", {"sum_copies": 1}), ("tf32-check", {"BLOCK_K": 64}),
-              ("tf32-check", {"num_warps": 4}), ("tf32-check", {"sum_dtype": "float64"})],
-    "huge": [("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_N": 64}),
-             ("tf32-check", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_D": 16}),
-             ("tf32x3", {"LANE_MIN": True, "BLOCK_K": 64, "BLOCK_N": 64}),
-             ("tf32-check", {"sum_copies": 1}), ("tf32-check", {"num_stages": 4}),
-             ("tf32-check", {"BLOCK_K": 64})],
+              ("tf32-check", {"sum_copies": 1}),
+              ("tf32", {"num_warps": 8}),
+              ("tf32-check", {"BLOCK_N": 256, "BLOCK_K": 64})],
+    "huge": [("tf32", {"BLOCK_D": 32, "num_warps": 8, "num_stages": 3}),
+             ("tf32-check", {"BLOCK_D": 16, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}),
+             ("tf32-check", {"num_warps": 4}),
+             ("tf32-check", {"BLOCK_K": 64}),
+             ("tf32x3", {"BLOCK_D": 32, "num_stages": 3}),
+             ("tf32-check", {"num_stages": 2})],
 }
 
 
