@@ -12,7 +12,9 @@ precision, and flash-kmeans's assignment kernel where it is installed, on
 the two GPU benchmark problems; a Markdown table on stdout (and in DIR).
 "Whole kernel" adds what runs once per tile of rows (loading X, the
 float32 rescoring, the sums), loops there counted once, over the scores of
-the tile.
+the tile. Ours are compiled with runtime strides (``compile_for``; a launch
+on contiguous X would specialise a stride of 1), flash-kmeans's with the
+constant strides it declares.
 
 Then ``tf32-check``'s shares of rows, its first pass emulated with NumPy on
 200,000 rows of each problem's blobs (centred, as a fit does): the rows
