@@ -490,11 +490,14 @@ def test_iteration_limit_is_said_in_the_option_words(tmp_path, capsys):
     ]
 
 
-def test_progress_line_waits_then_rewrites_itself_on_a_terminal():
+def test_progress_line_waits_then_rewrites_itself_on_a_terminal(monkeypatch):
     import io
+    import sys
 
     from xpkmeans import FitProgress
     from xpkmeans.cli import ProgressLine
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # the line without tqdm, installed or not
 
     class Terminal(io.StringIO):
         def isatty(self):
