@@ -234,7 +234,6 @@ def _launch(
     device = X.device
     if half_sq_norms is None:
         half_sq_norms = 0.5 * torch.sum(centers * centers, dim=1)
-    half_sq_norms = half_sq_norms.contiguous()
     config = tile_config(n, d, k, dot_precision)
     check = dot_precision == "tf32-check"
     redo = listed_config(config, d) if check else config
@@ -269,7 +268,7 @@ def _launch(
         listed = n_listed = pairs = n_pairs = torch.empty(1, dtype=torch.int32, device=device)
         center_norm_max = listed
     W = dummy if weights is None else weights
-    M = dummy if mean is None else mean.reshape(-1).contiguous()
+    M = dummy if mean is None else mean
     if n == 0:
         return out
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
@@ -279,7 +278,7 @@ def _launch(
         "WITH_WEIGHTS": weights is not None, "FIXED_POINT": fixed_point,
         "CENTERED": mean is not None,
     }
-    with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+    with _on_device(device):
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
@@ -325,12 +324,14 @@ def _padded_centers(centers: Any, half_sq_norms: Any, block_k: int, block_d: int
     return C.contiguous(), H.contiguous()
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
+def _on_device(device: Any) -> Any:
+    """The context that makes ``device`` current for a launch (a CUDA device;
+    nothing on the CPU, where the interpreter runs the kernels)."""
+    import contextlib
 
-    def __exit__(self, *args: Any) -> None:
-        return None
+    import torch
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _multiprocessors(device: Any) -> int:
@@ -342,9 +343,10 @@ def _multiprocessors(device: Any) -> int:
 
 
 def _data_and_mean(X: Any) -> tuple[Any, Any]:
-    """X (or a ``CenteredRows``' data) and its mean (None: not centred), as torch tensors."""
+    """X (or a ``CenteredRows``' data) and its mean (None: not centred), as
+    torch tensors; the mean flat and contiguous, as the kernels read it."""
     if isinstance(X, CenteredRows):
-        return _as_torch(X.data), _as_torch(X.mean)
+        return _as_torch(X.data), _as_torch(X.mean).reshape(-1).contiguous()
     return _as_torch(X), None
 
 
@@ -408,10 +410,10 @@ def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
     C = _padded_centers(_as_torch(centers), None, 1, kernels.ROW_PASS_WIDTH.value)
     out = torch.empty(n, dtype=torch.float32, device=data.device)
     if n:
-        with torch.cuda.device(data.device) if data.device.type == "cuda" else _nothing():
+        with _on_device(data.device):
             kernels.assigned_kernel[(kernels.grid_size(n, ASSIGNED_BLOCK_N),)](
                 data, data.stride(0), data.stride(1),
-                out if mean is None else mean.reshape(-1).contiguous(),
+                out if mean is None else mean,
                 C, C.shape[1], _as_torch(labels).contiguous(), out, n, d,
                 BLOCK_N=ASSIGNED_BLOCK_N, CENTERED=mean is not None, num_warps=4,
             )
@@ -454,10 +456,10 @@ def closest_with_candidates(
     programs = kernels.grid_size(n, config["BLOCK_N"]) if n else 0
     partial = torch.zeros((max(programs, 1), m), dtype=torch.float32, device=device)
     if programs:
-        with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+        with _on_device(device):
             kernels.candidates_kernel[(programs,)](
                 data, data.stride(0), data.stride(1),
-                dummy if mean is None else mean.reshape(-1).contiguous(),
+                dummy if mean is None else mean,
                 C, C.shape[1], H,
                 _as_torch(x_sq_norms).contiguous(),
                 dummy if weights is None else _as_torch(weights).to(torch.float32).contiguous(),

@@ -188,9 +188,9 @@ def _top_three(
     smallest score (``PRECISION``'s products of operands rounded to TF32).
 
     Each score carries its lane in its last log2(BLOCK_K) mantissa bits (off
-    by under ``BLOCK_K`` ulps, which the caller's bound covers), so one
-    reduction of values alone, five min/max per score, finds the three
-    smallest of a tile and where the first two are.
+    by under ``BLOCK_K`` ulps, which the caller's bound covers): the keys of
+    a row are distinct, so three minimum reductions of values alone find the
+    three smallest of a tile, and their low bits where the first two are.
     """
     lanes = tl.arange(0, BLOCK_K)
     b1 = tl.full((BLOCK_N,), INFINITY, tl.float32)
