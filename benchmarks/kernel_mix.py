@@ -127,7 +127,7 @@ def flash_kmeans(target: Any) -> list[dict]:
         from flash_kmeans import assign_euclid_triton as flash
     except Exception:  # not installed, or no torch
         return []
-    import triton
+    from xpkmeans._backend import _triton
 
     rows = []
     for problem, (n, d, k) in PROBLEMS_BY_NAME.items():
@@ -140,10 +140,8 @@ def flash_kmeans(target: Any) -> list[dict]:
                      "c_sq_ptr": "*fp32", "out_ptr": "*i32",
                      **{key: "constexpr" for key in constants}}
         try:
-            source = triton.compiler.ASTSource(fn=flash._euclid_assign_kernel,
-                                               signature=signature, constexprs=constants)
-            compiled = triton.compile(source, target=target, options={
-                "num_warps": config["num_warps"], "num_stages": config["num_stages"]})
+            compiled = _triton._compile(target, flash._euclid_assign_kernel, signature,
+                                        constants, config["num_warps"], config["num_stages"])
         except Exception as error:  # another flash-kmeans version
             print(f"flash-kmeans {problem}: {type(error).__name__}: {error}", file=sys.stderr)
             continue
