@@ -11,6 +11,10 @@ Parts (``python -m benchmarks.gpu_targets PART --out DIR``):
 - ``kernels``: the fused Triton pass alone, per precision, on the two large
   problems, next to the fp32 GEMM bound (and flash-kmeans's assignment);
 - ``tiles``: the same with one tile setting changed at a time;
+- ``sweep`` (tuning, not in gpu_check.sh): a wider grid of tiles for the
+  default precision;
+- ``profile`` (tuning, not in gpu_check.sh): the kernels of a default
+  torch-CUDA Lloyd fit by GPU time;
 - ``lloyd``: time per Lloyd iteration, side by side, same initial centres:
   xpkmeans torch-CUDA and CuPy, flash-kmeans; from the difference of a long
   and a short run (fixed costs of a fit cancel);
@@ -225,6 +229,92 @@ def part_tiles(records: Records) -> None:
         finally:
             _triton.config_override.clear()
     torch.cuda.synchronize()
+
+
+def _sweep_grid(name: str) -> list[tuple[str, dict]]:
+    """Tile grid of the default precision around its current tiles (and the
+    approximate tf32 pass at the same tiles), the current one first."""
+    import itertools
+
+    from xpkmeans._backend._triton import tile_config
+
+    default = _default_precision()
+    if name == "large":
+        grid = itertools.product((64, 128, 256), (64, 128, 256), (4, 8), (2, 3))
+        keys = ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
+    else:
+        grid = itertools.product((64, 128), (64, 128), (4, 8), (1, 2), (128, 64, 32))
+        keys = ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages", "BLOCK_D")
+    n, d, k = {p[0]: p[1:] for p in (LARGE, HUGE)}[name]
+    current = tile_config(n, d, k, default)
+    cases = [dict(zip(keys, values)) for values in grid]
+    cases = [c for c in cases if c["BLOCK_N"] * c["BLOCK_K"] <= 128 * 256
+             and any(current[key] != value for key, value in c.items())]
+    cases.sort(key=lambda c: sum(current[key] != value for key, value in c.items()))
+    return [(default, {})] + [("tf32", {})] + [(default, c) for c in cases]
+
+
+def part_sweep(records: Records) -> None:
+    """A wider grid than ``tiles`` for the default precision, the two
+    problems in turn; each setting's labels are compared with ieee's."""
+    import itertools
+
+    from xpkmeans._backend import _triton
+
+    problems = {}
+    for name, n, d, k in (LARGE, HUGE):
+        problem, data = _dataset(name)
+        X, init = data.array("torch-cuda"), data.init("torch-cuda")
+        reference = _triton.nearest_centers(X, init, dot_precision="ieee")
+        problems[name] = (n, d, k, X, init, reference)
+    turns = itertools.zip_longest(*[[(name, *case) for case in _sweep_grid(name)]
+                                    for name in problems])
+    for name, precision, override in (case for turn in turns for case in turn if case):
+        n, d, k, X, init, reference = problems[name]
+        _triton.config_override.clear()
+        _triton.config_override.update(override)
+        try:
+            seconds = _seconds(lambda: _triton._launch(
+                X, init, with_sums=True, dot_precision=precision), repeats=3)
+            out = _triton._launch(X, init, with_sums=True, dot_precision=precision)
+            extra = ({"listed_fraction": int(out["n_listed"][0]) / n,
+                      "pairs_fraction": int(out["n_pairs"][0]) / n}
+                     if "n_listed" in out else {})
+            records.add("sweep", problem=name, precision=precision, override=override,
+                        ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision),
+                        labels_differ_from_ieee=int((out["labels"] != reference).sum()), **extra)
+        except Exception as exc:
+            records.add("sweep", problem=name, precision=precision, override=override,
+                        error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        finally:
+            _triton.config_override.clear()
+
+
+def part_profile(records: Records) -> None:
+    """Where a default torch-CUDA Lloyd iteration spends its GPU time: the
+    kernels of 4 iterations (after a warm-up fit), by total time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from .libraries import BY_NAME
+
+    lloyd = BY_NAME["xpkmeans-torch-cuda"].lloyd
+    for name, n, d, k in (LARGE, HUGE):
+        problem, data = _dataset(name)
+        X, init = data.array("torch-cuda"), data.init("torch-cuda")
+        lloyd(X, init, 2)
+        _sync()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            lloyd(X, init, 4)
+            _sync()
+        events = [e for e in prof.key_averages() if str(e.device_type).endswith("CUDA")]
+        events = sorted(events or prof.key_averages(), key=lambda e: -e.device_time_total)
+        total = sum(e.device_time_total for e in events)
+        for e in events[:14]:
+            records.add("profile", problem=name, kernel=e.key[:90], calls=e.count,
+                        ms=e.device_time_total / 1e3, share=e.device_time_total / max(total, 1))
+        data.release()
+        torch.cuda.empty_cache()
 
 
 # ------------------------------------------------------------------ Lloyd
@@ -632,7 +722,8 @@ def _default_precision() -> str:
 
 
 PARTS = {"kernels": part_kernels, "tiles": part_tiles, "lloyd": part_lloyd, "cold": part_cold,
-         "exactness": part_exactness, "memory": part_memory, "init": part_init}
+         "exactness": part_exactness, "memory": part_memory, "init": part_init,
+         "sweep": part_sweep, "profile": part_profile}
 
 
 def main(argv: list[str] | None = None) -> None:
