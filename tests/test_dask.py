@@ -145,7 +145,7 @@ def test_fit_computes_once_per_iteration_and_never_gathers_x(lazy_backend, monke
 
     monkeypatch.setattr(da.Array, "compute", compute)
     with count_computes() as counter:
-        km = xpkmeans.KMeans(5, init=init, tol=0).fit(Xd)
+        km = xpkmeans.KMeans(5, init=init, tol=0, max_iter=20).fit(Xd)
     assert all(shape != X.shape for shape in gathered)
     # first pass, persist, spread; one per iteration; labels persisted, inertia
     assert counter["computes"] == 3 + km.n_iter_ + 2

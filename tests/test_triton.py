@@ -191,7 +191,7 @@ def test_triton_checked_tf32_is_exact_where_tf32_is_not(d):
     X = _tensor(rng.standard_normal((3000, d)) * 0.3 + 5.0)
     centers = _tensor(centers_host)
     half = 0.5 * torch.sum(centers * centers, dim=1)
-    rounded = torch.argmin(half - _tf32(X).cpu() @ _tf32(centers).cpu().T, dim=1)
+    rounded = torch.argmin(half.cpu() - _tf32(X).cpu() @ _tf32(centers).cpu().T, dim=1)
 
     out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
 
@@ -371,7 +371,7 @@ def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
     x_sq = torch.sum(copy * copy, dim=1)
     rows_sq = torch.sum(rows * rows, dim=1)
     weights = _tensor(rng.uniform(0, 2, 301))
-    for closest in (torch.full((301,), float("inf")), _tensor(rng.uniform(0, 30, 301))):
+    for closest in (_tensor(np.full(301, np.inf)), _tensor(rng.uniform(0, 30, 301))):
         blocks, potentials = _triton.closest_with_candidates(
             data, x_sq, weights, closest, rows, rows_sq)
         ref_blocks, ref_potentials = _primitives.closest_with_candidates(
@@ -379,9 +379,9 @@ def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
         assert len(blocks) == 1 and blocks[0].shape == (301, m)
         # the two expansions round differently: a few float32 ulps of ||x||^2 + ||c||^2
         atol = 16 * 2.0**-23 * float(torch.max(x_sq) + torch.max(rows_sq))
-        np.testing.assert_allclose(blocks[0].cpu().numpy(), torch.cat(ref_blocks).numpy(),
+        np.testing.assert_allclose(blocks[0].cpu().numpy(), torch.cat(ref_blocks).cpu().numpy(),
                                    rtol=1e-5, atol=atol)
-        np.testing.assert_allclose(potentials.cpu().numpy(), ref_potentials.numpy(),
+        np.testing.assert_allclose(potentials.cpu().numpy(), ref_potentials.cpu().numpy(),
                                    rtol=1e-5, atol=301 * atol)
 
 
