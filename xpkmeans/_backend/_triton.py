@@ -133,22 +133,23 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     wide = single_chunk and block_d > 32
     if not single_chunk:  # tf32-check: 16 measured 18% faster than 32 on 8M x 128 (H200)
         block_d = 16 if dot_precision in ("ieee", "tf32-check") else 32
-    wide_k = (dot_precision == "tf32x3" and single_chunk and not wide
-              or dot_precision == "tf32-check" and single_chunk)
+    # tf32-check's pass on an H200, 128 rows a tile, 4 warps: 128 centres a
+    # tile took 3.8 ms against 4.3 for 64 on 10M x 32 x 256, and 64 took
+    # 19.0 ms against 25.1 for 128 on 8M x 128 x 1024 (8 warps: 5.8 and 20.7)
+    wide_k = dot_precision in ("tf32x3", "tf32-check") and single_chunk and not wide
     block_k = min(128 if wide_k else 64, max(16, _next_power_of_two(k)))
     block_n = 128 if n >= 1 << 16 else 64
     num_warps = 8 if block_n * block_k >= 128 * 64 else 4
-    if single_chunk and dot_precision == "tf32":  # 4 warps measured faster on 10M x 32 (H200)
+    if single_chunk and dot_precision in ("tf32", "tf32-check"):  # measured faster (H200)
         num_warps = 4
-    if single_chunk and dot_precision == "tf32-check":  # 4 warps spill registers (sm_90)
-        num_warps = 8
     config = {
         "BLOCK_N": block_n,
         "BLOCK_K": block_k,
         "BLOCK_D": block_d,
         "num_warps": num_warps,
-        # a wide tile's centre tiles are 32 KB each: one in flight
-        "num_stages": (1 if wide else 2) if single_chunk else 3,
+        # a wide tile's centre tiles are 32 KB each: one in flight; tf32-check
+        # on 10M x 32 x 256 (H200): 3.5 ms with one, 3.8 with two
+        "num_stages": (1 if wide or dot_precision == "tf32-check" else 2) if single_chunk else 3,
         "sum_dtype": "float32",
         "LANE_MIN": False,
         # replicas of the sums (about 2^20 numbers in all): fewer atomic collisions
@@ -278,10 +279,14 @@ def _launch(
         "WITH_WEIGHTS": weights is not None, "FIXED_POINT": fixed_point,
         "CENTERED": mean is not None,
     }
+    dense = common
+    if check:  # the centres rounded once, and scores of padded centres finite
+        dense = (*common[:4], _rounded_to_tf32(C), C.shape[1],
+                 torch.clamp(H, max=torch.finfo(float32).max), W)
     with _on_device(device):
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
-            *common, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
+            *dense, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
             scales, center_norm_max, *check_bound(d, config["BLOCK_K"]), listed, n_listed,
             pairs, n_pairs, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
@@ -322,6 +327,14 @@ def _padded_centers(centers: Any, half_sq_norms: Any, block_k: int, block_d: int
     H = torch.nn.functional.pad(half_sq_norms.to(torch.float32), (0, C.shape[0] - k),
                                 value=float("inf"))
     return C.contiguous(), H.contiguous()
+
+
+def _rounded_to_tf32(values: Any) -> Any:
+    """float32 rounded to the nearest TF32, as ``_triton_kernels._round_to_tf32``."""
+    import torch
+
+    bits = values.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -8192).view(torch.float32)
 
 
 def _on_device(device: Any) -> Any:
@@ -422,11 +435,22 @@ def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
 
 def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, Any]:
     """Tiles of the k-means++ pass over ``m`` candidates: those of the Lloyd
-    pass (``tile_config``), one tile of candidates up to 64."""
+    pass (``tile_config``), one tile of candidates up to 64.
+
+    With one tile of candidates X is read once whatever its chunks, so more
+    than 32 features go in chunks of 32, one in flight, rather than in one
+    tile of all. On sm_90 at d = 128 that is 129 warp instructions a row and
+    36 KB of shared memory (six programs a multiprocessor), against 140 and
+    144 KB (one) for one tile and 262 with register spills for chunks over
+    3 stages; greedy k-means++ on 8M x 128 x 1024 took 3.8 s with one tile,
+    3.2 s with those chunks (H200; this setting is not timed yet).
+    """
     config = tile_config(n, d, m, dot_precision)
-    wide = config["SINGLE_CHUNK"] and config["BLOCK_D"] > 32  # 4 warps spill registers (sm_90)
-    return dict(config, BLOCK_K=min(64, max(16, _next_power_of_two(m))),
-                num_warps=8 if wide else config["num_warps"])
+    block_k = min(64, max(16, _next_power_of_two(m)))
+    if d > 32:  # 4 warps spill registers past 16 candidates (sm_90)
+        config = dict(config, BLOCK_D=32, SINGLE_CHUNK=False, num_stages=1,
+                      num_warps=4 if block_k <= 16 else 8)
+    return dict(config, BLOCK_K=block_k)
 
 
 def closest_with_candidates(

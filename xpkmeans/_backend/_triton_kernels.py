@@ -80,21 +80,20 @@ def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
 def _tile_scores(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, x, row_offsets, row_ok, k_start, d,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_TF32: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, ROUND_X: tl.constexpr,
     CENTERED: tl.constexpr,
 ):
     """Scores ``||c||^2 / 2 - x . c`` of the rows against centres
     ``k_start .. k_start + BLOCK_K``. ``C`` is padded with zeros to whole
     tiles (rows of ``C_ROW`` numbers, a multiple of ``BLOCK_D``; whole
-    ``BLOCK_K`` tiles of centres), so its loads need no mask; ``H`` is +inf
-    past the last centre, so padded centres score +inf."""
+    ``BLOCK_K`` tiles of centres), so its loads need no mask; ``H`` past the
+    last centre is larger than any score. ``ROUND_X``: the chunks of X read
+    here are rounded to TF32 (a single chunk ``x`` comes rounded)."""
     features = tl.arange(0, BLOCK_D)
     cols = k_start + tl.arange(0, BLOCK_K)
     col_offsets = cols * C_ROW
     if SINGLE_CHUNK:
         c = tl.load(C + col_offsets[None, :] + features[:, None])
-        if ROUND_TF32:
-            c = _round_to_tf32(c)
         dots = tl.dot(x, c, input_precision=PRECISION)
     else:
         dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
@@ -102,9 +101,8 @@ def _tile_scores(
             chunk = d_start + features
             x_chunk = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
             c = tl.load(C + col_offsets[None, :] + chunk[:, None])
-            if ROUND_TF32:
+            if ROUND_X:
                 x_chunk = _round_to_tf32(x_chunk)
-                c = _round_to_tf32(c)
             dots = tl.dot(x_chunk, c, dots, input_precision=PRECISION)
     half_norms = tl.load(H + cols)
     return half_norms[None, :] - dots
@@ -185,12 +183,15 @@ def _top_three(
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
 ):
     """The two smallest scores of each row with their centres, and the third
-    smallest score (``PRECISION``'s products of operands rounded to TF32).
+    smallest score (``PRECISION``'s products of operands rounded to TF32:
+    ``C`` comes rounded, X's rows are rounded here).
 
     Each score carries its lane in its last log2(BLOCK_K) mantissa bits (off
     by under ``BLOCK_K`` ulps, which the caller's bound covers): the keys of
     a row are distinct, so three minimum reductions of values alone find the
     three smallest of a tile, and their low bits where the first two are.
+    ``H`` is the largest finite float past the last centre, so every key is
+    finite.
     """
     lanes = tl.arange(0, BLOCK_K)
     b1 = tl.full((BLOCK_N,), INFINITY, tl.float32)
@@ -206,8 +207,7 @@ def _top_three(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
             k_start, d, BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, True, CENTERED,
         )
-        # finite (padded centres score +inf), then the lane in the low bits
-        bits = tl.minimum(scores, 3.0e38).to(tl.int32, bitcast=True)
+        bits = scores.to(tl.int32, bitcast=True)
         keys = ((bits & -BLOCK_K) | lanes[None, :]).to(tl.float32, bitcast=True)
         t1 = tl.min(keys, axis=1)  # keys are distinct: each '>' leaves out one
         t2 = tl.min(tl.where(keys > t1[:, None], keys, INFINITY), axis=1)
@@ -375,6 +375,7 @@ def dense_kernel(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
+        label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
         norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
                                      ROW_D, HELD, CENTERED))
         bound = (norm * tl.load(CENTER_NORM_MAX) * RELATIVE
