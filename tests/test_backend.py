@@ -12,6 +12,7 @@ from xpkmeans._backend import (
     nearest_center_labels,
     nearest_two_centers,
     scatter,
+    segment_count,
     segment_sum,
     subtract_row,
     to_numpy,
@@ -21,6 +22,7 @@ from xpkmeans._backend._portable import (
     nearest_center_labels as nearest_center_labels_portable,
     nearest_two_centers as nearest_two_centers_portable,
     scatter as scatter_portable,
+    segment_count as segment_count_portable,
     segment_sum as segment_sum_portable,
 )
 
@@ -41,6 +43,21 @@ def test_segment_sum_fast_path_equals_portable(backend, weighted, k):
     backend.assert_here(totals, values.dtype)
     np.testing.assert_allclose(to_numpy(sums), to_numpy(ref_sums), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(to_numpy(totals), to_numpy(ref_totals), rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 7, 300])
+def test_segment_count_fast_path_equals_portable_and_bincount(backend, k, monkeypatch):
+    monkeypatch.setattr(_host, "_CPU_BLOCK_ELEMENTS", 4096)  # several blocks
+    monkeypatch.setattr(_host, "_MIN_BLOCK_ROWS", 1)
+    ids = np.random.default_rng(k).integers(0, max(k - 1, 1), 1000)  # the last segment empty
+
+    counts = segment_count(backend.asarray(ids), k)
+    portable = segment_count_portable(backend.asarray(ids), k)
+
+    backend.assert_here(counts, backend.xp.int64)
+    expected = np.bincount(ids, minlength=k)
+    np.testing.assert_array_equal(to_numpy(counts), expected)
+    np.testing.assert_array_equal(to_numpy(portable), expected)
 
 
 def test_segment_sum_matches_numpy_reference(backend, monkeypatch):

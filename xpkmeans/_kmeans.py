@@ -27,6 +27,7 @@ from ._backend import (
     nearest_centers,
     parallel_region,
     row_block,
+    segment_count,
     segment_sum,
     sparse,
     widest_float_dtype,
@@ -250,8 +251,7 @@ def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any)
 
 
 def _count_nonempty(labels: Any, n_clusters: int, *, xp: Any) -> int:
-    ones = xp.ones((labels.shape[0], 1), dtype=xp.float32, device=device_of(labels))
-    return int(xp.sum(xp.astype(segment_sum(ones, labels, n_clusters)[1] > 0, xp.int64)))
+    return int(xp.sum(xp.astype(segment_count(labels, n_clusters) > 0, xp.int64)))
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):

@@ -24,6 +24,7 @@ from ._backend import (
     host_rng,
     is_sparse,
     row_blocks,
+    segment_count,
     segment_sum,
     sparse,
     sq_distances_to_assigned,
@@ -185,7 +186,7 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
             return left[block, :] @ right
 
     clusters = xp.arange(n_labels, device=device)[None, :]
-    counts = segment_sum(xp.ones_like(sq_norms), codes, n_labels)[1]
+    counts = xp.astype(segment_count(codes, n_labels), dtype)
 
     blocks = []
     for block in row_blocks(n_samples, n_samples, xp=xp, device=device):

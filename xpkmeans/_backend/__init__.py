@@ -13,7 +13,7 @@ proves it equals that twin. The rooms:
   ``column_sums``: a fused kernel where one exists; ``sums_in_pass`` says
   where the sums come with the labels), ``run_steps`` (a loop that never
   waits for the device, replayable as a CUDA graph),
-  ``segment_sum``, ``scatter``, ``largest_indices``, ``take_rows``,
+  ``segment_sum``, ``segment_count``, ``scatter``, ``largest_indices``, ``take_rows``,
   ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
   or a ``CenteredRows`` view that the fused passes centre as they read it);
 - ``_portable``: the portable twins;
@@ -60,6 +60,7 @@ from ._primitives import (
     row_block,
     run_steps,
     scatter,
+    segment_count,
     segment_sum,
     sq_row_norms,
     block_sq_distances_to_assigned,
@@ -103,6 +104,7 @@ __all__ = [
     "row_blocks",
     "row_chunk_size",
     "scatter",
+    "segment_count",
     "segment_sum",
     "sparse",
     "block_sq_distances_to_assigned",

@@ -8,31 +8,39 @@ import os
 def segment_sum_torch(values, segment_ids, n_segments, weights):
     import torch
 
-    if weights is None:
-        weights = torch.ones(values.shape[0], dtype=values.dtype, device=values.device)
-        rows = values
-    else:
-        rows = values * weights[:, None]
+    rows = values if weights is None else values * weights[:, None]
     shape = (n_segments, values.shape[1])
     sums = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    sums.index_add_(0, segment_ids, rows)
+    if weights is None:  # counts: a histogram, not atomics on few addresses
+        return sums, segment_count(segment_ids, n_segments).to(values.dtype)
     totals = torch.zeros(n_segments, dtype=values.dtype, device=values.device)
-    return sums.index_add_(0, segment_ids, rows), totals.index_add_(0, segment_ids, weights)
+    return sums, totals.index_add_(0, segment_ids, weights)
 
 
 def segment_sum_cupy(values, segment_ids, n_segments, weights):
     import cupy
 
-    if weights is None:
-        weights = cupy.ones(values.shape[0], dtype=values.dtype)
-        rows = values
-    else:
-        rows = values * weights[:, None]
+    rows = values if weights is None else values * weights[:, None]
     sums = cupy.zeros((n_segments, values.shape[1]), dtype=values.dtype)
-    totals = cupy.zeros(n_segments, dtype=values.dtype)
     # ufunc.at: cupyx.scatter_add is deprecated from CuPy 14
     cupy.add.at(sums, segment_ids, rows)
+    if weights is None:
+        return sums, segment_count(segment_ids, n_segments).astype(values.dtype)
+    totals = cupy.zeros(n_segments, dtype=values.dtype)
     cupy.add.at(totals, segment_ids, weights)
     return sums, totals
+
+
+def segment_count(segment_ids, n_segments):
+    """torch or CuPy ``bincount`` (int64)."""
+    if hasattr(segment_ids, "get"):  # CuPy
+        import cupy
+
+        return cupy.bincount(segment_ids, minlength=n_segments).astype(cupy.int64, copy=False)
+    import torch
+
+    return torch.bincount(segment_ids, minlength=n_segments).to(torch.int64)
 
 
 def scatter(values, indices, updates):

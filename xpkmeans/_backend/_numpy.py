@@ -89,6 +89,10 @@ def segment_sum(values, segment_ids, n_segments, weights):
     return np.stack(sums, axis=1).astype(values.dtype), totals.astype(values.dtype)
 
 
+def segment_count(segment_ids, n_segments):
+    return np.bincount(segment_ids, minlength=n_segments).astype(np.int64, copy=False)
+
+
 def subtract_row(X, row):
     # column-major, so that each feature is contiguous for ``bincount``; row
     # blocks still go to BLAS without a copy. Written block by block on all

@@ -53,6 +53,20 @@ def largest_indices(values: Any, count: int) -> Any:
     return xp.argsort(values, descending=True, stable=True)[:count]
 
 
+def segment_count(segment_ids: Any, n_segments: int) -> Any:
+    """Row blocks of one-hot comparisons, summed as int64."""
+    xp = array_namespace(segment_ids)
+    device = device_of(segment_ids)
+    segments = xp.arange(n_segments, device=device)[:, None]
+    counts = xp.zeros((n_segments,), dtype=xp.int64, device=device)
+    for block in map_row_blocks(
+        lambda rows: xp.sum(xp.astype(segment_ids[None, rows] == segments, xp.int64), axis=1),
+        segment_ids.shape[0], n_segments, xp=xp, device=device,
+    ):
+        counts = counts + block
+    return counts
+
+
 def segment_sum(
     values: Any, segment_ids: Any, n_segments: int, *, weights: Any = None
 ) -> tuple[Any, Any]:

@@ -87,6 +87,16 @@ def segment_sum(
     return _portable.segment_sum(values, segment_ids, n_segments, weights=weights)
 
 
+def segment_count(segment_ids: Any, n_segments: int) -> Any:
+    """How many of ``segment_ids`` fall in each of ``n_segments`` segments:
+    an int64 array of shape (n_segments,), as ``numpy.bincount``."""
+    if is_numpy_array(segment_ids):
+        return _numpy.segment_count(segment_ids, n_segments)
+    if is_torch_array(segment_ids) or is_cupy_array(segment_ids):
+        return _gpu.segment_count(segment_ids, n_segments)
+    return _portable.segment_count(segment_ids, n_segments)
+
+
 def subtract_row(X: Any, row: Any) -> Any:
     """``X - row`` (a new array), laid out for the fastest kernels of the backend
     (NumPy: column-major, so that ``segment_sum`` reads contiguous features)."""
