@@ -249,16 +249,16 @@ def test_run_steps_applies_the_step_count_times(count):
     np.testing.assert_array_equal(final[1], [2**count])
 
 
-def test_cuda_graphs_are_opt_in_and_for_torch_cuda_tensors_only(monkeypatch):
+def test_cuda_graphs_are_for_torch_cuda_tensors_only_and_can_be_turned_off(monkeypatch):
     torch = pytest.importorskip("torch")
     from xpkmeans._backend import _gpu
 
-    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "1")
+    monkeypatch.delenv("XPKMEANS_CUDA_GRAPHS", raising=False)
     assert not _gpu.graphs_handle((torch.zeros(2),))
     assert not _gpu.graphs_handle((np.zeros(2),))
     if not torch.cuda.is_available():
         pytest.skip("the CUDA half needs a CUDA device")
     on_cuda = (torch.zeros(2, device="cuda"),)
     assert _gpu.graphs_handle(on_cuda)
-    monkeypatch.delenv("XPKMEANS_CUDA_GRAPHS")
+    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "0")
     assert not _gpu.graphs_handle(on_cuda)

@@ -55,11 +55,13 @@ def test_kmeans_plusplus_keeps_the_centres_of_one_draw_per_centre(backend, dtype
 
 
 @pytest.mark.parametrize("case", sorted(PINNED_KMEANS_PLUSPLUS, key=str)[:2])
-def test_kmeans_plusplus_replayed_from_a_cuda_graph_keeps_the_pinned_centres(
-        backend, monkeypatch, case):
-    """XPKMEANS_CUDA_GRAPHS=1: torch-CUDA replays the loop over centres from
-    one captured graph (elsewhere the switch changes nothing)."""
-    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "1")
+@pytest.mark.parametrize("graphs", ["1", "0"])
+def test_kmeans_plusplus_with_and_without_cuda_graphs_keeps_the_pinned_centres(
+        backend, monkeypatch, case, graphs):
+    """torch-CUDA replays the loop over centres from one captured graph, or
+    runs it eagerly with XPKMEANS_CUDA_GRAPHS=0 (elsewhere the switch changes
+    nothing)."""
+    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", graphs)
     seed, weighted, n_clusters, n_local_trials = case
     weights = backend.asarray(W_PIN.astype("float32")) if weighted else None
     _, indices = kmeans_plusplus(

@@ -50,9 +50,10 @@ def scatter(values, indices, updates):
 
 
 def graphs_handle(state: tuple) -> bool:
-    """True when ``run_steps`` replays a CUDA graph: ``XPKMEANS_CUDA_GRAPHS=1``
-    and a state of torch CUDA tensors (CuPy queues on streams of its own)."""
-    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "0").lower() not in ("1", "true", "yes"):
+    """True when ``run_steps`` replays a CUDA graph: a state of torch CUDA
+    tensors (CuPy queues on streams of its own), unless
+    ``XPKMEANS_CUDA_GRAPHS=0``."""
+    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "1").lower() in ("0", "false", "no"):
         return False
     from array_api_compat import is_torch_array
 
