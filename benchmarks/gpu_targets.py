@@ -12,9 +12,9 @@ Parts (``python -m benchmarks.gpu_targets PART --out DIR``):
   problems, next to the fp32 GEMM bound (and flash-kmeans's assignment);
 - ``tiles``: the same with one tile setting changed at a time;
 - ``sweep`` (tuning, not in gpu_check.sh): a wider grid of tiles for the
-  default precision;
+  default precision, or the cases of ``SWEEP_CASES`` (JSON);
 - ``profile`` (tuning, not in gpu_check.sh): the kernels of a default
-  torch-CUDA Lloyd fit by GPU time;
+  torch-CUDA Lloyd fit and of k-means++, by GPU time;
 - ``lloyd``: time per Lloyd iteration, side by side, same initial centres:
   xpkmeans torch-CUDA and CuPy, flash-kmeans; from the difference of a long
   and a short run (fixed costs of a fit cancel);
@@ -247,6 +247,8 @@ def _sweep_grid(name: str) -> list[tuple[str, dict]]:
         keys = ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages", "BLOCK_D")
     n, d, k = {p[0]: p[1:] for p in (LARGE, HUGE)}[name]
     current = tile_config(n, d, k, default)
+    if os.environ.get("SWEEP_CASES"):  # JSON: {problem: [[precision, override], ...]}
+        return [tuple(case) for case in json.loads(os.environ["SWEEP_CASES"]).get(name, [])]
     cases = [dict(zip(keys, values)) for values in grid]
     cases = [c for c in cases if c["BLOCK_N"] * c["BLOCK_K"] <= 128 * 256
              and any(current[key] != value for key, value in c.items())]
@@ -290,11 +292,30 @@ def part_sweep(records: Records) -> None:
             _triton.config_override.clear()
 
 
-def part_profile(records: Records) -> None:
-    """Where a default torch-CUDA Lloyd iteration spends its GPU time: the
-    kernels of 4 iterations (after a warm-up fit), by total time."""
-    import torch
+def _profiled(records: Records, what: str, run: Callable[[], Any], top: int = 14) -> None:
+    """The GPU kernels of ``run()`` (after one warm-up call), by total time."""
     from torch.profiler import ProfilerActivity, profile
+
+    run()
+    _sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        _sync()
+    events = [e for e in prof.key_averages() if str(e.device_type).endswith("CUDA")]
+    events = sorted(events or prof.key_averages(), key=lambda e: -e.device_time_total)
+    total = sum(e.device_time_total for e in events)
+    for e in events[:top]:
+        records.add("profile", what=what, kernel=e.key[:90], calls=e.count,
+                    ms=e.device_time_total / 1e3, share=e.device_time_total / max(total, 1))
+
+
+def part_profile(records: Records) -> None:
+    """Where the default torch-CUDA fit spends its GPU time: the kernels of a
+    Lloyd fit of 4 iterations on both problems, and of k-means++ (32
+    centres) on the huge one."""
+    import torch
+
+    import xpkmeans
 
     from .libraries import BY_NAME
 
@@ -302,17 +323,10 @@ def part_profile(records: Records) -> None:
     for name, n, d, k in (LARGE, HUGE):
         problem, data = _dataset(name)
         X, init = data.array("torch-cuda"), data.init("torch-cuda")
-        lloyd(X, init, 2)
-        _sync()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            lloyd(X, init, 4)
-            _sync()
-        events = [e for e in prof.key_averages() if str(e.device_type).endswith("CUDA")]
-        events = sorted(events or prof.key_averages(), key=lambda e: -e.device_time_total)
-        total = sum(e.device_time_total for e in events)
-        for e in events[:14]:
-            records.add("profile", problem=name, kernel=e.key[:90], calls=e.count,
-                        ms=e.device_time_total / 1e3, share=e.device_time_total / max(total, 1))
+        _profiled(records, f"{name}: Lloyd, 4 iterations", lambda: lloyd(X, init, 4))
+        if name == "huge":
+            _profiled(records, "huge: k-means++, 32 centres",
+                      lambda: xpkmeans.kmeans_plusplus(X, 32, random_state=0))
         data.release()
         torch.cuda.empty_cache()
 
