@@ -44,7 +44,7 @@ if [ "${1:-}" = "--quick" ] || [ "${QUICK:-0}" = "1" ]; then
 else
     part kernels 30 python -m benchmarks.gpu_targets kernels --out "$DIR"
     part lloyd 70 python -m benchmarks.gpu_targets lloyd --out "$DIR"
-    part exactness 20 python -m benchmarks.gpu_targets exactness --out "$DIR"
+    part exactness 15 python -m benchmarks.gpu_targets exactness --out "$DIR"
     # the sm_90 compile test runs in CI (it needs no GPU)
     part triton-tests 90 python -m pytest -v --tb=short -p no:cacheprovider --durations=5 \
         -o faulthandler_timeout=40 -k "not compiles_for_sm90" tests/test_triton.py
@@ -53,11 +53,11 @@ else
     part tests 95 python -m pytest -v --tb=short -p no:cacheprovider --durations=15 \
         -o faulthandler_timeout=40 -k "cupy or cuda" --ignore=tests/test_triton.py \
         --ignore=tests/test_dask.py tests/
-    part dask-tests 60 python -m pytest -v --tb=short -p no:cacheprovider --durations=5 \
+    part dask-tests 80 python -m pytest -v --tb=short -p no:cacheprovider --durations=5 \
         -o faulthandler_timeout=40 -k "cupy or cuda" tests/test_dask.py
-    part cold 30 python -m benchmarks.gpu_targets cold --out "$DIR"
-    part memory 15 python -m benchmarks.gpu_targets memory --out "$DIR"
+    part cold 25 python -m benchmarks.gpu_targets cold --out "$DIR"
+    part memory 10 python -m benchmarks.gpu_targets memory --out "$DIR"
     part init 45 python -m benchmarks.gpu_targets init --out "$DIR"
-    part tiles 20 python -m benchmarks.gpu_targets tiles --out "$DIR"
+    part tiles 15 python -m benchmarks.gpu_targets tiles --out "$DIR"
 fi
 python -m benchmarks.gpu_targets summary --out "$DIR" --tests-log "$DIR"/gpu-*tests.log
