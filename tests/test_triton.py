@@ -176,6 +176,21 @@ def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32(far):
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
 
 
+def test_triton_checked_tf32_redoes_rows_whose_two_best_are_neighbouring_lanes():
+    # each centre twice, side by side: a row's two best always share a pair
+    # of lanes, where the pass's third is only a lower bound, so the rows
+    # are redone, not decided between two
+    rng = np.random.default_rng(11)
+    X = _tensor(rng.standard_normal((300, 3)))
+    centers = _tensor(np.repeat(rng.standard_normal((20, 3)) * 3, 2, axis=0))
+    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
+    assert np.all(out["labels"].cpu().numpy() % 2 == 0)  # the first of each tie
+    assert int(out["n_pairs"][0]) == 0 and int(out["n_listed"][0]) == 300
+
+
 def _tf32(values):
     """Round float32 to TF32 (10 mantissa bits), as the tf32-check pass does."""
     bits = values.contiguous().view(torch.int32)
