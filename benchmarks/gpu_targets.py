@@ -178,27 +178,34 @@ def part_kernels(records: Records) -> None:
 
 
 SWEEPS = {  # (precision, tile settings changed): the most promising first
-    # the tiles of the last GPU run (before one chunk of 128 features), then
-    # the other candidates of the static counts (benchmarks/kernel_mix.py)
-    "large": [("tf32-check", {"BLOCK_K": 64, "num_warps": 4}),
+    # the neighbours of the tiles chosen on an H200 (benchmarks/results/
+    # gpu-h200-run3-tuning.jsonl), then the approximate pass's
+    "large": [("tf32-check", {"num_stages": 2}),
               ("tf32-check", {"BLOCK_K": 64}),
-              ("tf32x3", {"LANE_MIN": True, "BLOCK_K": 64}),
-              ("tf32-check", {"sum_copies": 1}),
-              ("tf32", {"num_warps": 8}),
-              ("tf32-check", {"BLOCK_N": 256, "BLOCK_K": 64})],
-    "huge": [("tf32", {"BLOCK_D": 32, "num_warps": 8, "num_stages": 3}),
-             ("tf32-check", {"BLOCK_D": 16, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}),
-             ("tf32-check", {"num_warps": 4}),
-             ("tf32-check", {"BLOCK_K": 64}),
-             ("tf32x3", {"BLOCK_D": 32, "num_stages": 3}),
-             ("tf32-check", {"num_stages": 2})],
+              ("tf32-check", {"BLOCK_N": 64}),
+              ("tf32-check", {"num_warps": 8}),
+              ("tf32", {"BLOCK_K": 128}),
+              ("tf32", {"num_stages": 1})],
+    "huge": [("tf32-check", {"BLOCK_N": 64}),
+             ("tf32-check", {"BLOCK_K": 32}),
+             ("tf32-check", {"BLOCK_K": 128}),
+             ("tf32-check", {"num_warps": 8}),
+             ("tf32", {"BLOCK_N": 64}),
+             ("tf32", {"BLOCK_K": 128})],
 }
 
 
 def part_tiles(records: Records) -> None:
-    """The fused pass with tile settings changed (the two problems in turn, so
-    that a time limit cuts the least promising settings of both); each
-    setting's labels are compared with those of the ieee pass."""
+    """The fused pass with tile settings changed (``SWEEPS``)."""
+    _time_tile_settings(records, "tile", lambda name: SWEEPS[name])
+
+
+def _time_tile_settings(records: Records, kind: str,
+                        cases: Callable[[str], list[tuple[str, dict]]]) -> None:
+    """The fused pass (labels and sums) with each ``(precision, tile
+    settings)`` of ``cases(problem)``, the two problems in turn, so that a
+    time limit cuts the last settings of both; each setting's labels are
+    compared with those of the ieee pass."""
     import itertools
 
     import torch
@@ -211,7 +218,8 @@ def part_tiles(records: Records) -> None:
         X, init = data.array("torch-cuda"), data.init("torch-cuda")
         reference = _triton.nearest_centers(X, init, dot_precision="ieee")
         problems[name] = (n, d, k, X, init, reference)
-    turns = itertools.zip_longest(*[[(name, *case) for case in SWEEPS[name]] for name in SWEEPS])
+    turns = itertools.zip_longest(*[[(name, *case) for case in cases(name)]
+                                    for name in problems])
     for name, precision, override in (case for turn in turns for case in turn if case):
         n, d, k, X, init, reference = problems[name]
         _triton.config_override.clear()
@@ -219,12 +227,15 @@ def part_tiles(records: Records) -> None:
         try:
             seconds = _seconds(lambda: _triton._launch(
                 X, init, with_sums=True, dot_precision=precision), repeats=3)
-            labels = _triton._launch(X, init, with_sums=True, dot_precision=precision)["labels"]
-            records.add("tile", problem=name, precision=precision, override=override,
+            out = _triton._launch(X, init, with_sums=True, dot_precision=precision)
+            extra = ({"listed_fraction": int(out["n_listed"][0]) / n,
+                      "pairs_fraction": int(out["n_pairs"][0]) / n}
+                     if "n_listed" in out else {})
+            records.add(kind, problem=name, precision=precision, override=override,
                         ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision),
-                        labels_differ_from_ieee=int((labels != reference).sum()))
+                        labels_differ_from_ieee=int((out["labels"] != reference).sum()), **extra)
         except Exception as exc:
-            records.add("tile", problem=name, precision=precision, override=override,
+            records.add(kind, problem=name, precision=precision, override=override,
                         error=f"{type(exc).__name__}: {str(exc)[:300]}")
         finally:
             _triton.config_override.clear()
@@ -257,39 +268,8 @@ def _sweep_grid(name: str) -> list[tuple[str, dict]]:
 
 
 def part_sweep(records: Records) -> None:
-    """A wider grid than ``tiles`` for the default precision, the two
-    problems in turn; each setting's labels are compared with ieee's."""
-    import itertools
-
-    from xpkmeans._backend import _triton
-
-    problems = {}
-    for name, n, d, k in (LARGE, HUGE):
-        problem, data = _dataset(name)
-        X, init = data.array("torch-cuda"), data.init("torch-cuda")
-        reference = _triton.nearest_centers(X, init, dot_precision="ieee")
-        problems[name] = (n, d, k, X, init, reference)
-    turns = itertools.zip_longest(*[[(name, *case) for case in _sweep_grid(name)]
-                                    for name in problems])
-    for name, precision, override in (case for turn in turns for case in turn if case):
-        n, d, k, X, init, reference = problems[name]
-        _triton.config_override.clear()
-        _triton.config_override.update(override)
-        try:
-            seconds = _seconds(lambda: _triton._launch(
-                X, init, with_sums=True, dot_precision=precision), repeats=3)
-            out = _triton._launch(X, init, with_sums=True, dot_precision=precision)
-            extra = ({"listed_fraction": int(out["n_listed"][0]) / n,
-                      "pairs_fraction": int(out["n_pairs"][0]) / n}
-                     if "n_listed" in out else {})
-            records.add("sweep", problem=name, precision=precision, override=override,
-                        ms=seconds * 1e3, config=_triton.tile_config(n, d, k, precision),
-                        labels_differ_from_ieee=int((out["labels"] != reference).sum()), **extra)
-        except Exception as exc:
-            records.add("sweep", problem=name, precision=precision, override=override,
-                        error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        finally:
-            _triton.config_override.clear()
+    """A wider grid than ``tiles`` for the default precision (``_sweep_grid``)."""
+    _time_tile_settings(records, "sweep", _sweep_grid)
 
 
 def _profiled(records: Records, what: str, run: Callable[[], Any], top: int = 14) -> None:
