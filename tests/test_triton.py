@@ -96,6 +96,32 @@ def test_triton_labels_and_sums_equal_portable(n, d, k, precision):
     np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
 
 
+@pytest.mark.parametrize(("n", "d", "k"), [(1000, 3, 70), (300, 40, 130), (130, 129, 20)])
+def test_triton_tf32_labels_are_within_tf32_error_of_the_nearest(n, d, k):
+    """The approximate mode: each label is a centre whose score is within
+    TF32's error bound of the best (``check_bound``), and the sums are
+    those of the labels given."""
+    rng = np.random.default_rng(n + k)
+    X = _tensor(rng.standard_normal((n, d)))
+    centers = _tensor(rng.standard_normal((k, d)))
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(X, centers, dot_precision="tf32")
+
+    got = labels.cpu().numpy()
+    assert got.min() >= 0 and got.max() < k
+    x, c = X.cpu().numpy().astype(np.float64), centers.cpu().numpy().astype(np.float64)
+    scores = 0.5 * np.sum(c**2, axis=1)[None, :] - x @ c.T
+    config = _triton.tile_config(n, d, k, "tf32")
+    relative, lane_bits = _triton.check_bound(d, config["BLOCK_K"])
+    bound = (relative * np.linalg.norm(x, axis=1) * np.linalg.norm(c, axis=1).max()
+             + lane_bits * 2 * np.abs(scores).max(axis=1))
+    gap = scores[np.arange(n), got] - scores.min(axis=1)
+    assert np.all(gap <= bound)
+    ref_sums, ref_totals = _reference_sums(X, labels, k)
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(totals.cpu().numpy(), ref_totals)
+
+
 @pytest.mark.parametrize("lane_min", [False, True])
 @pytest.mark.parametrize("precision", EXACT)
 def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision, lane_min):

@@ -141,6 +141,15 @@ def _row_tile_scores(
             lane_better = scores < lane_best  # strict: an earlier tile keeps a tie
             lane_start = tl.where(lane_better, k_start, lane_start)
             lane_best = tl.where(lane_better, scores, lane_best)
+        elif PRECISION == "tf32" and not WITH_SECOND:
+            # approximate anyway: the lane in the low bits, one reduction
+            bits = tl.minimum(scores, 3.0e38).to(tl.int32, bitcast=True)
+            keys = ((bits & -BLOCK_K) | lanes[None, :]).to(tl.float32, bitcast=True)
+            tile_best = tl.min(keys, axis=1)
+            tile_label = tile_best.to(tl.int32, bitcast=True) & (BLOCK_K - 1)
+            better = tile_best < best
+            label = tl.where(better, tile_label + k_start, label)
+            best = tl.where(better, tile_best, best)
         else:
             tile_best = tl.min(scores, axis=1)
             tile_label = tl.argmin(scores, axis=1, tie_break_left=True)
