@@ -183,8 +183,10 @@ def check_shares(rows: int = 200_000) -> list[dict]:
         best, second, third = np.take_along_axis(scores, order, axis=1).T
         relative, lane_bits = _triton.check_bound(
             d, _triton.tile_config(n, d, k, "tf32-check")["BLOCK_K"])
-        bound = (np.sqrt(np.sum(X.astype(np.float64) ** 2, axis=1)) * np.sqrt(2 * half.max())
-                 * relative + (np.abs(best) + np.abs(third)) * lane_bits)
+        norms = np.sqrt(2 * half)  # of the centres
+        bound = (np.sqrt(np.sum(X.astype(np.float64) ** 2, axis=1))
+                 * (norms[order[:, 0]] + norms.max()) * relative
+                 + (np.abs(best) + np.abs(third)) * lane_bits)
         # two best in neighbouring lanes (one pair): the pass's third is the second
         neighbours = order[:, 0] // 2 == order[:, 1] // 2
         redone = (third - best <= bound) | (neighbours & (second - best <= bound))

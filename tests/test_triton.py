@@ -113,7 +113,7 @@ def test_triton_tf32_labels_are_within_tf32_error_of_the_nearest(n, d, k):
     scores = 0.5 * np.sum(c**2, axis=1)[None, :] - x @ c.T
     config = _triton.tile_config(n, d, k, "tf32")
     relative, lane_bits = _triton.check_bound(d, config["BLOCK_K"])
-    bound = (relative * np.linalg.norm(x, axis=1) * np.linalg.norm(c, axis=1).max()
+    bound = (relative * np.linalg.norm(x, axis=1) * 2 * np.linalg.norm(c, axis=1).max()
              + lane_bits * 2 * np.abs(scores).max(axis=1))
     gap = scores[np.arange(n), got] - scores.min(axis=1)
     assert np.all(gap <= bound)
@@ -200,6 +200,26 @@ def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32(far):
     ref_sums, _ = _reference_sums(X, out["labels"], far + 10)
     sums = out["sums"].sum(dim=0).double().cpu().numpy()
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("d", [3, 32, 128])
+def test_check_bound_covers_the_error_of_each_tf32_score(d):
+    """The per-score bound that tf32-check's decisions rest on: scores of
+    operands rounded to TF32 (products in float32) lie within ``relative
+    ||x|| ||c||`` of the exact ones, with centres of very different norms."""
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((2000, d)) * rng.uniform(0.1, 10, (2000, 1))).astype(np.float32)
+    c = (rng.standard_normal((50, d)) * np.geomspace(0.01, 100, 50)[:, None]).astype(np.float32)
+    half = 0.5 * np.sum(c.astype(np.float64) ** 2, axis=1)
+    x_t = _tf32(torch.asarray(x)).numpy()
+    c_t = _tf32(torch.asarray(c)).numpy()
+    rounded = half[None, :] - (x_t @ c_t.T).astype(np.float64)  # float32 products and sums
+    exact = half[None, :] - x.astype(np.float64) @ c.astype(np.float64).T
+    relative, _ = _triton.check_bound(d, 64)
+    allowed = relative * np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(c, axis=1)[None, :]
+    error = np.abs(rounded - exact)
+    assert np.all(error <= allowed)
+    assert np.max(error / allowed) > 0.05  # not loose by orders of magnitude
 
 
 def test_triton_checked_tf32_redoes_rows_whose_two_best_are_neighbouring_lanes():

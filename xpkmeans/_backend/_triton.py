@@ -161,15 +161,15 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
 
 
 def check_bound(d: int, block_k: int) -> tuple[float, float]:
-    """``(relative, lane_bits)`` of tf32-check: two of its scores are off by
-    at most ``relative ||x|| max ||c|| + lane_bits (|one| + |other|)``.
+    """``(relative, lane_bits)`` of tf32-check: a score against centre ``c``
+    is off by at most ``relative ||x|| ||c|| + lane_bits |score|``.
 
     Operands rounded to TF32 are off by 2^-11 of themselves; products added
     in float32 put each score within (2^-10 + d 2^-23) ||x|| ||c|| of its
-    exact value; a score carrying its lane in its low bits is off by under
-    ``block_k`` ulps. Two scores, and 25% to spare.
+    exact value; a score carrying its lane in its last bits is off by under
+    ``block_k`` ulps. 25% to spare.
     """
-    return 2.0 * (2.0**-10 + d * 2.0**-23) * 1.25, block_k * 2.0**-23 * 1.25
+    return (2.0**-10 + d * 2.0**-23) * 1.25, block_k * 2.0**-23 * 1.25
 
 
 def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:

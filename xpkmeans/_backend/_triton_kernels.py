@@ -381,21 +381,25 @@ def dense_kernel(
     x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
                 CENTERED)
     if CHECK_MARGIN:
-        # Two scores differ from their exact values by at most
-        # RELATIVE ||x|| max ||c|| + LANE_BITS (|one| + |other|) (``check_bound``).
-        # A row whose second best scores more than that above the best
-        # has its nearest centre; one whose third does has it among its two
-        # best (listed in PAIRS, decided in float32 by listed_kernel); the
+        # A score against centre c is off by at most RELATIVE ||x|| ||c|| +
+        # LANE_BITS |score| (``check_bound``), so the best and any other by
+        # RELATIVE ||x|| (||best's centre|| + max ||c||) + LANE_BITS (|one| +
+        # |other|). A row whose second best scores more than that above the
+        # best has its nearest centre; one whose third does has it among its
+        # two best (listed in PAIRS, decided in float32 by listed_kernel); the
         # others are listed in LISTED and redone. The best scores stored are
-        # TF32's: this pass gives labels and sums.
+        # TF32's: this pass gives labels and sums. The norms come from a
+        # tile of all features before the loop, not read again after it.
+        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                                     BLOCK_D if SINGLE_CHUNK else ROW_D, SINGLE_CHUNK,
+                                     CENTERED))
         label, second_centre, best, second, third = _top_three(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
         label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
-        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
-                                     ROW_D, HELD, CENTERED))
-        bound = (norm * tl.load(CENTER_NORM_MAX) * RELATIVE
+        best_norm = tl.sqrt(2.0 * tl.load(H + label))  # H: half squared norms
+        bound = (norm * (best_norm + tl.load(CENTER_NORM_MAX)) * RELATIVE
                  + (tl.abs(best) + tl.abs(third)) * LANE_BITS)
         doubtful = row_ok & (third - best <= bound)
         close = row_ok & ~doubtful & (second - best <= bound)
