@@ -249,6 +249,8 @@ def _sweep_grid(name: str) -> list[tuple[str, dict]]:
 
     from xpkmeans._backend._triton import tile_config
 
+    if os.environ.get("SWEEP_CASES"):  # JSON: {problem: [[precision, override], ...]}
+        return [tuple(case) for case in json.loads(os.environ["SWEEP_CASES"]).get(name, [])]
     default = _default_precision()
     if name == "large":
         grid = itertools.product((64, 128, 256), (64, 128, 256), (4, 8), (2, 3))
@@ -258,8 +260,6 @@ def _sweep_grid(name: str) -> list[tuple[str, dict]]:
         keys = ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages", "BLOCK_D")
     n, d, k = {p[0]: p[1:] for p in (LARGE, HUGE)}[name]
     current = tile_config(n, d, k, default)
-    if os.environ.get("SWEEP_CASES"):  # JSON: {problem: [[precision, override], ...]}
-        return [tuple(case) for case in json.loads(os.environ["SWEEP_CASES"]).get(name, [])]
     cases = [dict(zip(keys, values)) for values in grid]
     cases = [c for c in cases if c["BLOCK_N"] * c["BLOCK_K"] <= 128 * 256
              and any(current[key] != value for key, value in c.items())]

@@ -233,8 +233,8 @@ def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
 
 
 def _reduce_blocks(X: Any, block_value: Callable, combine: Callable, *, xp: Any) -> float:
-    """``combine`` of ``block_value(rows)`` over X's row blocks (0-D each), as a
-    float; ``block_value`` may hold two temporaries the size of its block."""
+    """``combine`` of ``block_value(block)`` over X's row blocks (0-D each), as
+    a float; ``block_value`` may hold two temporaries the size of its block."""
     blocks = map_row_blocks(
         lambda rows: block_value(row_block(X, rows)),
         X.shape[0], block_width(X, 2 * X.shape[1]), xp=xp, device=device_of(X),

@@ -63,14 +63,12 @@ def _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD: tl.const
 
 @triton.jit
 def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
-            SINGLE_CHUNK: tl.constexpr, ROUND_TF32: tl.constexpr, CENTERED: tl.constexpr):
+            SINGLE_CHUNK: tl.constexpr, CENTERED: tl.constexpr):
     """All features of the rows when they fit one chunk (the tile then stays
     in registers for every centre tile), else a placeholder."""
     features = tl.arange(0, BLOCK_D)
     if SINGLE_CHUNK:
         x = _load_x(X, stride_xd, M, row_offsets, row_ok, features, d, CENTERED)
-        if ROUND_TF32:
-            x = _round_to_tf32(x)
     else:
         x = tl.zeros((1, BLOCK_D), tl.float32)
     return x
@@ -378,8 +376,7 @@ def dense_kernel(
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     summed = row_ok
-    x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
-                CENTERED)
+    x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, CENTERED)
     if CHECK_MARGIN:
         # A score against centre c is off by at most RELATIVE ||x|| ||c|| +
         # LANE_BITS |score| (``check_bound``), so the best and any other by
@@ -443,7 +440,7 @@ def listed_kernel(
             rows = tl.load(LISTED + 2 * slots.to(tl.int64), mask=row_ok, other=0).to(tl.int64)
         else:
             rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
-        x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, False,
+        x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK,
                     CENTERED)
         if TWO:
             first = tl.load(LABELS + rows, mask=row_ok, other=0).to(tl.int32)
@@ -482,7 +479,7 @@ def candidates_kernel(
     rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     row_offsets = rows * stride_xn
-    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, False, CENTERED)
+    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, CENTERED)
     x_sq = tl.load(XSQ + rows, mask=row_ok, other=0.0)
     closest = tl.load(CLOSEST + rows, mask=row_ok, other=0.0)
     if WITH_WEIGHTS:
