@@ -161,6 +161,21 @@ def test_to_numpy_round_trip(backend):
     np.testing.assert_array_equal(out, values)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "bool"])
+def test_from_host_gives_the_values_of_asarray_on_the_device(backend, dtype):
+    """On torch CUDA through pinned memory (the host does not wait for the
+    device): the values, dtype and device of ``asarray``, from strided rows."""
+    source = np.arange(24).reshape(4, 6)[:, ::2].astype(dtype)
+    out = _host.from_host(source, xp=backend.xp, device=backend.device)
+    backend.assert_here(out, getattr(backend.xp, dtype))
+    np.testing.assert_array_equal(to_numpy(out), source)
+    if dtype != "bool":
+        widened = _host.from_host(source, xp=backend.xp, device=backend.device,
+                                  dtype=backend.xp.float64)
+        backend.assert_here(widened, backend.xp.float64)
+        np.testing.assert_array_equal(to_numpy(widened), source.astype(np.float64))
+
+
 def test_host_rng_accepts_seeds_and_generators():
     assert host_rng(3).random() == np.random.default_rng(3).random()
     generator = np.random.default_rng(5)

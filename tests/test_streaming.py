@@ -82,6 +82,33 @@ def test_blocks_streamed_to_a_torch_device(memmap):
     np.testing.assert_allclose(km.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-10)
 
 
+@pytest.mark.parametrize("block_rows", [250, 2000])
+def test_one_host_copy_per_pass_whatever_the_blocks(memmap, monkeypatch, block_rows):
+    """The blocks' partial sums are added where they are: a device never waits
+    for the host block by block."""
+    pytest.importorskip("torch")
+    import xpkmeans._streaming as streaming
+
+    X, mm = memmap
+    copies = []
+    real = streaming.to_numpy
+    monkeypatch.setattr(streaming, "to_numpy", lambda x: copies.append(x.shape) or real(x))
+    blocks = xpkmeans.RowBlocks(mm, block_rows=block_rows, device="cpu")
+    km = xpkmeans.KMeans(6, init=_init(X, 6), max_iter=4, tol=0.0).fit(blocks)
+    # mean | non-finite count, sum of squares, 4 Lloyd passes, inertia
+    assert len(copies) == 1 + 1 + km.n_iter_ + 1, copies
+
+
+@pytest.mark.parametrize("rows", [5, 70_000])  # one part, and one per core (>= 4 MiB each)
+def test_staging_copies_every_row_and_casts(rows):
+    from xpkmeans._streaming import _stage
+
+    block = np.random.default_rng(0).normal(size=(rows, 16))
+    pinned = np.full((rows, 16), np.nan, dtype=np.float32)
+    _stage(pinned, block)
+    np.testing.assert_array_equal(pinned, block.astype(np.float32))
+
+
 def test_bad_sources():
     with pytest.raises(TypeError, match="one-shot iterator"):
         xpkmeans.RowBlocks(iter([np.zeros((3, 2))]))
@@ -139,10 +166,14 @@ def test_blocks_streamed_to_cuda_with_overlap(memmap):
     X, mm = memmap
     init = _init(X, 6)
     ref = xpkmeans.KMeans(6, init=init).fit(X)
-    km = xpkmeans.KMeans(6, init=init).fit(xpkmeans.RowBlocks(mm, block_rows=700, device="cuda"))
-    assert km.labels_.device.type == "cuda"
-    np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
-    np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_, rtol=1e-8)
+    pinned = torch.from_numpy(np.array(X)).pin_memory()
+    for source in (mm, pinned):  # staged in pinned buffers; copied from where it lies
+        km = xpkmeans.KMeans(6, init=init).fit(
+            xpkmeans.RowBlocks(source, block_rows=700, device="cuda"))
+        assert km.labels_.device.type == "cuda"
+        np.testing.assert_array_equal(km.labels_.cpu().numpy(), ref.labels_)
+        np.testing.assert_allclose(km.cluster_centers_.cpu().numpy(), ref.cluster_centers_,
+                                   rtol=1e-8)
 
 
 def test_values_too_large_for_the_dtype_are_refused_alike_in_memory_on_dask_and_streamed(tmp_path):

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_torch_array
 
 from ._backend import array_namespace, from_host, host_rng, to_numpy
 from ._backend._capabilities import check_supported
@@ -39,8 +40,11 @@ from ._lloyd import _centers_from_sums
 from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
-# small against memory (a 20M x 32 float32 memmap: 320 blocks).
+# small against memory (a 20M x 32 float32 memmap: 320 blocks). Blocks for a
+# GPU are larger: each costs tens of microseconds of launches, and its copy
+# (1.3 ms at 50 GB/s) should outweigh them.
 _BLOCK_BYTES = 8 << 20
+_CUDA_BLOCK_BYTES = 64 << 20
 
 # k-means++ on a stream runs on a uniform sample of this many rows per cluster
 # (at least _MIN_INIT_ROWS), as MiniBatchKMeans initialises on ``init_size`` rows.
@@ -53,15 +57,18 @@ class RowBlocks:
 
     Parameters
     ----------
-    source : numpy array (e.g. ``np.memmap``) or callable
+    source : numpy array (e.g. ``np.memmap``), torch CPU tensor, or callable
         The data, or a callable returning a fresh iterator of 2-D NumPy row
-        blocks each time it is called (one call per pass over the data).
+        blocks each time it is called (one call per pass over the data). A
+        torch tensor in pinned memory (``tensor.pin_memory()``) is copied to
+        a CUDA device straight from where it lies.
     block_rows : int, default=None
-        Rows per block for an array source (None: about 8 MiB per block).
+        Rows per block for an array source (None: about 8 MiB per block, 64
+        MiB to a CUDA device).
     device : str or torch.device, default=None
         None keeps the blocks as NumPy arrays; a torch device (e.g. "cuda")
-        moves each block there (pinned memory and a copy stream overlap the
-        copies with the kernels on CUDA), and the fit's arrays live there.
+        moves each block there (on CUDA the copy of the next block overlaps
+        the kernels on the current one), and the fit's arrays live there.
 
     Examples
     --------
@@ -82,7 +89,11 @@ class RowBlocks:
                 "to MiniBatchKMeans.partial_fit."
             )
             raise InputTypeError(msg)
+        self._pinned = None  # a pinned torch tensor's rows, copied to CUDA without staging
         if not callable(source):
+            if is_torch_array(source) and source.device.type == "cpu" and device is not None \
+                    and _is_cuda(device) and source.is_pinned():
+                self._pinned = source
             source = np.asarray(source) if not isinstance(source, np.ndarray) else source
             if source.ndim != 2:
                 msg = f"`source` must be 2-D (n_samples, n_features), got ndim={source.ndim}."
@@ -102,11 +113,19 @@ class RowBlocks:
                 yield block
             return
         X = self.source
-        rows = self.block_rows or max(1, _BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+        rows = self.block_rows or max(1, self._block_bytes() // max(1, X.shape[1] * X.itemsize))
         for start in range(0, X.shape[0], rows):
-            block = X[start:min(start + rows, X.shape[0])]
+            stop = min(start + rows, X.shape[0])
+            if self._pinned is not None:
+                yield self._pinned[start:stop]
+                continue
+            block = X[start:stop]
             yield block
             _drop_pages(block)
+
+    def _block_bytes(self) -> int:
+        return _CUDA_BLOCK_BYTES if self.device is not None and _is_cuda(self.device) \
+            else _BLOCK_BYTES
 
     def blocks(self) -> Iterator[Any]:
         """Row blocks in the fit's namespace and device, in order."""
@@ -140,9 +159,11 @@ def _drop_pages(block: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
-def _overlapped_to_cuda(host_blocks: Iterator[np.ndarray], device: Any) -> Iterator[Any]:
+def _overlapped_to_cuda(host_blocks: Iterator[Any], device: Any) -> Iterator[Any]:
     """Host blocks to a CUDA device, the copy of the next block overlapping the
-    kernels on the current one: two pinned buffers, a copy stream, events."""
+    kernels on the current one: two pinned buffers (NumPy blocks are staged
+    there; a pinned tensor's blocks are copied as they are), a copy stream,
+    events."""
     import torch
 
     copy_stream = torch.cuda.Stream(device=device)
@@ -151,14 +172,22 @@ def _overlapped_to_cuda(host_blocks: Iterator[np.ndarray], device: Any) -> Itera
     copied: list = [None, None]  # copy done (the device block is ready)
     consumed: list = [None, None]  # kernels on the device block done
 
-    def start_copy(slot: int, block: np.ndarray) -> Any:
-        if pinned[slot] is None or pinned[slot].shape[0] < block.shape[0] \
-                or pinned[slot].shape[1:] != block.shape[1:] or pinned[slot].dtype != _torch_dtype(block):
-            pinned[slot] = torch.empty(block.shape, dtype=_torch_dtype(block), pin_memory=True)
+    def staged(slot: int, block: np.ndarray) -> Any:
+        """``block`` in the slot's pinned buffer, once its last copy has left."""
+        buffer = pinned[slot]
+        if buffer is None or buffer.shape[0] < block.shape[0] \
+                or buffer.shape[1:] != block.shape[1:] or buffer.dtype != _torch_dtype(block):
+            pinned[slot] = buffer = torch.empty(block.shape, dtype=_torch_dtype(block),
+                                                pin_memory=True)
         elif copied[slot] is not None:
-            copied[slot].synchronize()  # the pinned buffer's last copy has left
-        host = pinned[slot][: block.shape[0]]
-        host.numpy()[...] = block
+            copied[slot].synchronize()
+        host = buffer[: block.shape[0]]
+        _stage(host.numpy(), block)
+        return host
+
+    def start_copy(slot: int, block: Any) -> Any:
+        # rows of a pinned tensor are copied from where they lie
+        host = block if is_torch_array(block) else staged(slot, block)
         with torch.cuda.stream(copy_stream):
             if consumed[slot] is not None:
                 copy_stream.wait_event(consumed[slot])
@@ -185,6 +214,23 @@ def _overlapped_to_cuda(host_blocks: Iterator[np.ndarray], device: Any) -> Itera
         consumed[ready_slot].record(compute_stream)
     compute_stream.wait_event(copied[slot])
     yield pending
+
+
+def _stage(pinned: np.ndarray, block: np.ndarray) -> None:
+    """``pinned[...] = block`` on all cores, in parts of at least 4 MiB: one
+    core copies memory at a fraction of a host-to-device link's speed."""
+    from ._backend import map_blocks, n_cores
+
+    n_parts = max(1, min(n_cores(), block.nbytes >> 22))
+    bounds = [block.shape[0] * part // n_parts for part in range(n_parts + 1)]
+    map_blocks(lambda rows: np.copyto(pinned[rows], block[rows], casting="unsafe"),
+               [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])], xp=np)
+
+
+def _is_cuda(device: Any) -> bool:
+    import torch
+
+    return torch.device(device).type == "cuda"
 
 
 def _torch_dtype(block: np.ndarray) -> Any:
@@ -216,24 +262,28 @@ class _Stream:
     def __init__(self, data: RowBlocks, sample_weight: Any, tol: float) -> None:
         self.data = data
         self.dtype = None
-        n = 0
-        sums = None
-        for block in data.blocks():
-            block = _as_float(block, self.dtype)
-            xp = array_namespace(block)
-            self.dtype = block.dtype
-            if not bool(xp.all(xp.isfinite(block))):
-                raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-            block_sums = to_numpy(xp.sum(block, axis=0, dtype=xp.float64))
-            sums = block_sums if sums is None else sums + block_sums
-            n += block.shape[0]
-        if n == 0:
+        self.n_samples = 0
+
+        def moments() -> Iterator[Any]:  # column sums | non-finite values, per block
+            for block in data.blocks():
+                block = _as_float(block, self.dtype)
+                xp = array_namespace(block)
+                self.dtype = block.dtype
+                self.n_samples += block.shape[0]
+                non_finite = xp.astype(xp.any(~xp.isfinite(block)), xp.float64)
+                yield xp.concat([xp.sum(block, axis=0, dtype=xp.float64), non_finite[None]])
+
+        totals = _added_up(moments())
+        if totals is None:
             raise ValueError("`X` has no rows.")
-        self.n_samples, self.n_features = n, sums.shape[0]
+        if totals[-1] > 0:
+            raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
+        n, sums = self.n_samples, totals[:-1]
+        self.n_features = sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
-        total = sum(float(_chunk_sum_of_squares(block, self.mean)[0, 0])
-                    for block, _ in self.weighted_blocks())
+        total = float(_added_up(_chunk_sum_of_squares(block, self.mean)[0, 0]
+                                for block, _ in self.weighted_blocks()))
         self.tol = scaled_tolerance(total, n * self.n_features, tol, dtype=self.mean.dtype,
                                     dtype_max=float(np.finfo(self.mean.dtype).max))
 
@@ -269,6 +319,16 @@ class _Stream:
                 filled += inside.shape[0]
             start = stop
         return out
+
+
+def _added_up(parts: Iterator[Any]) -> np.ndarray | None:
+    """The sum of the blocks' partial results, added where they are and copied
+    to the host once (a copy per block would make the host wait for each
+    block's kernels); None without blocks."""
+    total = None
+    for part in parts:
+        total = part if total is None else total + part
+    return None if total is None else to_numpy(total)
 
 
 def _device(block: Any) -> Any:
@@ -341,11 +401,9 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int)
     """EM from ``centers``: one pass per iteration (two when a cluster empties)."""
     weighted = stream.weights is not None
     for iteration in range(1, max_iter + 1):
-        reduced = None
-        for block, weights in stream.weighted_blocks():
-            partial = to_numpy(_chunk_lloyd_sums(block, weights, centers, stream.mean)[0])
-            reduced = partial if reduced is None else reduced + partial
-        cluster_sums = _split_sums(reduced)
+        cluster_sums = _split_sums(_added_up(
+            _chunk_lloyd_sums(block, weights, centers, stream.mean)[0]
+            for block, weights in stream.weighted_blocks()))
         if np.any(cluster_sums.totals == 0):
             candidates = np.concatenate([
                 to_numpy(_chunk_farthest(block, None, weights, centers))
@@ -365,18 +423,21 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int)
 
 def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, float]:
     """Labels (NumPy blocks fill one array: no concatenated copy) and inertia."""
-    labels, inertia = [], 0.0
+    labels = []
     host_labels = np.empty(stream.n_samples, dtype=np.intp) if stream.data.device is None else None
-    start = 0
-    for block, weights in stream.weighted_blocks():
-        block_labels = _chunk_labels(block, centers, stream.mean)
-        inertia += float(to_numpy(
-            _chunk_inertia(block, block_labels, weights, centers, stream.mean))[0])
-        if host_labels is None:
-            labels.append(block_labels)
-        else:
-            host_labels[start:start + block.shape[0]] = block_labels
-        start += block.shape[0]
+
+    def inertias() -> Iterator[Any]:
+        start = 0
+        for block, weights in stream.weighted_blocks():
+            block_labels = _chunk_labels(block, centers, stream.mean)
+            yield _chunk_inertia(block, block_labels, weights, centers, stream.mean)[0]
+            if host_labels is None:
+                labels.append(block_labels)
+            else:
+                host_labels[start:start + block.shape[0]] = block_labels
+            start += block.shape[0]
+
+    inertia = float(_added_up(inertias()))
     if host_labels is not None:
         return host_labels, inertia
     return (labels[0] if len(labels) == 1 else array_namespace(labels[0]).concat(labels)), inertia

@@ -80,7 +80,16 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
 
 
 def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:
-    """Move host values (NumPy array or scalars) into namespace ``xp`` on ``device``."""
+    """Move host values (NumPy array or scalars) into namespace ``xp`` on ``device``.
+
+    A NumPy array goes to a torch CUDA device through pinned memory, so the
+    copy queues behind the device's work instead of waiting for it (a copy
+    from pageable memory first waits for the stream to drain)."""
+    if isinstance(values, np.ndarray) and is_torch_namespace(xp) and values.dtype.kind in "biuf":
+        from . import _gpu
+
+        if _gpu.is_torch_cuda_device(device):
+            return _gpu.torch_from_host(values, device, dtype)
     return xp.asarray(values, dtype=dtype, device=device)
 
 
