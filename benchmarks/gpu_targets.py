@@ -1,4 +1,4 @@
-"""The GPU targets of issues 8 and 9, each measured and judged MET / NOT MET.
+"""The GPU targets of issues 8, 9 and 10, each measured and judged MET / NOT MET.
 
 ``bash benchmarks/gpu_check.sh`` runs every part below in its own process
 under a hard time limit (one failing part does not stop the others); each
@@ -23,6 +23,7 @@ Parts (``python -m benchmarks.gpu_targets PART --out DIR``):
 - ``exactness``: points mislabelled against a float64 argmin on 1M rows;
 - ``memory``: peak extra GPU memory of a fit over the size of X;
 - ``init``: k-means++ and default-fit times (issue 9);
+- ``stream``: a fit streamed from host memory against one copy of X (issue 10);
 - ``summary``: the verdicts.
 """
 
@@ -374,7 +375,7 @@ def part_lloyd(records: Records) -> None:
 
 
 _COLD = """
-import json, time
+import json, sys, time
 start = time.perf_counter()
 import cupy, torch, triton
 import xpkmeans
@@ -387,24 +388,38 @@ def fit():
     xpkmeans.KMeans(64, init=init, n_init=1, max_iter=10, tol=0.0).fit(X)
     cupy.cuda.get_current_stream().synchronize()
     return time.perf_counter() - start
-cold = fit()
-warm = sorted(fit() for _ in range(3))[1]
-print(json.dumps({"imports_s": imports, "cold_s": cold, "warm_s": warm,
-                  "card": torch.cuda.get_device_name(0)}))
+result = {"card": torch.cuda.get_device_name(0), "imports_s": imports}
+if sys.argv[1:] == ["profile"]:  # where the cold call goes, by cumulative time (inflated)
+    import cProfile, pstats
+    profiler = cProfile.Profile()
+    result["profiled_s"] = profiler.runcall(fit)
+    stats = pstats.Stats(profiler).stats
+    top = sorted(((row[3], row[2], key) for key, row in stats.items()
+                  if any(lib in key[0] for lib in ("cupy", "triton", "torch", "xpkmeans"))),
+                 reverse=True)[:30]
+    result["where"] = [f"{cumulative:.3f} s ({own:.3f} own) "
+                       f"{'/'.join(key[0].split('/')[-2:])}:{key[2]}"
+                       for cumulative, own, key in top]
+else:
+    result["cold_s"] = fit()
+    result["warm_s"] = sorted(fit() for _ in range(3))[1]
+print(json.dumps(result))
 """
 
 
 def part_cold(records: Records) -> None:
-    """The first CuPy fit of a process, twice in two fresh processes: the
-    first finds Triton's and CuPy's disk caches as the earlier parts left
+    """The first CuPy fit of a process, in fresh processes: the first finds Triton's and CuPy's disk caches as the earlier parts left
     them (kernels of new shapes compile), the second finds them warm, as a
     user's every later run does. 100k x 32, k=64, 10 iterations; the imports
-    (torch, which Triton launches through, triton, cupy) are timed apart."""
+    (torch, which Triton launches through, triton, cupy) are timed apart. A
+    third process profiles its first fit: where the time goes, by function."""
     import subprocess
 
-    for process in ("first process", "second process (disk caches warm)"):
-        done = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True,
-                              timeout=60)
+    for process in ("first process", "second process (disk caches warm)",
+                    "third process (disk caches warm), profiled"):
+        flags = ["profile"] if "profiled" in process else []
+        done = subprocess.run([sys.executable, "-c", _COLD, *flags], capture_output=True,
+                              text=True, timeout=60)
         if done.returncode != 0:
             records.add("cold", library="xpkmeans-cupy", process=process,
                         error=(done.stderr.strip().splitlines() or ["no output"])[-1][-300:])
@@ -413,6 +428,38 @@ def part_cold(records: Records) -> None:
         records.add("card", card=result.pop("card"), part="cold")
         records.add("cold", library="xpkmeans-cupy", process=process,
                     shape="100k×32×64, 10 iterations", **result)
+
+
+# ------------------------------------------------------------------ streaming (issue 10)
+
+
+def part_stream(records: Records) -> None:
+    """A fit streamed from host memory (``RowBlocks(X, device="cuda")``), per
+    Lloyd iteration, against one copy of X to the GPU: X a NumPy array
+    (against a copy from pageable memory) and X a pinned tensor (against a
+    copy from pinned memory). 8M x 32 float32 (1 GiB), k=64."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    import xpkmeans
+
+    n, d, k = (2_000_000 if QUICK else 8_000_000), 32, 64
+    X = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
+    init = X[:k].copy()
+    pinned = torch.from_numpy(X).pin_memory()
+    copies = {"NumPy": _seconds(lambda: torch.from_numpy(X).to("cuda")),
+              "pinned tensor": _seconds(lambda: pinned.to("cuda", non_blocking=True))}
+    for what, source in (("NumPy", X), ("pinned tensor", pinned)):
+        def lloyd(iterations: int, source=source) -> Any:
+            km = xpkmeans.KMeans(k, init=init, n_init=1, max_iter=iterations, tol=0.0).fit(
+                xpkmeans.RowBlocks(source, device="cuda"))
+            return SimpleNamespace(n_iter=int(km.n_iter_))
+
+        result = _per_iteration(lloyd, 2, 6, repeats=2)
+        records.add("stream", source=what, shape=f"{n // 10**6}M×{d}×{k}", x_bytes=X.nbytes,
+                    copy_ms=copies[what] * 1e3, **result)
 
 
 def _time_host(fn: Callable[[], Any]) -> float:
@@ -650,7 +697,7 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                              r.get("bitwise_equal"),
                              f"{r.get('ms', float('nan')):.2f} ms per fused pass"
                              if "ms" in r else r.get("error", "")))
-        if r["kind"] == "cold":
+        if r["kind"] == "cold" and "profiled" not in r.get("process", ""):
             target = f"CuPy first call < 1 s (imports apart), {r.get('process', 'first process')}"
             if "error" in r:
                 verdicts.append((target, None, r["error"]))
@@ -658,6 +705,11 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
             verdicts.append((target, r["cold_s"] < 1.0,
                              f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.3f} s ({r['shape']}); "
                              f"imports of cupy, torch, triton {r.get('imports_s', 0):.2f} s"))
+        if r["kind"] == "stream":
+            verdicts.append((f"GPU streaming from a {r['source']}: per iteration ≤ 1.3× "
+                             f"the copy of X", r["per_iteration_ms"] <= 1.3 * r["copy_ms"],
+                             f"{r['per_iteration_ms']:.1f} vs {r['copy_ms']:.1f} ms "
+                             f"({r['per_iteration_ms'] / r['copy_ms']:.2f}×, {r['shape']})"))
         if r["kind"] == "memory":
             verdicts.append(("peak extra GPU memory ≤ 0.5× X", r["ratio"] <= 0.5,
                              f"{r['ratio']:.2f}× ({r['extra_bytes'] / 2**30:.2f} GiB over "
@@ -722,7 +774,7 @@ def _default_precision() -> str:
 
 PARTS = {"kernels": part_kernels, "tiles": part_tiles, "lloyd": part_lloyd, "cold": part_cold,
          "exactness": part_exactness, "memory": part_memory, "init": part_init,
-         "sweep": part_sweep, "profile": part_profile}
+         "stream": part_stream, "sweep": part_sweep, "profile": part_profile}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,3 +64,34 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
     assert len(shares) == 2
     for paired, redone in shares:  # a share of the rows, in percent
         assert 0 <= float(paired.strip(" %")) <= 100 and 0 <= float(redone.strip(" %")) <= 100
+
+
+def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
+    """The GPU check's verdicts (its parts need a GPU; its judge does not)."""
+    gpu_targets = pytest.importorskip("benchmarks.gpu_targets")
+    records = gpu_targets.Records(tmp_path)
+    records.add("card", card="Test card", part="lloyd")
+    for problem, ours, flash in (("large", 3.0, 2.9), ("huge", 10.0, 11.0)):
+        records.add("lloyd", problem=problem, library="xpkmeans-torch-cuda", per_iteration_ms=ours)
+        records.add("lloyd", problem=problem, library="flash-kmeans", per_iteration_ms=flash)
+    records.add("cold", library="xpkmeans-cupy", process="first process", cold_s=0.8, warm_s=0.02,
+                shape="s", imports_s=3.0)
+    records.add("cold", library="xpkmeans-cupy", process="third process, profiled",
+                profiled_s=2.0, where=["1.000 s (0.1 own) cupy/compiler.py:compile"])
+    records.add("stream", source="NumPy", shape="8M×32×64", copy_ms=100.0, per_iteration_ms=120.0)
+    records.add("stream", source="pinned tensor", shape="8M×32×64", copy_ms=20.0,
+                per_iteration_ms=40.0)
+    log = tmp_path / "gpu-tests.log"
+    log.write_text("===== 3 passed, 1 skipped in 2.0s =====\n")
+    lines = gpu_targets.summary(records, [log]).splitlines()
+
+    def verdict(target_start):
+        return [line.split(" | ")[1] for line in lines if line.startswith("| " + target_start)]
+
+    assert "Test card" in lines[0]
+    assert verdict("GPU test suite green") == ["MET"]
+    assert verdict("per iteration ≤ 1.0× flash-kmeans, 10M") == ["NOT MET"]
+    assert verdict("per iteration ≤ 1.0× flash-kmeans, 8M") == ["MET"]
+    assert verdict("CuPy first call") == ["MET"]  # the profiled process is not judged
+    assert verdict("GPU streaming from a NumPy") == ["MET"]
+    assert verdict("GPU streaming from a pinned") == ["NOT MET"]

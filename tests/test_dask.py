@@ -253,23 +253,23 @@ def test_local_cluster_two_workers():
         assert parallel.inertia_ <= 1.02 * ref.inertia_
 
 
-def _one_gpu_cluster(distributed):
-    """dask-cuda's LocalCUDACluster (one worker per GPU) where installed, else
-    a one-worker LocalCluster."""
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError:
-        return _local_cluster(1)(distributed)
-    return LocalCUDACluster(n_workers=1, dashboard_address=None)
+def _one_gpu_cluster(kind):
+    """One worker on the GPU: dask-cuda's LocalCUDACluster, or a LocalCluster."""
+    if kind == "LocalCluster":
+        return _local_cluster(1)
+    LocalCUDACluster = pytest.importorskip("dask_cuda", reason="dask-cuda not installed") \
+        .LocalCUDACluster
+    return lambda distributed: LocalCUDACluster(n_workers=1, dashboard_address=None)
 
 
-def test_one_gpu_cluster_with_cupy_chunks(cupy_backend):
+@pytest.mark.parametrize("cluster", ["LocalCluster", "LocalCUDACluster"])
+def test_one_gpu_cluster_with_cupy_chunks(cupy_backend, cluster):
     """The multi-GPU path on one GPU, with CuPy chunks: the labels are those
     of the in-memory CuPy fit."""
     X = _blobs(n=3000)
     init = _init(X, 5)
     ref = xpkmeans.KMeans(5, init=cupy_backend.asarray(init)).fit(cupy_backend.asarray(X))
-    with _client(_one_gpu_cluster):
+    with _client(_one_gpu_cluster(cluster)):
         Xd = da.from_array(cupy_backend.asarray(X), chunks=(500, -1))
         km = xpkmeans.KMeans(5, init=init).fit(Xd)
         labels = km.labels_.compute()
