@@ -595,6 +595,7 @@ def part_init(records: Records) -> None:
     n, d = X.shape
     k = problem.k
     pass_s = 4 * n * d / rates["copy_bandwidth"]
+    _time_candidates_tiles(records, X, pass_s)
     seconds = _seconds(lambda: xpkmeans.kmeans_plusplus(X, k, random_state=0), repeats=1)
     records.add("init", what="k-means++ 8M×128×1024", s=seconds, k_passes_s=k * pass_s)
     eager = _seconds(lambda: _eager(
@@ -624,6 +625,37 @@ def part_init(records: Records) -> None:
                     s=time.perf_counter() - start, n_iter=int(km.n_iter_))
     else:
         records.add("init", what="k-means|| fit 8M×128×1024", skipped="no init='k-means||'")
+
+
+# greedy k-means++'s pass over 8M x 128 for 9 candidates (tf32x3) with other
+# tiles: on sm_90 the current one holds 188 registers a thread (8 warps a
+# multiprocessor); fewer rows or more warps a program hold fewer (static
+# counts of a launch on contiguous X, not timed yet)
+KPP_SWEEP = [{}, {"BLOCK_N": 64}, {"num_warps": 8}, {"BLOCK_N": 256, "num_warps": 8},
+             {"BLOCK_D": 64}, {"BLOCK_N": 64, "BLOCK_D": 64}, {"num_stages": 2}]
+
+
+def _time_candidates_tiles(records: Records, X: Any, pass_s: float) -> None:
+    """Greedy k-means++ for 64 centres on ``X`` with each tile setting of
+    ``KPP_SWEEP`` (its pass compiled on a slice first): ms a centre."""
+    import xpkmeans
+    from xpkmeans._backend import _triton
+
+    for override in KPP_SWEEP:
+        _triton.candidates_override.clear()
+        _triton.candidates_override.update(override)
+        try:
+            xpkmeans.kmeans_plusplus(X[:100_000], 8, random_state=0)
+            seconds = _seconds(lambda: xpkmeans.kmeans_plusplus(X, 64, random_state=0),
+                               repeats=2)
+            records.add("kpp_tiles", override=override, ms_per_centre=seconds / 64 * 1e3,
+                        pass_ms=pass_s * 1e3, config=_triton.candidates_config(
+                            X.shape[0], X.shape[1], 9, "tf32x3"))
+        except Exception as exc:
+            records.add("kpp_tiles", override=override,
+                        error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            _triton.candidates_override.clear()
 
 
 EAGER = "(XPKMEANS_CUDA_GRAPHS=0)"
@@ -761,6 +793,11 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                                         else "float atomics")
             lines.append(f"| {r['problem']} | {what}: bitwise equal twice: "
                          f"{r['bitwise_equal']} | True | {r['ms']:.2f} |")
+        if r["kind"] == "kpp_tiles":
+            value = (f"{r['ms_per_centre']:.2f} a centre (a copy of X: {r['pass_ms']:.2f})"
+                     if "ms_per_centre" in r else r.get("error"))
+            lines.append(f"| huge | k-means++ pass {r['override'] or 'current tiles'} | – | "
+                         f"{value} |")
         if r["kind"] == "gemm_bound":
             lines.append(f"| {r['problem']} | fp32 GEMM bound | – | {r['compute_s'] * 1e3:.2f} |")
     return "\n".join(lines) + "\n"

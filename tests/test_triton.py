@@ -412,9 +412,9 @@ def test_triton_centred_deterministic_sums(monkeypatch, tiles):
 
 
 @pytest.mark.parametrize("centred", [False, True])
-@pytest.mark.parametrize(("d", "m", "block_d"), [
-    (5, 7, None), (40, 20, 16), (70, 9, None)])  # 2 tiles of 16; one chunk of 128 features
-def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
+@pytest.mark.parametrize(("d", "m", "block_d"), [  # one chunk; chunks of 16, 32 (default), 128
+    (5, 7, None), (40, 20, 16), (70, 9, None), (70, 9, 128)])
+def test_triton_candidates_pass_equals_portable(monkeypatch, d, m, block_d, centred):
     """The distances if each candidate joined and the potentials equal the
     portable pass's (to float32 rounding), with weights, a running minimum
     and a first centre (closest = inf)."""
@@ -422,7 +422,8 @@ def test_triton_candidates_pass_equals_portable(tiles, d, m, block_d, centred):
     from xpkmeans._backend._centered import CenteredRows
 
     if block_d is not None:
-        tiles(BLOCK_N=32, BLOCK_D=block_d)
+        monkeypatch.setattr(_triton, "candidates_override", dict(BLOCK_N=32, BLOCK_D=block_d))
+        assert _triton.candidates_config(301, d, m, "tf32x3")["BLOCK_D"] == block_d
     rng = np.random.default_rng(d + m)
     X = _tensor(50.0 + rng.standard_normal((301, d)))
     mean = torch.mean(X, dim=0)

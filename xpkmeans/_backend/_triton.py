@@ -39,6 +39,7 @@ DEFAULT_PRECISION = "tf32-check"
 
 #: Tile settings forced by benchmarks and tests (keys of ``tile_config``).
 config_override: dict[str, Any] = {}
+candidates_override: dict[str, Any] = {}  # the same for greedy k-means++'s pass
 
 
 @lru_cache(maxsize=1)
@@ -450,7 +451,9 @@ def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, A
     if d > 32:  # 4 warps spill registers past 16 candidates (sm_90)
         config = dict(config, BLOCK_D=32, SINGLE_CHUNK=False, num_stages=1,
                       num_warps=4 if block_k <= 16 else 8)
-    return dict(config, BLOCK_K=block_k)
+    config = dict(config, BLOCK_K=block_k, **candidates_override)
+    config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
+    return config
 
 
 def closest_with_candidates(
