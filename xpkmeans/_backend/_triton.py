@@ -440,11 +440,14 @@ def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, A
 
     With one tile of candidates X is read once whatever its chunks, so more
     than 32 features go in chunks of 32, one in flight, rather than in one
-    tile of all. On sm_90 at d = 128 that is 129 warp instructions a row and
-    36 KB of shared memory (six programs a multiprocessor), against 140 and
-    144 KB (one) for one tile and 262 with register spills for chunks over
-    3 stages; greedy k-means++ on 8M x 128 x 1024 took 3.8 s with one tile,
-    3.2 s with those chunks (H200; this setting is not timed yet).
+    tile of all. On sm_90 at d = 128 (compiled as launched on contiguous X)
+    that is 95 warp instructions a row, 36 KB of shared memory and 188
+    registers a thread: two programs a multiprocessor, held by registers,
+    not shared memory. One tile of all took 144 KB (one program); greedy
+    k-means++ on 8M x 128 x 1024 took 3.8 s with it and 3.2 s with chunks
+    over 3 stages, which spilled registers (H200). These tiles are not timed
+    yet: ``benchmarks/gpu_targets.py`` times them against their neighbours
+    (``KPP_SWEEP``).
     """
     config = tile_config(n, d, m, dot_precision)
     block_k = min(64, max(16, _next_power_of_two(m)))
