@@ -126,8 +126,8 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     on sm_90 that takes 7-9x fewer instructions per score at d = 128 than
     chunks of 32 reloaded for every centre tile (static SASS counts, see
     ``benchmarks/kernel_mix.py``). Wider data goes in chunks, the products
-    pipelined over ``num_stages``. Every kernel of the benchmark shapes is
-    free of register spills on sm_90 (tested).
+    pipelined over ``num_stages``. Every kernel of the benchmark shapes, as
+    launched on a contiguous X, is free of register spills on sm_90 (tested).
     """
     block_d = max(16, _next_power_of_two(d))
     single_chunk = block_d <= (32 if dot_precision == "ieee" else 128)
@@ -143,6 +143,8 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     num_warps = 8 if block_n * block_k >= 128 * 64 else 4
     if single_chunk and dot_precision in ("tf32", "tf32-check"):  # measured faster (H200)
         num_warps = 4
+    if single_chunk and dot_precision == "ieee":  # 64 centres a tile spill registers (sm_90)
+        block_k, num_warps = min(block_k, 32), 8
     config = {
         "BLOCK_N": block_n,
         "BLOCK_K": block_k,
@@ -512,8 +514,9 @@ def compile_for(
     centered: bool = True,
 ) -> list[Any]:
     """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
-    ``triton.backends.compiler.GPUTarget``) without a GPU: catches shared
-    memory and dot-size errors that the interpreter misses."""
+    ``triton.backends.compiler.GPUTarget``) without a GPU, as they are
+    launched on a contiguous X: catches shared memory and dot-size errors
+    that the interpreter misses, and register spills."""
 
     from . import _triton_kernels as kernels
 
@@ -538,14 +541,16 @@ def compile_for(
         "PAIRS": "*i32", "N_PAIRS": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",
         **{key: "constexpr" for key in dense},
-    }, dense, config["num_warps"], config["num_stages"])]
+    }, dense, config["num_warps"], config["num_stages"],
+        dict(stride_xn=d, stride_xd=1, n=n, d=d, k=k, copies=config["sum_copies"]))]
     for two in (False, True) if check else ():  # the redo, then the pairs
         listed = dict({key: redo[key] for key in tiles}, C_ROW=c_row, PRECISION=redo["PRECISION"],
                       LANE_MIN=False, **flags, TWO=two)
         sources.append((kernels.listed_kernel, {
             **pointers, "LISTED": "*i32", "N_LISTED": "*i32", "d": "i32", "k": "i32",
             "copies": "i32", **{key: "constexpr" for key in listed},
-        }, listed, redo["num_warps"], redo["num_stages"]))
+        }, listed, redo["num_warps"], redo["num_stages"],
+            dict(stride_xn=d, stride_xd=1, d=d, k=k, copies=config["sum_copies"])))
     return [_compile(target, *source) for source in sources]
 
 
@@ -564,7 +569,8 @@ def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: s
                  "stride_on": "i64", "PARTIAL": "*fp32", "stride_pp": "i64",
                  "n": "i32", "d": "i32", "m": "i32", **{key: "constexpr" for key in constants}}
     return _compile(target, kernels.candidates_kernel, signature, constants, config["num_warps"],
-                    config["num_stages"])
+                    config["num_stages"],
+                    dict(stride_xn=d, stride_xd=1, stride_on=m, stride_pp=m, n=n, d=d, m=m))
 
 
 def compile_assigned_for(target: Any, d: int) -> Any:
@@ -577,15 +583,34 @@ def compile_assigned_for(target: Any, d: int) -> Any:
     signature = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32",
                  "C": "*fp32", "LABELS": "*i64", "OUT": "*fp32", "n": "i32", "d": "i32",
                  **{key: "constexpr" for key in constants}}
-    return _compile(target, kernels.assigned_kernel, signature, constants, 4, 2)
+    return _compile(target, kernels.assigned_kernel, signature, constants, 4, 2,
+                    dict(stride_xn=d, stride_xd=1, d=d))
 
 
 def _compile(target: Any, kernel: Any, signature: dict, constants: dict, num_warps: int,
-             num_stages: int) -> Any:
+             num_stages: int, ints: dict[str, int] | None = None) -> Any:
+    """``kernel`` compiled as a launch specialises it: its pointers 16-byte
+    aligned (as torch allocates), each integer of ``ints`` (its value at the
+    launch) a constant where it is 1 and marked where it is a multiple of 16,
+    unless the kernel does not specialise on it (Triton's rules)."""
     import triton
 
     if not isinstance(kernel, triton.runtime.JITFunction):  # TRITON_INTERPRET=1
         raise RuntimeError("kernels are interpreted (TRITON_INTERPRET=1): nothing to compile")
-    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constants)
+    params = {param.name: param for param in kernel.params}
+    signature, constants = dict(signature), dict(constants)
+    aligned = [["tt.divisibility", 16]]
+    attrs = {(params[name].num,): aligned for name, kind in signature.items()
+             if kind.startswith("*")}
+    for name, value in (ints or {}).items():
+        signature[name] = "i32" if -2**31 <= value < 2**31 else "i64"
+        if params[name].do_not_specialize:
+            continue
+        if value == 1:
+            signature[name], constants[name] = "constexpr", 1
+        elif value % 16 == 0:
+            attrs[(params[name].num,)] = aligned
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constants,
+                                       attrs=attrs)
     return triton.compile(source, target=target,
                           options={"num_warps": num_warps, "num_stages": num_stages})

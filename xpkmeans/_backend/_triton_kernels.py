@@ -299,6 +299,15 @@ def _row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d,
 
 
 @triton.jit
+def _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N: tl.constexpr,
+               BLOCK_D: tl.constexpr, ROW_D: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+               CENTERED: tl.constexpr):
+    """||x|| of the rows: from their tile ``x`` of all features, or read in chunks."""
+    return tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                                 BLOCK_D if SINGLE_CHUNK else ROW_D, SINGLE_CHUNK, CENTERED))
+
+
+@triton.jit
 def _add_rows(X, stride_xn, stride_xd, M, x, W, SUMS, TOTALS, SCALES, rows, row_ok, label, d,
               k, copies, WIDTH: tl.constexpr, HELD: tl.constexpr, WITH_WEIGHTS: tl.constexpr,
               FIXED_POINT: tl.constexpr, CENTERED: tl.constexpr):
@@ -386,14 +395,19 @@ def dense_kernel(
         # two best (listed in PAIRS, decided in float32 by listed_kernel); the
         # others are listed in LISTED and redone. The best scores stored are
         # TF32's: this pass gives labels and sums. The norms come from a
-        # tile of all features before the loop, not read again after it.
-        norm = tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
-                                     BLOCK_D if SINGLE_CHUNK else ROW_D, SINGLE_CHUNK,
-                                     CENTERED))
+        # tile of all features, not read again: after the loop where the
+        # tile is held for the sums anyway (before it, a norm a row live
+        # across the loop spills a register on sm_90), else before it.
+        if not HELD:
+            norm = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                              BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED)
         label, second_centre, best, second, third = _top_three(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
+        if HELD:
+            norm = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                              BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED)
         label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
         best_norm = tl.sqrt(2.0 * tl.load(H + label))  # H: half squared norms
         bound = (norm * (best_norm + tl.load(CENTER_NORM_MAX)) * RELATIVE
