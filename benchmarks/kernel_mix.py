@@ -12,9 +12,11 @@ precision, and flash-kmeans's assignment kernel where it is installed, on
 the two GPU benchmark problems; a Markdown table on stdout (and in DIR).
 "Whole kernel" adds what runs once per tile of rows (loading X, the
 float32 rescoring, the sums), loops there counted once, over the scores of
-the tile. Ours are compiled with runtime strides (``compile_for``; a launch
-on contiguous X would specialise a stride of 1), flash-kmeans's with the
-constant strides it declares.
+the tile. Ours are compiled as launched on a contiguous X (``compile_for``:
+a stride of 1 specialised, 16-byte aligned pointers), flash-kmeans's with
+the constant strides it declares. Registers a thread and shared memory
+decide how many programs share a multiprocessor (its warps hide the
+latency of memory): static counts alone missed that.
 
 Then ``tf32-check``'s shares of rows, its first pass emulated with NumPy on
 200,000 rows of each problem's blobs (centred, as a fit does): the rows
@@ -79,8 +81,27 @@ def _spills(sass: str) -> int:
     return len(re.findall(r"\b(?:LDL|STL)\b", sass))
 
 
+def _registers(compiled: Any) -> int:
+    """Registers a thread (``cuobjdump -res-usage``)."""
+    output = _cuobjdump(compiled, "-res-usage")
+    return int(re.search(r"REG:(\d+)", output).group(1))
+
+
+def programs_per_multiprocessor(registers: int, shared: int, num_warps: int) -> int:
+    """Programs that fit on one sm_90 multiprocessor: 64K registers (8 a
+    thread at a time), 228 KiB of shared memory (1 KiB reserved a program),
+    64 warps."""
+    by_registers = 65536 // (-(-registers // 8) * 8 * 32 * num_warps)
+    by_shared = 228 * 1024 // (shared + 1024)
+    return min(by_registers, by_shared, 64 // num_warps, 32)
+
+
 def _sass(compiled: Any) -> str:
     """The SASS of a compiled kernel, with addresses (``cuobjdump -sass``)."""
+    return _cuobjdump(compiled, "-sass")
+
+
+def _cuobjdump(compiled: Any, option: str) -> str:
     import subprocess
     import tempfile
 
@@ -90,7 +111,7 @@ def _sass(compiled: Any) -> str:
     with tempfile.TemporaryDirectory() as folder:
         cubin = Path(folder) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
-        return subprocess.run([str(tool), "-sass", str(cubin)], capture_output=True, text=True,
+        return subprocess.run([str(tool), option, str(cubin)], capture_output=True, text=True,
                               check=True).stdout
 
 
@@ -106,6 +127,9 @@ def _row(kernel: str, problem: str, compiled: Any, config: dict[str, Any], d: in
             "tiles": f"{config['BLOCK_N']}×{config['BLOCK_K']}×{config.get('BLOCK_D', d)}, "
                      f"{config['num_warps']} warps, {config['num_stages']} stages",
             "shared_kib": compiled.metadata.shared // 1024, "spills": _spills(sass),
+            "registers": (registers := _registers(compiled)),
+            "programs": programs_per_multiprocessor(registers, compiled.metadata.shared,
+                                                    config["num_warps"]),
             "top": ", ".join(f"{op} {n}" for op, n in opcodes.most_common(5))}
 
 
@@ -198,9 +222,11 @@ def check_shares(rows: int = 200_000) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = ["| problem | kernel | per score: centre loop | whole kernel | tiles | shared KiB "
-             "| spills | most frequent in the loop |", "|---|---|---:|---:|---|---:|---:|---|"]
+             "| registers | programs an SM | spills | most frequent in the loop |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     lines += [f"| {r['problem']} | {r['kernel']} | {r['per_score']:.3f} | {r['whole']:.3f} "
-              f"| {r['tiles']} | {r['shared_kib']} | {r['spills']} | {r['top']} |" for r in rows]
+              f"| {r['tiles']} | {r['shared_kib']} | {r['registers']} | {r['programs']} "
+              f"| {r['spills']} | {r['top']} |" for r in rows]
     return "\n".join(lines)
 
 

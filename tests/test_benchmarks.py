@@ -54,9 +54,10 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()
             if line.startswith("| ") and "xpkmeans" in line]
     assert len(rows) == 6  # two problems, three precisions
-    for problem, kernel, per_score, whole, tiles, shared, spills, top in rows:
+    for problem, kernel, per_score, whole, tiles, shared, registers, programs, spills, top in rows:
         assert 0.05 < float(per_score) <= float(whole) < 20, (problem, kernel, per_score, whole)
         assert int(spills) == 0
+        assert 16 <= int(registers) <= 255 and 1 <= int(programs) <= 16
     assert (tmp_path / "kernel-mix-sm90.md").read_text().count("xpkmeans") == 6
     shares = [line.split("|")[2:4] for line in done.stdout.splitlines()
               if line.startswith(("| large |", "| huge |")) and "xpkmeans" not in line
@@ -64,6 +65,14 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
     assert len(shares) == 2
     for paired, redone in shares:  # a share of the rows, in percent
         assert 0 <= float(paired.strip(" %")) <= 100 and 0 <= float(redone.strip(" %")) <= 100
+
+
+def test_programs_per_multiprocessor_are_held_by_registers_shared_memory_or_warps():
+    from benchmarks.kernel_mix import programs_per_multiprocessor
+
+    assert programs_per_multiprocessor(255, 32 * 1024, 4) == 2  # registers: 4 x 32 x 256 each
+    assert programs_per_multiprocessor(64, 96 * 1024, 4) == 2  # shared memory
+    assert programs_per_multiprocessor(32, 0, 8) == 8  # warps: 64 a multiprocessor
 
 
 def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
