@@ -628,7 +628,7 @@ def part_init(records: Records) -> None:
 
 
 # greedy k-means++'s pass over 8M x 128 for 9 candidates (tf32x3) with other
-# tiles: on sm_90 the current one holds 188 registers a thread (8 warps a
+# tiles: on sm_90 the current one holds 174 registers a thread (8 warps a
 # multiprocessor); fewer rows or more warps a program hold fewer (static
 # counts of a launch on contiguous X, not timed yet)
 KPP_SWEEP = [{}, {"BLOCK_N": 64}, {"num_warps": 8}, {"BLOCK_N": 256, "num_warps": 8},

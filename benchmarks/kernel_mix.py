@@ -181,6 +181,30 @@ def _tf32(values: Any) -> Any:
     return ((bits + 0x1000) & -8192).view(np.float32)
 
 
+def candidates(target: Any, n: int = 8_000_000, d: int = 128, m: int = 9) -> dict:
+    """Greedy k-means++'s pass (``m`` candidates, tf32x3): warp instructions
+    a row, its loops over chunks of features counted once a chunk."""
+    from xpkmeans._backend import _triton
+
+    config = _triton.candidates_config(n, d, m, "tf32x3")
+    compiled = _triton.compile_candidates_for(target, n, d, m, "tf32x3")
+    sass = _sass(compiled)
+    lines = _instructions(sass)
+    loops = [(a, b) for a, b in _loops(lines) if b - a > 20]
+    innermost = [(a, b) for a, b in loops
+                 if not any(a < a2 and b2 < b for a2, b2 in loops if (a2, b2) != (a, b))]
+    chunks = 1 if config["SINGLE_CHUNK"] else -(-d // config["BLOCK_D"])
+    count = len(lines) + sum((b - a + 1) * (chunks - 1) for a, b in innermost)
+    registers = _registers(compiled)
+    return {"shape": f"{n // 10**6}M×{d}, {m} candidates", "per_row": count * config["num_warps"]
+            / config["BLOCK_N"], "tiles": f"{config['BLOCK_N']}×{config['BLOCK_K']}×"
+            f"{config['BLOCK_D']}, {config['num_warps']} warps, {config['num_stages']} stages",
+            "shared_kib": compiled.metadata.shared // 1024, "registers": registers,
+            "programs": programs_per_multiprocessor(registers, compiled.metadata.shared,
+                                                    config["num_warps"]),
+            "spills": _spills(sass)}
+
+
 def check_shares(rows: int = 200_000) -> list[dict]:
     """Shares of rows that tf32-check pairs and redoes, its TF32 pass emulated
     (operands rounded to TF32, products added in float64) with its bound."""
@@ -248,6 +272,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "|---|---:|---:|\n" + "\n".join(
                  f"| {r['problem']} | {r['paired']:.2%} | {r['redone']:.2%} |" for r in shares)
              + f"\n\n(TF32 pass emulated on {shares[0]['rows']:,} rows of each problem's blobs)")
+    kpp = candidates(target)
+    text += ("\n\n| greedy k-means++'s pass | warp instructions a row | tiles | shared KiB "
+             "| registers | programs an SM | spills |\n|---|---:|---|---:|---:|---:|---:|\n"
+             f"| {kpp['shape']} | {kpp['per_row']:.1f} | {kpp['tiles']} | {kpp['shared_kib']} "
+             f"| {kpp['registers']} | {kpp['programs']} | {kpp['spills']} |")
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

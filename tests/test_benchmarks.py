@@ -65,6 +65,10 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
     assert len(shares) == 2
     for paired, redone in shares:  # a share of the rows, in percent
         assert 0 <= float(paired.strip(" %")) <= 100 and 0 <= float(redone.strip(" %")) <= 100
+    kpp = [line.split("|")[1:-1] for line in done.stdout.splitlines() if "candidates |" in line]
+    assert len(kpp) == 1
+    _, per_row, _, _, registers, programs, spills = kpp[0]
+    assert 10 < float(per_row) < 1000 and int(spills) == 0 and int(programs) >= 1
 
 
 def test_programs_per_multiprocessor_are_held_by_registers_shared_memory_or_warps():

@@ -443,7 +443,7 @@ def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, A
     With one tile of candidates X is read once whatever its chunks, so more
     than 32 features go in chunks of 32, one in flight, rather than in one
     tile of all. On sm_90 at d = 128 (compiled as launched on contiguous X)
-    that is 95 warp instructions a row, 36 KB of shared memory and 188
+    that is 74 warp instructions a row, 36 KB of shared memory and 174
     registers a thread: two programs a multiprocessor, held by registers,
     not shared memory. One tile of all took 144 KB (one program); greedy
     k-means++ on 8M x 128 x 1024 took 3.8 s with it and 3.2 s with chunks
