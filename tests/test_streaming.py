@@ -101,11 +101,11 @@ def test_one_host_copy_per_pass_whatever_the_blocks(memmap, monkeypatch, block_r
 
 @pytest.mark.parametrize("rows", [5, 70_000])  # one part, and one per core (>= 4 MiB each)
 def test_staging_copies_every_row_and_casts(rows):
-    from xpkmeans._streaming import _stage
+    from xpkmeans._backend._transfer import copy_rows_on_all_cores
 
     block = np.random.default_rng(0).normal(size=(rows, 16))
     pinned = np.full((rows, 16), np.nan, dtype=np.float32)
-    _stage(pinned, block)
+    copy_rows_on_all_cores(pinned, block)
     np.testing.assert_array_equal(pinned, block.astype(np.float32))
 
 

@@ -9,7 +9,8 @@ from the process once read, so memory stays at a few blocks plus the labels
 whatever the size of X.
 
 To a GPU, blocks go through two pinned host buffers and a copy stream: the
-copy of block i + 1 overlaps the kernels of block i (torch on CUDA).
+copy of block i + 1 overlaps the kernels of block i (torch on CUDA; the
+backend's ``blocks_to_device``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_torch_array
 
-from ._backend import array_namespace, from_host, host_rng, to_numpy
+from ._backend import (
+    array_namespace,
+    blocks_to_device,
+    from_host,
+    host_rng,
+    is_cuda_device,
+    is_pinned_tensor,
+    to_numpy,
+)
 from ._backend._capabilities import check_supported
 from ._dask import (
     _centers_for,
@@ -91,8 +99,7 @@ class RowBlocks:
             raise InputTypeError(msg)
         self._pinned = None  # a pinned torch tensor's rows, copied to CUDA without staging
         if not callable(source):
-            if is_torch_array(source) and source.device.type == "cpu" and device is not None \
-                    and _is_cuda(device) and source.is_pinned():
+            if device is not None and is_cuda_device(device) and is_pinned_tensor(source):
                 self._pinned = source
             source = np.asarray(source) if not isinstance(source, np.ndarray) else source
             if source.ndim != 2:
@@ -124,7 +131,7 @@ class RowBlocks:
             _drop_pages(block)
 
     def _block_bytes(self) -> int:
-        return _CUDA_BLOCK_BYTES if self.device is not None and _is_cuda(self.device) \
+        return _CUDA_BLOCK_BYTES if self.device is not None and is_cuda_device(self.device) \
             else _BLOCK_BYTES
 
     def blocks(self) -> Iterator[Any]:
@@ -132,14 +139,7 @@ class RowBlocks:
         if self.device is None:
             yield from self._host_blocks()
             return
-        import torch
-
-        device = torch.device(self.device)
-        if device.type != "cuda":
-            for block in self._host_blocks():
-                yield torch.from_numpy(np.array(block)).to(device)  # a writable copy
-            return
-        yield from _overlapped_to_cuda(self._host_blocks(), device)
+        yield from blocks_to_device(self._host_blocks(), self.device)
 
 
 def _drop_pages(block: np.ndarray) -> None:
@@ -157,88 +157,6 @@ def _drop_pages(block: np.ndarray) -> None:
     last = min(last, len(mapping))
     if last > first:
         mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-
-def _overlapped_to_cuda(host_blocks: Iterator[Any], device: Any) -> Iterator[Any]:
-    """Host blocks to a CUDA device, the copy of the next block overlapping the
-    kernels on the current one: two pinned buffers (NumPy blocks are staged
-    there; a pinned tensor's blocks are copied as they are), a copy stream,
-    events."""
-    import torch
-
-    copy_stream = torch.cuda.Stream(device=device)
-    compute_stream = torch.cuda.current_stream(device)
-    pinned: list = [None, None]
-    copied: list = [None, None]  # copy done (the device block is ready)
-    consumed: list = [None, None]  # kernels on the device block done
-
-    def staged(slot: int, block: np.ndarray) -> Any:
-        """``block`` in the slot's pinned buffer, once its last copy has left."""
-        buffer = pinned[slot]
-        if buffer is None or buffer.shape[0] < block.shape[0] \
-                or buffer.shape[1:] != block.shape[1:] or buffer.dtype != _torch_dtype(block):
-            pinned[slot] = buffer = torch.empty(block.shape, dtype=_torch_dtype(block),
-                                                pin_memory=True)
-        elif copied[slot] is not None:
-            copied[slot].synchronize()
-        host = buffer[: block.shape[0]]
-        _stage(host.numpy(), block)
-        return host
-
-    def start_copy(slot: int, block: Any) -> Any:
-        # rows of a pinned tensor are copied from where they lie
-        host = block if is_torch_array(block) else staged(slot, block)
-        with torch.cuda.stream(copy_stream):
-            if consumed[slot] is not None:
-                copy_stream.wait_event(consumed[slot])
-            on_device = host.to(device, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(copy_stream)
-        copied[slot] = event
-        on_device.record_stream(compute_stream)
-        return on_device
-
-    slot = 0
-    iterator = iter(host_blocks)
-    current = next(iterator, None)
-    if current is None:
-        return
-    pending = start_copy(slot, current)
-    for following in iterator:
-        ready, ready_slot = pending, slot
-        slot = 1 - slot
-        pending = start_copy(slot, following)  # overlaps the kernels on `ready`
-        compute_stream.wait_event(copied[ready_slot])
-        yield ready
-        consumed[ready_slot] = torch.cuda.Event()
-        consumed[ready_slot].record(compute_stream)
-    compute_stream.wait_event(copied[slot])
-    yield pending
-
-
-def _stage(pinned: np.ndarray, block: np.ndarray) -> None:
-    """``pinned[...] = block`` on all cores, in parts of at least 4 MiB: one
-    core copies memory at a fraction of a host-to-device link's speed."""
-    from ._backend import map_blocks, n_cores
-
-    n_parts = max(1, min(n_cores(), block.nbytes >> 22))
-    bounds = [block.shape[0] * part // n_parts for part in range(n_parts + 1)]
-    map_blocks(lambda rows: np.copyto(pinned[rows], block[rows], casting="unsafe"),
-               [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])], xp=np)
-
-
-def _is_cuda(device: Any) -> bool:
-    import torch
-
-    return torch.device(device).type == "cuda"
-
-
-def _torch_dtype(block: np.ndarray) -> Any:
-    import torch
-
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}.get(
-        block.dtype, torch.float64
-    )
 
 
 def is_streamed_input(X: Any) -> bool:

@@ -26,6 +26,8 @@ proves it equals that twin. The rooms:
 - ``_centered``: ``CenteredRows``, X minus its means, centred as it is read;
 - ``_host``: the host random generator, host copies, devices, dtypes and row
   blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits;
+  ``_transfer``: host data to a torch device through pinned memory, row
+  blocks streamed to CUDA (``blocks_to_device``);
 - ``_capabilities``: which feature runs on which kind of data, and the
   ``FallbackWarning`` where it does not.
 """
@@ -73,6 +75,7 @@ from ._primitives import (
 from . import _sparse as sparse
 from ._sparse import is_sparse
 from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
+from ._transfer import blocks_to_device, is_cuda_device, is_pinned_tensor
 
 __all__ = [
     "block_width",
@@ -81,6 +84,7 @@ __all__ = [
     "column_sums",
     "array_namespace",
     "blas_is_limited",
+    "blocks_to_device",
     "concat_rows",
     "default_float_dtype",
     "device_of",
@@ -88,6 +92,8 @@ __all__ = [
     "host_rng",
     "is_cpu_device",
     "is_cuda_array",
+    "is_cuda_device",
+    "is_pinned_tensor",
     "is_sparse",
     "largest_indices",
     "map_blocks",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 
 def segment_sum_torch(values, segment_ids, n_segments, weights):
     import torch
@@ -43,24 +41,6 @@ def segment_count(segment_ids, n_segments):
     import torch
 
     return torch.bincount(segment_ids, minlength=n_segments).to(torch.int64)
-
-
-def is_torch_cuda_device(device) -> bool:
-    import torch
-
-    return device is not None and torch.device(device).type == "cuda"
-
-
-def torch_from_host(values, device, dtype):
-    """A host NumPy array on a CUDA device, staged in pinned memory (torch's
-    caching host allocator keeps the buffer until the copy is done): the
-    host does not wait for the kernels queued before the copy."""
-    import torch
-
-    like = torch.from_numpy(np.empty(0, dtype=values.dtype.newbyteorder("=")))
-    staged = torch.empty(values.shape, dtype=like.dtype, pin_memory=True)
-    staged.numpy()[...] = values
-    return staged.to(device=device, dtype=dtype, non_blocking=True)
 
 
 def scatter(values, indices, updates):

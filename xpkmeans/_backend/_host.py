@@ -86,10 +86,10 @@ def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:
     copy queues behind the device's work instead of waiting for it (a copy
     from pageable memory first waits for the stream to drain)."""
     if isinstance(values, np.ndarray) and is_torch_namespace(xp) and values.dtype.kind in "biuf":
-        from . import _gpu
+        from . import _transfer
 
-        if _gpu.is_torch_cuda_device(device):
-            return _gpu.torch_from_host(values, device, dtype)
+        if _transfer.is_cuda_device(device):
+            return _transfer.torch_from_host(values, device, dtype)
     return xp.asarray(values, dtype=dtype, device=device)
 
 
