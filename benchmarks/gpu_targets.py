@@ -800,7 +800,34 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                          f"{value} |")
         if r["kind"] == "gemm_bound":
             lines.append(f"| {r['problem']} | fp32 GEMM bound | – | {r['compute_s'] * 1e3:.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _fastest_settings(rows)) + "\n"
+
+
+def _fastest_settings(rows: list[dict]) -> list[str]:
+    """The fastest tile setting of each sweep (``tile``/``sweep`` of the
+    default precision, ``kpp_tiles``) against the current one: what to
+    change next."""
+    default = _default_precision()
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["kind"] in ("tile", "sweep") and r.get("precision") == default and "ms" in r:
+            groups.setdefault(f"{r['problem']} Lloyd pass ({default})", []).append(
+                {"override": r["override"], "ms": r["ms"]})
+        if r["kind"] == "kpp_tiles" and "ms_per_centre" in r:
+            groups.setdefault("huge k-means++ pass (ms a centre)", []).append(
+                {"override": r["override"], "ms": r["ms_per_centre"]})
+    current = {(r["problem"], r["precision"]): r["ms"] for r in rows
+               if r["kind"] == "kernel" and r.get("fused_sums") and "ms" in r}
+    lines = ["", "## Fastest tile settings", "", "| sweep | fastest | ms | current tiles, ms |",
+             "|---|---|---:|---:|"]
+    for name, timed in groups.items():
+        best = min(timed, key=lambda t: t["ms"])
+        now = next((t["ms"] for t in timed if not t["override"]), None)
+        if now is None:
+            now = current.get((name.split()[0], default))
+        lines.append(f"| {name} | {best['override'] or 'current tiles'} | {best['ms']:.2f} | "
+                     f"{'–' if now is None else f'{now:.2f}'} |")
+    return lines if groups else []
 
 
 def _default_precision() -> str:

@@ -94,6 +94,11 @@ def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
     records.add("stream", source="NumPy", shape="8M×32×64", copy_ms=100.0, per_iteration_ms=120.0)
     records.add("stream", source="pinned tensor", shape="8M×32×64", copy_ms=20.0,
                 per_iteration_ms=40.0)
+    records.add("kernel", problem="large", precision="tf32-check", fused_sums=True, ms=3.5)
+    records.add("tile", problem="large", precision="tf32-check", override={"BLOCK_K": 64},
+                ms=3.2)
+    records.add("kpp_tiles", override={}, ms_per_centre=1.5, pass_ms=1.0)
+    records.add("kpp_tiles", override={"BLOCK_N": 64}, ms_per_centre=1.7, pass_ms=1.0)
     log = tmp_path / "gpu-tests.log"
     log.write_text("===== 3 passed, 1 skipped in 2.0s =====\n")
     lines = gpu_targets.summary(records, [log]).splitlines()
@@ -108,3 +113,7 @@ def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
     assert verdict("CuPy first call") == ["MET"]  # the profiled process is not judged
     assert verdict("GPU streaming from a NumPy") == ["MET"]
     assert verdict("GPU streaming from a pinned") == ["NOT MET"]
+    fastest = {line.split(" | ")[0][2:]: line.split(" | ")[1:3] for line in lines
+               if " pass (" in line}
+    assert fastest["large Lloyd pass (tf32-check)"] == ["{'BLOCK_K': 64}", "3.20"]
+    assert fastest["huge k-means++ pass (ms a centre)"] == ["current tiles", "1.50"]
