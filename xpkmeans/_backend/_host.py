@@ -25,6 +25,8 @@ from .._errors import InputTypeError
 _CPU_BLOCK_ELEMENTS = 1 << 19
 _GPU_BLOCK_ELEMENTS = 1 << 26
 _MIN_BLOCK_ROWS = 256
+# Host arrays up to this size go to a CUDA device through pinned memory (``from_host``).
+_PINNED_COPY_BYTES = 16 << 20
 
 
 # ------------------------------------------------------------------ namespaces
@@ -82,10 +84,13 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
 def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:
     """Move host values (NumPy array or scalars) into namespace ``xp`` on ``device``.
 
-    A NumPy array goes to a torch CUDA device through pinned memory, so the
-    copy queues behind the device's work instead of waiting for it (a copy
-    from pageable memory first waits for the stream to drain)."""
-    if isinstance(values, np.ndarray) and is_torch_namespace(xp) and values.dtype.kind in "biuf":
+    A small NumPy array (centres, a block's weights) goes to a torch CUDA
+    device through pinned memory, so the copy queues behind the device's
+    work instead of waiting for it (a copy from pageable memory first waits
+    for the stream to drain). A large one (a dataset) is copied as it is:
+    torch would keep a pinned buffer of its size."""
+    if isinstance(values, np.ndarray) and is_torch_namespace(xp) and values.dtype.kind in "biuf" \
+            and values.nbytes <= _PINNED_COPY_BYTES:
         from . import _transfer
 
         if _transfer.is_cuda_device(device):
