@@ -37,6 +37,7 @@ from ._dask import (
     _chunk_inertia,
     _chunk_labels,
     _chunk_lloyd_sums,
+    _chunk_moments,
     _chunk_sum_of_squares,
     _host_centers,
     _np_xp,
@@ -182,21 +183,19 @@ class _Stream:
         self.dtype = None
         self.n_samples = 0
 
-        def moments() -> Iterator[Any]:  # column sums | non-finite values, per block
+        def moments() -> Iterator[Any]:  # as a Dask chunk's: sums | non-finite | ...
             for block in data.blocks():
                 block = _as_float(block, self.dtype)
-                xp = array_namespace(block)
                 self.dtype = block.dtype
                 self.n_samples += block.shape[0]
-                non_finite = xp.astype(xp.any(~xp.isfinite(block)), xp.float64)
-                yield xp.concat([xp.sum(block, axis=0, dtype=xp.float64), non_finite[None]])
+                yield _chunk_moments(block, None)[0]
 
         totals = _added_up(moments())
         if totals is None:
             raise ValueError("`X` has no rows.")
-        if totals[-1] > 0:
+        if totals[-3] > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-        n, sums = self.n_samples, totals[:-1]
+        n, sums = self.n_samples, totals[:-3]
         self.n_features = sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
