@@ -67,6 +67,24 @@ def test_hamerly_fit_equals_lloyd_fit(backend):
     assert hamerly.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-12)
 
 
+def test_elkan_runs_the_bounds_and_gives_scikit_learns_elkan_result(monkeypatch):
+    from sklearn.cluster import KMeans as SklearnKMeans
+
+    calls = []
+    original = BoundedNearest.__call__
+    monkeypatch.setattr(BoundedNearest, "__call__",
+                        lambda self, centers: calls.append(1) or original(self, centers))
+    X, _ = xpkmeans.make_blobs(3000, 5, centers=12, cluster_std=2.0, random_state=3)
+    init = X[:12]
+    ours = KMeans(12, init=init, algorithm="elkan").fit(X)
+    theirs = SklearnKMeans(12, init=init, n_init=1, algorithm="elkan").fit(X)
+    assert calls and ours.get_params()["algorithm"] == "elkan"
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-10)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-10)
+
+
 def test_hamerly_warns_and_is_lloyd_where_the_capability_table_says_no(monkeypatch):
     from xpkmeans._backend import _capabilities
 
@@ -98,8 +116,9 @@ def test_the_capability_table_knows_each_kind_of_data(tmp_path):
     assert array_kind(memmap) == array_kind(xpkmeans.RowBlocks(X)) == "streamed"
 
 
+@pytest.mark.parametrize("algorithm", ["hamerly", "elkan"])
 @pytest.mark.parametrize("kind", ["sparse", "lazy", "streamed"])
-def test_hamerly_warns_and_is_lloyd_on_sparse_dask_and_streamed_data(kind, tmp_path):
+def test_bounds_warn_and_are_lloyd_on_sparse_dask_and_streamed_data(kind, algorithm, tmp_path):
     import dask.array as da
     import scipy.sparse
 
@@ -108,8 +127,8 @@ def test_hamerly_warns_and_is_lloyd_on_sparse_dask_and_streamed_data(kind, tmp_p
     data = {"sparse": scipy.sparse.csr_matrix(X), "lazy": da.from_array(X, chunks=100),
             "streamed": np.load(tmp_path / "X.npy", mmap_mode="r")}[kind]
     init = X[:3]
-    with pytest.warns(xpkmeans.FallbackWarning, match="hamerly' does not run on .*lloyd"):
-        km = KMeans(3, init=init, algorithm="hamerly").fit(data)
+    with pytest.warns(xpkmeans.FallbackWarning, match=f"{algorithm}' does not run on .*lloyd"):
+        km = KMeans(3, init=init, algorithm=algorithm).fit(data)
     lloyd = KMeans(3, init=init).fit(data)
     np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(lloyd.labels_))
 

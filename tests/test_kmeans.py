@@ -359,7 +359,7 @@ def test_predict_equals_labels_after_pickling():
 @pytest.mark.parametrize("name,value,error", [
     ("verbose", -1, ValueError), ("verbose", "yes", TypeError),
     ("copy_x", "no", TypeError), ("copy_x", 1, TypeError),
-    ("algorithm", "elkan", ValueError), ("n_init", "many", ValueError),
+    ("algorithm", "full", ValueError), ("n_init", "many", ValueError),
     ("callback", 3, TypeError), ("random_state", -2, ValueError),
 ])
 def test_every_parameter_is_validated(name, value, error):

@@ -57,3 +57,53 @@ def test_pipeline_and_grid_search():
 def test_feature_names_out():
     km = KMeans(3, random_state=0).fit(X)
     assert list(km.get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+
+
+@pytest.mark.parametrize("Estimator", ["KMeans", "MiniBatchKMeans"])
+def test_feature_names_follow_scikit_learn(Estimator):
+    """Column names of a data frame: kept at fit, checked at predict, as scikit-learn does."""
+    import warnings
+
+    import sklearn.cluster
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    ours = getattr(xpkmeans, Estimator)(4, random_state=0).fit(frame)
+    theirs = getattr(sklearn.cluster, Estimator)(4, random_state=0).fit(frame)
+    np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    assert ours.feature_names_in_.dtype == object
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours.predict(frame)
+        ours.transform(frame)
+    for model in (ours, theirs):  # names at fit, none now: a warning
+        with pytest.warns(UserWarning, match="does not have valid feature names"):
+            model.predict(X)
+    for model in (ours, theirs):  # other names, or another order: an error
+        with pytest.raises(ValueError, match="feature names"):
+            model.predict(frame[["b", "a", "c"]])
+    unnamed = getattr(xpkmeans, Estimator)(4, random_state=0).fit(X)
+    assert not hasattr(unnamed, "feature_names_in_")
+    with pytest.warns(UserWarning, match="X has feature names, but .* without feature names"):
+        unnamed.score(frame)
+    ours.fit(X)  # a refit without names forgets them
+    assert not hasattr(ours, "feature_names_in_")
+    assert not hasattr(getattr(xpkmeans, Estimator)(4).fit(pd.DataFrame(X)), "feature_names_in_")
+
+
+def test_mixed_column_names_are_refused_before_fitting():
+    pd = pytest.importorskip("pandas")
+    km = KMeans(3)
+    with pytest.raises(TypeError, match="string names.*column name types"):
+        km.fit(pd.DataFrame(X, columns=["a", 1, "c"]))
+    assert not hasattr(km, "cluster_centers_")
+
+
+def test_partial_fit_keeps_the_first_batchs_names():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    mbk = xpkmeans.MiniBatchKMeans(4, random_state=0).partial_fit(frame[:100])
+    mbk.partial_fit(frame[100:])
+    assert list(mbk.feature_names_in_) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="feature names"):
+        mbk.partial_fit(frame[["c", "b", "a"]])

@@ -477,8 +477,8 @@ def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
 def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """``KMeans.fit`` for a Dask array (called by the hook in ``KMeans.fit``)."""
     n_clusters, max_iter, tol, n_init = _check_params(estimator)
-    if estimator.algorithm == "hamerly":  # the EM here is Lloyd's
-        check_supported("algorithm='hamerly'", X, stacklevel=3)
+    if estimator.algorithm != "lloyd":  # the EM here is Lloyd's
+        check_supported(f"algorithm={estimator.algorithm!r}", X, stacklevel=3)
     data = _Prepared(X, sample_weight, tol)
     check_n_clusters_fits(data.X.shape[0], n_clusters)
     rng = host_rng(estimator.random_state)

@@ -52,11 +52,14 @@ from ._validation import (
     check_int,
     check_n_clusters_fits,
     check_sample_weight,
+    check_feature_names,
+    feature_names,
     check_tol,
     scaled_tolerance,
+    set_feature_names,
 )
 
-ALGORITHMS = ("lloyd", "hamerly")
+ALGORITHMS = ("lloyd", "elkan", "hamerly")
 
 
 # ------------------------------------------------------------------ parameters
@@ -299,7 +302,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     copy_x : bool, default=True
         Accepted (and checked) for scikit-learn compatibility. xpkmeans never
         modifies X.
-    algorithm : {"lloyd", "hamerly"}, default="lloyd"
+    algorithm : {"lloyd", "elkan", "hamerly"}, default="lloyd"
         How the E step finds the nearest centres. "lloyd" compares every
         point with every centre. "hamerly" keeps two distance bounds per point
         and recomputes only the points whose bounds overlap: the same labels,
@@ -309,6 +312,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Picking those points out has a data-dependent shape, so it runs only
         where the capabilities table (``xpkmeans/_backend/_capabilities.py``)
         says; elsewhere the fit warns (``FallbackWarning``) and runs "lloyd".
+        "elkan" (scikit-learn's bounded Lloyd, with k + 1 bounds per point)
+        runs these same two bounds: the same results as scikit-learn's
+        "elkan", with memory of two numbers per point instead of k + 1.
     callback : callable, default=None
         Called as ``callback(progress)`` after every EM iteration of every
         start, with a :class:`FitProgress` (start, iteration, centre shift
@@ -408,6 +414,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
             raise NotFittedError(msg)
 
+    def _check_fitted_on(self, X: Any) -> None:
+        """Fitted, and X's column names (if any) are those of the fit."""
+        self._check_fitted()
+        check_feature_names(self, X, stacklevel=3)
+
     def _check_test_data(self, X: Any) -> tuple[Any, Any]:
         """X for predict/transform/score and the centres, in X's namespace and dtype.
 
@@ -486,11 +497,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
         """
+        names = feature_names(X)
         if _dask.is_dask_input(X):  # Dask: the EM runs inside Dask (_dask.py)
-            return _dask.fit(self, X, sample_weight)
-        if _streaming.is_streamed_input(X):  # memmap, RowBlocks: out of core (_streaming.py)
-            return _streaming.fit(self, X, sample_weight)
-        return self._fit(X, sample_weight)
+            _dask.fit(self, X, sample_weight)
+        elif _streaming.is_streamed_input(X):  # memmap, RowBlocks: out of core (_streaming.py)
+            _streaming.fit(self, X, sample_weight)
+        else:
+            self._fit(X, sample_weight)
+        set_feature_names(self, names)
+        return self
 
     def _fit(self, X: Any, sample_weight: Any = None) -> "KMeans":
         """``fit``: resolve the parameters, run the starts, keep the best."""
@@ -533,8 +548,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> _Run:
         """``n_init`` initialisations, one EM each; the run of lowest inertia."""
         rng = host_rng(params.random_state)
-        bounded = params.algorithm == "hamerly" and check_supported(
-            "algorithm='hamerly'", X, stacklevel=4
+        bounded = params.algorithm != "lloyd" and check_supported(
+            f"algorithm={params.algorithm!r}", X, stacklevel=4
         )
         started = time.perf_counter()
         best = None
@@ -616,6 +631,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         labels : integer array of shape (n_samples,), in X's namespace
         """
+        self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
             return _dask.predict(self, X, sample_weight)
         X, centers = self._check_test_data(X)
@@ -628,6 +644,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         The result has shape (n_samples, n_clusters): it is what was asked for,
         so it is the one place an n x k matrix is built.
         """
+        self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
             return _dask.transform(self, X)
         X, centers = self._check_test_data(X)
@@ -650,6 +667,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres."""
+        self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: one compute (_dask.py)
             return _dask.score(self, X, sample_weight)
         X, centers = self._check_test_data(X)

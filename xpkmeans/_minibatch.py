@@ -30,9 +30,12 @@ from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
     check_array,
+    check_feature_names,
+    feature_names,
     check_int,
     check_n_clusters_fits,
     check_sample_weight,
+    set_feature_names,
 )
 
 
@@ -285,6 +288,7 @@ default="k-means++"
         -------
         self : MiniBatchKMeans
         """
+        names = feature_names(X)
         X, xp = check_array(X)
         n_samples = X.shape[0]
         n_clusters, max_iter, batch_size, tol, n_init = self._check_minibatch_params(n_samples)
@@ -334,6 +338,7 @@ default="k-means++"
                 total = n_samples if weights is None else float(xp.sum(weights))
                 ewa = self._ewa_inertia  # None after a single step
                 self.inertia_ = (self._last_batch_inertia if ewa is None else ewa) * total
+        set_feature_names(self, names)
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -353,9 +358,12 @@ default="k-means++"
         -------
         self : MiniBatchKMeans
         """
+        first = not hasattr(self, "cluster_centers_")
+        if not first:
+            check_feature_names(self, X, stacklevel=2)
+        names = feature_names(X)
         X, xp = check_array(X)
         weights = check_sample_weight(sample_weight, X, xp)
-        first = not hasattr(self, "cluster_centers_")
         if not first and X.shape[1] != self.n_features_in_:
             msg = (
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -383,6 +391,8 @@ default="k-means++"
                 self.labels_ = nearest_centers(X, centers)
                 self.inertia_ = float(_inertia(X, weights, centers, self.labels_, xp=xp))
             self.n_steps_ += 1
+        if first:
+            set_feature_names(self, names)
         return self
 
 

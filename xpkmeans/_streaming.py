@@ -366,8 +366,8 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 
     data = X if isinstance(X, RowBlocks) else RowBlocks(X)
     n_clusters, max_iter, tol, n_init = _check_params(estimator)
-    if estimator.algorithm == "hamerly":  # the EM here is Lloyd's
-        check_supported("algorithm='hamerly'", X, stacklevel=3)
+    if estimator.algorithm != "lloyd":  # the EM here is Lloyd's
+        check_supported(f"algorithm={estimator.algorithm!r}", X, stacklevel=3)
     stream = _Stream(data, sample_weight, tol)
     check_n_clusters_fits(stream.n_samples, n_clusters)
     rng = host_rng(estimator.random_state)

@@ -7,6 +7,7 @@ Inputs are never modified: conversions make new arrays.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -255,3 +256,56 @@ def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
         msg = f"`labels` must lie in [0, {n_clusters}) for {n_clusters} centers."
         raise ValueError(msg)
     return xp.astype(labels, xp.int64)
+
+
+def feature_names(X: Any) -> np.ndarray | None:
+    """The column names of a data frame ``X`` (pandas, polars) when all are
+    strings, as an object array; None for arrays and for frames whose names
+    are not strings (scikit-learn's rule: a mix is an error)."""
+    if is_sparse(X) or not hasattr(X, "columns"):
+        return None
+    try:
+        names = np.asarray(list(X.columns), dtype=object)
+    except TypeError:
+        return None
+    kinds = {type(name).__name__ for name in names}
+    if not any(isinstance(name, str) for name in names):
+        return None
+    if len(kinds) > 1:
+        msg = (
+            "Feature names are only supported if all input features have string names, "
+            f"but `X` has {sorted(kinds)} as column name types; convert them all to str."
+        )
+        raise InputTypeError(msg)
+    return names
+
+
+def check_feature_names(estimator: Any, X: Any, *, stacklevel: int = 1) -> None:
+    """Compare the column names of ``X`` with those of the fit (``feature_names_in_``):
+    different names raise, names on one side only warn, as in scikit-learn
+    (``stacklevel`` counts from the caller, as in ``warnings.warn``)."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    given = feature_names(X)
+    owner = type(estimator).__name__
+    if fitted is None and given is None:
+        return
+    if given is None:
+        warnings.warn(f"X does not have valid feature names, but {owner} was fitted with "
+                      "feature names", UserWarning, stacklevel=stacklevel + 1)
+    elif fitted is None:
+        warnings.warn(f"X has feature names, but {owner} was fitted without feature names",
+                      UserWarning, stacklevel=stacklevel + 1)
+    elif len(fitted) != len(given) or np.any(fitted != given):
+        msg = (
+            f"The feature names of X should match those passed to fit: got "
+            f"{list(given)}, fitted with {list(fitted)}."
+        )
+        raise ValueError(msg)
+
+
+def set_feature_names(estimator: Any, names: np.ndarray | None) -> None:
+    """``feature_names_in_`` of a fit: the column names (``feature_names``), or none."""
+    if names is None:
+        estimator.__dict__.pop("feature_names_in_", None)
+    else:
+        estimator.feature_names_in_ = names

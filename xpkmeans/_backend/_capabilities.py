@@ -57,14 +57,17 @@ class Capability:
     fallback: str | None = None  # what runs instead; None where it runs on every kind
 
 
+_DISTANCE_BOUNDS = Capability(
+    frozenset({"host"}),
+    "algorithm='lloyd' (same labels and centres, without the distance bounds)",
+)
+
 CAPABILITIES: dict[str, Capability] = {
     "algorithm='lloyd'": Capability(ALL_KINDS),
     # Hamerly picks the points whose bounds overlap: a data-dependent number of
     # rows (a device sync on a GPU, unknown before compute on Dask, dense rows).
-    "algorithm='hamerly'": Capability(
-        frozenset({"host"}),
-        "algorithm='lloyd' (same labels and centres, without the distance bounds)",
-    ),
+    "algorithm='hamerly'": _DISTANCE_BOUNDS,
+    "algorithm='elkan'": _DISTANCE_BOUNDS,  # scikit-learn's name: the same bounded E step
     # on Dask one pass per centre (it warns); streamed: on a uniform sample of rows
     "init='k-means++'": Capability(ALL_KINDS),
     "init='k-means||'": Capability(  # a constant number of passes over X
