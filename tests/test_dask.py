@@ -293,6 +293,32 @@ def test_column_chunks_are_joined_and_integer_data_becomes_float():
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
 
 
+def test_dask_dataframe_is_fitted_lazily_with_its_column_names(monkeypatch):
+    """dask-ml refuses Dask DataFrames; here they are the Dask array of their
+    values (one compute counts the partitions' rows), never gathered."""
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X = _blobs(n=800)
+    init = _init(X, 5)
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c", "d"]), npartitions=4)
+    ref = xpkmeans.KMeans(5, init=init).fit(X)
+    gathered = []
+    original = da.Array.compute
+    monkeypatch.setattr(da.Array, "compute",
+                        lambda self, **kw: gathered.append(self.shape) or original(self, **kw))
+    km = xpkmeans.KMeans(5, init=init).fit(frame)
+    assert all(shape != X.shape for shape in gathered)
+    assert isinstance(km.labels_, da.Array) and isinstance(km.predict(frame), da.Array)
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_array_equal(km.predict(frame).compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+    assert list(km.feature_names_in_) == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="feature names"):
+        km.predict(frame[["d", "c", "b", "a"]])
+    with pytest.raises(TypeError, match="numeric"):
+        xpkmeans.KMeans(2).fit(frame.assign(e="text"))
+
+
 @pytest.mark.parametrize("as_dask", [False, True])
 def test_bad_sample_weight_says_what_in_memory_says(as_dask):
     X = np.random.default_rng(0).random((50, 2))

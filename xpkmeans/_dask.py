@@ -62,8 +62,14 @@ from ._validation import check_n_clusters_fits, check_weight_layout, scaled_tole
 
 
 def is_dask_input(X: Any) -> bool:
-    """True for a Dask array (the hook of ``KMeans`` into this module)."""
-    return is_dask_array(X)
+    """True for a Dask array or DataFrame (the hook of ``KMeans`` into this module)."""
+    return is_dask_array(X) or _is_dask_frame(X)
+
+
+def _is_dask_frame(X: Any) -> bool:
+    """A Dask DataFrame, known without importing ``dask.dataframe``."""
+    return type(X).__module__.startswith(("dask.dataframe", "dask_expr")) and hasattr(
+        X, "to_dask_array")
 
 
 # ------------------------------------------------------------------ validation (lazy)
@@ -73,7 +79,11 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None) -> Any:
     """A 2-D real Dask array with known row chunks and whole columns, as float.
 
     Nothing is computed: finiteness is checked in the first pass over the data.
+    A Dask DataFrame becomes the Dask array of its values; counting the rows
+    of its partitions is the one compute (dask-ml refuses data frames).
     """
+    if _is_dask_frame(X):
+        X = X.to_dask_array(lengths=True)
     if X.ndim != 2:
         msg = f"`{name}` must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}."
         raise ValueError(msg)
