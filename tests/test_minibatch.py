@@ -65,6 +65,48 @@ def test_runs_on_every_backend_and_stays_there(backend):
     backend.assert_here(labels)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dask_fit_gathers_batches_not_x_and_equals_numpy(lazy_backend, weighted, monkeypatch):
+    """The graph does not grow step by step (it did: 56 s for 97 steps of
+    100k x 8): batch rows come to the client once per STEPS_PER_DRAW steps."""
+    from dask.callbacks import Callback
+
+    import dask.array as da
+    from xpkmeans._minibatch import STEPS_PER_DRAW
+
+    X = _blobs(n=3000, d=3, centers=4)
+    w = np.random.default_rng(0).random(3000).astype(np.float32) if weighted else None
+    params = dict(batch_size=100, max_iter=3, max_no_improvement=None, random_state=0)
+    reference = xpkmeans.MiniBatchKMeans(4, **params).fit(X, sample_weight=w)
+    import dask
+
+    gathered = []
+    original, original_compute = da.Array.compute, dask.compute
+    monkeypatch.setattr(da.Array, "compute",
+                        lambda self, **kw: gathered.append(self.shape) or original(self, **kw))
+    monkeypatch.setattr(dask, "compute", lambda *arrays, **kw: gathered.extend(
+        getattr(a, "shape", ()) for a in arrays) or original_compute(*arrays, **kw))
+    computes = []
+    with Callback(start=lambda dsk: computes.append(1)):
+        fit = xpkmeans.MiniBatchKMeans(4, **params).fit(
+            lazy_backend.asarray(X), sample_weight=None if w is None else lazy_backend.asarray(w))
+    assert fit.n_steps_ == reference.n_steps_ == 90
+    assert gathered and all(shape[0] < X.shape[0] for shape in gathered if len(shape) == 2)
+    # persist and first passes, init sample, validation, one per draw, labels, inertia
+    assert len(computes) <= 4 + 2 + 2 + -(-fit.n_steps_ // STEPS_PER_DRAW) + 2
+    lazy_backend.assert_here(fit.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(fit.cluster_centers_),
+                               reference.cluster_centers_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(fit.labels_.compute()),
+                                  reference.labels_)
+    assert fit.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
+    batch = lazy_backend.asarray(X[:500])  # partial_fit: a batch, computed
+    stepped = xpkmeans.MiniBatchKMeans(4, random_state=0).partial_fit(batch)
+    expected = xpkmeans.MiniBatchKMeans(4, random_state=0).partial_fit(X[:500])
+    np.testing.assert_allclose(lazy_backend.to_numpy(stepped.cluster_centers_),
+                               expected.cluster_centers_, rtol=1e-6)
+
+
 def test_partial_fit_counts_steps_and_follows_sklearn(backend):
     X = _blobs(n=4000)
     ours = xpkmeans.MiniBatchKMeans(8, random_state=0)

@@ -464,11 +464,21 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
 
 def _take_host_rows(X: Any, rows: np.ndarray) -> np.ndarray:
     """The given rows of a Dask array, on the host (a compute of len(rows) rows)."""
+    return _take_rows_of([X], rows)[0]
+
+
+def _take_rows_of(arrays: list[Any], rows: np.ndarray) -> list[np.ndarray]:
+    """The given rows of Dask arrays chunked alike, on the host (one compute)."""
+    import dask
+
     order = np.argsort(rows, kind="stable")
-    taken = to_numpy(X[np.asarray(rows)[order]].compute())
-    out = np.empty_like(taken)
-    out[order] = taken
-    return out
+    in_order = np.asarray(rows)[order]
+    taken = []
+    for values in dask.compute(*(array[in_order] for array in arrays)):
+        values = to_numpy(values)
+        taken.append(np.empty_like(values))
+        taken[-1][order] = values
+    return taken
 
 
 def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
@@ -513,6 +523,48 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     estimator.n_features_in_ = data.X.shape[1]
     estimator._n_features_out = n_clusters
     return estimator
+
+
+class MiniBatchRows:
+    """A Dask array as ``MiniBatchKMeans.fit`` reads it: validated lazily,
+    persisted once (``prepare``), its sampled rows brought to the client
+    (NumPy) by one compute per call; labels stay lazy."""
+
+    def __init__(self, X: Any, sample_weight: Any) -> None:
+        self._X = check_dask_array(X)
+        self._sample_weight = sample_weight
+        self.n_samples = self._X.shape[0]
+        self.xp = _np_xp()
+
+    def prepare(self, tol: float) -> float:
+        """Persist X, check its values (the first passes); the scaled ``tol``."""
+        self.data = _Prepared(self._X, self._sample_weight, tol)
+        return self.data.tol
+
+    def host_weights(self) -> np.ndarray | None:
+        weights = self.data.weights
+        return None if weights is None else to_numpy(weights[:, 0].compute()).astype(np.float64)
+
+    def take(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows of X and their weights (all rows for None), on the client."""
+        rows = np.arange(self.n_samples) if rows is None else rows
+        if self.data.weights is None:
+            return _take_host_rows(self.data.raw, rows), None
+        taken, weights = _take_rows_of([self.data.raw, self.data.weights], rows)
+        return taken, weights[:, 0]
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of
+        ``source``, the distinct rows asked for, on the client (one compute)."""
+        distinct, index = np.unique(rows, return_inverse=True)
+        return self.take(distinct)[0], index.reshape(rows.shape)
+
+    def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
+        """Persisted lazy labels of the (uncentred) ``centers`` and the inertia."""
+        return _labels_and_inertia(self.data, centers - self.data.mean)
+
+    def in_chunk_namespace(self, centers: np.ndarray) -> Any:
+        return self.data.meta_xp.asarray(centers)
 
 
 def _check_params(estimator: Any) -> tuple[int, int, float, int]:

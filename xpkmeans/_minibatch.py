@@ -26,6 +26,7 @@ from ._backend import (
     to_numpy,
     widest_float_dtype,
 )
+from . import _dask
 from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
@@ -63,6 +64,47 @@ def _mini_batch_step(
     has_points = from_host(batch_totals > 0, xp=xp, device=device_of(X))[:, None]
     new_centers = xp.where(has_points, xp.astype(moved, centers.dtype), centers)
     return new_centers, batch_totals, batch_inertia
+
+
+#: batch rows are drawn this many steps at a time: one gather from a Dask
+#: array, one copy of the indices to a GPU, serves them all
+STEPS_PER_DRAW = 32
+
+
+class _Rows:
+    """X in memory as ``fit`` reads it: rows taken on its device (the Dask
+    counterpart is ``_dask.MiniBatchRows``)."""
+
+    def __init__(self, X: Any, sample_weight: Any) -> None:
+        self.X, self.xp = check_array(X)
+        self.weights = check_sample_weight(sample_weight, self.X, self.xp)
+        self.n_samples = self.X.shape[0]
+
+    def prepare(self, tol: float) -> float:
+        """The scaled ``tol`` (a pass over X when it is not 0)."""
+        return _tolerance(center_data(self.X, xp=self.xp)[0], tol, xp=self.xp) if tol > 0 else 0.0
+
+    def host_weights(self) -> np.ndarray | None:
+        return None if self.weights is None else to_numpy(self.weights).astype(np.float64)
+
+    def take(self, rows: np.ndarray | None) -> tuple[Any, Any]:
+        """Rows of X and their weights (all rows for None)."""
+        if rows is None:
+            return self.X, self.weights
+        index = from_host(rows, xp=self.xp, device=device_of(self.X))
+        weights = None if self.weights is None else self.xp.take(self.weights, index)
+        return take_rows(self.X, index), weights
+
+    def gather(self, rows: np.ndarray) -> tuple[Any, Any]:
+        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
+        return self.X, from_host(rows, xp=self.xp, device=device_of(self.X))
+
+    def labels_and_inertia(self, centers: Any) -> tuple[Any, float]:
+        labels = nearest_centers(self.X, centers)
+        return labels, float(_inertia(self.X, self.weights, centers, labels, xp=self.xp))
+
+    def in_chunk_namespace(self, centers: Any) -> Any:
+        return centers
 
 
 class MiniBatchKMeans(KMeans):
@@ -266,12 +308,11 @@ default="k-means++"
 
     # -------------------------------------------------------------- fitting
 
-    def _initial_centers(self, X: Any, weights: Any, n_clusters: int, rng: Any, *, xp: Any) -> Any:
+    def _initial_centers(self, rows: Any, n_clusters: int, rng: Any, *, xp: Any) -> Any:
         """Centres from ``init`` on ``init_size`` points drawn at random (as scikit-learn)."""
-        if self._init_size < X.shape[0]:
-            rows = from_host(rng.integers(0, X.shape[0], self._init_size), xp=xp, device=device_of(X))
-            X = take_rows(X, rows)
-            weights = None if weights is None else xp.take(weights, rows)
+        drawn = rng.integers(0, rows.n_samples, self._init_size) if (
+            self._init_size < rows.n_samples) else None
+        X, weights = rows.take(drawn)
         return self._init_centroids(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -289,21 +330,18 @@ default="k-means++"
         self : MiniBatchKMeans
         """
         names = feature_names(X)
-        X, xp = check_array(X)
-        n_samples = X.shape[0]
+        rows = _dask.MiniBatchRows(X, sample_weight) if _dask.is_dask_input(X) else _Rows(
+            X, sample_weight)
+        n_samples, xp = rows.n_samples, rows.xp
         n_clusters, max_iter, batch_size, tol, n_init = self._check_minibatch_params(n_samples)
         check_n_clusters_fits(n_samples, n_clusters)
-        weights = check_sample_weight(sample_weight, X, xp)
         rng = host_rng(self.random_state)
-        device = device_of(X)
         with parallel_region(xp):
-            self._tol = _tolerance(center_data(X, xp=xp)[0], tol, xp=xp) if tol > 0 else 0.0
-            validation = from_host(rng.integers(0, n_samples, self._init_size), xp=xp, device=device)
-            X_valid = take_rows(X, validation)
-            w_valid = None if weights is None else xp.take(weights, validation)
+            self._tol = rows.prepare(tol)
+            X_valid, w_valid = rows.take(rng.integers(0, n_samples, self._init_size))
             best = None
             for _ in range(n_init):
-                centers = self._initial_centers(X, weights, n_clusters, rng, xp=xp)
+                centers = self._initial_centers(rows, n_clusters, rng, xp=xp)
                 inertia = float(_inertia(X_valid, w_valid, centers,
                                          nearest_centers(X_valid, centers), xp=xp))
                 if best is None or inertia < best[1]:
@@ -311,31 +349,31 @@ default="k-means++"
             centers = best[0]
             self._reset_state(n_clusters)
             n_steps = (max_iter * n_samples) // batch_size
-            p = None
-            if weights is not None:
-                host_weights = to_numpy(weights).astype(np.float64)
-                p = host_weights / host_weights.sum()
+            weights = rows.host_weights()
+            p = None if weights is None else weights / weights.sum()
             step = 0
             for step in range(n_steps):
-                rows = rng.choice(n_samples, batch_size, p=p, replace=True)
-                batch = take_rows(X, from_host(rows, xp=xp, device=device))
+                if step % STEPS_PER_DRAW == 0:
+                    drawn = rng.choice(n_samples, (min(STEPS_PER_DRAW, n_steps - step), batch_size),
+                                       p=p, replace=True)
+                    source, index = rows.gather(drawn)
+                batch = take_rows(source, index[step % STEPS_PER_DRAW, ...])
                 new_centers, batch_inertia = self._step(batch, None, centers, rng, xp=xp)
                 shift = float(xp.sum((new_centers - centers) ** 2)) if self._tol > 0 else 0.0
                 centers = new_centers
                 if self._converged(step, n_steps, n_samples, shift, batch_inertia):
                     break
-            self.cluster_centers_ = centers
+            self.cluster_centers_ = rows.in_chunk_namespace(centers)
             self._random_state = rng  # partial_fit goes on from here
             self.mean_ = self._centered_centers = None  # predict on raw X
-            self.n_features_in_ = X.shape[1]
+            self.n_features_in_ = centers.shape[1]
             self._n_features_out = n_clusters
             self.n_steps_ = step + 1
             self.n_iter_ = math.ceil((step + 1) * batch_size / n_samples)
             if self.compute_labels:
-                self.labels_ = nearest_centers(X, centers)
-                self.inertia_ = float(_inertia(X, weights, centers, self.labels_, xp=xp))
+                self.labels_, self.inertia_ = rows.labels_and_inertia(centers)
             else:
-                total = n_samples if weights is None else float(xp.sum(weights))
+                total = n_samples if weights is None else float(weights.sum())
                 ewa = self._ewa_inertia  # None after a single step
                 self.inertia_ = (self._last_batch_inertia if ewa is None else ewa) * total
         set_feature_names(self, names)
@@ -350,7 +388,8 @@ default="k-means++"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            One batch; later batches must have the same features.
+            One batch; later batches must have the same features. A Dask
+            array is computed: a batch is one step's data, in memory.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
 
@@ -362,8 +401,10 @@ default="k-means++"
         if not first:
             check_feature_names(self, X, stacklevel=2)
         names = feature_names(X)
-        X, xp = check_array(X)
-        weights = check_sample_weight(sample_weight, X, xp)
+        if _dask.is_dask_input(X):  # one batch: it comes into memory
+            X = X.compute()
+        batch = _Rows(X, sample_weight)
+        X, xp, weights = batch.X, batch.xp, batch.weights
         if not first and X.shape[1] != self.n_features_in_:
             msg = (
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -378,7 +419,7 @@ default="k-means++"
                 self._tol = 0.0
                 self._reset_state(n_clusters)
                 self.cluster_centers_ = self._initial_centers(
-                    X, weights, n_clusters, self._random_state, xp=xp
+                    batch, n_clusters, self._random_state, xp=xp
                 )
                 self.n_features_in_ = X.shape[1]
                 self._n_features_out = n_clusters
