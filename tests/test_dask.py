@@ -328,3 +328,32 @@ def test_bad_sample_weight_says_what_in_memory_says(as_dask):
         xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=weights)
     with pytest.raises(TypeError, match="`sample_weight` must be real numbers"):
         xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=np.array(["a"] * 50))
+
+
+def test_scores_refuse_dask_arrays_or_sample_them_as_in_memory(monkeypatch):
+    """Scores have label-dependent shapes: a Dask array is refused with what to
+    do, or (silhouette with a sample size) only its sampled rows are computed."""
+    X = _blobs(n=1200)
+    Xd = da.from_array(X, chunks=300)
+    km = xpkmeans.KMeans(5, init=_init(X, 5)).fit(Xd)
+    labels = km.labels_.compute()
+    for score in (xpkmeans.silhouette_score, xpkmeans.silhouette_samples,
+                  xpkmeans.calinski_harabasz_score, xpkmeans.davies_bouldin_score):
+        with pytest.raises(TypeError, match="in memory.*compute"):
+            score(Xd, km.labels_)
+    for labels_given in (km.labels_, labels):
+        assert xpkmeans.silhouette_score(Xd, labels_given, sample_size=400, random_state=3) == (
+            pytest.approx(xpkmeans.silhouette_score(X, labels, sample_size=400, random_state=3),
+                          rel=1e-12))
+    fits = []
+    original = xpkmeans.KMeans.fit
+    monkeypatch.setattr(xpkmeans.KMeans, "fit",
+                        lambda self, *a, **kw: fits.append(1) or original(self, *a, **kw))
+    with pytest.raises(TypeError, match="silhouette_sample_size"):
+        xpkmeans.select_n_clusters(Xd, range(2, 5), random_state=0)
+    assert not fits  # refused before fitting
+    params = dict(random_state=0, init="k-means||", silhouette_sample_size=500)
+    lazy = xpkmeans.select_n_clusters(Xd, range(2, 7), **params)
+    in_memory = xpkmeans.select_n_clusters(X, range(2, 7), **params)
+    assert lazy.best_n_clusters == in_memory.best_n_clusters == 5
+    np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)

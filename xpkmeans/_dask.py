@@ -525,6 +525,18 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     return estimator
 
 
+def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
+    """Rows ``rows`` of a Dask array and of its labels (a Dask array or not),
+    in the chunks' namespace, by one compute (in increasing row order)."""
+    import dask
+
+    rows = np.sort(rows)
+    X = check_dask_array(X)
+    if not is_dask_array(labels):
+        labels = np.asarray(to_numpy(labels) if not isinstance(labels, (list, tuple)) else labels)
+    return dask.compute(X[rows], labels[rows])
+
+
 class MiniBatchRows:
     """A Dask array as ``MiniBatchKMeans.fit`` reads it: validated lazily,
     persisted once (``prepare``), its sampled rows brought to the client

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import is_lazy_array
+
 from ._backend import (
     concat_rows,
     device_of,
@@ -33,6 +35,7 @@ from ._backend import (
     sum_by_cluster,
     widest_float_dtype,
 )
+from . import _dask
 from ._errors import InputTypeError
 from ._lloyd import column_means
 from ._validation import as_namespace, check_array, check_int
@@ -99,8 +102,21 @@ def _encode_labels(labels: Any, *, xp: Any) -> tuple[Any, int]:
     return xp.astype(xp.reshape(codes, (-1,)), xp.int64), int(values.shape[0])
 
 
+def _check_in_memory(X: Any, labels: Any, *, sampled: bool = False) -> None:
+    """The scores take data in memory (their shapes depend on the labels): a
+    lazy (Dask) X or labels is refused, with what to pass instead."""
+    if is_lazy_array(X) or is_lazy_array(labels):
+        msg = (
+            "`X` and `labels` must be in memory, not lazy (Dask) arrays: pass X.compute() "
+            "and labels.compute()"
+            + (", or a sample_size (its rows are computed)." if sampled else ".")
+        )
+        raise InputTypeError(msg)
+
+
 def _check_X_labels(X: Any, labels: Any) -> tuple[Any, Any, int, Any]:
     """Validated ``X``, encoded labels, their number, and the namespace."""
+    _check_in_memory(X, labels)
     X, xp = check_array(X)
     codes, n_labels = _encode_labels(_check_cluster_labels(labels, X, xp), xp=xp)
     check_number_of_labels(n_labels, X.shape[0])
@@ -306,6 +322,12 @@ default=None
     >>> round(silhouette_score(X, [0, 0, 1, 1]), 4)
     0.8997
     """
+    if sample_size is not None and is_lazy_array(X):  # a Dask array: its sample, computed
+        sample_size = check_int(sample_size, "sample_size", minimum=1)
+        rows = host_rng(random_state).permutation(X.shape[0])[:sample_size]
+        X, labels = _dask.rows_in_memory(X, labels, rows)
+        sample_size = None
+    _check_in_memory(X, labels, sampled=True)
     X, xp = check_array(X)
     labels = _check_cluster_labels(labels, X, xp)
     if sample_size is not None:

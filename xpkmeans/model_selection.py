@@ -18,7 +18,10 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ._backend import device_of
+from array_api_compat import is_lazy_array
+
+from . import _dask
+from ._backend import device_of, host_rng
 from ._errors import InputTypeError
 from ._kmeans import KMeans
 from ._validation import check_array, check_int
@@ -329,7 +332,9 @@ default="silhouette"
     if progress is not None and not callable(progress):
         msg = f"`progress` must be None or a callable, got {progress!r}."
         raise TypeError(msg)
-    X, xp = check_array(X)
+    lazy = is_lazy_array(X)
+    if not lazy:
+        X, xp = check_array(X)
     candidates = _check_candidates(
         n_clusters, X.shape[0], method=method, criterion=criterion
     )
@@ -342,10 +347,19 @@ default="silhouette"
             )
             raise ValueError(msg)
         sample_size = check_int(silhouette_sample_size, "silhouette_sample_size", minimum=1)
-        sample = _subsample_indices(
-            X.shape[0], sample_size, random_state, xp=xp, device=device_of(X)
+        if lazy:  # the sampled rows of X and of each fit's labels, computed per fit
+            sample = host_rng(random_state).permutation(X.shape[0])[:sample_size]
+        else:
+            sample = _subsample_indices(
+                X.shape[0], sample_size, random_state, xp=xp, device=device_of(X)
+            )
+            X_scored = xp.take(X, sample, axis=0)
+    elif lazy and criterion.score is not None:  # before any fit, not after all of them
+        msg = (
+            f"method={method!r} scores data in memory; on a Dask array use method='elbow', "
+            "or method='silhouette' with a silhouette_sample_size (those rows are computed)."
         )
-        X_scored = xp.take(X, sample, axis=0)
+        raise InputTypeError(msg)
 
     models, scores = [], []
     for k in candidates:
@@ -355,7 +369,9 @@ default="silhouette"
             scores.append(float(model.inertia_))
         else:
             labels = model.labels_
-            if X_scored is not X:
+            if lazy:
+                X_scored, labels = _dask.rows_in_memory(X, labels, sample)
+            elif X_scored is not X:
                 labels = xp.take(labels, sample)
             scores.append(float(criterion.score(X_scored, labels)))
         models.append(model)
