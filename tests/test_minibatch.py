@@ -107,6 +107,25 @@ def test_dask_fit_gathers_batches_not_x_and_equals_numpy(lazy_backend, weighted,
                                expected.cluster_centers_, rtol=1e-6)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_memmap_fit_reads_its_rows_from_the_file_and_equals_in_memory(tmp_path, weighted):
+    X = _blobs(n=3000, d=3, centers=4)
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    w = np.random.default_rng(0).random(3000) if weighted else None
+    params = dict(batch_size=100, max_iter=3, max_no_improvement=None, random_state=0)
+    reference = xpkmeans.MiniBatchKMeans(4, **params).fit(X, sample_weight=w)
+    for data in (mm, xpkmeans.RowBlocks(mm, block_rows=700)):
+        fit = xpkmeans.MiniBatchKMeans(4, **params).fit(data, sample_weight=w)
+        assert fit.n_steps_ == reference.n_steps_
+        np.testing.assert_allclose(fit.cluster_centers_, reference.cluster_centers_,
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(fit.labels_, reference.labels_)
+        assert fit.inertia_ == pytest.approx(reference.inertia_, rel=1e-5)
+    with pytest.raises(TypeError, match="random rows.*partial_fit"):
+        xpkmeans.MiniBatchKMeans(4).fit(xpkmeans.RowBlocks(lambda: iter([X[:1500], X[1500:]])))
+
+
 def test_partial_fit_counts_steps_and_follows_sklearn(backend):
     X = _blobs(n=4000)
     ours = xpkmeans.MiniBatchKMeans(8, random_state=0)

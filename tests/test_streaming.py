@@ -131,6 +131,8 @@ KMeans(8, init=init, max_iter=2).fit(mm[:20000])  # a memmap too: the same kerne
 def peak_kib():  # this process's own peak RSS (ru_maxrss keeps the parent's across exec)
     return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 before = peak_kib()
+if sys.argv[2] == "MiniBatchKMeans":  # random rows: read in pieces, pages dropped
+    KMeans = lambda k, **kw: xpkmeans.MiniBatchKMeans(k, batch_size=1024, random_state=0, **kw)
 km = KMeans(8, init=init, max_iter=2).fit(mm)
 after = peak_kib()
 print(json.dumps({"growth_kib": after - before, "labels": int(km.labels_.shape[0])}))
@@ -139,7 +141,8 @@ print(json.dumps({"growth_kib": after - before, "labels": int(km.labels_.shape[0
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's VmHWM")
-def test_memmap_fit_memory_stays_far_below_the_data(tmp_path):
+@pytest.mark.parametrize("estimator", ["KMeans", "MiniBatchKMeans"])
+def test_memmap_fit_memory_stays_far_below_the_data(tmp_path, estimator):
     n, d = 2_000_000, 16  # 128 MB of float32
     path = tmp_path / "big.npy"
     X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
@@ -149,7 +152,7 @@ def test_memmap_fit_memory_stays_far_below_the_data(tmp_path):
     X.flush()
     del X
     result = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, str(path)], capture_output=True, text=True,
+        [sys.executable, "-c", _RSS_SCRIPT, str(path), estimator], capture_output=True, text=True,
         check=True, cwd=Path(__file__).resolve().parents[1],
     )
     measured = json.loads(result.stdout.strip().splitlines()[-1])

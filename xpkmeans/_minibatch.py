@@ -26,7 +26,7 @@ from ._backend import (
     to_numpy,
     widest_float_dtype,
 )
-from . import _dask
+from . import _dask, _streaming
 from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
@@ -330,8 +330,12 @@ default="k-means++"
         self : MiniBatchKMeans
         """
         names = feature_names(X)
-        rows = _dask.MiniBatchRows(X, sample_weight) if _dask.is_dask_input(X) else _Rows(
-            X, sample_weight)
+        if _dask.is_dask_input(X):  # persisted, rows gathered by a compute a draw
+            rows = _dask.MiniBatchRows(X, sample_weight)
+        elif _streaming.is_streamed_input(X):  # a memmap: rows read from the file a draw
+            rows = _streaming.MiniBatchRows(X, sample_weight)
+        else:
+            rows = _Rows(X, sample_weight)
         n_samples, xp = rows.n_samples, rows.xp
         n_clusters, max_iter, batch_size, tol, n_init = self._check_minibatch_params(n_samples)
         check_n_clusters_fits(n_samples, n_clusters)

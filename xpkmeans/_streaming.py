@@ -28,6 +28,7 @@ from ._backend import (
     host_rng,
     is_cuda_device,
     is_pinned_tensor,
+    map_blocks,
     to_numpy,
 )
 from ._backend._capabilities import check_supported
@@ -59,6 +60,9 @@ _CUDA_BLOCK_BYTES = 64 << 20
 # (at least _MIN_INIT_ROWS), as MiniBatchKMeans initialises on ``init_size`` rows.
 _INIT_ROWS_PER_CLUSTER = 100
 _MIN_INIT_ROWS = 10_000
+#: rows of a memmap read between two drops of its pages (the kernel maps up to
+#: 16 cached pages around each page read: about 64 KB a row at most)
+_ROWS_PER_READ = 256
 
 
 class RowBlocks:
@@ -158,6 +162,26 @@ def _drop_pages(block: np.ndarray) -> None:
     last = min(last, len(mapping))
     if last > first:
         mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def _read_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = X[rows]`` for sorted ``rows``; from a read-only memmap, in
+    pieces whose pages are dropped once read, with the kernel's read-ahead
+    off (random rows would otherwise bring in most of the file)."""
+    mapping = getattr(X, "_mmap", None)
+    if not isinstance(X, np.memmap) or mapping is None or X.mode != "r":
+        out[:] = X[rows]
+        return
+    def read(start: int) -> None:  # pieces span disjoint ranges of the file
+        piece = rows[start:start + _ROWS_PER_READ]
+        out[start:start + piece.shape[0]] = X[piece]
+        _drop_pages(X[piece[0]:piece[-1] + 1])
+
+    mapping.madvise(mmap.MADV_RANDOM)
+    try:  # page faults and copies on all cores
+        map_blocks(read, range(0, rows.shape[0], _ROWS_PER_READ), xp=np)
+    finally:
+        mapping.madvise(mmap.MADV_NORMAL)
 
 
 def is_streamed_input(X: Any) -> bool:
@@ -358,6 +382,56 @@ def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, floa
     if host_labels is not None:
         return host_labels, inertia
     return (labels[0] if len(labels) == 1 else array_namespace(labels[0]).concat(labels)), inertia
+
+
+class MiniBatchRows:
+    """An ``np.memmap`` (or ``RowBlocks`` of one) as ``MiniBatchKMeans.fit``
+    reads it: checked in one pass of blocks, each draw's rows read from the
+    mapping, whose pages are then dropped (RSS stays at the rows in use);
+    labels in one more pass. The counterpart of ``_dask.MiniBatchRows``."""
+
+    def __init__(self, X: Any, sample_weight: Any) -> None:
+        data = X if isinstance(X, RowBlocks) else RowBlocks(X)
+        if callable(data.source) or data.device is not None:
+            msg = (
+                "MiniBatchKMeans.fit reads random rows: pass the array itself (e.g. a "
+                "np.memmap), or feed the blocks one by one to partial_fit."
+            )
+            raise InputTypeError(msg)
+        self._data, self._sample_weight = data, sample_weight
+        self.n_samples = data.source.shape[0]
+        self.xp = _np_xp()
+
+    def prepare(self, tol: float) -> float:
+        """Check X in one pass of blocks; the scaled ``tol``."""
+        self.stream = _Stream(self._data, self._sample_weight, tol)
+        return self.stream.tol
+
+    def host_weights(self) -> np.ndarray | None:
+        return self.stream.weights
+
+    def take(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows of X and their weights (all rows for None: small data only)."""
+        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
+        order = np.argsort(rows, kind="stable")
+        source = self._data.source
+        in_order = np.empty((rows.shape[0], source.shape[1]), dtype=source.dtype)
+        _read_rows(source, rows[order], in_order)
+        taken = np.empty(in_order.shape, dtype=_numpy_dtype(self.stream.dtype))
+        taken[order] = in_order
+        weights = self.stream.weights
+        return taken, None if weights is None else weights[rows].astype(taken.dtype)
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
+        distinct, index = np.unique(rows, return_inverse=True)
+        return self.take(distinct)[0], index.reshape(rows.shape)
+
+    def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
+        return _labels_and_inertia(self.stream, centers - self.stream.mean)
+
+    def in_chunk_namespace(self, centers: np.ndarray) -> np.ndarray:
+        return centers
 
 
 def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
