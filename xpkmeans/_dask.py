@@ -537,7 +537,18 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
     return dask.compute(X[rows], labels[rows])
 
 
-class MiniBatchRows:
+class ClientRows:
+    """Data that ``MiniBatchKMeans.fit`` samples into host memory (a Dask
+    array here, a memmap in ``_streaming``): each draw of batches reads its
+    distinct rows once (``take``)."""
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
+        distinct, index = np.unique(rows, return_inverse=True)
+        return self.take(distinct)[0], index.reshape(rows.shape)
+
+
+class MiniBatchRows(ClientRows):
     """A Dask array as ``MiniBatchKMeans.fit`` reads it: validated lazily,
     persisted once (``prepare``), its sampled rows brought to the client
     (NumPy) by one compute per call; labels stay lazy."""
@@ -564,12 +575,6 @@ class MiniBatchRows:
             return _take_host_rows(self.data.raw, rows), None
         taken, weights = _take_rows_of([self.data.raw, self.data.weights], rows)
         return taken, weights[:, 0]
-
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of
-        ``source``, the distinct rows asked for, on the client (one compute)."""
-        distinct, index = np.unique(rows, return_inverse=True)
-        return self.take(distinct)[0], index.reshape(rows.shape)
 
     def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
         """Persisted lazy labels of the (uncentred) ``centers`` and the inertia."""

@@ -33,6 +33,7 @@ from ._backend import (
 )
 from ._backend._capabilities import check_supported
 from ._dask import (
+    ClientRows,
     _centers_for,
     _chunk_farthest,
     _chunk_inertia,
@@ -384,7 +385,7 @@ def _labels_and_inertia(stream: _Stream, centers: np.ndarray) -> tuple[Any, floa
     return (labels[0] if len(labels) == 1 else array_namespace(labels[0]).concat(labels)), inertia
 
 
-class MiniBatchRows:
+class MiniBatchRows(ClientRows):
     """An ``np.memmap`` (or ``RowBlocks`` of one) as ``MiniBatchKMeans.fit``
     reads it: checked in one pass of blocks, each draw's rows read from the
     mapping, whose pages are then dropped (RSS stays at the rows in use);
@@ -421,11 +422,6 @@ class MiniBatchRows:
         taken[order] = in_order
         weights = self.stream.weights
         return taken, None if weights is None else weights[rows].astype(taken.dtype)
-
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
-        distinct, index = np.unique(rows, return_inverse=True)
-        return self.take(distinct)[0], index.reshape(rows.shape)
 
     def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
         return _labels_and_inertia(self.stream, centers - self.stream.mean)
