@@ -405,3 +405,22 @@ def test_package_exports_import_lazily_and_completely():
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            cwd=str(__import__("pathlib").Path(package.__file__).parents[1]))
     assert shown.stdout.split() == ["False", "False"], shown.stderr
+
+
+def test_tensors_that_require_grad_are_fitted_outside_autograd():
+    """No graph is recorded through the fit (it would keep every temporary),
+    nothing warns, and the results equal those of the same tensor without grad."""
+    torch = pytest.importorskip("torch")
+    X, _ = xpkmeans.make_blobs(400, 3, centers=4, random_state=0)
+    plain = torch.as_tensor(X, dtype=torch.float32)
+    tracked = plain.clone().requires_grad_(True)
+    weights = torch.rand(400, dtype=torch.float32).requires_grad_(True)
+    km = xpkmeans.KMeans(4, init=tracked[:4], n_init=1).fit(tracked, sample_weight=weights)
+    km_ref = xpkmeans.KMeans(4, init=plain[:4], n_init=1).fit(plain, sample_weight=weights.detach())
+    for result in (km.cluster_centers_, km.labels_, km.transform(tracked), km.predict(tracked)):
+        assert not result.requires_grad and result.grad_fn is None
+    assert torch.equal(km.cluster_centers_, km_ref.cluster_centers_)
+    assert torch.equal(km.labels_, km_ref.labels_)
+    assert tracked.requires_grad and tracked.grad is None and torch.equal(tracked.detach(), plain)
+    mbk = xpkmeans.MiniBatchKMeans(4, random_state=0).fit(tracked)
+    assert not mbk.cluster_centers_.requires_grad

@@ -21,6 +21,7 @@ from ._backend import (
     map_row_blocks,
     sparse,
     to_numpy,
+    without_autograd,
 )
 
 
@@ -32,7 +33,7 @@ def _as_array(X: Any, name: str) -> tuple[Any, Any]:
     try:
         xp = array_namespace(X)
         if not (isinstance(X, np.ndarray) and X.dtype == object):
-            return X, xp
+            return without_autograd(X), xp
     except TypeError:
         pass
     try:  # lists, pandas frames, objects with __array__
@@ -154,6 +155,7 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
         except TypeError:
             sample_weight = np.asarray(sample_weight)
             wxp = array_namespace(sample_weight)
+        sample_weight = without_autograd(sample_weight)
         if wxp is not xp:  # another library: go through the host
             sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
         check_weight_layout(
@@ -226,7 +228,7 @@ def as_namespace(array: Any, xp: Any, device: Any) -> Any:
     """``array`` as an array of namespace ``xp`` on ``device`` (via the host if foreign)."""
     try:
         if array_namespace(array) is xp:
-            return xp.asarray(array, device=device)
+            return xp.asarray(without_autograd(array), device=device)
     except TypeError:
         array = np.asarray(array)
     return xp.asarray(to_numpy(array), device=device)

@@ -48,6 +48,7 @@ from ._host import (
     synchronize,
     to_numpy,
     widest_float_dtype,
+    without_autograd,
 )
 from ._primitives import (
     block_width,
@@ -123,4 +124,5 @@ __all__ = [
     "take_rows",
     "to_numpy",
     "widest_float_dtype",
+    "without_autograd",
 ]

@@ -49,6 +49,16 @@ def array_namespace(*arrays: Any, **options: Any) -> Any:
     return _array_namespace(*(_values_of(a) for a in arrays), **options)
 
 
+def without_autograd(x: Any) -> Any:
+    """``x`` outside any autograd graph: a torch tensor that requires grad
+    becomes a detached view of the same memory (k-means is not
+    differentiable, and a recorded graph would keep every temporary of a
+    fit); other arrays are returned as they are."""
+    if is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
+
+
 def device_of(x: Any) -> Any:
     """The device of ``x`` (of its values for a sparse matrix)."""
     from . import _sparse
