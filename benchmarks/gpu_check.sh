@@ -54,11 +54,12 @@ else
         -o faulthandler_timeout=40 -k "not compiles_for_sm90" tests/test_triton.py \
         > "$DIR/part-triton-tests.out" 2>&1 &
     part tests 120 python -m pytest -v --tb=short -p no:cacheprovider --durations=15 \
-        -o faulthandler_timeout=40 -k "cupy or cuda" --ignore=tests/test_triton.py \
-        --ignore=tests/test_dask.py tests/ > "$DIR/part-tests.out" 2>&1 &
+        -o faulthandler_timeout=40 -k "(cupy or cuda) and not dask-cupy" \
+        --ignore=tests/test_triton.py --ignore=tests/test_dask.py tests/ \
+        > "$DIR/part-tests.out" 2>&1 &
     part dask-tests 150 python -m pytest -v --tb=short -p no:cacheprovider --durations=5 \
-        -o faulthandler_timeout=40 -k "cupy or cuda" tests/test_dask.py \
-        > "$DIR/part-dask-tests.out" 2>&1 &
+        -o faulthandler_timeout=40 -k "(cupy or cuda) and (test_dask or dask-cupy)" \
+        tests/test_dask.py tests/test_minibatch.py > "$DIR/part-dask-tests.out" 2>&1 &
     wait
     cat "$DIR"/part-triton-tests.out "$DIR"/part-tests.out "$DIR"/part-dask-tests.out
     part cold 40 python -m benchmarks.gpu_targets cold --out "$DIR"
