@@ -330,15 +330,35 @@ def test_bad_sample_weight_says_what_in_memory_says(as_dask):
         xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=np.array(["a"] * 50))
 
 
-def test_scores_refuse_dask_arrays_or_sample_them_as_in_memory(monkeypatch):
-    """Scores have label-dependent shapes: a Dask array is refused with what to
-    do, or (silhouette with a sample size) only its sampled rows are computed."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(dtype):
+    """Per-cluster sums and distances inside Dask (three computes of k x d
+    numbers), in float64 as in memory; labels of any integers."""
+    from sklearn import metrics
+
+    X = _blobs(n=1200).astype(dtype)
+    Xd = da.from_array(X, chunks=300)
+    labels = xpkmeans.KMeans(5, init=_init(X, 5)).fit(X).labels_
+    for given in (da.from_array(labels * 7 - 3, chunks=200), labels * 7 - 3):
+        with count_computes() as counter:
+            ch = xpkmeans.calinski_harabasz_score(Xd, given)
+        assert counter["computes"] == 3
+        assert ch == pytest.approx(metrics.calinski_harabasz_score(X.astype(np.float64), labels),
+                                   rel=1e-12)
+        assert xpkmeans.davies_bouldin_score(Xd, given) == pytest.approx(
+            metrics.davies_bouldin_score(X.astype(np.float64), labels), rel=1e-12)
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        xpkmeans.calinski_harabasz_score(Xd, np.zeros(1200, dtype=int))
+
+
+def test_silhouette_refuses_dask_arrays_or_samples_them_as_in_memory(monkeypatch):
+    """The silhouette has label-dependent shapes: a Dask array is refused with
+    what to do, or (with a sample size) only its sampled rows are computed."""
     X = _blobs(n=1200)
     Xd = da.from_array(X, chunks=300)
     km = xpkmeans.KMeans(5, init=_init(X, 5)).fit(Xd)
     labels = km.labels_.compute()
-    for score in (xpkmeans.silhouette_score, xpkmeans.silhouette_samples,
-                  xpkmeans.calinski_harabasz_score, xpkmeans.davies_bouldin_score):
+    for score in (xpkmeans.silhouette_score, xpkmeans.silhouette_samples):
         with pytest.raises(TypeError, match="in memory.*compute"):
             score(Xd, km.labels_)
     for labels_given in (km.labels_, labels):
@@ -352,8 +372,10 @@ def test_scores_refuse_dask_arrays_or_sample_them_as_in_memory(monkeypatch):
     with pytest.raises(TypeError, match="silhouette_sample_size"):
         xpkmeans.select_n_clusters(Xd, range(2, 5), random_state=0)
     assert not fits  # refused before fitting
-    params = dict(random_state=0, init="k-means||", silhouette_sample_size=500)
-    lazy = xpkmeans.select_n_clusters(Xd, range(2, 7), **params)
-    in_memory = xpkmeans.select_n_clusters(X, range(2, 7), **params)
-    assert lazy.best_n_clusters == in_memory.best_n_clusters == 5
-    np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)
+    for params in (dict(silhouette_sample_size=500), dict(method="calinski_harabasz"),
+                   dict(method="davies_bouldin")):
+        params.update(random_state=0, init="k-means||")
+        lazy = xpkmeans.select_n_clusters(Xd, range(2, 7), **params)
+        in_memory = xpkmeans.select_n_clusters(X, range(2, 7), **params)
+        assert lazy.best_n_clusters == in_memory.best_n_clusters == 5
+        np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)

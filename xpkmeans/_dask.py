@@ -537,6 +537,77 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
     return dask.compute(X[rows], labels[rows])
 
 
+def _labels_along(X: Any, labels: Any) -> Any:
+    """Integer ``labels`` of the rows of X (any array), as a Dask array chunked like X's rows."""
+    import dask.array as da
+
+    if not is_dask_array(labels):
+        labels = np.asarray(labels if isinstance(labels, (list, tuple)) else to_numpy(labels))
+        labels = da.from_array(labels, chunks=(X.chunks[0],))
+    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
+        raise ValueError(msg)
+    if labels.dtype.kind not in "iu":
+        raise InputTypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
+    return labels.rechunk((X.chunks[0],))
+
+
+def _per_chunk(X: Any, codes: Any, kernel: Any, shape: tuple) -> Any:
+    """``kernel(chunk, codes_chunk)`` per chunk of X, stacked and summed: a lazy ``shape``."""
+    import dask.array as da
+
+    parts = da.map_blocks(kernel, X, codes[:, None],
+                          chunks=((1,) * X.numblocks[0],) + tuple((s,) for s in shape),
+                          new_axis=2, dtype=np.float64, meta=np.empty((0, 0, 0), dtype=np.float64))
+    return parts.sum(axis=0)
+
+
+def _widest(block: Any) -> Any:
+    xp = array_namespace(block)
+    return xp.astype(block, widest_float_dtype(xp, device_of(block)))
+
+
+def _chunk_codes(labels: Any, values: np.ndarray) -> Any:
+    """A chunk of labels as the positions of its values in the sorted ``values``."""
+    xp = array_namespace(labels)
+    return xp.searchsorted(xp.asarray(values, device=device_of(labels)), labels)
+
+
+def _chunk_spreads(block: Any, codes: Any, centroids: Any) -> Any:
+    """(1, k, 2): per cluster, the summed distances and squared distances of
+    the chunk's rows to their centroid."""
+    xp = array_namespace(block)
+    codes = _on_chunk_device(codes[:, 0], block)
+    squared = sq_distances_to_assigned(block, _centers_for(centroids, block), codes)
+    values = xp.stack([xp.sqrt(squared), squared], axis=1)
+    return segment_sum(values, codes, centroids.shape[0])[0][None, ...]
+
+
+def cluster_dispersions(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Per cluster of a Dask array (its distinct labels in sorted order): the
+    centroids, the sizes, the within-cluster sum of squares and the spreads
+    (mean distances to the centroid), on the host, in three computes (the
+    distinct labels, the sums, the distances): what the dispersion scores need."""
+    import dask.array as da
+
+    from .metrics import check_number_of_labels
+
+    X = check_dask_array(X)
+    X = X.map_blocks(_widest, dtype=np.float64)  # as in memory: a chunk at a time
+    labels = _labels_along(X, labels)
+    values = to_numpy(da.unique(labels).compute())
+    check_number_of_labels(values.shape[0], X.shape[0])
+    codes = labels.map_blocks(_chunk_codes, values, dtype=np.int64)
+    k, d = values.shape[0], X.shape[1]
+    sums = to_numpy(_per_chunk(X, codes, lambda block, chunk_codes: _chunk_sums_of_labels(
+        block, chunk_codes, None, k), (k, d + 1)).compute())
+    counts = sums[:, d]
+    centroids = sums[:, :d] / counts[:, None]
+    spreads = to_numpy(_per_chunk(X, codes, lambda block, chunk_codes: _chunk_spreads(
+        block, chunk_codes, centroids), (k, 2)).compute())
+    return centroids, counts, float(spreads[:, 1].sum()), spreads[:, 0] / counts
+
+
 class ClientRows:
     """Data that ``MiniBatchKMeans.fit`` samples into host memory (a Dask
     array here, a memmap in ``_streaming``): each draw of batches reads its
@@ -686,14 +757,7 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     centers = _host_centers(centers, X.dtype)
     weights = _check_dask_weights(sample_weight, X)
     k, d = centers.shape
-    if not is_dask_array(labels):
-        labels = da.from_array(np.asarray(to_numpy(labels)), chunks=(X.chunks[0],))
-    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
-        msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
-        raise ValueError(msg)
-    if labels.dtype.kind not in "iu":
-        raise InputTypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
-    labels = labels.rechunk((X.chunks[0],))
+    labels = _labels_along(X, labels)
     arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
 
     def sums_call(block, chunk_labels, *w):

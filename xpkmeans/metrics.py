@@ -8,7 +8,8 @@
   separation (lower is better, 0 at best).
 
 Everything is computed in the namespace and on the device of ``X``, in float64
-where the device has it. The silhouette never builds the ``n x n`` distance
+where the device has it; on a Dask array the dispersion scores run inside
+Dask, and the silhouette on a computed sample (``sample_size``). The silhouette never builds the ``n x n`` distance
 matrix: rows go in blocks of ``rows x n`` distances, reduced at once to
 ``rows x n_labels`` per-cluster sums by ``segment_sum``.
 """
@@ -376,15 +377,24 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     >>> calinski_harabasz_score(X, [0, 0, 1, 1])
     200.0
     """
+    if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
+        centroids, counts, within, _ = _dask.cluster_dispersions(X, labels)
+        return _calinski_harabasz(centroids, counts, within, xp=_dask._np_xp())
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     X_centered = _centered_wide(X, xp=xp)
     centroids, counts = _cluster_means(X_centered, codes, n_labels)
-    offsets = centroids - xp.sum(centroids * counts[:, None], axis=0) / X.shape[0]
-    between = float(xp.sum(counts * xp.sum(offsets * offsets, axis=1)))
     within = float(xp.sum(sq_distances_to_assigned(X_centered, centroids, codes)))
+    return _calinski_harabasz(centroids, counts, within, xp=xp)
+
+
+def _calinski_harabasz(centroids: Any, counts: Any, within: float, *, xp: Any) -> float:
+    """The score from the clusters' centroids and sizes and the within-cluster
+    sum of squares."""
+    n_samples, n_labels = float(xp.sum(counts)), centroids.shape[0]
+    offsets = centroids - xp.sum(centroids * counts[:, None], axis=0) / n_samples
+    between = float(xp.sum(counts * xp.sum(offsets * offsets, axis=1)))
     if within == 0.0:
         return 1.0
-    n_samples = X.shape[0]
     return between * (n_samples - n_labels) / (within * (n_labels - 1.0))
 
 
@@ -420,6 +430,9 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     >>> davies_bouldin_score(X, [0, 0, 1, 1])
     0.1
     """
+    if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
+        centroids, _, _, spread = _dask.cluster_dispersions(X, labels)
+        return _davies_bouldin(centroids, spread, xp=_dask._np_xp())
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     # not centred: only differences are taken, and clusters with the same mean
     # get bitwise equal centroids, as in scikit-learn
@@ -427,6 +440,12 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     centroids, counts = _cluster_means(X_wide, codes, n_labels)
     distances = xp.sqrt(sq_distances_to_assigned(X_wide, centroids, codes))
     spread = segment_sum(distances[:, None], codes, n_labels)[0][:, 0] / counts
+    return _davies_bouldin(centroids, spread, xp=xp)
+
+
+def _davies_bouldin(centroids: Any, spread: Any, *, xp: Any) -> float:
+    """The score from the clusters' centroids and spreads (mean distance of
+    their points to their centroid)."""
     # n_labels x n_labels x n_features differences: n_labels is small
     differences = centroids[:, None, :] - centroids[None, :, :]
     centroid_distances = xp.sqrt(xp.sum(differences * differences, axis=2))
@@ -435,7 +454,7 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     ):
         return 0.0
     # a cluster is not compared with itself (nor with one of the same centroid)
-    inf = xp.asarray(xp.inf, dtype=centroid_distances.dtype, device=device_of(X))
+    inf = xp.asarray(xp.inf, dtype=centroid_distances.dtype, device=device_of(centroids))
     centroid_distances = xp.where(centroid_distances == 0, inf, centroid_distances)
     similarity = (spread[:, None] + spread[None, :]) / centroid_distances
     return float(xp.mean(xp.max(similarity, axis=1)))

@@ -354,10 +354,10 @@ default="silhouette"
                 X.shape[0], sample_size, random_state, xp=xp, device=device_of(X)
             )
             X_scored = xp.take(X, sample, axis=0)
-    elif lazy and criterion.score is not None:  # before any fit, not after all of them
+    elif lazy and method == "silhouette":  # before any fit, not after all of them
         msg = (
-            f"method={method!r} scores data in memory; on a Dask array use method='elbow', "
-            "or method='silhouette' with a silhouette_sample_size (those rows are computed)."
+            "method='silhouette' scores data in memory; on a Dask array give a "
+            "silhouette_sample_size (those rows are computed), or use another method."
         )
         raise InputTypeError(msg)
 
@@ -369,7 +369,7 @@ default="silhouette"
             scores.append(float(model.inertia_))
         else:
             labels = model.labels_
-            if lazy:
+            if lazy and silhouette_sample_size is not None:
                 X_scored, labels = _dask.rows_in_memory(X, labels, sample)
             elif X_scored is not X:
                 labels = xp.take(labels, sample)
