@@ -257,9 +257,12 @@ def _one_gpu_cluster(kind):
     """One worker on the GPU: dask-cuda's LocalCUDACluster, or a LocalCluster."""
     if kind == "LocalCluster":
         return _local_cluster(1)
-    LocalCUDACluster = pytest.importorskip("dask_cuda", reason="dask-cuda not installed") \
-        .LocalCUDACluster
-    return lambda distributed: LocalCUDACluster(n_workers=1, dashboard_address=None)
+
+    def local_cuda_cluster(distributed):  # imported where _client silences warnings
+        dask_cuda = pytest.importorskip("dask_cuda", reason="dask-cuda not installed")
+        return dask_cuda.LocalCUDACluster(n_workers=1, dashboard_address=None)
+
+    return local_cuda_cluster
 
 
 @pytest.mark.parametrize("cluster", ["LocalCluster", "LocalCUDACluster"])
@@ -331,15 +334,15 @@ def test_bad_sample_weight_says_what_in_memory_says(as_dask):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(dtype):
+def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(lazy_backend, dtype):
     """Per-cluster sums and distances inside Dask (three computes of k x d
     numbers), in float64 as in memory; labels of any integers."""
     from sklearn import metrics
 
     X = _blobs(n=1200).astype(dtype)
-    Xd = da.from_array(X, chunks=300)
+    Xd = lazy_backend.asarray(X)
     labels = xpkmeans.KMeans(5, init=_init(X, 5)).fit(X).labels_
-    for given in (da.from_array(labels * 7 - 3, chunks=200), labels * 7 - 3):
+    for given in (lazy_backend.asarray(labels * 7 - 3), labels * 7 - 3):
         with count_computes() as counter:
             ch = xpkmeans.calinski_harabasz_score(Xd, given)
         assert counter["computes"] == 3
@@ -379,3 +382,16 @@ def test_silhouette_refuses_dask_arrays_or_samples_them_as_in_memory(monkeypatch
         in_memory = xpkmeans.select_n_clusters(X, range(2, 7), **params)
         assert lazy.best_n_clusters == in_memory.best_n_clusters == 5
         np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)
+
+
+def test_chunk_kernels_make_their_constants_on_the_chunks_device():
+    """Numbers a chunk kernel makes live on its chunk's device: torch put them
+    on the CPU (a streamed fit to CUDA failed); array_api_strict's device1
+    refuses the mix as CUDA does."""
+    xps = pytest.importorskip("array_api_strict")
+    block = xps.asarray(np.arange(12.0).reshape(6, 2), device=xps.Device("device1"))
+    moments = _dask._chunk_moments(block, None)
+    np.testing.assert_array_equal(_dask.to_numpy(moments), [[30.0, 36.0, 0.0, 0.0, 1.0]])
+    farthest = _dask._chunk_farthest(block, None, None, np.zeros((2, 2)))
+    assert moments.device == farthest.device == block.device
+    np.testing.assert_array_equal(_dask.to_numpy(farthest)[:, -1], [1.0, 1.0])  # unit weights

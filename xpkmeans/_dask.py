@@ -174,7 +174,9 @@ def _chunk_moments(block: Any, weights: Any) -> Any:
     sums = column_sums(block)
     flags = [xp.astype(xp.any(~xp.isfinite(block)), accumulate)]  # no chunk-sized float copy
     if weights is None:
-        flags += [xp.asarray(0.0, dtype=accumulate), xp.asarray(1.0, dtype=accumulate)]
+        device = device_of(block)  # torch makes host tensors without one
+        flags += [xp.asarray(0.0, dtype=accumulate, device=device),
+                  xp.asarray(1.0, dtype=accumulate, device=device)]
     else:
         w = xp.astype(_weights_of(weights, block), accumulate)
         bad = xp.logical_not(xp.isfinite(w)) | (w < 0)
@@ -244,7 +246,8 @@ def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
         distances = xp.where(w > 0, distances, xp.zeros_like(distances))
     chosen = xp.sort(largest_indices(distances, centers.shape[0]))
     accumulate = widest_float_dtype(xp, device_of(block))
-    chosen_w = xp.ones(chosen.shape, dtype=accumulate) if w is None else xp.take(w, chosen)
+    chosen_w = (xp.ones(chosen.shape, dtype=accumulate, device=device_of(block)) if w is None
+                else xp.take(w, chosen))
     return xp.concat([
         xp.astype(take_rows(block, chosen), accumulate),
         xp.astype(xp.take(labels, chosen), accumulate)[:, None],
@@ -562,6 +565,16 @@ def _per_chunk(X: Any, codes: Any, kernel: Any, shape: tuple) -> Any:
     return parts.sum(axis=0)
 
 
+def _distinct(labels: Any) -> np.ndarray:
+    """The sorted distinct values of a 1-D Dask array (one compute; each
+    chunk's own distinct values come to the host: ``da.unique`` builds
+    structured NumPy arrays, which CuPy chunks cannot make)."""
+    parts = labels.map_blocks(lambda chunk: to_numpy(array_namespace(chunk).unique_values(chunk)),
+                              chunks=((np.nan,) * labels.numblocks[0],), dtype=labels.dtype,
+                              meta=np.empty((0,), dtype=labels.dtype))
+    return np.unique(parts.compute())
+
+
 def _widest(block: Any) -> Any:
     xp = array_namespace(block)
     return xp.astype(block, widest_float_dtype(xp, device_of(block)))
@@ -595,7 +608,7 @@ def cluster_dispersions(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, fl
     X = check_dask_array(X)
     X = X.map_blocks(_widest, dtype=np.float64)  # as in memory: a chunk at a time
     labels = _labels_along(X, labels)
-    values = to_numpy(da.unique(labels).compute())
+    values = _distinct(labels)
     check_number_of_labels(values.shape[0], X.shape[0])
     codes = labels.map_blocks(_chunk_codes, values, dtype=np.int64)
     k, d = values.shape[0], X.shape[1]
@@ -842,8 +855,14 @@ def _point_weights(data: _Prepared) -> Any:
 
 
 def _weighted(values: Any, data: _Prepared) -> Any:
-    """``weight * values`` (lazy (n, 1)), in X's dtype, as in memory."""
-    return values if data.weights is None else values * data.weights
+    """``weight * values`` (lazy (n, 1)), in X's dtype, as in memory; the
+    weights' chunks (host data) go to the values' device chunk by chunk."""
+    import dask.array as da
+
+    if data.weights is None:
+        return values
+    return da.map_blocks(lambda v, w: v * _on_chunk_device(w, v), values, data.weights,
+                         dtype=values.dtype, meta=values._meta)
 
 
 def _chunk_nearest_candidate(block: Any, state: Any, mean: Any, candidates: Any,
