@@ -379,13 +379,14 @@ import json, sys, time
 start = time.perf_counter()
 import cupy, torch, triton
 import xpkmeans
+KMeans = xpkmeans.KMeans  # its modules and scikit-learn load on first use: an import
 imports = time.perf_counter() - start
 X = cupy.random.RandomState(0).standard_normal((100_000, 32), dtype=cupy.float32)
 init = X[:64].copy()
 cupy.cuda.get_current_stream().synchronize()
 def fit():
     start = time.perf_counter()
-    xpkmeans.KMeans(64, init=init, n_init=1, max_iter=10, tol=0.0).fit(X)
+    KMeans(64, init=init, n_init=1, max_iter=10, tol=0.0).fit(X)
     cupy.cuda.get_current_stream().synchronize()
     return time.perf_counter() - start
 result = {"card": torch.cuda.get_device_name(0), "imports_s": imports}
@@ -457,7 +458,11 @@ def part_stream(records: Records) -> None:
                 xpkmeans.RowBlocks(source, device="cuda"))
             return SimpleNamespace(n_iter=int(km.n_iter_))
 
-        result = _per_iteration(lloyd, 2, 6, repeats=2)
+        try:  # one source failing still leaves the other's verdict
+            result = _per_iteration(lloyd, 2, 6, repeats=2)
+        except Exception as error:  # noqa: BLE001 - recorded, the summary says so
+            records.add("stream", source=what, error=f"{type(error).__name__}: {error}"[:300])
+            continue
         records.add("stream", source=what, shape=f"{n // 10**6}M×{d}×{k}", x_bytes=X.nbytes,
                     copy_ms=copies[what] * 1e3, **result)
 
@@ -595,12 +600,10 @@ def part_init(records: Records) -> None:
     n, d = X.shape
     k = problem.k
     pass_s = 4 * n * d / rates["copy_bandwidth"]
-    _time_candidates_tiles(records, X, pass_s)
+    # the targets first; comparisons and the tile sweep after them, so that
+    # the part's time limit cuts those, not the verdicts
     seconds = _seconds(lambda: xpkmeans.kmeans_plusplus(X, k, random_state=0), repeats=1)
     records.add("init", what="k-means++ 8M×128×1024", s=seconds, k_passes_s=k * pass_s)
-    eager = _seconds(lambda: _eager(
-        lambda: xpkmeans.kmeans_plusplus(X, k, random_state=0)), repeats=1)
-    records.add("init", what=f"k-means++ 8M×128×1024 {EAGER}", s=eager, k_passes_s=k * pass_s)
     # warm-up: the fit's own kernel variants (its passes read X centred)
     # compile on a slice; none is specialised on n or k
     xpkmeans.KMeans(k, random_state=0, max_iter=3).fit(X[:200_000])
@@ -625,6 +628,24 @@ def part_init(records: Records) -> None:
                     s=time.perf_counter() - start, n_iter=int(km.n_iter_))
     else:
         records.add("init", what="k-means|| fit 8M×128×1024", skipped="no init='k-means||'")
+    eager = _seconds(lambda: _eager(
+        lambda: xpkmeans.kmeans_plusplus(X, k, random_state=0)), repeats=1)
+    records.add("init", what=f"k-means++ 8M×128×1024 {EAGER}", s=eager, k_passes_s=k * pass_s)
+    _time_candidates_tiles(records, X, pass_s)
+
+
+# the targets of issues 9 and 10 (and CuPy's cold call): each gets a row
+# in the summary, NOT MEASURED where no record says otherwise
+EXPECTED_TARGETS = [
+    "CuPy first call < 1 s (imports apart)",
+    "peak extra GPU memory ≤ 0.5× X",
+    "GPU streaming from a NumPy",
+    "GPU streaming from a pinned tensor",
+    "k-means++ 20k×128×1000 ≤",
+    "k-means++ 8M×128×1024 ≤",
+    "default fit 8M×128×1024 ≤",
+    "k-means|| fit 8M×128×1024 ≤",
+]
 
 
 # greedy k-means++'s pass over 8M x 128 for 9 candidates (tf32x3) with other
@@ -738,8 +759,11 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                              f"cold {r['cold_s']:.2f} s, warm {r['warm_s']:.3f} s ({r['shape']}); "
                              f"imports of cupy, torch, triton {r.get('imports_s', 0):.2f} s"))
         if r["kind"] == "stream":
-            verdicts.append((f"GPU streaming from a {r['source']}: per iteration ≤ 1.3× "
-                             f"the copy of X", r["per_iteration_ms"] <= 1.3 * r["copy_ms"],
+            target = f"GPU streaming from a {r['source']}: per iteration ≤ 1.3× the copy of X"
+            if "error" in r:
+                verdicts.append((target, None, r["error"]))
+                continue
+            verdicts.append((target, r["per_iteration_ms"] <= 1.3 * r["copy_ms"],
                              f"{r['per_iteration_ms']:.1f} vs {r['copy_ms']:.1f} ms "
                              f"({r['per_iteration_ms'] / r['copy_ms']:.2f}×, {r['shape']})"))
         if r["kind"] == "memory":
@@ -752,6 +776,8 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
             continue
         if "skipped" in r:
             verdicts.append((r["what"] + " ≤ 0.4 s", None, r["skipped"]))
+        elif EAGER in r["what"]:  # not the default: a comparison, not a verdict
+            verdicts.append((r["what"] + " (for comparison)", "–", f"{r['s']:.3f} s"))
         elif r["what"].startswith("k-means++ 20k"):
             same = "" if "same_centres" not in r else f"; same centres: {r['same_centres']}"
             verdicts.append((r["what"] + " ≤ 0.09 s", r["s"] <= 0.09, f"{r['s']:.3f} s{same}"))
@@ -764,10 +790,15 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                              f"{r['init_s']:.3f} s)"))
         else:
             verdicts.append((r["what"] + " ≤ 0.4 s", r["s"] <= 0.4, f"{r['s']:.3f} s"))
+    for target in EXPECTED_TARGETS:  # a part that failed or ran out of time says so
+        if not any(text.startswith(target) for text, _, _ in verdicts):
+            verdicts.append((target, None, "no record: its part failed or ran out of time "
+                                           "(see the part's log)"))
     lines = [f"# GPU targets on {card}", "",
              "| target | verdict | measured |", "|---|---|---|"]
     for target, met, text in verdicts:
-        verdict = "MET" if met else ("NOT MEASURED" if met is None else "NOT MET")
+        verdict = met if isinstance(met, str) else (
+            "MET" if met else ("NOT MEASURED" if met is None else "NOT MET"))
         lines.append(f"| {target} | {verdict} | {text} |")
     lines += ["", "## Per Lloyd iteration (ms)", "", "| problem | library | ms/iter |",
               "|---|---|---:|"]
@@ -823,7 +854,7 @@ def _fastest_settings(rows: list[dict]) -> list[str]:
     for name, timed in groups.items():
         best = min(timed, key=lambda t: t["ms"])
         now = next((t["ms"] for t in timed if not t["override"]), None)
-        if now is None:
+        if now is None and "Lloyd" in name:  # the fused pass timed with its tiles
             now = current.get((name.split()[0], default))
         lines.append(f"| {name} | {best['override'] or 'current tiles'} | {best['ms']:.2f} | "
                      f"{'–' if now is None else f'{now:.2f}'} |")

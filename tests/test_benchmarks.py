@@ -117,3 +117,30 @@ def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
                if " pass (" in line}
     assert fastest["large Lloyd pass (tf32-check)"] == ["{'BLOCK_K': 64}", "3.20"]
     assert fastest["huge k-means++ pass (ms a centre)"] == ["current tiles", "1.50"]
+
+
+def test_gpu_summary_says_which_targets_have_no_record(tmp_path):
+    """A part that crashed or ran out of time leaves its targets NOT MEASURED,
+    not missing; an eager comparison is not judged; a source that failed says why."""
+    gpu_targets = pytest.importorskip("benchmarks.gpu_targets")
+    records = gpu_targets.Records(tmp_path)
+    records.add("card", card="Test card", part="init")
+    records.add("init", what="k-means++ 20k×128×1000", s=0.05)
+    records.add("init", what=f"k-means++ 20k×128×1000 {gpu_targets.EAGER}", s=0.4)
+    records.add("stream", source="NumPy", error="RuntimeError: boom")
+    records.add("kpp_tiles", override={"BLOCK_N": 64}, ms_per_centre=1.7, pass_ms=1.0)
+    records.add("kernel", problem="huge", precision=gpu_targets._default_precision(),
+                fused_sums=True, ms=20.0)
+    lines = gpu_targets.summary(records, []).splitlines()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines
+            if line.startswith("| ")}
+    assert rows["k-means++ 20k×128×1000 ≤ 0.09 s"][0] == "MET"
+    eager = [name for name in rows if gpu_targets.EAGER in name]
+    assert eager and all(rows[name][0] == "–" for name in eager)
+    streamed = rows["GPU streaming from a NumPy: per iteration ≤ 1.3× the copy of X"]
+    assert streamed[0] == "NOT MEASURED" and "boom" in streamed[1]
+    for missing in ("GPU streaming from a pinned tensor", "default fit 8M×128×1024 ≤",
+                    "k-means|| fit 8M×128×1024 ≤", "peak extra GPU memory ≤ 0.5× X"):
+        assert rows[missing][0] == "NOT MEASURED", missing
+    # no current k-means++ timing: no Lloyd pass time in its place
+    assert rows["huge k-means++ pass (ms a centre)"][2].strip(" |") == "–"
