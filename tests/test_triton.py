@@ -436,8 +436,8 @@ def test_triton_candidates_pass_equals_portable(monkeypatch, d, m, block_d, cent
     for closest in (_tensor(np.full(301, np.inf)), _tensor(rng.uniform(0, 30, 301))):
         blocks, potentials = _triton.closest_with_candidates(
             data, x_sq, weights, closest, rows, rows_sq)
-        ref_blocks, ref_potentials = _primitives.closest_with_candidates(
-            copy, x_sq, weights, closest, rows, rows_sq)
+        ref_blocks, ref_potentials = _primitives.closest_with_candidates(  # on the CPU:
+            *(t.cpu() for t in (copy, x_sq, weights, closest, rows, rows_sq)))  # not Triton
         assert len(blocks) == 1 and blocks[0].shape == (301, m)
         # the two expansions round differently: a few float32 ulps of ||x||^2 + ||c||^2
         atol = 16 * 2.0**-23 * float(torch.max(x_sq) + torch.max(rows_sq))

@@ -21,26 +21,34 @@ def segment_sum_torch(values, segment_ids, n_segments, weights):
 def segment_sum_cupy(values, segment_ids, n_segments, weights):
     import cupy
 
-    rows = values if weights is None else values * weights[:, None]
-    sums = cupy.zeros((n_segments, values.shape[1]), dtype=values.dtype)
-    # ufunc.at: cupyx.scatter_add is deprecated from CuPy 14
-    cupy.add.at(sums, segment_ids, rows)
-    if weights is None:
-        return sums, segment_count(segment_ids, n_segments).astype(values.dtype)
-    totals = cupy.zeros(n_segments, dtype=values.dtype)
-    cupy.add.at(totals, segment_ids, weights)
+    with values.device:  # CuPy allocates on the current device
+        rows = values if weights is None else values * weights[:, None]
+        sums = cupy.zeros((n_segments, values.shape[1]), dtype=values.dtype)
+        # ufunc.at: cupyx.scatter_add is deprecated from CuPy 14
+        cupy.add.at(sums, segment_ids, rows)
+        if weights is None:
+            return sums, segment_count(segment_ids, n_segments).astype(values.dtype)
+        totals = cupy.zeros(n_segments, dtype=values.dtype)
+        cupy.add.at(totals, segment_ids, weights)
     return sums, totals
 
 
 def segment_count(segment_ids, n_segments):
-    """torch or CuPy ``bincount`` (int64)."""
+    """Rows per segment (int64). On a GPU, atomic additions: ``bincount``
+    first copies the largest id to the host, a wait for the device."""
     if hasattr(segment_ids, "get"):  # CuPy
         import cupy
 
-        return cupy.bincount(segment_ids, minlength=n_segments).astype(cupy.int64, copy=False)
+        with segment_ids.device:  # float64 atomics: exact counts below 2^53
+            counts = cupy.zeros(n_segments, dtype=cupy.float64)
+            cupy.add.at(counts, segment_ids, cupy.ones(segment_ids.shape, dtype=cupy.float64))
+            return counts.astype(cupy.int64)
     import torch
 
-    return torch.bincount(segment_ids, minlength=n_segments).to(torch.int64)
+    if not segment_ids.is_cuda:
+        return torch.bincount(segment_ids, minlength=n_segments).to(torch.int64)
+    counts = torch.zeros(n_segments, dtype=torch.int64, device=segment_ids.device)
+    return counts.index_add_(0, segment_ids, torch.ones_like(segment_ids, dtype=torch.int64))
 
 
 def scatter(values, indices, updates):
@@ -67,17 +75,21 @@ def run_steps_in_graph(step, state, count):
     input, replayed ``count - 1`` times."""
     import torch
 
-    static = tuple(value.clone() for value in state)
-    side = torch.cuda.Stream(device=static[0].device)
-    side.wait_stream(torch.cuda.current_stream(static[0].device))
-    with torch.cuda.stream(side):
-        for target, value in zip(static, step(static)):
-            target.copy_(value)
-    torch.cuda.current_stream(static[0].device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for target, value in zip(static, step(static)):
-            target.copy_(value)
-    for _ in range(count - 1):
-        graph.replay()
+    device = state[0].device
+    with torch.cuda.device(device):  # the capture's stream on the data's device
+        static = tuple(value.clone() for value in state)
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for target, value in zip(static, step(static)):
+                target.copy_(value)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: other threads' CUDA calls (a fit in another thread) go on
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream(device=device),
+                              capture_error_mode="thread_local"):
+            for target, value in zip(static, step(static)):
+                target.copy_(value)
+        for _ in range(count - 1):
+            graph.replay()
     return static
