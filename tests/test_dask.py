@@ -384,14 +384,43 @@ def test_silhouette_refuses_dask_arrays_or_samples_them_as_in_memory(monkeypatch
         np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)
 
 
+def _device1_kernels():
+    """Each chunk kernel with a device1 chunk and the host (NumPy) inputs Dask
+    hands it next to the chunk: centres, means, weights, labels, states."""
+    host = np.random.default_rng(0)
+    centres, mean = host.standard_normal((3, 2)), np.array([0.5, -0.5])
+    weights, labels = host.random((6, 1)), host.integers(0, 3, (6, 1))
+    state = np.stack([host.random(6), host.integers(0, 3, 6)], axis=1)
+    return {
+        "moments": lambda b: _dask._chunk_moments(b, None),
+        "moments, weighted": lambda b: _dask._chunk_moments(b, weights),
+        "sum of squares": lambda b: _dask._chunk_sum_of_squares(b, mean),
+        "lloyd sums": lambda b: _dask._chunk_lloyd_sums(b, weights, centres, mean),
+        "sums of labels": lambda b: _dask._chunk_sums_of_labels(b, labels, weights, 3),
+        "farthest": lambda b: _dask._chunk_farthest(b, None, None, centres),
+        "farthest, weighted": lambda b: _dask._chunk_farthest(b, labels, weights, centres),
+        "labels": lambda b: _dask._chunk_labels(b, centres, mean),
+        "inertia": lambda b: _dask._chunk_inertia(b, labels[:, 0], weights, centres, mean),
+        "spreads": lambda b: _dask._chunk_spreads(b, labels, centres),
+        "nearest candidate": lambda b: _dask._chunk_nearest_candidate(b, None, mean, centres, 0),
+        "nearest candidate, state": lambda b: _dask._chunk_nearest_candidate(
+            b, state, mean, centres, 3),
+        "greedy": lambda b: _dask._chunk_greedy(b, None, weights, mean, centres, None),
+        "greedy, kept": lambda b: _dask._chunk_greedy(b, state[:, :1], None, mean, centres, 1),
+        "distances": lambda b: _dask._chunk_distances(b, centres),
+    }
+
+
 def test_chunk_kernels_make_their_constants_on_the_chunks_device():
-    """Numbers a chunk kernel makes live on its chunk's device: torch put them
-    on the CPU (a streamed fit to CUDA failed); array_api_strict's device1
-    refuses the mix as CUDA does."""
+    """What a chunk kernel makes, or takes from the host, lives on its chunk's
+    device: torch had put constants on the CPU (a streamed fit to CUDA
+    failed); array_api_strict's device1 refuses a mix as CUDA does."""
     xps = pytest.importorskip("array_api_strict")
     block = xps.asarray(np.arange(12.0).reshape(6, 2), device=xps.Device("device1"))
+    for name, kernel in _device1_kernels().items():
+        result = kernel(block)
+        assert result.device == block.device, name
     moments = _dask._chunk_moments(block, None)
     np.testing.assert_array_equal(_dask.to_numpy(moments), [[30.0, 36.0, 0.0, 0.0, 1.0]])
     farthest = _dask._chunk_farthest(block, None, None, np.zeros((2, 2)))
-    assert moments.device == farthest.device == block.device
     np.testing.assert_array_equal(_dask.to_numpy(farthest)[:, -1], [1.0, 1.0])  # unit weights
