@@ -32,10 +32,10 @@ from ._lloyd import _inertia, center_data
 from ._validation import (
     check_array,
     check_feature_names,
-    feature_names,
     check_int,
     check_n_clusters_fits,
     check_sample_weight,
+    feature_names,
     set_feature_names,
 )
 
@@ -71,7 +71,7 @@ def _mini_batch_step(
 STEPS_PER_DRAW = 32
 
 
-class _Rows:
+class _InMemoryRows:
     """X in memory as ``fit`` reads it: rows taken on its device (the Dask
     counterpart is ``_dask.MiniBatchRows``)."""
 
@@ -308,11 +308,11 @@ default="k-means++"
 
     # -------------------------------------------------------------- fitting
 
-    def _initial_centers(self, rows: Any, n_clusters: int, rng: Any, *, xp: Any) -> Any:
+    def _initial_centers(self, data: Any, n_clusters: int, rng: Any, *, xp: Any) -> Any:
         """Centres from ``init`` on ``init_size`` points drawn at random (as scikit-learn)."""
-        drawn = rng.integers(0, rows.n_samples, self._init_size) if (
-            self._init_size < rows.n_samples) else None
-        X, weights = rows.take(drawn)
+        drawn = rng.integers(0, data.n_samples, self._init_size) if (
+            self._init_size < data.n_samples) else None
+        X, weights = data.take(drawn)
         return self._init_centroids(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -330,22 +330,22 @@ default="k-means++"
         self : MiniBatchKMeans
         """
         names = feature_names(X)
-        if _dask.is_dask_input(X):  # persisted, rows gathered by a compute a draw
-            rows = _dask.MiniBatchRows(X, sample_weight)
+        if _dask.is_dask_input(X):  # persisted; rows gathered by a compute a draw
+            data = _dask.MiniBatchRows(X, sample_weight)
         elif _streaming.is_streamed_input(X):  # a memmap: rows read from the file a draw
-            rows = _streaming.MiniBatchRows(X, sample_weight)
+            data = _streaming.MiniBatchRows(X, sample_weight)
         else:
-            rows = _Rows(X, sample_weight)
-        n_samples, xp = rows.n_samples, rows.xp
+            data = _InMemoryRows(X, sample_weight)
+        n_samples, xp = data.n_samples, data.xp
         n_clusters, max_iter, batch_size, tol, n_init = self._check_minibatch_params(n_samples)
         check_n_clusters_fits(n_samples, n_clusters)
         rng = host_rng(self.random_state)
         with parallel_region(xp):
-            self._tol = rows.prepare(tol)
-            X_valid, w_valid = rows.take(rng.integers(0, n_samples, self._init_size))
+            self._tol = data.prepare(tol)
+            X_valid, w_valid = data.take(rng.integers(0, n_samples, self._init_size))
             best = None
             for _ in range(n_init):
-                centers = self._initial_centers(rows, n_clusters, rng, xp=xp)
+                centers = self._initial_centers(data, n_clusters, rng, xp=xp)
                 inertia = float(_inertia(X_valid, w_valid, centers,
                                          nearest_centers(X_valid, centers), xp=xp))
                 if best is None or inertia < best[1]:
@@ -353,21 +353,21 @@ default="k-means++"
             centers = best[0]
             self._reset_state(n_clusters)
             n_steps = (max_iter * n_samples) // batch_size
-            weights = rows.host_weights()
+            weights = data.host_weights()
             p = None if weights is None else weights / weights.sum()
             step = 0
             for step in range(n_steps):
                 if step % STEPS_PER_DRAW == 0:
                     drawn = rng.choice(n_samples, (min(STEPS_PER_DRAW, n_steps - step), batch_size),
                                        p=p, replace=True)
-                    source, index = rows.gather(drawn)
+                    source, index = data.gather(drawn)
                 batch = take_rows(source, index[step % STEPS_PER_DRAW, ...])
                 new_centers, batch_inertia = self._step(batch, None, centers, rng, xp=xp)
                 shift = float(xp.sum((new_centers - centers) ** 2)) if self._tol > 0 else 0.0
                 centers = new_centers
                 if self._converged(step, n_steps, n_samples, shift, batch_inertia):
                     break
-            self.cluster_centers_ = rows.in_chunk_namespace(centers)
+            self.cluster_centers_ = data.in_chunk_namespace(centers)
             self._random_state = rng  # partial_fit goes on from here
             self.mean_ = self._centered_centers = None  # predict on raw X
             self.n_features_in_ = centers.shape[1]
@@ -375,7 +375,7 @@ default="k-means++"
             self.n_steps_ = step + 1
             self.n_iter_ = math.ceil((step + 1) * batch_size / n_samples)
             if self.compute_labels:
-                self.labels_, self.inertia_ = rows.labels_and_inertia(centers)
+                self.labels_, self.inertia_ = data.labels_and_inertia(centers)
             else:
                 total = n_samples if weights is None else float(weights.sum())
                 ewa = self._ewa_inertia  # None after a single step
@@ -407,7 +407,7 @@ default="k-means++"
         names = feature_names(X)
         if _dask.is_dask_input(X):  # one batch: it comes into memory
             X = X.compute()
-        batch = _Rows(X, sample_weight)
+        batch = _InMemoryRows(X, sample_weight)
         X, xp, weights = batch.X, batch.xp, batch.weights
         if not first and X.shape[1] != self.n_features_in_:
             msg = (
