@@ -9,9 +9,10 @@
 
 Everything is computed in the namespace and on the device of ``X``, in float64
 where the device has it; on a Dask array the dispersion scores run inside
-Dask, and the silhouette on a computed sample (``sample_size``). The silhouette never builds the ``n x n`` distance
-matrix: rows go in blocks of ``rows x n`` distances, reduced at once to
-``rows x n_labels`` per-cluster sums by ``segment_sum``.
+Dask, and the silhouette on a computed sample (``sample_size``). The
+silhouette never builds the ``n x n`` distance matrix: rows go in blocks of
+``rows x n`` distances, reduced at once to ``rows x n_labels`` per-cluster
+sums by ``segment_sum``.
 """
 
 from __future__ import annotations
@@ -269,17 +270,22 @@ def silhouette_samples(X: Any, labels: Any) -> Any:
     return xp.astype(_silhouette_samples(X, codes, n_labels, xp=xp), X.dtype)
 
 
+def _sample_rows(n_samples: int, sample_size: int, random_state: Any) -> Any:
+    """The first ``sample_size`` of a random permutation of the rows, on the host.
+
+    Drawn by a ``numpy.random.Generator`` (as scikit-learn draws
+    ``permutation(n)[:sample_size]``), so one seed picks the same rows on
+    every backend, Dask included.
+    """
+    return host_rng(random_state).permutation(n_samples)[:sample_size]
+
+
 def _subsample_indices(
     n_samples: int, sample_size: int, random_state: Any, *, xp: Any, device: Any
 ) -> Any:
-    """The first ``sample_size`` of a random permutation of the rows, on ``device``.
-
-    Drawn on the host by a ``numpy.random.Generator`` (as scikit-learn draws
-    ``permutation(n)[:sample_size]``), so one seed picks the same rows on
-    every backend.
-    """
-    indices = host_rng(random_state).permutation(n_samples)[:sample_size]
-    return from_host(indices, xp=xp, device=device, dtype=xp.int64)
+    """``_sample_rows`` on ``device``."""
+    return from_host(_sample_rows(n_samples, sample_size, random_state), xp=xp, device=device,
+                     dtype=xp.int64)
 
 
 def silhouette_score(
@@ -325,8 +331,8 @@ default=None
     """
     if sample_size is not None and is_lazy_array(X):  # a Dask array: its sample, computed
         sample_size = check_int(sample_size, "sample_size", minimum=1)
-        rows = host_rng(random_state).permutation(X.shape[0])[:sample_size]
-        X, labels = _dask.rows_in_memory(X, labels, rows)
+        X, labels = _dask.rows_in_memory(X, labels, _sample_rows(X.shape[0], sample_size,
+                                                                 random_state))
         sample_size = None
     _check_in_memory(X, labels, sampled=True)
     X, xp = check_array(X)

@@ -21,11 +21,12 @@ from typing import Any, Callable, Sequence
 from array_api_compat import is_lazy_array
 
 from . import _dask
-from ._backend import device_of, host_rng
+from ._backend import device_of
 from ._errors import InputTypeError
 from ._kmeans import KMeans
 from ._validation import check_array, check_int
 from .metrics import (
+    _sample_rows,
     _subsample_indices,
     calinski_harabasz_score,
     davies_bouldin_score,
@@ -348,7 +349,7 @@ default="silhouette"
             raise ValueError(msg)
         sample_size = check_int(silhouette_sample_size, "silhouette_sample_size", minimum=1)
         if lazy:  # the sampled rows of X and of each fit's labels, computed per fit
-            sample = host_rng(random_state).permutation(X.shape[0])[:sample_size]
+            sample = _sample_rows(X.shape[0], sample_size, random_state)
         else:
             sample = _subsample_indices(
                 X.shape[0], sample_size, random_state, xp=xp, device=device_of(X)
