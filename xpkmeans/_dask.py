@@ -135,11 +135,16 @@ def _centers_for(centers: Any, block: Any) -> Any:
     return from_host(centers, xp=array_namespace(block), device=device_of(block))
 
 
+def _on_host(values: Any) -> np.ndarray:
+    """Values given to a Dask path (a list, or an array of any library) in host memory."""
+    return np.asarray(values if isinstance(values, (list, tuple)) else to_numpy(values))
+
+
 def _host_centers(centers: Any, dtype: Any, *, name: str = "centers") -> np.ndarray:
     """Small centres (any namespace; a Dask array is computed) as a host array."""
     if is_dask_array(centers):
         centers = centers.compute()
-    centers = np.asarray(to_numpy(centers) if not isinstance(centers, (list, tuple)) else centers)
+    centers = _on_host(centers)
     if centers.ndim != 2:
         msg = f"`{name}` must be 2-D (n_clusters, n_features), got ndim={centers.ndim}."
         raise ValueError(msg)
@@ -535,8 +540,7 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
 
     rows = np.sort(rows)
     X = check_dask_array(X)
-    if not is_dask_array(labels):
-        labels = np.asarray(to_numpy(labels) if not isinstance(labels, (list, tuple)) else labels)
+    labels = labels if is_dask_array(labels) else _on_host(labels)
     return dask.compute(X[rows], labels[rows])
 
 
@@ -545,8 +549,7 @@ def _labels_along(X: Any, labels: Any) -> Any:
     import dask.array as da
 
     if not is_dask_array(labels):
-        labels = np.asarray(labels if isinstance(labels, (list, tuple)) else to_numpy(labels))
-        labels = da.from_array(labels, chunks=(X.chunks[0],))
+        labels = da.from_array(_on_host(labels), chunks=(X.chunks[0],))
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
         raise ValueError(msg)
