@@ -36,6 +36,9 @@ from typing import Any
 
 PROBLEMS_BY_NAME = {"large": (10_000_000, 32, 256), "huge": (8_000_000, 128, 1024)}
 PRECISIONS = ("tf32", "tf32-check", "tf32x3")  # "ieee": FMAs on CUDA cores, not comparable
+#: (precision, tile settings) compiled: each precision, and tf32-check measuring
+#: each row's TF32 rounding
+VARIANTS = (*((p, {}) for p in PRECISIONS), ("tf32-check", {"MEASURE_ROUNDING": True}))
 _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
 _BACKWARD = re.compile(r"BRA\s.*?0x([0-9a-f]+)")
 
@@ -138,10 +141,15 @@ def ours(target: Any) -> list[dict]:
 
     rows = []
     for problem, (n, d, k) in PROBLEMS_BY_NAME.items():
-        for precision in PRECISIONS:
-            config = _triton.tile_config(n, d, k, precision)
-            compiled = _triton.compile_for(target, n, d, k, precision)[0]
-            rows.append(_row(f"xpkmeans {precision}", problem, compiled, config, d, k))
+        for precision, override in VARIANTS:
+            _triton.config_override.update(override)
+            try:
+                config = _triton.tile_config(n, d, k, precision)
+                compiled = _triton.compile_for(target, n, d, k, precision)[0]
+            finally:
+                _triton.config_override.clear()
+            name = f"xpkmeans {precision}" + "".join(f" {key}" for key in override)
+            rows.append(_row(name, problem, compiled, config, d, k))
     return rows
 
 
@@ -207,7 +215,9 @@ def candidates(target: Any, n: int = 8_000_000, d: int = 128, m: int = 9) -> dic
 
 def check_shares(rows: int = 200_000) -> list[dict]:
     """Shares of rows that tf32-check pairs and redoes, its TF32 pass emulated
-    (operands rounded to TF32, products added in float64) with its bound."""
+    (operands rounded to TF32, products added in float64) with its bound:
+    each row's rounding bounded (the default), or measured
+    (``MEASURE_ROUNDING``)."""
     import dataclasses
 
     import numpy as np
@@ -229,18 +239,24 @@ def check_shares(rows: int = 200_000) -> list[dict]:
         order = np.take_along_axis(order, np.argsort(
             np.take_along_axis(scores, order, axis=1), axis=1), axis=1)
         best, second, third = np.take_along_axis(scores, order, axis=1).T
-        relative, lane_bits = _triton.check_bound(
+        safety, accumulation, lane_bits = _triton.check_bound(
             d, _triton.tile_config(n, d, k, "tf32-check")["BLOCK_K"])
-        norms = np.sqrt(2 * half)  # of the centres
-        bound = (np.sqrt(np.sum(X.astype(np.float64) ** 2, axis=1))
-                 * (norms[order[:, 0]] + norms.max()) * relative
-                 + (np.abs(best) + np.abs(third)) * lane_bits)
-        # two best in neighbouring lanes (one pair): the pass's third is the second
-        neighbours = order[:, 0] // 2 == order[:, 1] // 2
-        redone = (third - best <= bound) | (neighbours & (second - best <= bound))
-        paired = ~redone & (second - best <= bound)
-        shares.append({"problem": name, "rows": rows, "paired": float(paired.mean()),
-                       "redone": float(redone.mean())})
+        x_norm = np.linalg.norm(X.astype(np.float64), axis=1)
+        c_norm = np.sqrt(2 * half)
+        c_moved = np.linalg.norm(C.astype(np.float64) - _tf32(C), axis=1)
+        norms = c_norm[order[:, 0]] + c_norm.max()
+        moved = c_moved[order[:, 0]] + c_moved.max()
+        for measured in (False, True):
+            x_moved = (np.linalg.norm(X.astype(np.float64) - _tf32(X), axis=1) if measured
+                       else x_norm * 2.0**-11)
+            bound = (safety * (x_moved * norms + x_norm * (moved + accumulation * norms))
+                     + (np.abs(best) + np.abs(third)) * lane_bits)
+            # two best in neighbouring lanes (one pair): the pass's third is the second
+            neighbours = order[:, 0] // 2 == order[:, 1] // 2
+            redone = (third - best <= bound) | (neighbours & (second - best <= bound))
+            paired = ~redone & (second - best <= bound)
+            shares.append({"problem": name, "rows": rows, "measured": measured,
+                           "paired": float(paired.mean()), "redone": float(redone.mean())})
     return shares
 
 
@@ -268,9 +284,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = ours(target) + flash_kmeans(target)
     text = table(sorted(rows, key=lambda r: (r["problem"] != "large", r["per_score"])))
     shares = check_shares(args.rows)
-    text += ("\n\n| problem | tf32-check: rows paired (two best rescored) | rows redone |\n"
-             "|---|---:|---:|\n" + "\n".join(
-                 f"| {r['problem']} | {r['paired']:.2%} | {r['redone']:.2%} |" for r in shares)
+    text += ("\n\n| problem | tf32-check: each row's TF32 rounding | rows paired (two best "
+             "rescored) | rows redone |\n|---|---|---:|---:|\n" + "\n".join(
+                 f"| {r['problem']} | {'measured' if r['measured'] else 'bounded'} "
+                 f"| {r['paired']:.2%} | {r['redone']:.2%} |" for r in shares)
              + f"\n\n(TF32 pass emulated on {shares[0]['rows']:,} rows of each problem's blobs)")
     kpp = candidates(target)
     text += ("\n\n| greedy k-means++'s pass | warp instructions a row | tiles | shared KiB "

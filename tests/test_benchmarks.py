@@ -53,18 +53,22 @@ def test_kernel_mix_counts_the_centre_loop_of_each_kernel(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()
             if line.startswith("| ") and "xpkmeans" in line]
-    assert len(rows) == 6  # two problems, three precisions
+    assert len(rows) == 8  # two problems, three precisions and tf32-check measuring x's rounding
     for problem, kernel, per_score, whole, tiles, shared, registers, programs, spills, top in rows:
         assert 0.05 < float(per_score) <= float(whole) < 20, (problem, kernel, per_score, whole)
         assert int(spills) == 0
         assert 16 <= int(registers) <= 255 and 1 <= int(programs) <= 16
-    assert (tmp_path / "kernel-mix-sm90.md").read_text().count("xpkmeans") == 6
-    shares = [line.split("|")[2:4] for line in done.stdout.splitlines()
+    assert (tmp_path / "kernel-mix-sm90.md").read_text().count("xpkmeans") == 8
+    shares = [line.split("|")[2:5] for line in done.stdout.splitlines()
               if line.startswith(("| large |", "| huge |")) and "xpkmeans" not in line
               and "flash" not in line]
-    assert len(shares) == 2
-    for paired, redone in shares:  # a share of the rows, in percent
-        assert 0 <= float(paired.strip(" %")) <= 100 and 0 <= float(redone.strip(" %")) <= 100
+    assert [mode.strip() for mode, _, _ in shares] == ["bounded", "measured"] * 2
+    percent = [(float(paired.strip(" %")), float(redone.strip(" %"))) for _, paired, redone in shares]
+    for paired, redone in percent:  # a share of the rows
+        assert 0 <= paired <= 100 and 0 <= redone <= 100
+    for bounded, measured in (percent[:2], percent[2:]):  # measured: never a looser bound
+        assert measured[0] + measured[1] <= bounded[0] + bounded[1]
+        assert measured[1] <= bounded[1]
     kpp = [line.split("|")[1:-1] for line in done.stdout.splitlines() if "candidates |" in line]
     assert len(kpp) == 1
     _, per_row, _, _, registers, programs, spills = kpp[0]

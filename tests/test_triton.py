@@ -112,7 +112,9 @@ def test_triton_tf32_labels_are_within_tf32_error_of_the_nearest(n, d, k):
     x, c = X.cpu().numpy().astype(np.float64), centers.cpu().numpy().astype(np.float64)
     scores = 0.5 * np.sum(c**2, axis=1)[None, :] - x @ c.T
     config = _triton.tile_config(n, d, k, "tf32")
-    relative, lane_bits = _triton.check_bound(d, config["BLOCK_K"])
+    safety, accumulation, lane_bits = _triton.check_bound(d, config["BLOCK_K"])
+    # rounding to TF32 moves each operand by 2^-11 of its norm at most
+    relative = safety * (2 * 2.0**-11 + accumulation)
     bound = (relative * np.linalg.norm(x, axis=1) * 2 * np.linalg.norm(c, axis=1).max()
              + lane_bits * 2 * np.abs(scores).max(axis=1))
     gap = scores[np.arange(n), got] - scores.min(axis=1)
@@ -205,8 +207,9 @@ def test_triton_checked_tf32_decides_between_two_tied_centres_in_float32(far):
 @pytest.mark.parametrize("d", [3, 32, 128])
 def test_check_bound_covers_the_error_of_each_tf32_score(d):
     """The per-score bound that tf32-check's decisions rest on: scores of
-    operands rounded to TF32 (products in float32) lie within ``relative
-    ||x|| ||c||`` of the exact ones, with centres of very different norms."""
+    operands rounded to TF32 (products in float32) lie within ``safety
+    (||x - x'|| ||c|| + ||x|| ||c - c'|| + accumulation ||x|| ||c||)`` of
+    the exact ones, with centres of very different norms."""
     rng = np.random.default_rng(d)
     x = (rng.standard_normal((2000, d)) * rng.uniform(0.1, 10, (2000, 1))).astype(np.float32)
     c = (rng.standard_normal((50, d)) * np.geomspace(0.01, 100, 50)[:, None]).astype(np.float32)
@@ -215,11 +218,17 @@ def test_check_bound_covers_the_error_of_each_tf32_score(d):
     c_t = _tf32(torch.asarray(c)).numpy()
     rounded = half[None, :] - (x_t @ c_t.T).astype(np.float64)  # float32 products and sums
     exact = half[None, :] - x.astype(np.float64) @ c.astype(np.float64).T
-    relative, _ = _triton.check_bound(d, 64)
-    allowed = relative * np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(c, axis=1)[None, :]
+    safety, accumulation, _ = _triton.check_bound(d, 64)
+    x_norm, c_norm = np.linalg.norm(x, axis=1)[:, None], np.linalg.norm(c, axis=1)[None, :]
+    x_moved = np.linalg.norm(x.astype(np.float64) - x_t, axis=1)[:, None]
+    c_moved = np.linalg.norm(c.astype(np.float64) - c_t, axis=1)[None, :]
+    allowed = safety * (x_moved * c_norm + x_norm * c_moved + accumulation * x_norm * c_norm)
     error = np.abs(rounded - exact)
     assert np.all(error <= allowed)
-    assert np.max(error / allowed) > 0.05  # not loose by orders of magnitude
+    assert np.max(error / allowed) > 0.2  # not loose by orders of magnitude
+    # the roundings' norms are well below their worst case, 2^-11 of the norms
+    assert np.mean(x_moved / x_norm) < 0.6 * 2.0**-11
+    assert np.mean(c_moved / c_norm) < 0.6 * 2.0**-11
 
 
 def test_triton_checked_tf32_redoes_rows_whose_two_best_are_neighbouring_lanes():
@@ -243,10 +252,13 @@ def _tf32(values):
     return ((bits + 0x1000) & -8192).view(torch.float32)
 
 
+@pytest.mark.parametrize("measure_rounding", [False, True])
 @pytest.mark.parametrize("d", [8, 70])  # 70: one chunk of 128 features, redone in rows of 32
-def test_triton_checked_tf32_is_exact_where_tf32_is_not(d):
+def test_triton_checked_tf32_is_exact_where_tf32_is_not(tiles, d, measure_rounding):
     # many points near boundaries: TF32-rounded products mislabel some of
-    # them; the check must give the float32 labels all the same
+    # them; the check must give the float32 labels all the same, whether
+    # each row's rounding is bounded or measured
+    tiles(MEASURE_ROUNDING=measure_rounding)
     rng = np.random.default_rng(10)
     centers_host = rng.standard_normal((40, d)) * 0.3 + 5.0  # far from 0: large norms
     X = _tensor(rng.standard_normal((3000, d)) * 0.3 + 5.0)
@@ -264,6 +276,55 @@ def test_triton_checked_tf32_is_exact_where_tf32_is_not(d):
     ref_sums, _ = _reference_sums(X, out["labels"], 40)
     sums = out["sums"].sum(dim=0).double().cpu().numpy()
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("measure_rounding", [False, True])
+def test_triton_checked_tf32_bound_covers_the_rounding_of_x(tiles, measure_rounding):
+    # Every feature of x sits just below a TF32 rounding threshold, and the
+    # two centres (exact in TF32) differ along all features: rounding x
+    # alone turns the order of the two scores, by far more than the
+    # float32 sums' error. Only the bound's term for x's rounding sends
+    # these rows to be rescored.
+    tiles(MEASURE_ROUNDING=measure_rounding)
+    d, p = 8, 256
+    below = 1 + 2.0**-11 - 2.0**-23  # TF32 rounds it down to 1
+    centers_host = np.array([[1 - 2.0**-11 * (2 * p - 1)] * d, [1 + 2.0**-10 * p] * d])
+    X = _tensor(np.full((50, d), below))
+    centers = _tensor(centers_host)
+    half = 0.5 * torch.sum(centers * centers, dim=1)
+    assert torch.equal(_tf32(centers), centers)
+    rounded = torch.argmin(half.cpu() - _tf32(X).cpu() @ centers.cpu().T, dim=1)
+
+    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    assert torch.all(expected.cpu() == 1) and torch.all(rounded == 0), "rounding x must turn it"
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
+    assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == 50  # all rechecked
+
+
+@pytest.mark.parametrize("measure_rounding", [False, True])
+def test_triton_checked_tf32_bound_covers_the_rounding_of_the_centres(tiles, measure_rounding):
+    # The mirror image: x is exact in TF32 (its measured rounding is 0) and
+    # every feature of one centre sits just below a TF32 rounding threshold,
+    # which turns the order of the two scores: only the bound's term for
+    # the centres' rounding sends the rows to be rescored.
+    tiles(MEASURE_ROUNDING=measure_rounding)
+    d = 8
+    x = np.full(d, 0.5)
+    x[0] += 6 * 2.0**-11
+    X = _tensor(np.tile(x, (50, 1)))
+    centers = _tensor([[0.0] * d, [1 + 2.0**-11 - 2.0**-23] * d])  # TF32: 0 and 1
+    half = 0.5 * torch.sum(centers * centers, dim=1)
+    assert torch.equal(_tf32(X), X)
+    rounded = torch.argmin(half.cpu() - X.cpu() @ _tf32(centers).cpu().T, dim=1)
+
+    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
+
+    expected, _, _ = _portable_scores(X, centers)
+    assert torch.all(expected.cpu() == 1) and torch.all(rounded == 0), "rounding must turn it"
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
+    assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == 50  # all rechecked
 
 
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])

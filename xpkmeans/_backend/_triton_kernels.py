@@ -23,6 +23,8 @@ import triton
 import triton.language as tl
 
 INFINITY = tl.constexpr(float("inf"))
+#: the most that rounding to TF32 moves a float32, relative to itself
+TF32_ROUNDING = tl.constexpr(2.0**-11)
 #: feature chunk of the passes of one row at a time (sums, float32 rescoring,
 #: norms): wider chunks of X spill registers once a tile holds 128 features
 ROW_PASS_WIDTH = tl.constexpr(32)
@@ -285,26 +287,31 @@ def _append(LIST, COUNT, rows, others, chosen, WITH_OTHER: tl.constexpr):
 
 
 @triton.jit
-def _row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d,
-                  BLOCK_N: tl.constexpr, WIDTH: tl.constexpr, HELD: tl.constexpr,
-                  CENTERED: tl.constexpr):
-    features = tl.arange(0, WIDTH)
-    row_offsets = rows.to(tl.int64) * stride_xn
-    total = tl.zeros((BLOCK_N,), tl.float32)
-    for d_start in range(0, d, WIDTH):
-        chunk = d_start + features
-        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD, CENTERED)
-        total += tl.sum(values * values, axis=1)
-    return total
-
-
-@triton.jit
 def _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N: tl.constexpr,
                BLOCK_D: tl.constexpr, ROW_D: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
-               CENTERED: tl.constexpr):
-    """||x|| of the rows: from their tile ``x`` of all features, or read in chunks."""
-    return tl.sqrt(_row_sq_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
-                                 BLOCK_D if SINGLE_CHUNK else ROW_D, SINGLE_CHUNK, CENTERED))
+               CENTERED: tl.constexpr, MEASURE_ROUNDING: tl.constexpr):
+    """||x|| of the rows, and how far rounding to TF32 moves them, ||x -
+    tf32(x)||: measured (``MEASURE_ROUNDING``), else its bound 2^-11 ||x||.
+    From their tile ``x`` of all features, or read in chunks."""
+    WIDTH: tl.constexpr = BLOCK_D if SINGLE_CHUNK else ROW_D
+    features = tl.arange(0, WIDTH)
+    row_offsets = rows.to(tl.int64) * stride_xn
+    squares = tl.zeros((BLOCK_N,), tl.float32)
+    moved = tl.zeros((BLOCK_N,), tl.float32)
+    for d_start in range(0, d, WIDTH):
+        chunk = d_start + features
+        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, SINGLE_CHUNK,
+                            CENTERED)
+        squares += tl.sum(values * values, axis=1)
+        if MEASURE_ROUNDING:
+            rounding = _round_to_tf32(values) - values
+            moved += tl.sum(rounding * rounding, axis=1)
+    norm = tl.sqrt(squares)
+    if MEASURE_ROUNDING:
+        moved = tl.sqrt(moved)
+    else:
+        moved = norm * TF32_ROUNDING
+    return norm, moved
 
 
 @triton.jit
@@ -370,13 +377,15 @@ def _store_row_results(
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    SCALES, CENTER_NORM_MAX, RELATIVE, LANE_BITS, LISTED, N_LISTED, PAIRS, N_PAIRS,
+    SCALES, CENTER_ROUNDING, CENTER_LIMITS, SAFETY, ACCUMULATION, LANE_BITS,
+    LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
     CHECK_MARGIN: tl.constexpr, LANE_MIN: tl.constexpr, CENTERED: tl.constexpr,
+    MEASURE_ROUNDING: tl.constexpr,
 ):
     """One program per ``BLOCK_N`` rows of ``X`` (minus ``M`` when
     ``CENTERED``): labels (and scores, sums)."""
@@ -387,30 +396,37 @@ def dense_kernel(
     summed = row_ok
     x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, CENTERED)
     if CHECK_MARGIN:
-        # A score against centre c is off by at most RELATIVE ||x|| ||c|| +
-        # LANE_BITS |score| (``check_bound``), so the best and any other by
-        # RELATIVE ||x|| (||best's centre|| + max ||c||) + LANE_BITS (|one| +
-        # |other|). A row whose second best scores more than that above the
-        # best has its nearest centre; one whose third does has it among its
-        # two best (listed in PAIRS, decided in float32 by listed_kernel); the
-        # others are listed in LISTED and redone. The best scores stored are
-        # TF32's: this pass gives labels and sums. The norms come from a
-        # tile of all features, not read again: after the loop where the
-        # tile is held for the sums anyway (before it, a norm a row live
-        # across the loop spills a register on sm_90), else before it.
+        # The TF32 score against centre c is off by at most SAFETY (||x - x'||
+        # ||c|| + ||x|| ||c - c'|| + ACCUMULATION ||x|| ||c||) + LANE_BITS
+        # |score|, x' and c' the operands rounded to TF32 (``check_bound``);
+        # the difference of the best and any other score by the sum of
+        # their two bounds, taken with the largest ||c|| and ||c - c'||
+        # (CENTER_LIMITS) for the other. A row whose second best scores more
+        # than that above the best has its nearest centre; one whose third
+        # does has it among its two best (listed in PAIRS, decided in
+        # float32 by listed_kernel); the others are listed in LISTED and
+        # redone. The best scores stored are TF32's: this pass gives labels
+        # and sums. The norms come from a tile of all features, not read
+        # again: after the loop where the tile is held for the sums anyway
+        # (before it, a norm a row live across the loop spills a register on
+        # sm_90), else before it.
         if not HELD:
-            norm = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
-                              BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED)
+            norm, rounding = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                                        BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED,
+                                        MEASURE_ROUNDING)
         label, second_centre, best, second, third = _top_three(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, rows, row_ok, d, k,
             BLOCK_N, BLOCK_K, BLOCK_D, SINGLE_CHUNK, PRECISION, CENTERED,
         )
         if HELD:
-            norm = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
-                              BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED)
+            norm, rounding = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
+                                        BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED,
+                                        MEASURE_ROUNDING)
         label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
         best_norm = tl.sqrt(2.0 * tl.load(H + label))  # H: half squared norms
-        bound = (norm * (best_norm + tl.load(CENTER_NORM_MAX)) * RELATIVE
+        norms = best_norm + tl.load(CENTER_LIMITS)
+        roundings = tl.load(CENTER_ROUNDING + label) + tl.load(CENTER_LIMITS + 1)
+        bound = (SAFETY * (rounding * norms + norm * (roundings + ACCUMULATION * norms))
                  + (tl.abs(best) + tl.abs(third)) * LANE_BITS)
         doubtful = row_ok & (third - best <= bound)
         close = row_ok & ~doubtful & (second - best <= bound)
