@@ -180,12 +180,33 @@ def check_bound(d: int, block_k: int) -> tuple[float, float, float]:
     and ||x'|| for ||c|| and ||x|| (2^-11 apart at most).
 
     ||c - c'|| is measured for each centre; ||x - x'|| is too with the
-    tile setting ``MEASURE_ROUNDING``, else bounded by 2^-11 ||x||. Measured
-    roundings are about 0.44 of that bound: on the benchmark blobs the check
-    then pairs 1.4x (``MEASURE_ROUNDING``: 2.1x) and redoes 2x (4.3-5x) fewer
-    rows than with the bound for both (``benchmarks/kernel_mix.py``).
+    tile setting ``MEASURE_ROUNDING``, else bounded by 2^-11 ||x||. In the
+    difference of two scores, x's rounding counts against the distance of
+    their centres, not their norms: at most twice the distance from x of
+    any centre that this bound leaves in doubt, which its score gives
+    (``||x - c||^2 = ||x||^2 + 2 score``, plus the rounding of ``||c||^2 / 2``,
+    under (d + 2) 2^-23 of it). On the benchmark blobs, against the worst
+    case for both roundings and the norms, the check then pairs 2-2.2x and
+    redoes 4.3-4.5x fewer rows (``MEASURE_ROUNDING``: 2.7-2.9x, 7-9x;
+    ``benchmarks/kernel_mix.py``), its compiled code longer by 0.5%.
     """
     return 1.125, d * 2.0**-23, block_k * 2.0**-23 * 1.25
+
+
+def _check_terms(half_sq_norms: Any, moved: Any, d: int) -> tuple[Any, Any, Any]:
+    """Per centre c (``moved``: ||c - c'||, c' rounded to TF32), what the
+    bound of tf32-check takes from the centres (``check_bound``), on the
+    device: ``||c|| + max ||c||`` and ``||c - c'|| + max ||c - c'|| +
+    accumulation (||c|| + max ||c||)``, and how far rounding ``||c||^2 / 2``
+    may move a squared distance, (d + 2) 2^-23 max ||c||^2."""
+    import torch
+
+    norms = torch.sqrt(2.0 * torch.clamp(half_sq_norms.to(torch.float32), min=0.0))
+    _, accumulation, _ = check_bound(d, 1)
+    norm_sums = norms + torch.max(norms)
+    terms = moved + torch.max(moved) + accumulation * norm_sums
+    slack = (d + 2) * 2.0**-23 * torch.max(norms) ** 2
+    return norm_sums.contiguous(), terms.contiguous(), slack.reshape(1)
 
 
 def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
@@ -280,13 +301,11 @@ def _launch(
         pairs = torch.empty(2 * max(n, 1), dtype=torch.int32, device=device)
         n_listed, n_pairs = torch.zeros(2, 1, dtype=torch.int32, device=device)
         rounded = _rounded_to_tf32(C)
-        center_rounding = torch.linalg.vector_norm(C - rounded, dim=1)
-        center_limits = torch.stack([
-            torch.sqrt(2.0 * torch.clamp(torch.max(half_sq_norms), min=0.0)).to(float32),
-            torch.max(center_rounding)])
+        center_norms, center_terms, reach_slack = _check_terms(
+            half_sq_norms, torch.linalg.vector_norm(C - rounded, dim=1)[:k], d)
     else:
         listed = n_listed = pairs = n_pairs = torch.empty(1, dtype=torch.int32, device=device)
-        center_rounding = center_limits = dummy
+        center_norms = center_terms = reach_slack = dummy
     W = dummy if weights is None else weights
     M = dummy if mean is None else mean
     if n == 0:
@@ -302,11 +321,12 @@ def _launch(
     if check:  # the centres rounded once, and scores of padded centres finite
         dense = (*common[:4], rounded, C.shape[1],
                  torch.clamp(H, max=torch.finfo(float32).max), W)
+    safety, _, lane_bits = check_bound(d, config["BLOCK_K"])
     with _on_device(device):
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *dense, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            scales, center_rounding, center_limits, *check_bound(d, config["BLOCK_K"]),
+            scales, center_norms, center_terms, reach_slack, safety, lane_bits,
             listed, n_listed,
             pairs, n_pairs, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
@@ -555,8 +575,8 @@ def compile_for(
                  CHECK_MARGIN=check, LANE_MIN=config["LANE_MIN"],
                  MEASURE_ROUNDING=config["MEASURE_ROUNDING"], **flags)
     sources = [(kernels.dense_kernel, {
-        **pointers, "CENTER_ROUNDING": "*fp32", "CENTER_LIMITS": "*fp32", "SAFETY": "fp32",
-        "ACCUMULATION": "fp32", "LANE_BITS": "fp32",
+        **pointers, "CENTER_NORMS": "*fp32", "CENTER_TERMS": "*fp32", "REACH_SLACK": "*fp32",
+        "SAFETY": "fp32", "LANE_BITS": "fp32",
         "LISTED": "*i32", "N_LISTED": "*i32",
         "PAIRS": "*i32", "N_PAIRS": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",

@@ -377,7 +377,7 @@ def _store_row_results(
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    SCALES, CENTER_ROUNDING, CENTER_LIMITS, SAFETY, ACCUMULATION, LANE_BITS,
+    SCALES, CENTER_NORMS, CENTER_TERMS, REACH_SLACK, SAFETY, LANE_BITS,
     LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -398,18 +398,24 @@ def dense_kernel(
     if CHECK_MARGIN:
         # The TF32 score against centre c is off by at most SAFETY (||x - x'||
         # ||c|| + ||x|| ||c - c'|| + ACCUMULATION ||x|| ||c||) + LANE_BITS
-        # |score|, x' and c' the operands rounded to TF32 (``check_bound``);
-        # the difference of the best and any other score by the sum of
-        # their two bounds, taken with the largest ||c|| and ||c - c'||
-        # (CENTER_LIMITS) for the other. A row whose second best scores more
-        # than that above the best has its nearest centre; one whose third
-        # does has it among its two best (listed in PAIRS, decided in
-        # float32 by listed_kernel); the others are listed in LISTED and
-        # redone. The best scores stored are TF32's: this pass gives labels
-        # and sums. The norms come from a tile of all features, not read
-        # again: after the loop where the tile is held for the sums anyway
-        # (before it, a norm a row live across the loop spills a register on
-        # sm_90), else before it.
+        # |score|, x' and c' the operands rounded to TF32 (``check_bound``),
+        # so the difference of the best and any other by SAFETY (||x - x'||
+        # CENTER_NORMS[best] + ||x|| CENTER_TERMS[best]) + LANE_BITS (|best|
+        # + |other|): the sum of the two bounds, the other's taken with the
+        # largest ||c|| and ||c - c'||. Tighter, x's rounding counts against
+        # the distance of the two centres, 2 ``reach`` at most: every centre
+        # that the first bound leaves in doubt lies within ``reach`` of x
+        # (||x - c||^2 = ||x||^2 + 2 score, plus the rounding of H, under
+        # REACH_SLACK). A row whose second best scores more than that above
+        # the best has its nearest centre; one whose third does has it
+        # among its two best (listed in PAIRS, decided in float32 by
+        # listed_kernel); the others are listed in LISTED and redone. The
+        # best scores stored are TF32's: this pass gives labels and sums.
+        # The norms come from a tile of all features, not read again: after
+        # the loop where the tile is held for the sums anyway (before it, a
+        # norm a row live across the loop spills a register on sm_90), else
+        # before it. (The order of the terms of ``reach`` decides register
+        # spills on sm_90: ``test_triton_compiles_for_sm90``.)
         if not HELD:
             norm, rounding = _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N,
                                         BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED,
@@ -423,11 +429,13 @@ def dense_kernel(
                                         BLOCK_D, ROW_D, SINGLE_CHUNK, CENTERED,
                                         MEASURE_ROUNDING)
         label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
-        best_norm = tl.sqrt(2.0 * tl.load(H + label))  # H: half squared norms
-        norms = best_norm + tl.load(CENTER_LIMITS)
-        roundings = tl.load(CENTER_ROUNDING + label) + tl.load(CENTER_LIMITS + 1)
-        bound = (SAFETY * (rounding * norms + norm * (roundings + ACCUMULATION * norms))
-                 + (tl.abs(best) + tl.abs(third)) * LANE_BITS)
+        norms = tl.load(CENTER_NORMS + label)
+        centre_terms = norm * tl.load(CENTER_TERMS + label)
+        lanes = (tl.abs(best) + tl.abs(third)) * LANE_BITS
+        bound = SAFETY * (rounding * norms + centre_terms) + lanes
+        slack = tl.load(REACH_SLACK)
+        reach = tl.sqrt(tl.maximum(2.0 * best + (4.0 * bound + slack) + norm * norm, 0.0))
+        bound = SAFETY * (2.0 * rounding * reach + centre_terms) + lanes
         doubtful = row_ok & (third - best <= bound)
         close = row_ok & ~doubtful & (second - best <= bound)
         _append(LISTED, N_LISTED, rows, rows, doubtful, False)
