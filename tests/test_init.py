@@ -113,11 +113,15 @@ def _torch_call_log(initialiser, n_clusters, weighted):
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp
 
-    from xpkmeans._backend import host_rng
+    from unittest import mock
+
+    from xpkmeans._backend import _numba, host_rng
 
     data = torch.asarray(X_PIN, dtype=torch.float32)
     weights = torch.asarray(W_PIN, dtype=torch.float32) if weighted else None
-    with _TorchCallLog() as log:
+    # torch CPU stands in for a device: off with the compiled CPU kernels,
+    # which read its memory as NumPy arrays
+    with mock.patch.object(_numba, "_is_torch_cpu", lambda x: False), _TorchCallLog() as log:
         initialiser(data, n_clusters, sample_weight=weights, rng=host_rng(0), xp=xp)
     return log
 

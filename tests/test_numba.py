@@ -239,3 +239,59 @@ def test_centred_view_equals_the_centred_copy_bit_for_bit(dtype, order, d, k, we
     ref, _ = _portable.segment_sum(copy.astype(np.float64), labels, k,
                                    weights=None if weights is None else weights.astype(np.float64))
     np.testing.assert_allclose(sums, ref, rtol=1e-6, atol=1e-3)
+
+
+# ------------------------------------------------------------------ torch CPU tensors
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_torch_cpu_tensors_take_the_compiled_pass_and_come_back_as_tensors(dtype, weighted):
+    """Torch CPU tensors go through the same kernels as NumPy arrays (their
+    memory read in place): the same labels, sums and scores, as tensors."""
+    torch = pytest.importorskip("torch")
+    X, centers = _integer_problem(1001, 5, 7, getattr(np, dtype), "C")
+    weights = np.random.default_rng(0).uniform(0, 2, 1001) if weighted else None
+    X_t, centers_t = torch.asarray(X), torch.asarray(centers)
+    weights_t = None if weights is None else torch.asarray(weights)
+    assert _numba.handles(X_t) and sums_in_pass(X_t)
+
+    labels, sums, totals = nearest_centers_and_sums(X_t, centers_t, weights=weights_t)
+
+    expected = _portable_labels(X, centers)
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
+    np.testing.assert_array_equal(labels.numpy(), expected)
+    _, ref_sums, ref_totals = nearest_centers_and_sums(X, centers, weights=weights)
+    assert sums.dtype == totals.dtype == torch.float64
+    np.testing.assert_array_equal(sums.numpy(), ref_sums)
+    np.testing.assert_array_equal(totals.numpy(), ref_totals)
+    half = 0.5 * torch.sum(centers_t * centers_t, dim=1)
+    two = nearest_two_centers(X_t, centers_t, half)
+    for got, want in zip(two, _portable.nearest_two_centers(X, centers, half.numpy())):
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_array_equal(got.numpy(), want)
+    distances = sq_distances_to_assigned(X_t, centers_t, labels)
+    assert isinstance(distances, torch.Tensor) and str(distances.dtype) == f"torch.{dtype}"
+    np.testing.assert_array_equal(distances.numpy(), sq_distances_to_assigned(X, centers, expected))
+
+
+def test_torch_cpu_tensors_that_require_grad_or_are_strided():
+    torch = pytest.importorskip("torch")
+    X, centers = _integer_problem(400, 6, 5, np.float64, "C")
+    X_t = torch.asarray(X, requires_grad=True)
+    view = X_t[::3, 1:]  # neither C- nor F-contiguous
+    labels = nearest_centers(view, torch.asarray(centers[:, 1:]))
+    np.testing.assert_array_equal(labels.numpy(), _portable_labels(X[::3, 1:], centers[:, 1:]))
+    assert not labels.requires_grad
+
+
+def test_torch_cpu_fit_equals_the_numpy_fit():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(c, 1.0, (400, 3)) for c in (-5, 0, 5)]).astype(np.float32)
+    ref = KMeans(3, random_state=0).fit(X)
+    fitted = KMeans(3, random_state=0).fit(torch.asarray(X))
+    assert isinstance(fitted.cluster_centers_, torch.Tensor)
+    np.testing.assert_array_equal(fitted.labels_.numpy(), ref.labels_)
+    np.testing.assert_array_equal(fitted.cluster_centers_.numpy(), ref.cluster_centers_)
+    assert fitted.n_iter_ == ref.n_iter_

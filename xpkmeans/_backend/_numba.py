@@ -18,14 +18,19 @@ core ran which chunk.
 Sparse CSR data has its own loop: each non-zero adds its value times one row
 of the transposed centres to the row's products.
 
+Torch CPU tensors go through the same kernels: their memory is read as
+NumPy arrays (zero-copy), and the results come back as tensors.
+
 Kernels compile on first use and are cached on disk (``cache=True``).
 Without numba, ``AVAILABLE`` is False and the callers take other paths."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
+from array_api_compat import is_torch_array
 
 try:  # an optional extra; its BLAS products (np.dot) call SciPy's BLAS
     import numba
@@ -495,13 +500,49 @@ def _column_moments(data, indices, n_features):
 # ------------------------------------------------------------------ drivers
 
 
+def _is_torch_cpu(x) -> bool:
+    return is_torch_array(x) and x.device.type == "cpu" and str(x.layout) == "torch.strided"
+
+
+def _host_view(x):
+    """A torch CPU tensor as a NumPy array of its memory (zero-copy), also
+    inside a ``CenteredRows``; anything else as it is."""
+    from ._centered import CenteredRows
+
+    if isinstance(x, CenteredRows):
+        return CenteredRows(_host_view(x.data), _host_view(x.mean))
+    return x.detach().numpy() if _is_torch_cpu(x) else x
+
+
+def _takes_torch_cpu(function):
+    """``function`` of NumPy arrays, taking torch CPU tensors too (as
+    ``_host_view``); given a tensor ``X``, its arrays come back as tensors."""
+
+    @functools.wraps(function)
+    def on_views(X, *args, **kwargs):
+        from ._centered import CenteredRows
+
+        if not _is_torch_cpu(X.data if isinstance(X, CenteredRows) else X):
+            return function(X, *args, **kwargs)
+        import torch
+
+        out = function(_host_view(X), *map(_host_view, args),
+                       **{key: _host_view(value) for key, value in kwargs.items()})
+        if isinstance(out, tuple):
+            return tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in out)
+        return torch.from_numpy(out)
+
+    return on_views
+
+
 def handles(X) -> bool:
-    """True when the compiled dense kernel takes ``X`` (a 2-D NumPy float array)."""
+    """True when the compiled dense kernel takes ``X``: a 2-D float array of
+    NumPy, or torch on the CPU."""
     return (
         AVAILABLE
-        and isinstance(X, np.ndarray)
+        and (isinstance(X, np.ndarray) or _is_torch_cpu(X))
         and X.ndim == 2
-        and X.dtype in (np.float32, np.float64)
+        and str(X.dtype).removeprefix("torch.") in ("float32", "float64")
         and X.shape[1] > 0
     )
 
@@ -604,6 +645,7 @@ def _pass(run_rows, n_rows, n_clusters, n_features, dtype, *, weights, want_scor
     return labels, best, second, sums, totals
 
 
+@_takes_torch_cpu
 def sum_by_cluster(X, labels, n_clusters, *, weights=None):
     """The sums and totals of ``dense_pass(..., want_sums=True)`` for given labels."""
     X, mean, centered = _data_and_mean(X)
@@ -626,6 +668,7 @@ def _prepared_centers(centers, dtype):
     return centers, np.ascontiguousarray(centers.T), half_sq_norms
 
 
+@_takes_torch_cpu
 def dense_pass(X, centers, *, weights=None, want_scores=False, want_sums=False):
     """Labels, best and second-best scores, sums and totals of X (NumPy, or a
     ``CenteredRows`` of NumPy data)."""
@@ -651,6 +694,7 @@ def csr_pass(X, centers, *, weights=None, want_scores=False, want_sums=False):
                  weights=weights, want_scores=want_scores, want_sums=want_sums)
 
 
+@_takes_torch_cpu
 def nearest_two_centers(X, centers, half_sq_norms):
     """The block primitive, in the calling thread (callers run blocks in threads)."""
     n_rows = X.shape[0]
@@ -668,10 +712,14 @@ def nearest_two_centers(X, centers, half_sq_norms):
 
 
 def takes_sq_distances(rows, centers, labels) -> bool:
-    """True when ``sq_distances_to_assigned`` takes these NumPy arrays."""
-    return handles(rows) and isinstance(centers, np.ndarray) and isinstance(labels, np.ndarray)
+    """True when ``sq_distances_to_assigned`` takes these arrays (all NumPy,
+    or all torch on the CPU)."""
+    same = np.ndarray if isinstance(rows, np.ndarray) else None
+    return handles(rows) and all(
+        isinstance(a, np.ndarray) if same else _is_torch_cpu(a) for a in (centers, labels))
 
 
+@_takes_torch_cpu
 def sq_distances_to_assigned(rows, centers, labels):
     """``||x_i - centers[labels_i]||^2`` of one block of rows, in the calling
     thread; the dtype of ``rows - centers``, as NumPy would give it."""
