@@ -240,20 +240,20 @@ def check_shares(rows: int = 200_000) -> list[dict]:
         order = np.take_along_axis(order, np.argsort(
             np.take_along_axis(scores, order, axis=1), axis=1), axis=1)
         best, second, third = np.take_along_axis(scores, order, axis=1).T
-        safety, _, lane_bits = _triton.check_bound(
+        safety, _, lane_bits, absolute = _triton.check_bound(
             d, _triton.tile_config(n, d, k, "tf32-check")["BLOCK_K"])
         norm_sums, terms, slack = (t.numpy().astype(np.float64) for t in _triton._check_terms(
             torch.asarray(half), torch.linalg.vector_norm(
                 torch.asarray(C, dtype=torch.float64) - torch.asarray(_tf32(C)), dim=1), d))
         x_norm = np.linalg.norm(X.astype(np.float64), axis=1)
         centre_terms = x_norm * terms[order[:, 0]]
-        lanes = (np.abs(best) + np.abs(third)) * lane_bits
+        lanes = (np.abs(best) + np.maximum(np.abs(second), np.abs(third))) * lane_bits + absolute
         for measured in (False, True):
             x_moved = (np.linalg.norm(X.astype(np.float64) - _tf32(X), axis=1) if measured
                        else x_norm * 2.0**-11)
             bound = safety * (x_moved * norm_sums[order[:, 0]] + centre_terms) + lanes
             reach = np.sqrt(np.maximum(x_norm**2 + 2 * best + 4 * bound + slack, 0))
-            bound = safety * (2 * x_moved * reach + centre_terms) + lanes
+            bound = np.minimum(bound, safety * (2 * x_moved * reach + centre_terms) + lanes)
             # two best in neighbouring lanes (one pair): the pass's third is the second
             neighbours = order[:, 0] // 2 == order[:, 1] // 2
             redone = (third - best <= bound) | (neighbours & (second - best <= bound))

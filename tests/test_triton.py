@@ -112,7 +112,7 @@ def test_triton_tf32_labels_are_within_tf32_error_of_the_nearest(n, d, k):
     x, c = X.cpu().numpy().astype(np.float64), centers.cpu().numpy().astype(np.float64)
     scores = 0.5 * np.sum(c**2, axis=1)[None, :] - x @ c.T
     config = _triton.tile_config(n, d, k, "tf32")
-    safety, accumulation, lane_bits = _triton.check_bound(d, config["BLOCK_K"])
+    safety, accumulation, lane_bits, _ = _triton.check_bound(d, config["BLOCK_K"])
     # rounding to TF32 moves each operand by 2^-11 of its norm at most
     relative = safety * (2 * 2.0**-11 + accumulation)
     bound = (relative * np.linalg.norm(x, axis=1) * 2 * np.linalg.norm(c, axis=1).max()
@@ -218,7 +218,7 @@ def test_check_bound_covers_the_error_of_each_tf32_score(d):
     c_t = _tf32(torch.asarray(c)).numpy()
     rounded = half[None, :] - (x_t @ c_t.T).astype(np.float64)  # float32 products and sums
     exact = half[None, :] - x.astype(np.float64) @ c.astype(np.float64).T
-    safety, accumulation, _ = _triton.check_bound(d, 64)
+    safety, accumulation, _, _ = _triton.check_bound(d, 64)
     x_norm, c_norm = np.linalg.norm(x, axis=1)[:, None], np.linalg.norm(c, axis=1)[None, :]
     x_moved = np.linalg.norm(x.astype(np.float64) - x_t, axis=1)[:, None]
     c_moved = np.linalg.norm(c.astype(np.float64) - c_t, axis=1)[None, :]
@@ -325,6 +325,49 @@ def test_triton_checked_tf32_bound_covers_the_rounding_of_the_centres(tiles, mea
     assert torch.all(expected.cpu() == 1) and torch.all(rounded == 0), "rounding must turn it"
     np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
     assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == 50  # all rechecked
+
+
+@pytest.mark.parametrize("measure_rounding", [False, True])
+@pytest.mark.parametrize(("block_k", "x", "nearest", "other", "filler", "far_lane"), [
+    (32, "0x1.00c0p+1", "0x1.0100440p+1", "0x1.0080p+1", "-0x1.4840c0p-6", 29),
+    (128, "0x1.0040p+0", "0x1.0000020p+0", "0x1.007ffa0p+0", "-0x1.47d254p-7", 127),
+])
+def test_triton_checked_tf32_bound_covers_the_lanes_of_the_two_best(
+        tiles, measure_rounding, block_k, x, nearest, other, filler, far_lane):
+    # One feature, x exact in TF32, the two best a few ulps apart in lanes
+    # far apart (their keys' low bits differ the most), a centre at 0 (the
+    # third score, near 0: its |score| cannot stand in for the second's in
+    # the bound of the lane bits), the other centres far.
+    tiles(MEASURE_ROUNDING=measure_rounding, BLOCK_K=block_k)
+    nearest_lane = 2 if block_k == 32 else 0
+    centers_host = np.full((block_k, 1), float.fromhex(filler))
+    centers_host[1] = 0.0
+    centers_host[nearest_lane] = float.fromhex(nearest)
+    centers_host[far_lane] = float.fromhex(other)
+    X = _tensor(np.full((4, 1), float.fromhex(x)))
+    centers = _tensor(centers_host)
+
+    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
+
+    # the scores of the half squared norms the kernel takes (float32), exact
+    half = (0.5 * torch.sum(centers * centers, dim=1)).cpu().numpy().astype(np.float64)
+    exact = half - float.fromhex(x) * centers.cpu().numpy()[:, 0].astype(np.float64)
+    assert np.argmin(exact) == nearest_lane
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), nearest_lane)
+
+
+def test_triton_checked_tf32_rechecks_rows_whose_bound_is_not_a_number(tiles):
+    # ||x||^2 overflows: the reach is inf; x is exact in TF32, so its
+    # measured rounding is (about) 0, and 0 x inf would be NaN, which must
+    # decide nothing
+    tiles(MEASURE_ROUNDING=True)
+    t = np.float32(2.0**-60)
+    centers = _tensor([[np.nextafter(t, np.float32(1))], [t], [-t]])  # the first is nearest
+    X = _tensor(np.full((4, 1), 2.0**70))
+    with np.errstate(over="ignore"):
+        out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
+    np.testing.assert_array_equal(out["labels"].cpu().numpy(), 0)
+    assert int(out["n_listed"][0]) + int(out["n_pairs"][0]) == 4
 
 
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])

@@ -166,18 +166,21 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     return config
 
 
-def check_bound(d: int, block_k: int) -> tuple[float, float, float]:
-    """``(safety, accumulation, lane_bits)`` of tf32-check: the TF32 score of
-    a row ``x`` against a centre ``c`` is off by at most ``safety (||x - x'||
-    ||c|| + ||x|| ||c - c'|| + accumulation ||x|| ||c||) + lane_bits |score|``,
-    ``x'`` and ``c'`` the operands rounded to TF32.
+def check_bound(d: int, block_k: int) -> tuple[float, float, float, float]:
+    """``(safety, accumulation, lane_bits, absolute)`` of tf32-check: the TF32
+    score of a row ``x`` against a centre ``c`` is off by at most ``safety
+    (||x - x'|| ||c|| + ||x|| ||c - c'|| + accumulation ||x|| ||c||) +
+    lane_bits |score| + absolute / 2``, ``x'`` and ``c'`` the operands
+    rounded to TF32.
 
     ``x' . c' - x . c = (x' - x) . c' + x . (c' - c)`` exactly; products of
     TF32 operands are exact in float32, and adding d of them in float32
     (however the tensor cores round) is off by d 2^-23 of the sum of their
     sizes. A score carrying its lane in its last bits is off by under
     ``block_k`` ulps. ``safety`` covers the norms' own rounding, and ||c'||
-    and ||x'|| for ||c|| and ||x|| (2^-11 apart at most).
+    and ||x'|| for ||c|| and ||x|| (2^-11 apart at most). ``absolute``
+    covers products and sums below float32's normal range, which a GPU may
+    flush to zero (under 2^-126 each).
 
     ||c - c'|| is measured for each centre; ||x - x'|| is too with the
     tile setting ``MEASURE_ROUNDING``, else bounded by 2^-11 ||x||. In the
@@ -186,11 +189,11 @@ def check_bound(d: int, block_k: int) -> tuple[float, float, float]:
     any centre that this bound leaves in doubt, which its score gives
     (``||x - c||^2 = ||x||^2 + 2 score``, plus the rounding of ``||c||^2 / 2``,
     under (d + 2) 2^-23 of it). On the benchmark blobs, against the worst
-    case for both roundings and the norms, the check then pairs 2-2.2x and
-    redoes 4.3-4.5x fewer rows (``MEASURE_ROUNDING``: 2.7-2.9x, 7-9x;
-    ``benchmarks/kernel_mix.py``), its compiled code longer by 0.5%.
+    case for both roundings and the norms, the check then pairs 2.1-2.2x
+    and redoes 4.3-4.9x fewer rows (``MEASURE_ROUNDING``: 2.8-2.9x, 7-9.5x;
+    ``benchmarks/kernel_mix.py``), its compiled code longer by 0.4-1.2%.
     """
-    return 1.125, d * 2.0**-23, block_k * 2.0**-23 * 1.25
+    return 1.125, d * 2.0**-23, block_k * 2.0**-23 * 1.25, (d + 2) * 2.0**-124
 
 
 def _check_terms(half_sq_norms: Any, moved: Any, d: int) -> tuple[Any, Any, Any]:
@@ -202,7 +205,7 @@ def _check_terms(half_sq_norms: Any, moved: Any, d: int) -> tuple[Any, Any, Any]
     import torch
 
     norms = torch.sqrt(2.0 * torch.clamp(half_sq_norms.to(torch.float32), min=0.0))
-    _, accumulation, _ = check_bound(d, 1)
+    _, accumulation, _, _ = check_bound(d, 1)
     norm_sums = norms + torch.max(norms)
     terms = moved + torch.max(moved) + accumulation * norm_sums
     slack = (d + 2) * 2.0**-23 * torch.max(norms) ** 2
@@ -321,12 +324,12 @@ def _launch(
     if check:  # the centres rounded once, and scores of padded centres finite
         dense = (*common[:4], rounded, C.shape[1],
                  torch.clamp(H, max=torch.finfo(float32).max), W)
-    safety, _, lane_bits = check_bound(d, config["BLOCK_K"])
+    safety, _, lane_bits, absolute = check_bound(d, config["BLOCK_K"])
     with _on_device(device):
         grid = (kernels.grid_size(n, config["BLOCK_N"]),)
         kernels.dense_kernel[grid](
             *dense, out["labels"], out["best"], out["second"], out["sums"], out["totals"],
-            scales, center_norms, center_terms, reach_slack, safety, lane_bits,
+            scales, center_norms, center_terms, reach_slack, safety, lane_bits, absolute,
             listed, n_listed,
             pairs, n_pairs, n, d, k, copies,
             **tiles, PRECISION="tf32" if check else dot_precision,
@@ -576,7 +579,7 @@ def compile_for(
                  MEASURE_ROUNDING=config["MEASURE_ROUNDING"], **flags)
     sources = [(kernels.dense_kernel, {
         **pointers, "CENTER_NORMS": "*fp32", "CENTER_TERMS": "*fp32", "REACH_SLACK": "*fp32",
-        "SAFETY": "fp32", "LANE_BITS": "fp32",
+        "SAFETY": "fp32", "LANE_BITS": "fp32", "ABSOLUTE": "fp32",
         "LISTED": "*i32", "N_LISTED": "*i32",
         "PAIRS": "*i32", "N_PAIRS": "*i32",
         "n": "i32", "d": "i32", "k": "i32", "copies": "i32",

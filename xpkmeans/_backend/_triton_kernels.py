@@ -25,6 +25,8 @@ import triton.language as tl
 INFINITY = tl.constexpr(float("inf"))
 #: the most that rounding to TF32 moves a float32, relative to itself
 TF32_ROUNDING = tl.constexpr(2.0**-11)
+#: the smallest normal float32: GPUs may flush anything smaller to zero
+FLUSHED = tl.constexpr(2.0**-126)
 #: feature chunk of the passes of one row at a time (sums, float32 rescoring,
 #: norms): wider chunks of X spill registers once a tile holds 128 features
 ROW_PASS_WIDTH = tl.constexpr(32)
@@ -306,9 +308,10 @@ def _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N: tl.const
         if MEASURE_ROUNDING:
             rounding = _round_to_tf32(values) - values
             moved += tl.sum(rounding * rounding, axis=1)
-    norm = tl.sqrt(squares)
+    # plus what squares flushed to zero may have lost (under 2^-126 each)
+    norm = tl.sqrt(squares + d * FLUSHED)
     if MEASURE_ROUNDING:
-        moved = tl.sqrt(moved)
+        moved = tl.sqrt(moved + d * FLUSHED)
     else:
         moved = norm * TF32_ROUNDING
     return norm, moved
@@ -377,7 +380,7 @@ def _store_row_results(
 def dense_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS,
-    SCALES, CENTER_NORMS, CENTER_TERMS, REACH_SLACK, SAFETY, LANE_BITS,
+    SCALES, CENTER_NORMS, CENTER_TERMS, REACH_SLACK, SAFETY, LANE_BITS, ABSOLUTE,
     LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -398,11 +401,14 @@ def dense_kernel(
     if CHECK_MARGIN:
         # The TF32 score against centre c is off by at most SAFETY (||x - x'||
         # ||c|| + ||x|| ||c - c'|| + ACCUMULATION ||x|| ||c||) + LANE_BITS
-        # |score|, x' and c' the operands rounded to TF32 (``check_bound``),
-        # so the difference of the best and any other by SAFETY (||x - x'||
-        # CENTER_NORMS[best] + ||x|| CENTER_TERMS[best]) + LANE_BITS (|best|
-        # + |other|): the sum of the two bounds, the other's taken with the
-        # largest ||c|| and ||c - c'||. Tighter, x's rounding counts against
+        # |score| + ABSOLUTE/2, x' and c' the operands rounded to TF32
+        # (``check_bound``), so the difference of the best and any other by
+        # SAFETY (||x - x'|| CENTER_NORMS[best] + ||x|| CENTER_TERMS[best]) +
+        # LANE_BITS (|best| + |other|) + ABSOLUTE: the sum of the two bounds,
+        # the other's taken with the largest ||c|| and ||c - c'|| (and the
+        # largest |score| of the second and third; beyond the third, a
+        # larger score is farther above the best than its bound grows).
+        # Tighter (where smaller), x's rounding counts against
         # the distance of the two centres, 2 ``reach`` at most: every centre
         # that the first bound leaves in doubt lies within ``reach`` of x
         # (||x - c||^2 = ||x||^2 + 2 score, plus the rounding of H, under
@@ -431,13 +437,14 @@ def dense_kernel(
         label = tl.minimum(label, k - 1)  # a padded centre wins only past float32's range
         norms = tl.load(CENTER_NORMS + label)
         centre_terms = norm * tl.load(CENTER_TERMS + label)
-        lanes = (tl.abs(best) + tl.abs(third)) * LANE_BITS
+        lanes = (tl.abs(best) + tl.maximum(tl.abs(second), tl.abs(third))) * LANE_BITS + ABSOLUTE
         bound = SAFETY * (rounding * norms + centre_terms) + lanes
         slack = tl.load(REACH_SLACK)
         reach = tl.sqrt(tl.maximum(2.0 * best + (4.0 * bound + slack) + norm * norm, 0.0))
-        bound = SAFETY * (2.0 * rounding * reach + centre_terms) + lanes
-        doubtful = row_ok & (third - best <= bound)
-        close = row_ok & ~doubtful & (second - best <= bound)
+        bound = tl.minimum(bound, SAFETY * (2.0 * rounding * reach + centre_terms) + lanes)
+        # a NaN bound (0 x inf at the ends of float32's range) decides nothing
+        doubtful = row_ok & ~(third - best > bound)
+        close = row_ok & ~doubtful & ~(second - best > bound)
         _append(LISTED, N_LISTED, rows, rows, doubtful, False)
         _append(PAIRS, N_PAIRS, rows, second_centre, close, True)
         summed = row_ok & ~doubtful & ~close
