@@ -185,8 +185,9 @@ def check_bound(d: int, block_k: int) -> tuple[float, float, float, float]:
     ||c - c'|| is measured for each centre; ||x - x'|| is too with the
     tile setting ``MEASURE_ROUNDING``, else bounded by 2^-11 ||x||. In the
     difference of two scores, x's rounding counts against the distance of
-    their centres, not their norms: at most twice the distance from x of
-    any centre that this bound leaves in doubt, which its score gives
+    their centres where that is less than the sum of their norms: at most
+    twice the distance from x of any centre that this bound leaves in
+    doubt, which its score gives
     (``||x - c||^2 = ||x||^2 + 2 score``, plus the rounding of ``||c||^2 / 2``,
     under (d + 2) 2^-23 of it). On the benchmark blobs, against the worst
     case for both roundings and the norms, the check then pairs 2.1-2.2x
