@@ -294,13 +294,7 @@ def test_triton_checked_tf32_bound_covers_the_rounding_of_x(tiles, measure_round
     half = 0.5 * torch.sum(centers * centers, dim=1)
     assert torch.equal(_tf32(centers), centers)
     rounded = torch.argmin(half.cpu() - _tf32(X).cpu() @ centers.cpu().T, dim=1)
-
-    out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
-
-    expected, _, _ = _portable_scores(X, centers)
-    assert torch.all(expected.cpu() == 1) and torch.all(rounded == 0), "rounding x must turn it"
-    np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
-    assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == 50  # all rechecked
+    _assert_rechecked_to_their_float32_labels(X, centers, rounded)
 
 
 @pytest.mark.parametrize("measure_rounding", [False, True])
@@ -318,13 +312,18 @@ def test_triton_checked_tf32_bound_covers_the_rounding_of_the_centres(tiles, mea
     half = 0.5 * torch.sum(centers * centers, dim=1)
     assert torch.equal(_tf32(X), X)
     rounded = torch.argmin(half.cpu() - X.cpu() @ _tf32(centers).cpu().T, dim=1)
+    _assert_rechecked_to_their_float32_labels(X, centers, rounded)
 
+
+def _assert_rechecked_to_their_float32_labels(X, centers, rounded):
+    """Rows nearest centre 1 in float32 whose TF32 scores (``rounded``, the
+    labels of those) say 0: tf32-check rechecks them all, to centre 1."""
     out = _triton._launch(X, centers, with_sums=True, dot_precision="tf32-check")
 
     expected, _, _ = _portable_scores(X, centers)
     assert torch.all(expected.cpu() == 1) and torch.all(rounded == 0), "rounding must turn it"
     np.testing.assert_array_equal(out["labels"].cpu().numpy(), expected.cpu().numpy())
-    assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == 50  # all rechecked
+    assert int(out["n_pairs"][0]) + int(out["n_listed"][0]) == X.shape[0]
 
 
 @pytest.mark.parametrize("measure_rounding", [False, True])
