@@ -145,6 +145,9 @@ class BackendSpec:
     ``make`` returns ``(xp, device)`` or skips (library missing, no GPU).
     ``lazy``: arrays compute on demand (Dask): no data-dependent shapes.
     ``gpu``: device memory, so host paths (``picks_rows_cheaply``) are off.
+    ``portable``: torch CPU tensors without the compiled CPU kernels, which
+    would read them as NumPy arrays: the torch code that a GPU without
+    Triton runs (float64 CUDA), tested on the CPU.
     What a feature needs is in ``xpkmeans._backend._capabilities``; tests ask
     it with ``supports(feature, X)`` on this backend's arrays.
     """
@@ -153,6 +156,7 @@ class BackendSpec:
     make: Callable[[], tuple[Any, Any]]
     lazy: bool = False
     gpu: bool = False
+    portable: bool = False  # the host's compiled kernels (numba) left out
 
     def backend(self) -> Backend:
         xp, device = self.make()
@@ -165,6 +169,7 @@ BACKENDS = [
     BackendSpec("array_api_strict", _array_api_strict("CPU_DEVICE")),
     BackendSpec("array_api_strict-device1", _array_api_strict("device1")),
     BackendSpec("torch", _torch("cpu")),
+    BackendSpec("torch-portable", _torch("cpu"), portable=True),
     BackendSpec("cupy", _cupy, gpu=True),
     BackendSpec("torch-cuda", _torch("cuda"), gpu=True),
 ]
@@ -212,8 +217,12 @@ def lazy_backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture(params=BACKENDS, ids=[spec.name for spec in BACKENDS])
-def backend(request: pytest.FixtureRequest) -> Backend:
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     """Each installed backend in turn (GPU ones skip without a GPU)."""
+    if request.param.portable:
+        from xpkmeans._backend import _numba
+
+        monkeypatch.setattr(_numba, "_is_torch_cpu", lambda x: False)
     return request.param.backend()
 
 

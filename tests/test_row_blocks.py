@@ -112,6 +112,31 @@ def test_two_threads_fitting_at_once_keep_blas_limited_until_both_end():
     assert not blas_is_limited()
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_blocks_of_compiled_host_code_run_on_all_cores_whatever_the_library(
+        compiled, monkeypatch, small_blocks):
+    """Torch's blocks run in order (torch has threads of its own), unless each
+    is compiled host code on one core (numba reading torch CPU tensors):
+    then in threads, BLAS limited to one thread each, as NumPy's blocks."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_xp
+
+    from xpkmeans._backend import _threads, blas_is_limited, map_row_blocks
+
+    monkeypatch.setattr(_threads, "n_cores", lambda: 2)
+    seen = []
+
+    def block(rows):
+        seen.append((threading.get_ident(), blas_is_limited()))
+        return rows
+
+    map_row_blocks(block, 1000, 1, xp=torch_xp, device=torch.device("cpu"), compiled=compiled)
+
+    assert len(seen) > 1
+    assert (len({ident for ident, _ in seen}) == 2) is compiled
+    assert all(limited is compiled for _, limited in seen) or not _threads._blas_controller()
+
+
 # ------------------------------------------------------------------ packaging (bug 2)
 
 

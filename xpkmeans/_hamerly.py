@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import (
+    blocks_run_compiled,
     concat_rows,
     device_of,
     map_row_blocks,
@@ -118,7 +119,8 @@ class BoundedNearest:
             return nearest_two_centers(points, centers, half_sq_norms)
 
         blocks = map_row_blocks(
-            block, indices.shape[0], centers.shape[0], xp=xp, device=device_of(self.X)
+            block, indices.shape[0], centers.shape[0], xp=xp, device=device_of(self.X),
+            compiled=blocks_run_compiled(self.X),
         )
         labels, best, second = (concat_rows([b[i] for b in blocks], xp=xp) for i in range(3))
         sq_norms = xp.take(self._sq_norms, indices)
@@ -137,7 +139,8 @@ class BoundedNearest:
             return block_sq_distances_to_assigned(points, centers, labels[rows])
 
         blocks = map_row_blocks(
-            block, indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X)
+            block, indices.shape[0], self.X.shape[1], xp=xp, device=device_of(self.X),
+            compiled=blocks_run_compiled(self.X),
         )
         return xp.sqrt(concat_rows(blocks, xp=xp)) * self._direct_pad
 

@@ -7,7 +7,8 @@ proves it equals that twin. The rooms:
 
 - ``_primitives``: the public primitives, each a guard per fast path, then
   the portable twin: on one block of rows (``nearest_center_labels``,
-  ``nearest_two_centers``), whole passes over X (``nearest_centers``,
+  ``nearest_two_centers``; ``blocks_run_compiled`` says where they run
+  compiled host code, one core a block), whole passes over X (``nearest_centers``,
   ``nearest_centers_and_sums``, ``sum_by_cluster``, greedy k-means++'s
   ``closest_with_candidates``, ``sq_distances_to_assigned``,
   ``column_sums``: a fused kernel where one exists; ``sums_in_pass`` says
@@ -25,7 +26,7 @@ proves it equals that twin. The rooms:
   interpreter in ``tests/test_triton.py``);
 - ``_centered``: ``CenteredRows``, X minus its means, centred as it is read;
 - ``_host``: the host random generator, host copies, devices, dtypes and row
-  blocks; ``_threads``: NumPy's blocks on all CPU cores, BLAS limits;
+  blocks; ``_threads``: NumPy's (and compiled) blocks on all CPU cores, BLAS limits;
   ``_transfer``: host data to a torch device through pinned memory, row
   blocks streamed to CUDA (``blocks_to_device``);
 - ``_capabilities``: which feature runs on which kind of data, and the
@@ -52,6 +53,7 @@ from ._host import (
 )
 from ._primitives import (
     block_width,
+    blocks_run_compiled,
     centered,
     closest_with_candidates,
     column_sums,
@@ -80,6 +82,7 @@ from ._transfer import blocks_to_device, is_cuda_device, is_pinned_tensor
 
 __all__ = [
     "block_width",
+    "blocks_run_compiled",
     "centered",
     "closest_with_candidates",
     "column_sums",

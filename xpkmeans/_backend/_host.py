@@ -208,12 +208,15 @@ def row_blocks(n_rows: int, width: int, *, xp: Any, device: Any, step: int | Non
 
 
 def map_row_blocks(
-    function: Callable[[slice], Any], n_rows: int, width: int, *, xp: Any, device: Any
+    function: Callable[[slice], Any], n_rows: int, width: int, *, xp: Any, device: Any,
+    compiled: bool = False,
 ) -> list:
-    """``[function(rows) for rows in row_blocks(...)]``, on all CPU cores for NumPy."""
+    """``[function(rows) for rows in row_blocks(...)]``, on all CPU cores for
+    NumPy, or where the blocks run ``compiled`` host code (``map_blocks``)."""
     from ._threads import map_blocks
 
-    return map_blocks(function, row_blocks(n_rows, width, xp=xp, device=device), xp=xp)
+    return map_blocks(function, row_blocks(n_rows, width, xp=xp, device=device), xp=xp,
+                      compiled=compiled)
 
 
 def concat_rows(blocks: list, *, xp: Any) -> Any:

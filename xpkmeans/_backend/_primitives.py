@@ -205,8 +205,17 @@ def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
     blocks = map_row_blocks(
         lambda rows: block_sq_distances_to_assigned(row_block(X, rows), centers, labels[rows]),
         X.shape[0], block_width(X, temporaries * X.shape[1]), xp=xp, device=device_of(X),
+        compiled=temporaries == 1,
     )
     return concat_rows(blocks, xp=xp)
+
+
+def blocks_run_compiled(X: Any) -> bool:
+    """True where the block primitives (``nearest_two_centers``,
+    ``block_sq_distances_to_assigned``) run compiled host code on blocks of
+    ``X``, one core a block: run them with ``map_row_blocks(compiled=True)``
+    to use all cores (torch CPU tensors too, not only NumPy arrays)."""
+    return _numba.handles(X)
 
 
 def block_sq_distances_to_assigned(rows: Any, centers: Any, labels: Any) -> Any:

@@ -29,8 +29,12 @@ def _cpu_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any) -> list:
-    """``[function(b) for b in blocks]``, run on all CPU cores for NumPy.
+def map_blocks(
+    function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any, compiled: bool = False
+) -> list:
+    """``[function(b) for b in blocks]``, run on all CPU cores for NumPy, and
+    for any library where each block runs ``compiled`` host code (numba,
+    one core a block: torch CPU tensors read as NumPy arrays).
 
     NumPy works on one core outside BLAS but releases the GIL in matmul,
     argmin and element-wise loops, so blocks run in threads: one contiguous
@@ -40,11 +44,11 @@ def map_blocks(function: Callable[[Any], Any], blocks: Iterable[Any], *, xp: Any
     """
     blocks = list(blocks)
     n_runs = min(len(blocks), n_cores())
-    if n_runs < 2 or not is_numpy_namespace(xp):
+    if n_runs < 2 or not (compiled or is_numpy_namespace(xp)):
         return [function(block) for block in blocks]
     bounds = [len(blocks) * run // n_runs for run in range(n_runs + 1)]
     runs = [blocks[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    with parallel_region(xp):
+    with parallel_region(xp, compiled=compiled):
         others = [_cpu_pool().submit(_map_run, function, run) for run in runs[1:]]
         results = _map_run(function, runs[0])
         for other in others:
@@ -64,7 +68,7 @@ _saved_limits: Any = None
 
 
 @contextlib.contextmanager
-def parallel_region(xp: Any) -> Iterator[None]:
+def parallel_region(xp: Any, *, compiled: bool = False) -> Iterator[None]:
     """Context for a region that calls ``map_blocks``: one BLAS thread per block.
 
     As in scikit-learn, BLAS is limited to one thread while blocks run in
@@ -72,10 +76,11 @@ def parallel_region(xp: Any) -> Iterator[None]:
     region: entering the first costs 40 us (nested or concurrent ones are
     free), and BLAS's own worker threads, once woken, keep spinning after the
     call and slow whatever runs next on the cores. Two fits in two threads
-    share one limit, lifted when the last of them ends.
+    share one limit, lifted when the last of them ends. ``compiled``: the
+    blocks are compiled host code, whose products call NumPy's BLAS.
     """
     global _regions_open, _saved_limits
-    controller = _blas_controller() if is_numpy_namespace(xp) else None
+    controller = _blas_controller() if compiled or is_numpy_namespace(xp) else None
     if controller is None:
         yield
         return
