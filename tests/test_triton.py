@@ -369,6 +369,41 @@ def test_triton_checked_tf32_rechecks_rows_whose_bound_is_not_a_number(tiles):
     assert int(out["n_listed"][0]) + int(out["n_pairs"][0]) == 4
 
 
+def test_triton_labels_alone_take_the_compiled_kernels_of_the_pass_with_sums(monkeypatch):
+    """``nearest_centers`` launches the kernels of ``nearest_centers_and_sums``
+    with the same compile-time settings (one compilation a process, not two),
+    and gives their labels."""
+    from xpkmeans._backend import _triton_kernels as kernels
+
+    launched = {}
+
+    class Recording:
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            def launch(*args, **settings):
+                launched.setdefault(caller, set()).add(
+                    (self.name, tuple(sorted((k, v) for k, v in settings.items()
+                                             if k.isupper()))))
+                return self.kernel[grid](*args, **settings)
+            return launch
+
+    for name in ("dense_kernel", "listed_kernel"):
+        monkeypatch.setattr(kernels, name, Recording(name, getattr(kernels, name)))
+    rng = np.random.default_rng(6)
+    X = _tensor(rng.standard_normal((300, 5)))
+    centers = _tensor(rng.standard_normal((9, 5)))
+    caller = "labels"
+    labels = _triton.nearest_centers(X, centers)
+    caller = "labels and sums"
+    with_sums, _, _ = _triton.nearest_centers_and_sums(X, centers)
+
+    assert launched["labels"] == launched["labels and sums"]
+    assert len(launched["labels"]) == 3  # the dense pass and the two of listed rows
+    np.testing.assert_array_equal(labels.cpu().numpy(), with_sums.cpu().numpy())
+
+
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32-check"])
 def test_triton_weighted_sums(precision):
     rng = np.random.default_rng(5)
