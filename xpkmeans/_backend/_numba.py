@@ -714,9 +714,9 @@ def nearest_two_centers(X, centers, half_sq_norms):
 def takes_sq_distances(rows, centers, labels) -> bool:
     """True when ``sq_distances_to_assigned`` takes these arrays (all NumPy,
     or all torch on the CPU)."""
-    same = np.ndarray if isinstance(rows, np.ndarray) else None
-    return handles(rows) and all(
-        isinstance(a, np.ndarray) if same else _is_torch_cpu(a) for a in (centers, labels))
+    if isinstance(rows, np.ndarray):
+        return handles(rows) and isinstance(centers, np.ndarray) and isinstance(labels, np.ndarray)
+    return handles(rows) and _is_torch_cpu(centers) and _is_torch_cpu(labels)
 
 
 @_takes_torch_cpu

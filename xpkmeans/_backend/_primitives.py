@@ -200,12 +200,13 @@ def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
     xp = array_namespace(X, centers)
     if _sparse.is_sparse(X):
         return _sparse.sq_distances_to_assigned(X, centers, labels, xp=xp)
+    compiled = _numba.takes_sq_distances(X, centers, labels)
     # the gathered centres and their difference, unless compiled (numba)
-    temporaries = 1 if _numba.takes_sq_distances(X, centers, labels) else 2
+    temporaries = 1 if compiled else 2
     blocks = map_row_blocks(
         lambda rows: block_sq_distances_to_assigned(row_block(X, rows), centers, labels[rows]),
         X.shape[0], block_width(X, temporaries * X.shape[1]), xp=xp, device=device_of(X),
-        compiled=temporaries == 1,
+        compiled=compiled,
     )
     return concat_rows(blocks, xp=xp)
 
