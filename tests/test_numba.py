@@ -295,3 +295,86 @@ def test_torch_cpu_fit_equals_the_numpy_fit():
     np.testing.assert_array_equal(fitted.labels_.numpy(), ref.labels_)
     np.testing.assert_array_equal(fitted.cluster_centers_.numpy(), ref.cluster_centers_)
     assert fitted.n_iter_ == ref.n_iter_
+
+
+# ------------------------------------------------------------------ greedy k-means++'s pass
+
+
+def _portable_candidates(monkeypatch, *args):
+    """``closest_with_candidates`` of the portable blocks (numba turned off)."""
+    from xpkmeans._backend import closest_with_candidates
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_numba, "handles_pass", lambda X: False)
+        blocks, potentials = closest_with_candidates(*args)
+    return np.concatenate([np.asarray(b) for b in blocks]), np.asarray(potentials)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("d", "m"), [(1, 1), (3, 9), (16, 4), (70, 9)])  # whole vectors or not
+@pytest.mark.parametrize("view", [False, True])
+def test_candidates_pass_equals_portable(monkeypatch, small_chunks, dtype, order, d, m, view):
+    """Greedy k-means++'s pass: the distances if each candidate joined and
+    the potentials equal the portable blocks' exactly on integer data (every
+    product and sum exact), centred as read (``CenteredRows``) or a centred
+    copy, with weights, a running minimum, and a first centre (inf)."""
+    from xpkmeans._backend import centered, closest_with_candidates
+    from xpkmeans._backend._centered import CenteredRows
+
+    rng = np.random.default_rng(10 * d + m)
+    X = np.asarray(rng.integers(-3, 4, (517, d)) + 2, dtype=dtype, order=order)
+    mean = np.full(d, 2, dtype=dtype)  # exact: the centred values are integers too
+    copy = centered(X, mean)
+    data = CenteredRows(X, mean) if view else copy
+    rows = copy[rng.choice(517, m)]
+    x_sq, rows_sq = np.sum(copy * copy, axis=1), np.sum(rows * rows, axis=1)
+    weights = rng.integers(0, 4, 517).astype(dtype)
+    for closest in (np.full(517, np.inf, dtype=dtype), rng.integers(0, 30, 517).astype(dtype)):
+        args = (x_sq, weights, closest, rows, rows_sq)
+        blocks, potentials = closest_with_candidates(data, *args)
+        expected, ref_potentials = _portable_candidates(monkeypatch, copy, *args)
+        assert len(blocks) == 1 and blocks[0].dtype == dtype
+        np.testing.assert_array_equal(blocks[0], expected)
+        assert potentials.dtype == np.float64
+        np.testing.assert_array_equal(potentials, ref_potentials)
+        np.testing.assert_array_equal(  # against a direct reference, not the portable blocks
+            expected, np.minimum(closest[:, None], ((copy[:, None] - rows[None]) ** 2).sum(2)))
+
+
+def test_candidates_pass_equals_portable_to_rounding_and_takes_torch(monkeypatch):
+    """On random data the two passes' products round differently: equal to
+    float32 ulps of ||x||^2 + ||c||^2; torch CPU tensors come back as tensors."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import closest_with_candidates
+
+    rng = np.random.default_rng(0)
+    X = (5 + rng.standard_normal((3001, 20))).astype(np.float32)
+    rows = X[rng.choice(3001, 9)]
+    args = (np.sum(X * X, axis=1), rng.uniform(0, 2, 3001).astype(np.float32),
+            rng.uniform(0, 50, 3001).astype(np.float32), rows, np.sum(rows * rows, axis=1))
+    expected, ref_potentials = _portable_candidates(monkeypatch, X, *args)
+    blocks, potentials = closest_with_candidates(torch.asarray(X), *map(torch.asarray, args))
+    assert isinstance(blocks[0], torch.Tensor) and isinstance(potentials, torch.Tensor)
+    atol = 16 * 2.0**-23 * float(np.max(args[0]) + np.max(args[4]))
+    np.testing.assert_allclose(blocks[0].numpy(), expected, rtol=1e-6, atol=atol)
+    np.testing.assert_allclose(potentials.numpy(), ref_potentials, rtol=1e-5)
+
+
+def test_cumulative_sum_adds_as_numpy_does():
+    """Left to right in float64: NumPy's ``cumsum`` bit for bit (strided and
+    torch CPU too), and the portable path where numba does not take the values."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import cumulative_sum
+
+    values = np.random.default_rng(0).uniform(0, 1e4, 20_001).astype(np.float32)
+    expected = np.cumsum(values.astype(np.float64))
+    assert _numba.handles_vector(values)
+    np.testing.assert_array_equal(cumulative_sum(values, np.float64), expected)
+    np.testing.assert_array_equal(cumulative_sum(values[::2], np.float64),
+                                  np.cumsum(values[::2].astype(np.float64)))
+    got = cumulative_sum(torch.asarray(values), torch.float64)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), expected)
+    assert not _numba.handles_vector(values[None])
+    np.testing.assert_array_equal(cumulative_sum(values, np.float32), np.cumsum(values))

@@ -27,6 +27,7 @@ from ._backend import (
     array_namespace,
     centered,
     closest_with_candidates,
+    cumulative_sum,
     column_sums,
     concat_rows,
     device_of,
@@ -835,7 +836,7 @@ def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray
 
     def pick(block, v, local_targets):
         xp = array_namespace(v)
-        cum = xp.cumulative_sum(xp.astype(v[:, 0], widest_float_dtype(xp, device_of(v))))
+        cum = cumulative_sum(v[:, 0], widest_float_dtype(xp, device_of(v)))
         targets = from_host(local_targets, xp=xp, device=device_of(v), dtype=cum.dtype)
         rows = xp.clip(xp.searchsorted(cum, targets, side="right"), 0, v.shape[0] - 1)
         return to_numpy(take_rows(_centred(block, data.mean), _on_chunk_device(rows, block)))

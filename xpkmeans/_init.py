@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ._lloyd import center_data
 from ._backend import (
     closest_with_candidates,
+    cumulative_sum,
     device_of,
     from_host,
     host_rng,
@@ -35,12 +36,6 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
 )
-
-
-def _cumulative(values: Any, dtype: Any, *, xp: Any) -> Any:
-    """Running sum of ``values`` in ``dtype`` (the widest float: exact enough
-    to draw from a million points)."""
-    return xp.cumulative_sum(xp.astype(values, dtype))
 
 
 def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
@@ -122,8 +117,8 @@ def _kmeans_plusplus(
         lives on the device, ``t`` too: a step can be replayed as it is."""
         closest_sq, indices, t = state
         candidates = _weighted_draws(
-            _cumulative(closest_sq if sample_weight is None else weights * closest_sq,
-                        accumulate, xp=xp),
+            cumulative_sum(closest_sq if sample_weight is None else weights * closest_sq,
+                           accumulate),
             xp.reshape(take_rows(trials, t - 1), (-1,)),
             xp=xp,
         )
@@ -134,7 +129,7 @@ def _kmeans_plusplus(
         indices = xp.where(positions == t, take_rows(candidates, best), indices)
         return _column(blocks, best, xp=xp), indices, t + 1
 
-    first = _weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)
+    first = _weighted_draws(cumulative_sum(weights, accumulate), uniforms[:1], xp=xp)
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
         blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, first, xp=xp)
@@ -233,7 +228,7 @@ def _kmeans_parallel_candidates(
     )
     uniforms = from_host(rng.random(n_candidates), xp=xp, device=device, dtype=accumulate)
 
-    first = _weighted_draws(_cumulative(weights, accumulate, xp=xp), uniforms[:1], xp=xp)
+    first = _weighted_draws(cumulative_sum(weights, accumulate), uniforms[:1], xp=xp)
     closest_sq = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     nearest = xp.zeros((n_samples,), dtype=first.dtype, device=device)
     candidates = [first]
@@ -244,7 +239,7 @@ def _kmeans_parallel_candidates(
         for round_ in range(n_rounds):
             start = 1 + round_ * per_round
             drawn = _weighted_draws(
-                _cumulative(weights * closest_sq, accumulate, xp=xp),
+                cumulative_sum(weights * closest_sq, accumulate),
                 uniforms[start : start + per_round],
                 xp=xp,
             )

@@ -12,7 +12,8 @@ proves it equals that twin. The rooms:
   ``nearest_centers_and_sums``, ``sum_by_cluster``, greedy k-means++'s
   ``closest_with_candidates``, ``sq_distances_to_assigned``,
   ``column_sums``: a fused kernel where one exists; ``sums_in_pass`` says
-  where the sums come with the labels), ``run_steps`` (a loop that never
+  where the sums come with the labels), ``cumulative_sum`` (the running sum
+  that greedy draws search), ``run_steps`` (a loop that never
   waits for the device, replayable as a CUDA graph),
   ``segment_sum``, ``segment_count``, ``scatter``, ``largest_indices``, ``take_rows``,
   ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
@@ -57,6 +58,7 @@ from ._primitives import (
     centered,
     closest_with_candidates,
     column_sums,
+    cumulative_sum,
     largest_indices,
     nearest_center_labels,
     nearest_centers,
@@ -85,6 +87,7 @@ __all__ = [
     "blocks_run_compiled",
     "centered",
     "closest_with_candidates",
+    "cumulative_sum",
     "column_sums",
     "array_namespace",
     "blas_is_limited",

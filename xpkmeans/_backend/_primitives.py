@@ -177,6 +177,15 @@ def block_width(X: Any, width: int) -> int:
     return width + (X.shape[1] if is_centered_view(X) else 0)
 
 
+def cumulative_sum(values: Any, dtype: Any) -> Any:
+    """The running sum of the 1-D ``values`` in ``dtype``, added left to
+    right (as NumPy's ``cumsum``; compiled where numba takes the array)."""
+    if _numba.handles_vector(values) and str(dtype).endswith("float64"):
+        return _numba.cumulative_sum(values)
+    xp = array_namespace(values)
+    return xp.cumulative_sum(xp.astype(values, dtype))
+
+
 def sq_row_norms(X: Any) -> Any:
     """``||x||^2`` of each row of ``X``, in row blocks (no copy of X)."""
     xp = array_namespace(X)
@@ -316,6 +325,10 @@ def closest_with_candidates(
     if _triton.handles(X, rows_x):
         return _triton.closest_with_candidates(X, x_sq_norms, weights, closest_sq, rows_x,
                                                rows_sq_norms)
+    if _numba.handles_pass(X):
+        distances, potentials = _numba.closest_with_candidates(
+            X, x_sq_norms, weights, closest_sq, rows_x, rows_sq_norms)
+        return [distances], potentials
     xp = array_namespace(X)
     rows_sq_norms = rows_sq_norms[None, :]
     minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
