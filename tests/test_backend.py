@@ -277,3 +277,32 @@ def test_cuda_graphs_are_for_torch_cuda_tensors_only_and_can_be_turned_off(monke
     assert _gpu.graphs_handle(on_cuda)
     monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "0")
     assert not _gpu.graphs_handle(on_cuda)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+def test_cuda_graphs_never_capture_a_step_over_sparse_data(monkeypatch):
+    """Greedy k-means++ over sparse data gathers its candidates' rows through
+    host copies of the row pointers: its loop runs eagerly, never captured
+    (CPU tensors stand in for CUDA ones here)."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans import kmeans_plusplus
+    from xpkmeans._backend import _gpu
+
+    class Captured(Exception):
+        pass
+
+    def capture(step, state, count):
+        raise Captured
+
+    monkeypatch.delenv("XPKMEANS_CUDA_GRAPHS", raising=False)
+    monkeypatch.setattr(_gpu, "_is_cuda_tensor", lambda value: isinstance(value, torch.Tensor))
+    monkeypatch.setattr(_gpu, "run_steps_in_graph", capture)
+    rng = np.random.default_rng(0)
+    X = np.where(rng.random((60, 5)) < 0.5, 0.0, rng.normal(size=(60, 5)))
+    assert _gpu.graphs_handle((torch.zeros(2),), reads=(torch.asarray(X),))
+    with pytest.raises(Captured):  # dense: the loop would be captured
+        kmeans_plusplus(torch.asarray(X), 4, random_state=0)
+    sparse = torch.asarray(X).to_sparse_csr()
+    assert not _gpu.graphs_handle((torch.zeros(2),), reads=(sparse,))
+    _, indices = kmeans_plusplus(sparse, 4, random_state=0)
+    np.testing.assert_array_equal(indices.numpy(), kmeans_plusplus(X, 4, random_state=0)[1])

@@ -57,15 +57,23 @@ def scatter(values, indices, updates):
     return out
 
 
-def graphs_handle(state: tuple) -> bool:
-    """True when ``run_steps`` replays a CUDA graph: a state of torch CUDA
-    tensors (CuPy queues on streams of its own), unless
-    ``XPKMEANS_CUDA_GRAPHS=0``."""
-    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "1").lower() in ("0", "false", "no"):
-        return False
+def _is_cuda_tensor(value) -> bool:
     from array_api_compat import is_torch_array
 
-    return all(is_torch_array(value) and value.is_cuda for value in state)
+    return is_torch_array(value) and value.is_cuda
+
+
+def graphs_handle(state: tuple, reads: tuple = ()) -> bool:
+    """True when ``run_steps`` replays a CUDA graph: a state of torch CUDA
+    tensors (CuPy queues on streams of its own), unless
+    ``XPKMEANS_CUDA_GRAPHS=0`` or the step reads sparse data (its rows are
+    gathered through host copies of the row pointers: not capturable)."""
+    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "1").lower() in ("0", "false", "no"):
+        return False
+    from ._sparse import is_sparse
+
+    return (all(_is_cuda_tensor(value) for value in state)
+            and not any(is_sparse(value) for value in reads))
 
 
 def run_steps_in_graph(step, state, count):
