@@ -378,3 +378,37 @@ def test_cumulative_sum_adds_as_numpy_does():
     np.testing.assert_array_equal(got.numpy(), expected)
     assert not _numba.handles_vector(values[None])
     np.testing.assert_array_equal(cumulative_sum(values, np.float32), np.cumsum(values))
+
+
+def test_torch_cpu_fit_holds_torch_to_one_thread_and_restores_it():
+    """Between compiled passes over torch CPU tensors, torch's own threads
+    would spin on the cores the passes need: limited to one during the fit
+    (once a pass ran), restored after it; a NumPy fit leaves them alone."""
+    torch = pytest.importorskip("torch")
+    X = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    before = torch.get_num_threads()
+    if before == 1:
+        pytest.skip("torch runs on one thread here already")
+    seen = {}
+
+    def record(name):
+        return lambda progress: seen.setdefault(name, torch.get_num_threads())
+
+    KMeans(3, random_state=0, callback=record("torch")).fit(torch.asarray(X))
+    assert seen["torch"] == 1
+    assert torch.get_num_threads() == before
+    KMeans(3, random_state=0, callback=record("numpy")).fit(X)
+    assert seen["numpy"] == before
+
+
+def test_torch_cpu_centred_copy_is_numpys():
+    """Torch CPU data is centred into NumPy's column-major copy (the layout
+    the compiled passes read fastest), as a tensor."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import subtract_row
+
+    X = np.random.default_rng(0).normal(size=(301, 70)).astype(np.float32)
+    row = X.mean(axis=0)
+    got = subtract_row(torch.asarray(X), torch.asarray(row))
+    assert isinstance(got, torch.Tensor) and got.stride() == (1, 301)
+    np.testing.assert_array_equal(got.numpy(), X - row)

@@ -39,6 +39,8 @@ import itertools
 import numpy as np
 from array_api_compat import is_torch_array
 
+from ._threads import torch_on_one_thread
+
 try:  # an optional extra; its BLAS products (np.dot) call SciPy's BLAS
     import numba
     import scipy.linalg.cython_blas  # noqa: F401
@@ -588,6 +590,8 @@ def _takes_torch_cpu(function):
             return function(X, *args, **kwargs)
         import torch
 
+        torch_on_one_thread()
+
         out = function(_host_view(X), *map(_host_view, args),
                        **{key: _host_view(value) for key, value in kwargs.items()})
         if isinstance(out, tuple):
@@ -814,6 +818,15 @@ def cumulative_sum(values):
     out = np.empty(values.shape[0], dtype=np.float64)
     _cumulative_sum(values, out)
     return out
+
+
+@_takes_torch_cpu
+def subtract_row(X, row):
+    """``X - row`` of a torch CPU tensor as NumPy's centred copy (column-major:
+    greedy k-means++'s pass on 200k x 128 takes 1.3x the time of a row-major one)."""
+    from . import _numpy
+
+    return _numpy.subtract_row(X, row)
 
 
 def takes_sq_distances(rows, centers, labels) -> bool:

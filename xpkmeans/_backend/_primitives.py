@@ -102,6 +102,8 @@ def subtract_row(X: Any, row: Any) -> Any:
     (NumPy: column-major, so that ``segment_sum`` reads contiguous features)."""
     if is_numpy_array(X):
         return _numpy.subtract_row(X, row)
+    if _numba.handles(X):  # torch CPU: NumPy's copy of its memory, read by the same kernels
+        return _numba.subtract_row(X, row)
     return X - row
 
 

@@ -60,11 +60,83 @@ def _map_run(function: Callable[[Any], Any], blocks: list) -> list:
     return [function(block) for block in blocks]
 
 
-# BLAS limits are process-wide, so regions are counted across threads: the
-# limit is set when the first region opens and lifted when the last one closes.
-_regions_open = 0
-_regions_lock = threading.Lock()
-_saved_limits: Any = None
+class _CountedLimit:
+    """A process-wide limit held while any region asks for it: set when the
+    first region opens, lifted when the last one closes (regions nest and
+    run in several threads)."""
+
+    def __init__(self, set_limit: Callable[[], Callable[[], None]]) -> None:
+        self._set_limit = set_limit  # sets the limit, returns what restores it
+        self._open = 0
+        self._lock = threading.Lock()
+        self._restore: Callable[[], None] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._open > 0
+
+    def while_held(self, function: Callable[[], None]) -> None:
+        """``function()`` if a region holds the limit (before any can close)."""
+        with self._lock:
+            if self._open > 0:
+                function()
+
+    @contextlib.contextmanager
+    def held_in(self) -> Iterator[None]:
+        with self._lock:
+            if self._open == 0:
+                self._restore = self._set_limit()
+            self._open += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open -= 1
+                if self._open == 0:
+                    self._restore()
+                    self._restore = None
+
+
+def _limit_blas() -> Callable[[], None]:
+    return _blas_controller().limit(limits=1, user_api="blas").restore_original_limits
+
+
+def _limit_torch_threads() -> Callable[[], None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(threads)
+
+
+_blas_limit = _CountedLimit(_limit_blas)
+_restore_torch_threads: Callable[[], None] | None = None
+
+
+def _lift_torch_limit() -> None:
+    global _restore_torch_threads
+    if _restore_torch_threads is not None:
+        _restore_torch_threads()
+        _restore_torch_threads = None
+
+
+def _hold_torch_limit() -> None:
+    global _restore_torch_threads
+    if _restore_torch_threads is None:
+        _restore_torch_threads = _limit_torch_threads()
+
+
+# any region, held or not; torch's limit is lifted (under its lock) when the last closes
+_any_region = _CountedLimit(lambda: _lift_torch_limit)
+
+
+def torch_on_one_thread() -> None:
+    """Called by compiled passes over torch CPU tensors: until the open
+    parallel regions close, torch's own CPU threads are limited to one.
+    Between two passes, torch's small operations woke its OpenMP workers,
+    which then spun on the cores that the next pass needed (greedy k-means++
+    on 200k x 128, 200 centres: 1.6x the time of NumPy's)."""
+    _any_region.while_held(_hold_torch_limit)
 
 
 @contextlib.contextmanager
@@ -77,25 +149,13 @@ def parallel_region(xp: Any, *, compiled: bool = False) -> Iterator[None]:
     free), and BLAS's own worker threads, once woken, keep spinning after the
     call and slow whatever runs next on the cores. Two fits in two threads
     share one limit, lifted when the last of them ends. ``compiled``: the
-    blocks are compiled host code, whose products call NumPy's BLAS.
+    blocks are compiled host code, whose products call NumPy's BLAS (torch's
+    own threads: ``torch_on_one_thread``).
     """
-    global _regions_open, _saved_limits
-    controller = _blas_controller() if compiled or is_numpy_namespace(xp) else None
-    if controller is None:
+    with _any_region.held_in(), contextlib.ExitStack() as limits:
+        if (compiled or is_numpy_namespace(xp)) and _blas_controller() is not None:
+            limits.enter_context(_blas_limit.held_in())
         yield
-        return
-    with _regions_lock:
-        if _regions_open == 0:
-            _saved_limits = controller.limit(limits=1, user_api="blas")
-        _regions_open += 1
-    try:
-        yield
-    finally:
-        with _regions_lock:
-            _regions_open -= 1
-            if _regions_open == 0:
-                _saved_limits.restore_original_limits()
-                _saved_limits = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,4 +170,4 @@ def _blas_controller() -> Any:
 
 def blas_is_limited() -> bool:
     """True while a ``parallel_region`` is open in any thread."""
-    return _regions_open > 0
+    return _blas_limit.held
