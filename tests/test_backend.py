@@ -18,6 +18,7 @@ from xpkmeans._backend import (
     to_numpy,
 )
 from xpkmeans._backend._portable import (
+    fold_candidates as fold_candidates_portable,
     largest_indices as largest_indices_portable,
     nearest_center_labels as nearest_center_labels_portable,
     nearest_two_centers as nearest_two_centers_portable,
@@ -152,6 +153,21 @@ def test_largest_indices_fast_path_equals_portable(backend, count):
         expected = to_numpy(largest_indices_portable(values, count))
         assert chosen.shape == (count,)
         np.testing.assert_array_equal(chosen, expected)
+
+
+def test_fold_candidates_fast_path_equals_portable():
+    """NumPy folds a block of greedy k-means++'s products in place, bit for bit
+    as the portable twin: negative sums clipped, a first centre (inf)."""
+    rng = np.random.default_rng(0)
+    x_sq = rng.uniform(0, 50, (300, 1)).astype(np.float32)
+    rows_sq = rng.uniform(0, 50, (1, 7)).astype(np.float32)
+    for closest in (np.full((300, 1), np.inf, np.float32), rng.uniform(0, 30, (300, 1))):
+        closest = closest.astype(np.float32)
+        cross = rng.uniform(-110, 10, (300, 7)).astype(np.float32)
+        expected = fold_candidates_portable(cross, x_sq, rows_sq, closest)
+        got = _numpy.fold_candidates(cross.copy(), x_sq, rows_sq, closest)
+        assert (expected == 0).any() and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_to_numpy_round_trip(backend):

@@ -412,3 +412,20 @@ def test_torch_cpu_centred_copy_is_numpys():
     got = subtract_row(torch.asarray(X), torch.asarray(row))
     assert isinstance(got, torch.Tensor) and got.stride() == (1, 301)
     np.testing.assert_array_equal(got.numpy(), X - row)
+
+
+def test_kmeans_plusplus_compiled_picks_the_centres_of_the_numpy_blocks(monkeypatch):
+    """Greedy k-means++ with the compiled pass and with NumPy's blocks (numba
+    off): the same centres, on separated blobs and on overlapping ones."""
+    from xpkmeans import kmeans_plusplus
+    from xpkmeans.datasets import make_blobs
+
+    for std in (0.5, 3.0):
+        X, _ = make_blobs(5000, 6, centers=12, cluster_std=std, random_state=1)
+        X = np.asarray(X, dtype=np.float32)
+        weights = np.random.default_rng(0).uniform(0, 2, 5000).astype(np.float32)
+        compiled = kmeans_plusplus(X, 12, sample_weight=weights, random_state=0)[1]
+        with monkeypatch.context() as patch:
+            patch.setattr(_numba, "AVAILABLE", False)
+            blocks = kmeans_plusplus(X, 12, sample_weight=weights, random_state=0)[1]
+        np.testing.assert_array_equal(compiled, blocks)

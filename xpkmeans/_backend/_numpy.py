@@ -52,6 +52,15 @@ def _first_minimum_by_cluster(scores):
     return (n_clusters - 1) - first.astype(np.intp), best
 
 
+def fold_candidates(cross, x_sq_norms, rows_sq_norms, closest_sq):
+    # in place, in the portable twin's order ((x + cross) + c: additions
+    # commute bit for bit): one temporary instead of four
+    np.add(cross, x_sq_norms, out=cross)
+    np.add(cross, rows_sq_norms, out=cross)
+    np.maximum(cross, 0, out=cross)
+    return np.minimum(cross, closest_sq, out=cross)
+
+
 def scatter(values, indices, updates):
     out = values.copy()
     out[indices] = updates
