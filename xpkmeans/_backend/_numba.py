@@ -601,16 +601,21 @@ def _takes_torch_cpu(function):
     return on_views
 
 
+def _takes_floats(x, ndim: int) -> bool:
+    """True for an ``ndim``-D float32 or float64 array of NumPy, or torch on
+    the CPU, where numba is installed."""
+    return (
+        AVAILABLE
+        and (isinstance(x, np.ndarray) or _is_torch_cpu(x))
+        and x.ndim == ndim
+        and str(x.dtype).removeprefix("torch.") in ("float32", "float64")
+    )
+
+
 def handles(X) -> bool:
     """True when the compiled dense kernel takes ``X``: a 2-D float array of
     NumPy, or torch on the CPU."""
-    return (
-        AVAILABLE
-        and (isinstance(X, np.ndarray) or _is_torch_cpu(X))
-        and X.ndim == 2
-        and str(X.dtype).removeprefix("torch.") in ("float32", "float64")
-        and X.shape[1] > 0
-    )
+    return _takes_floats(X, 2) and X.shape[1] > 0
 
 
 def handles_pass(X) -> bool:
@@ -803,12 +808,7 @@ def closest_with_candidates(X, x_sq_norms, weights, closest_sq, rows_x, rows_sq_
 def handles_vector(values) -> bool:
     """True when ``cumulative_sum`` takes ``values``: a 1-D float array of
     NumPy, or torch on the CPU."""
-    return (
-        AVAILABLE
-        and (isinstance(values, np.ndarray) or _is_torch_cpu(values))
-        and values.ndim == 1
-        and str(values.dtype).removeprefix("torch.") in ("float32", "float64")
-    )
+    return _takes_floats(values, 1)
 
 
 @_takes_torch_cpu
