@@ -583,6 +583,7 @@ def part_init(records: Records) -> None:
     from xpkmeans._init import INITIALIZERS
 
     from . import roofline
+    from .libraries import _timed_initializers
 
     rates = roofline.measure(gemm_size=2048, repeats=3)
     # warm-up: compile every kernel once on small data
@@ -614,17 +615,20 @@ def part_init(records: Records) -> None:
     if "k-means||" in INITIALIZERS:
         xpkmeans.KMeans(k, init="k-means||", random_state=0, max_iter=3).fit(X[:200_000])
     _sync()
-    start = time.perf_counter()
-    km = xpkmeans.KMeans(k, random_state=0).fit(X)
-    _sync()
-    records.add("init", what="default fit 8M×128×1024", s=time.perf_counter() - start,
-                n_iter=int(km.n_iter_), init_s=seconds)
-    if "k-means||" in INITIALIZERS:
+    # the fit's own initialisation timed too (on X centred as it is read)
+    with _timed_initializers("xpkmeans") as in_fit:
         start = time.perf_counter()
-        km = xpkmeans.KMeans(k, init="k-means||", random_state=0).fit(X)
+        km = xpkmeans.KMeans(k, random_state=0).fit(X)
         _sync()
+    records.add("init", what="default fit 8M×128×1024", s=time.perf_counter() - start,
+                n_iter=int(km.n_iter_), init_s=seconds, init_in_fit_s=sum(in_fit))
+    if "k-means||" in INITIALIZERS:
+        with _timed_initializers("xpkmeans") as in_fit:
+            start = time.perf_counter()
+            km = xpkmeans.KMeans(k, init="k-means||", random_state=0).fit(X)
+            _sync()
         records.add("init", what="k-means|| fit 8M×128×1024", s=time.perf_counter() - start,
-                    n_iter=int(km.n_iter_))
+                    n_iter=int(km.n_iter_), init_in_fit_s=sum(in_fit))
         start = time.perf_counter()
         km = _eager(lambda: xpkmeans.KMeans(k, init="k-means||", random_state=0).fit(X))
         _sync()
@@ -636,6 +640,13 @@ def part_init(records: Records) -> None:
         lambda: xpkmeans.kmeans_plusplus(X, k, random_state=0)), repeats=1)
     records.add("init", what=f"k-means++ 8M×128×1024 {EAGER}", s=eager, k_passes_s=k * pass_s)
     _time_candidates_tiles(records, X, pass_s)
+
+
+def _in_fit(record: dict) -> str:
+    """", initialisation X s in the fit" where the record has it."""
+    if "init_in_fit_s" not in record:
+        return ""
+    return f", initialisation {record['init_in_fit_s']:.3f} s in the fit"
 
 
 # the targets of issues 9 and 10 (and CuPy's cold call): each gets a row
@@ -791,9 +802,11 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
         elif r["what"].startswith("default fit"):
             verdicts.append((r["what"] + " ≤ 1.5 s", r["s"] <= 1.5,
                              f"{r['s']:.3f} s ({r['n_iter']} iterations, k-means++ "
-                             f"{r['init_s']:.3f} s)"))
+                             f"{r['init_s']:.3f} s alone{_in_fit(r)})"))
         else:
-            verdicts.append((r["what"] + " ≤ 0.4 s", r["s"] <= 0.4, f"{r['s']:.3f} s"))
+            verdicts.append((r["what"] + " ≤ 0.4 s", r["s"] <= 0.4,
+                             f"{r['s']:.3f} s ({r['n_iter']} iterations{_in_fit(r)})"
+                             if "n_iter" in r else f"{r['s']:.3f} s"))
     for target in EXPECTED_TARGETS:  # a part that failed or ran out of time says so
         if not any(text.startswith(target) for text, _, _ in verdicts):
             verdicts.append((target, None, "no record: its part failed or ran out of time "

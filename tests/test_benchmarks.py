@@ -103,6 +103,9 @@ def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
                 ms=3.2)
     records.add("kpp_tiles", override={}, ms_per_centre=1.5, pass_ms=1.0)
     records.add("kpp_tiles", override={"BLOCK_N": 64}, ms_per_centre=1.7, pass_ms=1.0)
+    records.add("init", what="default fit 8M×128×1024", s=2.0, n_iter=20, init_s=1.2,
+                init_in_fit_s=1.3)
+    records.add("init", what="k-means|| fit 8M×128×1024", s=0.3, n_iter=20, init_in_fit_s=0.1)
     log = tmp_path / "gpu-tests.log"
     log.write_text("===== 3 passed, 1 skipped in 2.0s =====\n")
     lines = gpu_targets.summary(records, [log]).splitlines()
@@ -117,6 +120,11 @@ def test_gpu_summary_judges_each_target_from_the_records(tmp_path):
     assert verdict("CuPy first call") == ["MET"]  # the profiled process is not judged
     assert verdict("GPU streaming from a NumPy") == ["MET"]
     assert verdict("GPU streaming from a pinned") == ["NOT MET"]
+    assert verdict("default fit 8M") == ["NOT MET"]
+    assert verdict("k-means|| fit 8M") == ["MET"]
+    fits = [line for line in lines if line.startswith(("| default fit", "| k-means|| fit"))]
+    assert "k-means++ 1.200 s alone, initialisation 1.300 s in the fit" in fits[0]
+    assert "20 iterations, initialisation 0.100 s in the fit" in fits[1]
     fastest = {line.split(" | ")[0][2:]: line.split(" | ")[1:3] for line in lines
                if " pass (" in line}
     assert fastest["large Lloyd pass (tf32-check)"] == ["{'BLOCK_K': 64}", "3.20"]

@@ -127,7 +127,12 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def synchronize(x: Any) -> None:
-    """Block until the device work that produces ``x`` has finished."""
+    """Block until the device work that produces ``x`` (also the data of a
+    ``CenteredRows``) has finished."""
+    from ._centered import CenteredRows
+
+    if isinstance(x, CenteredRows):
+        x = x.data
     if is_cupy_array(x):
         import cupy
 
