@@ -1,5 +1,7 @@
 """The compiled CPU kernels (numba) equal the portable array-API path."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -361,12 +363,34 @@ def test_candidates_pass_equals_portable_to_rounding_and_takes_torch(monkeypatch
     np.testing.assert_allclose(potentials.numpy(), ref_potentials, rtol=1e-5)
 
 
-def test_cumulative_sum_adds_as_numpy_does():
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_candidates_pass_keeps_nan_as_the_portable_blocks(monkeypatch):
+    """Squares past float32's range make inf - inf: NaN where the portable
+    blocks have NaN (NumPy's clip and minimum), the same numbers elsewhere."""
+    from xpkmeans._backend import closest_with_candidates
+
+    X = np.arange(40, dtype=np.float32).reshape(10, 4)
+    X[3] = 1e20  # its square overflows
+    rows = X[[3, 5]]
+    args = (np.sum(X * X, axis=1), np.ones(10, np.float32), np.full(10, 50, np.float32), rows,
+            np.sum(rows * rows, axis=1))
+    expected, ref_potentials = _portable_candidates(monkeypatch, X, *args)
+    blocks, potentials = closest_with_candidates(X, *args)
+    assert np.isnan(expected).any() and np.isnan(ref_potentials).any()
+    np.testing.assert_array_equal(blocks[0], expected)  # NaN where NaN
+    np.testing.assert_array_equal(np.isnan(potentials), np.isnan(ref_potentials))
+
+
+def test_cumulative_sum_adds_as_numpy_does(monkeypatch):
     """Left to right in float64: NumPy's ``cumsum`` bit for bit (strided and
     torch CPU too), and the portable path where numba does not take the values."""
     torch = pytest.importorskip("torch")
     from xpkmeans._backend import cumulative_sum
 
+    compiled = []
+    monkeypatch.setattr(_numba, "_cumulative_sum", lambda values, out, run=_numba._cumulative_sum:
+                        compiled.append(run(values, out)))
     values = np.random.default_rng(0).uniform(0, 1e4, 20_001).astype(np.float32)
     expected = np.cumsum(values.astype(np.float64))
     assert _numba.handles_vector(values)
@@ -376,8 +400,10 @@ def test_cumulative_sum_adds_as_numpy_does():
     got = cumulative_sum(torch.asarray(values), torch.float64)
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
     np.testing.assert_array_equal(got.numpy(), expected)
+    assert len(compiled) == 3  # np.float64, as a type, took the compiled path too
     assert not _numba.handles_vector(values[None])
     np.testing.assert_array_equal(cumulative_sum(values, np.float32), np.cumsum(values))
+    assert len(compiled) == 3
 
 
 def test_torch_cpu_fit_holds_torch_to_one_thread_and_restores_it():
@@ -399,6 +425,41 @@ def test_torch_cpu_fit_holds_torch_to_one_thread_and_restores_it():
     assert torch.get_num_threads() == before
     KMeans(3, random_state=0, callback=record("numpy")).fit(X)
     assert seen["numpy"] == before
+
+
+def test_torch_thread_limit_is_the_fitting_threads_alone():
+    """The limit is set and lifted in the thread that fits: a thread that
+    first uses torch during the fit (a Dask worker, an executor) gets
+    torch's usual count, during the fit and after it."""
+    import threading
+
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    if before == 1:
+        pytest.skip("torch runs on one thread here already")
+    X = torch.asarray(np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32))
+    seen, fit_done = {}, threading.Event()
+
+    def other_thread():
+        seen["other, during"] = torch.get_num_threads()
+        fit_done.wait(timeout=30)
+        seen["other, after"] = torch.get_num_threads()
+
+    other = threading.Thread(target=other_thread)
+
+    def start_other(progress):
+        seen.setdefault("fitting thread, in the fit", torch.get_num_threads())
+        if not other.is_alive() and "other, during" not in seen:
+            other.start()
+            while "other, during" not in seen:
+                time.sleep(0.001)
+
+    KMeans(3, random_state=0, callback=start_other).fit(X)
+    fit_done.set()
+    other.join()
+    assert seen["fitting thread, in the fit"] == 1
+    assert torch.get_num_threads() == before
+    assert seen["other, during"] == seen["other, after"] == before
 
 
 def test_torch_cpu_centred_copy_is_numpys():

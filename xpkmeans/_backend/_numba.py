@@ -463,8 +463,12 @@ def _candidates_run(X, mean, centered, start, stop, x_sq_norms, weights, closest
             row_out = out[j, tile_start:tile_stop]
             c_sq = rows_sq_norms[j]
             for r in range(n_rows):
-                distance = max(tile_sq_norms[r] + row_products[r] + c_sq, zero)
-                row_out[r] = min(tile_closest[r], distance)
+                distance = tile_sq_norms[r] + row_products[r] + c_sq
+                if distance < zero:
+                    distance = zero
+                closest = tile_closest[r]
+                # NumPy's clip and minimum: a NaN stays NaN
+                row_out[r] = distance if distance < closest or distance != distance else closest
             potentials[j] += _weighted_sum(tile_weights, row_out, n_rows)
 
 

@@ -186,7 +186,8 @@ def block_width(X: Any, width: int) -> int:
 def cumulative_sum(values: Any, dtype: Any) -> Any:
     """The running sum of the 1-D ``values`` in ``dtype``, added left to
     right (as NumPy's ``cumsum``; compiled where numba takes the array)."""
-    if _numba.handles_vector(values) and str(dtype).endswith("float64"):
+    wide = str(getattr(dtype, "__name__", dtype)).endswith("float64")  # NumPy's type, or a dtype
+    if wide and _numba.handles_vector(values):
         return _numba.cumulative_sum(values)
     xp = array_namespace(values)
     return xp.cumulative_sum(xp.astype(values, dtype))
@@ -323,7 +324,9 @@ def closest_with_candidates(
     (squared norms ``rows_sq_norms``): for each point and candidate, the
     squared distance to the nearest centre if the candidate joined,
     ``min(closest_sq, ||x||^2 + ||c||^2 - 2 x . c)`` (clipped at 0), and per
-    candidate the potential, the ``weights``-weighted sum of those.
+    candidate the potential, the ``weights``-weighted sum of those. The
+    vectors come in X's dtype (the fast paths compute in it; the portable
+    blocks would promote a wider one).
 
     Returns
     -------

@@ -75,12 +75,6 @@ class _CountedLimit:
     def held(self) -> bool:
         return self._open > 0
 
-    def while_held(self, function: Callable[[], None]) -> None:
-        """``function()`` if a region holds the limit (before any can close)."""
-        with self._lock:
-            if self._open > 0:
-                function()
-
     @contextlib.contextmanager
     def held_in(self) -> Iterator[None]:
         with self._lock:
@@ -101,42 +95,22 @@ def _limit_blas() -> Callable[[], None]:
     return _blas_controller().limit(limits=1, user_api="blas").restore_original_limits
 
 
-def _limit_torch_threads() -> Callable[[], None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    return lambda: torch.set_num_threads(threads)
-
-
 _blas_limit = _CountedLimit(_limit_blas)
-_restore_torch_threads: Callable[[], None] | None = None
-
-
-def _lift_torch_limit() -> None:
-    global _restore_torch_threads
-    if _restore_torch_threads is not None:
-        _restore_torch_threads()
-        _restore_torch_threads = None
-
-
-def _hold_torch_limit() -> None:
-    global _restore_torch_threads
-    if _restore_torch_threads is None:
-        _restore_torch_threads = _limit_torch_threads()
-
-
-# any region, held or not; torch's limit is lifted (under its lock) when the last closes
-_any_region = _CountedLimit(lambda: _lift_torch_limit)
+_this_thread = threading.local()  # its open regions, and the OpenMP limit it holds
 
 
 def torch_on_one_thread() -> None:
-    """Called by compiled passes over torch CPU tensors: until the open
-    parallel regions close, torch's own CPU threads are limited to one.
-    Between two passes, torch's small operations woke its OpenMP workers,
-    which then spun on the cores that the next pass needed (greedy k-means++
-    on 200k x 128, 200 centres: 1.6x the time of NumPy's)."""
-    _any_region.while_held(_hold_torch_limit)
+    """Called by compiled passes over torch CPU tensors: until this thread's
+    outermost parallel region closes, its OpenMP threads (torch's own) are
+    limited to one. Between two passes, torch's small operations woke its
+    OpenMP workers, which then spun on the cores that the next pass needed
+    (greedy k-means++ on 200k x 128, 200 centres: 1.6x the time of NumPy's).
+    The limit is the calling thread's alone (OpenMP's per-thread setting,
+    not torch's process-wide one), set and lifted in that thread."""
+    if getattr(_this_thread, "regions", 0) and getattr(_this_thread, "openmp", None) is None:
+        controller = _openmp_controller()
+        if controller is not None:
+            _this_thread.openmp = controller.limit(limits=1)
 
 
 @contextlib.contextmanager
@@ -152,10 +126,28 @@ def parallel_region(xp: Any, *, compiled: bool = False) -> Iterator[None]:
     blocks are compiled host code, whose products call NumPy's BLAS (torch's
     own threads: ``torch_on_one_thread``).
     """
-    with _any_region.held_in(), contextlib.ExitStack() as limits:
-        if (compiled or is_numpy_namespace(xp)) and _blas_controller() is not None:
-            limits.enter_context(_blas_limit.held_in())
-        yield
+    _this_thread.regions = getattr(_this_thread, "regions", 0) + 1
+    try:
+        with contextlib.ExitStack() as limits:
+            if (compiled or is_numpy_namespace(xp)) and _blas_controller() is not None:
+                limits.enter_context(_blas_limit.held_in())
+            yield
+    finally:
+        _this_thread.regions -= 1
+        openmp = getattr(_this_thread, "openmp", None)
+        if _this_thread.regions == 0 and openmp is not None:
+            _this_thread.openmp = None
+            openmp.restore_original_limits()
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp_controller() -> Any:
+    """The OpenMP libraries loaded by then (asked once torch data has come: torch's too)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a core dependency
+        return None
+    return ThreadpoolController().select(user_api="openmp")
 
 
 @functools.lru_cache(maxsize=1)
