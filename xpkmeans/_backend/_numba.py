@@ -818,7 +818,7 @@ def handles_vector(values) -> bool:
 @_takes_torch_cpu
 def cumulative_sum(values):
     """The running sum of ``values`` in float64 (``_cumulative_sum``): 7x
-    NumPy's ``cumsum`` of a float64 copy on a million float32 (2 cores)."""
+    faster than NumPy's ``cumsum`` of a float64 copy on a million float32."""
     out = np.empty(values.shape[0], dtype=np.float64)
     _cumulative_sum(values, out)
     return out
@@ -826,8 +826,9 @@ def cumulative_sum(values):
 
 @_takes_torch_cpu
 def subtract_row(X, row):
-    """``X - row`` of a torch CPU tensor as NumPy's centred copy (column-major:
-    greedy k-means++'s pass on 200k x 128 takes 1.3x the time of a row-major one)."""
+    """``X - row`` of a torch CPU tensor as NumPy's centred copy, column-major
+    (from a row-major copy, greedy k-means++'s pass on 200k x 128 took 1.3x
+    the time)."""
     from . import _numpy
 
     return _numpy.subtract_row(X, row)
