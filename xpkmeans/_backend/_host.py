@@ -128,11 +128,8 @@ def to_numpy(x: Any) -> np.ndarray:
 
 def synchronize(x: Any) -> None:
     """Block until the device work that produces ``x`` (also the data of a
-    ``CenteredRows``) has finished."""
-    from ._centered import CenteredRows
-
-    if isinstance(x, CenteredRows):
-        x = x.data
+    ``CenteredRows``, a sparse matrix's values) has finished."""
+    x = _values_of(x)
     if is_cupy_array(x):
         import cupy
 

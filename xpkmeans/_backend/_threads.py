@@ -60,42 +60,30 @@ def _map_run(function: Callable[[Any], Any], blocks: list) -> list:
     return [function(block) for block in blocks]
 
 
-class _CountedLimit:
-    """A process-wide limit held while any region asks for it: set when the
-    first region opens, lifted when the last one closes (regions nest and
-    run in several threads)."""
-
-    def __init__(self, set_limit: Callable[[], Callable[[], None]]) -> None:
-        self._set_limit = set_limit  # sets the limit, returns what restores it
-        self._open = 0
-        self._lock = threading.Lock()
-        self._restore: Callable[[], None] | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._open > 0
-
-    @contextlib.contextmanager
-    def held_in(self) -> Iterator[None]:
-        with self._lock:
-            if self._open == 0:
-                self._restore = self._set_limit()
-            self._open += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._open -= 1
-                if self._open == 0:
-                    self._restore()
-                    self._restore = None
+# BLAS limits are process-wide, so regions are counted across threads: the
+# limit is set when the first region opens and lifted when the last one closes.
+_regions_open = 0
+_regions_lock = threading.Lock()
+_saved_limits: Any = None
 
 
-def _limit_blas() -> Callable[[], None]:
-    return _blas_controller().limit(limits=1, user_api="blas").restore_original_limits
+@contextlib.contextmanager
+def _blas_on_one_thread(controller: Any) -> Iterator[None]:
+    global _regions_open, _saved_limits
+    with _regions_lock:
+        if _regions_open == 0:
+            _saved_limits = controller.limit(limits=1, user_api="blas")
+        _regions_open += 1
+    try:
+        yield
+    finally:
+        with _regions_lock:
+            _regions_open -= 1
+            if _regions_open == 0:
+                _saved_limits.restore_original_limits()
+                _saved_limits = None
 
 
-_blas_limit = _CountedLimit(_limit_blas)
 _this_thread = threading.local()  # its open regions, and the OpenMP limit it holds
 
 
@@ -128,9 +116,8 @@ def parallel_region(xp: Any, *, compiled: bool = False) -> Iterator[None]:
     """
     _this_thread.regions = getattr(_this_thread, "regions", 0) + 1
     try:
-        with contextlib.ExitStack() as limits:
-            if (compiled or is_numpy_namespace(xp)) and _blas_controller() is not None:
-                limits.enter_context(_blas_limit.held_in())
+        controller = _blas_controller() if compiled or is_numpy_namespace(xp) else None
+        with contextlib.nullcontext() if controller is None else _blas_on_one_thread(controller):
             yield
     finally:
         _this_thread.regions -= 1
@@ -140,19 +127,9 @@ def parallel_region(xp: Any, *, compiled: bool = False) -> Iterator[None]:
             openmp.restore_original_limits()
 
 
-@functools.lru_cache(maxsize=1)
-def _openmp_controller() -> Any:
-    """The OpenMP libraries loaded by then (asked once torch data has come: torch's too)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - a core dependency
-        return None
-    return ThreadpoolController().select(user_api="openmp")
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    # Finding the loaded BLAS libraries takes milliseconds: do it once.
+def _threadpool_controller() -> Any:
+    """threadpoolctl's view of the thread pools loaded by now (finding them
+    takes milliseconds: the callers cache it)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - a core dependency
@@ -160,6 +137,16 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
+_blas_controller = functools.lru_cache(maxsize=1)(_threadpool_controller)
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp_controller() -> Any:
+    """The OpenMP libraries loaded by then (asked once torch data has come: torch's too)."""
+    controller = _threadpool_controller()
+    return None if controller is None else controller.select(user_api="openmp")
+
+
 def blas_is_limited() -> bool:
     """True while a ``parallel_region`` is open in any thread."""
-    return _blas_limit.held
+    return _regions_open > 0
