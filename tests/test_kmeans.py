@@ -152,6 +152,28 @@ def test_transform_is_distance_to_centers(backend):
                                rtol=1e-7, atol=1e-7)
 
 
+def test_float32_transform_is_accurate_near_the_centres(backend):
+    """Distances by expansion lose everything to cancellation in float32 for
+    points near a centre; as scikit-learn (which upcasts), they stay within
+    float32's rounding of the exact distance."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(2000, 16)) + 100).astype(np.float32)
+    km = KMeans(4, random_state=0).fit(backend.asarray(X))
+    fitted = backend.to_numpy(km.cluster_centers_)
+    near = fitted[0] + rng.normal(scale=1e-3, size=(50, 16)).astype(np.float32)
+    near = np.vstack([near, fitted])  # and the centres themselves: distance 0
+    exact = np.linalg.norm(near.astype(np.float64)[:, None] - fitted[None], axis=2)
+    ours = backend.to_numpy(km.transform(backend.asarray(near)))
+    assert ours.dtype == np.float32
+    reference = SKLearnKMeans(4, init=fitted, n_init=1, max_iter=1).fit(X)
+    reference.cluster_centers_ = fitted
+    reference = reference.transform(near)
+    for distances in (ours, reference):
+        np.testing.assert_allclose(distances, exact, rtol=1e-5, atol=1e-5)
+
+
 def test_predict_accepts_other_library():
     torch = pytest.importorskip("torch")
     X = blobs()

@@ -31,6 +31,7 @@ from ._backend import (
     column_sums,
     concat_rows,
     device_of,
+    distances_to_centers,
     from_host,
     host_rng,
     largest_indices,
@@ -605,7 +606,6 @@ def cluster_dispersions(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, fl
     centroids, the sizes, the within-cluster sum of squares and the spreads
     (mean distances to the centroid), on the host, in three computes (the
     distinct labels, the sums, the distances): what the dispersion scores need."""
-    import dask.array as da
 
     from .metrics import check_number_of_labels
 
@@ -719,11 +719,7 @@ def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
 
 
 def _chunk_distances(block: Any, centers: Any) -> Any:
-    xp = array_namespace(block)
-    centers = _centers_for(centers, block)
-    x_sq = xp.sum(block * block, axis=1)[:, None]
-    c_sq = xp.sum(centers * centers, axis=1)[None, :]
-    return xp.sqrt(xp.clip(x_sq - 2 * (block @ xp.permute_dims(centers, (1, 0))) + c_sq, 0, None))
+    return distances_to_centers(block, _centers_for(centers, block))
 
 
 def transform(estimator: Any, X: Any) -> Any:

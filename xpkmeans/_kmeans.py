@@ -19,8 +19,8 @@ from ._backend import (
     array_namespace,
     block_width,
     centered,
-    concat_rows,
     device_of,
+    distances_to_centers,
     host_rng,
     is_sparse,
     map_row_blocks,
@@ -648,22 +648,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
             return _dask.transform(self, X)
         X, centers = self._check_test_data(X)
-        xp = array_namespace(X)
-        if is_sparse(X):
-            return xp.sqrt(sparse.sq_distances_to_all(X, centers, xp=xp))
-        c_sq = xp.sum(centers * centers, axis=1)[None, :]
-        centers_t = xp.permute_dims(centers, (1, 0))
-
-        def block(rows: slice) -> Any:
-            values = row_block(X, rows)
-            x_sq = xp.sum(values * values, axis=1)[:, None]
-            return xp.sqrt(xp.clip(x_sq - 2 * (values @ centers_t) + c_sq, 0, None))
-
-        return concat_rows(
-            map_row_blocks(block, X.shape[0], X.shape[1] + centers.shape[0], xp=xp,
-                           device=device_of(X)),
-            xp=xp,
-        )
+        return distances_to_centers(X, centers)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres."""

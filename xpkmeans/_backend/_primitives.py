@@ -227,6 +227,32 @@ def sq_distances_to_assigned(X: Any, centers: Any, labels: Any) -> Any:
     return concat_rows(blocks, xp=xp)
 
 
+def distances_to_centers(X: Any, centers: Any) -> Any:
+    """Euclidean distance of each row of ``X`` (dense, sparse or a
+    ``CenteredRows``) to each centre: the n x k matrix that ``transform``
+    returns, in X's dtype. Row blocks go by expansion in the widest float of
+    the device, as scikit-learn upcasts float32: in float32, a point at 1e-3
+    of the data's scale from a centre got its distance 4% wrong."""
+    xp = array_namespace(X, centers)
+    device = device_of(X)
+    wide = widest_float_dtype(xp, device)
+    centers = xp.astype(centers, wide)
+    c_sq = xp.sum(centers * centers, axis=1)[None, :]
+    centers_t = xp.permute_dims(centers, (1, 0))
+
+    def block(rows: slice) -> Any:
+        values = row_block(X, rows)
+        if _sparse.is_sparse(values):
+            sq = _sparse.sq_distances_to_all(_sparse.as_csr(values, wide), centers, xp=xp)
+        else:
+            values = xp.astype(values, wide)
+            sq = xp.sum(values * values, axis=1)[:, None] - 2 * (values @ centers_t) + c_sq
+        return xp.astype(xp.sqrt(xp.clip(sq, min=0.0)), X.dtype)
+
+    width = block_width(X, 2 * (X.shape[1] + centers.shape[0]))  # wide temporaries
+    return concat_rows(map_row_blocks(block, X.shape[0], width, xp=xp, device=device), xp=xp)
+
+
 def blocks_run_compiled(X: Any) -> bool:
     """True where the block primitives (``nearest_two_centers``,
     ``block_sq_distances_to_assigned``) run compiled host code on blocks of
