@@ -107,3 +107,22 @@ def test_partial_fit_keeps_the_first_batchs_names():
     assert list(mbk.feature_names_in_) == ["a", "b", "c"]
     with pytest.raises(ValueError, match="feature names"):
         mbk.partial_fit(frame[["c", "b", "a"]])
+
+
+def test_no_random_state_follows_numpy_global_seed():
+    """As scikit-learn's ``check_random_state(None)``: ``np.random.seed`` makes
+    fits reproducible, and each draw advances the global state."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    fits = []
+    for estimator in (SKLearnKMeans, xpkmeans.KMeans):
+        runs = []
+        for _ in range(2):
+            np.random.seed(0)
+            runs.append(estimator(8, init="random", n_init=1).fit(X).cluster_centers_)
+        runs.append(estimator(8, init="random", n_init=1).fit(X).cluster_centers_)
+        fits.append(runs)
+    for first, again, unseeded in fits:  # ours behaves as scikit-learn's
+        np.testing.assert_array_equal(first, again)
+        assert not np.array_equal(first, unseeded)

@@ -74,9 +74,13 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
 
     Accepts None, an integer seed, a ``Generator`` (used as is) or a legacy
     ``RandomState`` (a seed is drawn from it, so it advances, as in scikit-learn).
+    None draws the seed from NumPy's global ``RandomState``, as scikit-learn
+    does: after ``np.random.seed(0)`` a fit is reproducible.
     """
-    if random_state is None or isinstance(random_state, (numbers.Integral, np.integer)):
-        if random_state is not None and int(random_state) < 0:
+    if random_state is None:
+        random_state = np.random.mtrand._rand  # what np.random.seed seeds
+    if isinstance(random_state, (numbers.Integral, np.integer)):
+        if int(random_state) < 0:
             msg = f"`random_state` must be a non-negative integer, got {random_state}."
             raise ValueError(msg)
         return np.random.default_rng(random_state)
