@@ -1,5 +1,5 @@
-"""Out-of-core benchmark: KMeans.fit on an np.memmap far larger than the
-memory it may use. Writes a float32 memmap (default 20M x 32, 2.5 GB) in
+"""Out-of-core benchmark: KMeans.fit on row blocks of an np.memmap
+(``RowBlocks``) far larger than the memory it may use. Writes a float32 memmap (default 20M x 32, 2.5 GB) in
 pieces, fits it in a fresh process and reports that process's peak RSS
 (``VmHWM``: everything, Python and libraries included) and the time.
 
@@ -28,7 +28,8 @@ import numpy as np
 import xpkmeans
 mm = np.load(sys.argv[1], mmap_mode="r")
 start = time.perf_counter()
-km = xpkmeans.KMeans(int(sys.argv[2]), max_iter=int(sys.argv[3]), random_state=0).fit(mm)
+km = xpkmeans.KMeans(int(sys.argv[2]), max_iter=int(sys.argv[3]), random_state=0)
+km.fit(xpkmeans.RowBlocks(mm))
 seconds = time.perf_counter() - start
 # VmHWM: this process's own peak RSS (ru_maxrss would include the parent's, kept across exec)
 peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]

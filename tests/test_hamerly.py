@@ -113,7 +113,8 @@ def test_the_capability_table_knows_each_kind_of_data(tmp_path):
     assert array_kind(X) == "host"
     assert array_kind(scipy.sparse.csr_matrix(X)) == "sparse"
     assert array_kind(da.from_array(X)) == "lazy"
-    assert array_kind(memmap) == array_kind(xpkmeans.RowBlocks(X)) == "streamed"
+    assert array_kind(memmap) == "host"  # fitted in memory, as any array
+    assert array_kind(xpkmeans.RowBlocks(memmap)) == "streamed"
 
 
 @pytest.mark.parametrize("algorithm", ["hamerly", "elkan"])
@@ -125,7 +126,7 @@ def test_bounds_warn_and_are_lloyd_on_sparse_dask_and_streamed_data(kind, algori
     X = np.asarray(xpkmeans.make_blobs(300, 2, centers=3, random_state=0)[0], dtype=np.float32)
     np.save(tmp_path / "X.npy", X)
     data = {"sparse": scipy.sparse.csr_matrix(X), "lazy": da.from_array(X, chunks=100),
-            "streamed": np.load(tmp_path / "X.npy", mmap_mode="r")}[kind]
+            "streamed": xpkmeans.RowBlocks(np.load(tmp_path / "X.npy", mmap_mode="r"))}[kind]
     init = X[:3]
     with pytest.warns(xpkmeans.FallbackWarning, match=f"{algorithm}' does not run on .*lloyd"):
         km = KMeans(3, init=init, algorithm=algorithm).fit(data)
@@ -136,10 +137,10 @@ def test_bounds_warn_and_are_lloyd_on_sparse_dask_and_streamed_data(kind, algori
 def test_kmeans_parallel_on_streamed_data_warns_and_is_kmeans_plusplus(tmp_path):
     X = np.asarray(xpkmeans.make_blobs(300, 2, centers=3, random_state=0)[0], dtype=np.float32)
     np.save(tmp_path / "X.npy", X)
-    memmap = np.load(tmp_path / "X.npy", mmap_mode="r")
+    blocks = xpkmeans.RowBlocks(np.load(tmp_path / "X.npy", mmap_mode="r"))
     with pytest.warns(xpkmeans.FallbackWarning, match="k-means\\|\\|' does not run on data read"):
-        km = KMeans(3, init="k-means||", random_state=0).fit(memmap)
-    plusplus = KMeans(3, init="k-means++", random_state=0).fit(memmap)
+        km = KMeans(3, init="k-means||", random_state=0).fit(blocks)
+    plusplus = KMeans(3, init="k-means++", random_state=0).fit(blocks)
     np.testing.assert_array_equal(km.cluster_centers_, plusplus.cluster_centers_)
 
 

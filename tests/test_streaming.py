@@ -1,5 +1,6 @@
-"""Out-of-core KMeans: memmaps and callables of row blocks, bounded memory,
-blocks streamed to a (CPU) torch device. The reference is the in-memory fit."""
+"""Out-of-core KMeans: RowBlocks of memmaps and callables of row blocks,
+bounded memory, blocks streamed to a (CPU) torch device. The reference is the
+in-memory fit. A bare memmap is fitted in memory, as any array."""
 
 from __future__ import annotations
 
@@ -31,11 +32,23 @@ def memmap(tmp_path):
     return X, np.load(tmp_path / "X.npy", mmap_mode="r")
 
 
-def test_memmap_fit_equals_in_memory(memmap):
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+def test_bare_memmap_is_fitted_as_the_array(memmap, init):
+    """joblib hands workers large arrays as memmaps: the same seed must give
+    the same clustering either way, as in scikit-learn."""
+    X, mm = memmap
+    ref = xpkmeans.KMeans(6, init=init, random_state=0).fit(X)
+    km = xpkmeans.KMeans(6, init=init, random_state=0).fit(mm)
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    assert km.n_iter_ == ref.n_iter_
+
+
+def test_memmap_blocks_fit_equals_in_memory(memmap):
     X, mm = memmap
     init = _init(X, 6)
     ref = xpkmeans.KMeans(6, init=init).fit(X)
-    km = xpkmeans.KMeans(6, init=init).fit(mm)
+    km = xpkmeans.KMeans(6, init=init).fit(xpkmeans.RowBlocks(mm))
     np.testing.assert_array_equal(km.labels_, ref.labels_)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
     assert km.n_iter_ == ref.n_iter_
@@ -46,7 +59,7 @@ def test_memmap_fit_equals_in_memory(memmap):
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_string_inits(memmap, init):
     X, mm = memmap
-    km = xpkmeans.KMeans(6, init=init, random_state=0).fit(mm)
+    km = xpkmeans.KMeans(6, init=init, random_state=0).fit(xpkmeans.RowBlocks(mm))
     greedy = xpkmeans.KMeans(6, random_state=0).fit(X)
     assert km.inertia_ <= 1.02 * greedy.inertia_ or init == "random"
     assert km.cluster_centers_.shape == (6, 5)
@@ -55,7 +68,7 @@ def test_string_inits(memmap, init):
 def test_random_init_draws_the_in_memory_rows(memmap):
     X, mm = memmap
     ref = xpkmeans.KMeans(6, init="random", n_init=2, random_state=3).fit(X)
-    km = xpkmeans.KMeans(6, init="random", n_init=2, random_state=3).fit(mm)
+    km = xpkmeans.KMeans(6, init="random", n_init=2, random_state=3).fit(xpkmeans.RowBlocks(mm))
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
 
 
@@ -127,13 +140,15 @@ import xpkmeans
 mm = np.load(sys.argv[1], mmap_mode="r")
 init = np.asarray(mm[:8])
 KMeans = xpkmeans.KMeans  # imported and compiled (numba) before the measurement
-if sys.argv[2] == "MiniBatchKMeans":  # random rows: read in pieces, pages dropped
+fit = lambda km, X: km.fit(xpkmeans.RowBlocks(X))  # out of core: read in row blocks
+if sys.argv[2] == "MiniBatchKMeans":  # a bare memmap's random rows: read in pieces, pages dropped
     KMeans = lambda k, **kw: xpkmeans.MiniBatchKMeans(k, batch_size=1024, random_state=0, **kw)
-KMeans(8, init=init, max_iter=2).fit(mm[:20000])  # a memmap too: the same kernels
+    fit = lambda km, X: km.fit(X)
+fit(KMeans(8, init=init, max_iter=2), mm[:20000])  # a memmap too: the same kernels
 def peak_kib():  # this process's own peak RSS (ru_maxrss keeps the parent's across exec)
     return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 before = peak_kib()
-km = KMeans(8, init=init, max_iter=2).fit(mm)
+km = fit(KMeans(8, init=init, max_iter=2), mm)
 after = peak_kib()
 print(json.dumps({"growth_kib": after - before, "labels": int(km.labels_.shape[0])}))
 """
@@ -185,7 +200,8 @@ def test_values_too_large_for_the_dtype_are_refused_alike_in_memory_on_dask_and_
     X = np.zeros((40, 2), dtype=np.float32)
     X[0, 0] = 3e19  # its square overflows float32
     np.save(tmp_path / "X.npy", X)
-    for data in (X, da.from_array(X, chunks=10), np.load(tmp_path / "X.npy", mmap_mode="r")):
+    for data in (X, da.from_array(X, chunks=10),
+                 xpkmeans.RowBlocks(np.load(tmp_path / "X.npy", mmap_mode="r"))):
         with pytest.raises(ValueError, match="^`X` has values too large for float32: their "
                            "squared distances overflow"):
             xpkmeans.KMeans(2, init=X[:2]).fit(data)

@@ -500,7 +500,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         names = feature_names(X)
         if _dask.is_dask_input(X):  # Dask: the EM runs inside Dask (_dask.py)
             _dask.fit(self, X, sample_weight)
-        elif _streaming.is_streamed_input(X):  # memmap, RowBlocks: out of core (_streaming.py)
+        elif _streaming.is_streamed_input(X):  # RowBlocks: out of core (_streaming.py)
             _streaming.fit(self, X, sample_weight)
         else:
             self._fit(X, sample_weight)

@@ -332,7 +332,8 @@ default="k-means++"
         names = feature_names(X)
         if _dask.is_dask_input(X):  # persisted; rows gathered by a compute a draw
             data = _dask.MiniBatchRows(X, sample_weight)
-        elif _streaming.is_streamed_input(X):  # a memmap: rows read from the file a draw
+        elif isinstance(X, np.memmap) or _streaming.is_streamed_input(X):
+            # rows read from the file a draw: the same results as in memory
             data = _streaming.MiniBatchRows(X, sample_weight)
         else:
             data = _InMemoryRows(X, sample_weight)

@@ -1,8 +1,10 @@
 """Out-of-core k-means: Lloyd over data read one row block at a time.
 
-``KMeans.fit`` takes this path for an ``np.memmap`` or a :class:`RowBlocks`
-(a memmap or host array, or a callable giving a fresh iterator of row
-blocks, optionally streamed to a GPU). Each pass reads the blocks in order;
+``KMeans.fit`` takes this path for a :class:`RowBlocks` (a memmap or host
+array, or a callable giving a fresh iterator of row blocks, optionally
+streamed to a GPU). A bare ``np.memmap`` is an array like any other, fitted
+in memory as scikit-learn does: the same seed gives the same clustering
+whether joblib hands a worker an array or a memmap of it. Each pass reads the blocks in order;
 a block is centred on the fly and goes through the same per-chunk kernels
 as the Dask EM (``_dask``), and the pages of a read-only memmap are dropped
 from the process once read, so memory stays at a few blocks plus the labels
@@ -186,8 +188,8 @@ def _read_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
 
 
 def is_streamed_input(X: Any) -> bool:
-    """True for a ``RowBlocks`` or an ``np.memmap`` (the hook of ``KMeans.fit``)."""
-    return isinstance(X, (RowBlocks, np.memmap))
+    """True for a ``RowBlocks`` (the hook of ``KMeans.fit``)."""
+    return isinstance(X, RowBlocks)
 
 
 # ------------------------------------------------------------------ the fit

@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from array_api_compat import is_lazy_array
 
 from ._host import array_namespace, device_of, is_cpu_device
@@ -30,15 +29,13 @@ ARRAY_KINDS: dict[str, str] = {
     "gpu": "dense arrays on a GPU (CuPy, PyTorch CUDA)",
     "sparse": "sparse matrices (SciPy, CuPy, PyTorch)",
     "lazy": "lazy arrays (Dask)",
-    "streamed": "data read one block of rows at a time (np.memmap, RowBlocks)",
+    "streamed": "data read one block of rows at a time (RowBlocks)",
 }
 ALL_KINDS = frozenset(ARRAY_KINDS)
 
 
 def array_kind(X: Any) -> str:
     """The kind of ``X``, a key of ``ARRAY_KINDS`` (``RowBlocks`` declares its own)."""
-    if isinstance(X, np.memmap):
-        return "streamed"
     declared = getattr(X, "array_kind", None)
     if isinstance(declared, str):
         return declared
