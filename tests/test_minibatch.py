@@ -169,6 +169,35 @@ def test_parameter_errors():
         km.partial_fit(X[:, :3])
 
 
+@pytest.mark.parametrize(("name", "value", "error"), [
+    ("compute_labels", "no", TypeError),
+    ("compute_labels", None, TypeError),
+    ("reassignment_ratio", np.inf, ValueError),
+    ("reassignment_ratio", np.nan, ValueError),
+    ("reassignment_ratio", "0.1", ValueError),
+    ("max_no_improvement", -1, ValueError),
+    ("init_size", 0, ValueError),
+    ("batch_size", 2.5, TypeError),
+])
+def test_every_own_parameter_is_checked_as_scikit_learn_does(name, value, error):
+    from sklearn.cluster import MiniBatchKMeans as SKLearnMiniBatchKMeans
+
+    X = _blobs(n=100)
+    with pytest.raises(error, match=f"^`{name}` must"):
+        xpkmeans.MiniBatchKMeans(2, **{name: value}).fit(X)
+    with pytest.raises(ValueError, match=name):  # scikit-learn refuses it too
+        SKLearnMiniBatchKMeans(2, **{name: value}).fit(X)
+
+
+def test_numpy_numbers_and_a_small_init_size_as_scikit_learn():
+    X = _blobs(n=100)
+    km = xpkmeans.MiniBatchKMeans(2, reassignment_ratio=np.float32(0.1), batch_size=np.int64(10),
+                                  random_state=0)
+    assert km.fit(X).cluster_centers_.shape == (2, X.shape[1])
+    with pytest.warns(RuntimeWarning, match="init_size=2 should be larger than n_clusters=3"):
+        xpkmeans.MiniBatchKMeans(3, init_size=2, random_state=0).fit(X)
+
+
 def test_compute_labels_false_gives_ewa_inertia():
     X = _blobs(n=3000)
     km = xpkmeans.MiniBatchKMeans(8, compute_labels=False, batch_size=256, random_state=0).fit(X)

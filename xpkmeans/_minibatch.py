@@ -11,7 +11,9 @@ the stopping rule and the reassignment decisions live.
 from __future__ import annotations
 
 import math
-from typing import Any
+import numbers
+import warnings
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,12 +29,11 @@ from ._backend import (
     widest_float_dtype,
 )
 from . import _dask, _streaming
-from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
+from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _boolean, _int_at_least, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
     check_array,
     check_feature_names,
-    check_int,
     check_n_clusters_fits,
     check_sample_weight,
     feature_names,
@@ -105,6 +106,28 @@ class _InMemoryRows:
 
     def in_chunk_namespace(self, centers: Any) -> Any:
         return centers
+
+
+
+def _none_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def _finite_at_least_zero(value: Any, name: str) -> float:
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not 0 <= value < math.inf):
+        msg = f"`{name}` must be a finite number >= 0, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
+
+
+_MINIBATCH_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
+    "batch_size": _int_at_least(1),
+    "compute_labels": _boolean,
+    "max_no_improvement": _none_or(_int_at_least(0)),
+    "init_size": _none_or(_int_at_least(1)),
+    "reassignment_ratio": _finite_at_least_zero,
+}
 
 
 class MiniBatchKMeans(KMeans):
@@ -198,10 +221,12 @@ default="k-means++"
 
     # -------------------------------------------------------------- parameters
 
-    # KMeans' checks of the parameters the two share (no copy_x, algorithm or callback)
+    # KMeans' checks of the parameters the two share (no copy_x, algorithm or
+    # callback), and the checks of its own
     _parameter_constraints = {
-        name: check for name, check in _PARAMETER_CONSTRAINTS.items()
-        if name not in ("copy_x", "algorithm", "callback")
+        **{name: check for name, check in _PARAMETER_CONSTRAINTS.items()
+           if name not in ("copy_x", "algorithm", "callback")},
+        **_MINIBATCH_CONSTRAINTS,
     }
 
     def _auto_n_init(self, init: Any, explicit: bool) -> int:
@@ -214,20 +239,19 @@ default="k-means++"
         n_clusters, max_iter, tol, n_init = (
             params.n_clusters, params.max_iter, params.tol, params.n_init
         )
-        batch_size = min(check_int(self.batch_size, "batch_size", minimum=1), n_samples)
-        if self.max_no_improvement is not None:
-            check_int(self.max_no_improvement, "max_no_improvement", minimum=0)
-        ratio = self.reassignment_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 0:
-            msg = f"`reassignment_ratio` must be a number >= 0, got {ratio!r}."
-            raise ValueError(msg)
-        init_size = self.init_size
+        own = {name: check(getattr(self, name), name)
+               for name, check in _MINIBATCH_CONSTRAINTS.items()}
+        batch_size = min(own["batch_size"], n_samples)
+        init_size = own["init_size"]
         if init_size is None:
             init_size = 3 * batch_size if 3 * batch_size >= n_clusters else 3 * n_clusters
-        else:
-            init_size = check_int(init_size, "init_size", minimum=1)
-            if init_size < n_clusters:
-                init_size = 3 * n_clusters
+        elif init_size < n_clusters:
+            warnings.warn(
+                f"init_size={init_size} should be larger than n_clusters={n_clusters}. "
+                "Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning, stacklevel=3,
+            )
+            init_size = 3 * n_clusters
         self._init_size = min(init_size, n_samples)
         self._batch_size = batch_size
         return n_clusters, max_iter, batch_size, tol, n_init
