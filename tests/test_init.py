@@ -158,6 +158,16 @@ def test_kmeans_plusplus_respects_n_local_trials():
         kmeans_plusplus(X, 401)
 
 
+def test_kmeans_plusplus_takes_scikit_learns_keywords():
+    """Code written for ``sklearn.cluster.kmeans_plusplus`` runs as it is."""
+    norms = np.sum(X * X, axis=1)
+    with_norms = kmeans_plusplus(X, 5, x_squared_norms=norms, random_state=1, n_local_trials=3)
+    np.testing.assert_array_equal(with_norms[1], kmeans_plusplus(X, 5, random_state=1,
+                                                                 n_local_trials=3)[1])
+    with pytest.raises(ValueError, match=r"^`x_squared_norms` must have shape \(400,\)"):
+        kmeans_plusplus(X, 5, x_squared_norms=norms[:10])
+
+
 def test_greedy_trials_lower_the_start_potential():
     """More local trials give a lower potential on average (the point of greedy k-means++)."""
     def potential(centers):

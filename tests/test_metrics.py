@@ -200,10 +200,21 @@ def test_labels_not_integers(backend, function):
         function(backend.asarray(X), backend.asarray(np.where(labels == 0, np.nan, labels)))
 
 
-def test_string_labels_are_rejected():
+@pytest.mark.parametrize("name", sorted(SCORES))
+def test_string_labels_as_scikit_learn(backend, name):
+    ours, reference = SCORES[name]
+    X, labels = make_clusters(n_clusters=3, seed=7)
+    names = np.array(["virginica", "setosa", "versicolor"])[labels]
+    expected = reference(X, names)
+    assert_close(ours(backend.asarray(X), names), expected)
+    assert_close(ours(backend.asarray(X), names.tolist()), expected)
+    assert_close(ours(backend.asarray(X), names.astype(object)), expected)
+
+
+def test_labels_that_do_not_compare_are_refused():
     X, _ = make_clusters(n_samples=4)
-    with pytest.raises(TypeError, match="`labels` must be integers, got dtype"):
-        silhouette_score(X, ["a", "b", "a", "b"])
+    with pytest.raises(TypeError, match="`labels` could not be encoded"):
+        silhouette_score(X, np.array(["a", 1, "a", 1], dtype=object))
 
 
 @pytest.mark.parametrize("function", ALL_FUNCTIONS)

@@ -55,8 +55,22 @@ def test_pipeline_and_grid_search():
 
 
 def test_feature_names_out():
-    km = KMeans(3, random_state=0).fit(X)
-    assert list(km.get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    pd = pytest.importorskip("pandas")
+    for data in (X, pd.DataFrame(X, columns=["a", "b", "c"])):
+        ours, reference = KMeans(3, random_state=0).fit(data), SKLearnKMeans(3).fit(data)
+        assert list(ours.get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+        names = ["a", "b", "c"]
+        assert list(ours.get_feature_names_out(names)) == list(
+            reference.get_feature_names_out(names))
+        for wrong in (["a", "b"], ["a", "b", "c", "d"], ["c", "b", "a"]):
+            if wrong == ["c", "b", "a"] and data is X:
+                continue  # any three names go without names at fit
+            with pytest.raises(ValueError, match="input_features"):
+                reference.get_feature_names_out(wrong)
+            with pytest.raises(ValueError, match="input_features"):
+                ours.get_feature_names_out(wrong)
 
 
 @pytest.mark.parametrize("Estimator", ["KMeans", "MiniBatchKMeans"])

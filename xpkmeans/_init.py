@@ -322,6 +322,7 @@ def kmeans_plusplus(
     n_clusters: int,
     *,
     sample_weight: Any = None,
+    x_squared_norms: Any = None,
     random_state: Any = None,
     n_local_trials: int | None = None,
 ) -> tuple[Any, Any]:
@@ -341,6 +342,9 @@ def kmeans_plusplus(
     sample_weight : array of shape (n_samples,), default=None
         Point weights; a point is drawn with probability proportional to
         ``weight * D(x)^2``.
+    x_squared_norms : array of shape (n_samples,), default=None
+        Taken for scikit-learn's signature, its shape checked, and not used:
+        the norms are those of X centred, computed here.
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the host random generator.
     n_local_trials : int, default=None
@@ -358,6 +362,10 @@ def kmeans_plusplus(
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
     weights = check_sample_weight(sample_weight, X, xp)
+    if x_squared_norms is not None and tuple(getattr(x_squared_norms, "shape", (-1,))) != (
+            X.shape[0],):
+        msg = f"`x_squared_norms` must have shape ({X.shape[0]},) to match X."
+        raise ValueError(msg)
     _, indices = _kmeans_plusplus(
         center_data(X, xp=xp)[0],
         n_clusters,

@@ -102,6 +102,14 @@ def _init_method(value: Any, name: str) -> Any:
             "a callable or an array."
         )
         raise ValueError(msg)
+    array_like = hasattr(value, "shape") or hasattr(value, "__array__") or isinstance(
+        value, (list, tuple))
+    if not isinstance(value, str) and not callable(value) and not array_like:
+        msg = (
+            f"`{name}` must be one of {sorted(INITIALIZERS)}, a callable or an array of "
+            f"shape (n_clusters, n_features), got {value!r}."
+        )
+        raise InputTypeError(msg)
     return value  # an array is checked against X in the fit
 
 
@@ -662,8 +670,20 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return -float(_inertia(X, weights, centers, labels, xp=xp))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Output names for ``transform``: ``kmeans0`` ... ``kmeans{k-1}``."""
+        """Output names for ``transform``: ``kmeans0`` ... ``kmeans{k-1}``.
+        ``input_features``, if given, must be the names of the fit's features
+        (checked as scikit-learn does; they do not change the output)."""
         self._check_fitted()
+        if input_features is not None:
+            names = np.asarray(input_features, dtype=object)
+            n_features = self.cluster_centers_.shape[1]
+            if names.ndim != 1 or names.shape[0] != n_features:
+                msg = (f"`input_features` should have length equal to number of features "
+                       f"({n_features}), got {names.size}.")
+                raise ValueError(msg)
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and not np.array_equal(fitted, names):
+                raise ValueError("`input_features` is not equal to feature_names_in_.")
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
 

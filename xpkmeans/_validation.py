@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_array_api_obj
 
 from ._errors import InputTypeError
 from ._backend import (
@@ -61,6 +62,9 @@ def check_array(
     """
     if is_sparse(X):
         return _check_sparse(X, name=name, ensure_min_samples=ensure_min_samples, dtype=dtype)
+    if isinstance(X, np.matrix):  # its products and reductions stay 2-D
+        msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
+        raise InputTypeError(msg)
     X, xp = _as_array(X, name)
     kind = X.dtype
     if xp.isdtype(kind, "complex floating"):
@@ -242,6 +246,22 @@ def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> An
         msg = f"`{name}` has {centers.shape[1]} features but X has {X.shape[1]}; they must match."
         raise ValueError(msg)
     return centers
+
+
+def encode_host_categories(values: Any, *, name: str) -> Any:
+    """Host strings or objects (a list, a NumPy array, a pandas Series) as
+    int64 codes in sorted order, as scikit-learn's ``LabelEncoder``; anything
+    else as it is."""
+    if is_array_api_obj(values) and not isinstance(values, np.ndarray):
+        return values
+    host = np.asarray(values)
+    if host.dtype.kind not in "USO":
+        return values
+    try:
+        return np.unique(host, return_inverse=True)[1].reshape(-1)
+    except TypeError as e:  # objects that do not compare
+        msg = f"`{name}` could not be encoded: {e}"
+        raise InputTypeError(msg) from e
 
 
 def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:

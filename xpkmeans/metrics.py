@@ -40,7 +40,7 @@ from ._backend import (
 from . import _dask
 from ._errors import InputTypeError
 from ._lloyd import column_means
-from ._validation import as_namespace, check_array, check_int
+from ._validation import as_namespace, check_array, check_int, encode_host_categories
 
 __all__ = [
     "calinski_harabasz_score",
@@ -71,8 +71,11 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
     """Integer-valued labels, one per row of X, as int64 in X's namespace and device.
 
     Any integers are accepted (negative, non-contiguous); booleans and floats
-    holding whole numbers are converted.
+    holding whole numbers are converted; host strings or objects (a list, a
+    NumPy array, a pandas Series) are encoded in sorted order, as scikit-learn's
+    ``LabelEncoder``.
     """
+    labels = encode_host_categories(labels, name="labels")
     try:
         labels = as_namespace(labels, xp, device_of(X))
     except (TypeError, ValueError) as e:
