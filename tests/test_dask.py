@@ -4,6 +4,7 @@ a distributed LocalCluster. The reference is the in-memory NumPy fit."""
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 
 import numpy as np
@@ -185,17 +186,20 @@ def test_kmeans_parallel_exactly_k_on_tiny_and_duplicate_data(lazy_backend):
     assert km.cluster_centers_.shape == (5, 2)
 
 
-@pytest.mark.filterwarnings("ignore::xpkmeans.ConvergenceWarning")  # max_iter=1
 @pytest.mark.filterwarnings("ignore:init='k-means\\+\\+' on a Dask array")
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_initialisation_equals_the_one_in_memory(lazy_backend, init, weighted):
     """One seed, the centres of a fit in memory: the same uniforms, draws
-    and distances, chunk by chunk."""
+    and distances, chunk by chunk (max_iter=1: both warn)."""
     X = _blobs(n=3000, d=3, centers=8, std=1.5)
     w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0]) if weighted else None
-    fit = lambda data: xpkmeans.KMeans(  # noqa: E731
-        8, init=init, n_init=1, max_iter=1, random_state=4).fit(data, sample_weight=w)
+
+    def fit(data):
+        with pytest.warns(xpkmeans.ConvergenceWarning, match="max_iter=1"):
+            return xpkmeans.KMeans(8, init=init, n_init=1, max_iter=1,
+                                   random_state=4).fit(data, sample_weight=w)
+
     ref, km = fit(X), fit(lazy_backend.asarray(X))
     np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
                                rtol=1e-10, atol=1e-10)
@@ -408,7 +412,247 @@ def _device1_kernels():
         "greedy": lambda b: _dask._chunk_greedy(b, None, weights, mean, centres, None),
         "greedy, kept": lambda b: _dask._chunk_greedy(b, state[:, :1], None, mean, centres, 1),
         "distances": lambda b: _dask._chunk_distances(b, centres),
+        "predict": lambda b: _dask._chunk_predict(b, mean, centres),
+        "weight flags": lambda b: _dask._chunk_weight_flags(b, weights),
+        "weight flags, unweighted": lambda b: _dask._chunk_weight_flags(b, None),
+        "start summary": lambda b: _dask._chunk_start_summary(b, labels, labels, weights,
+                                                              centres, mean),
+        "start summary, first": lambda b: _dask._chunk_start_summary(b, labels, None, None,
+                                                                     centres, mean),
     }
+
+
+def _chunked(backend, X, rows):
+    """X as a Dask array of ``backend``'s chunks with the given row chunks."""
+    return da.from_array(backend.chunk_backend.asarray(X), chunks=(rows, -1), asarray=False)
+
+
+def _fit_params(X, k, init):
+    """KMeans parameters for the init named ``init`` (two starts of 'random')."""
+    given = {"array": _init(X, k),
+             "callable": lambda data, n_clusters, random_state: data[:n_clusters]}
+    return {"init": given.get(init, init), "random_state": 0,
+            "n_init": 2 if init == "random" else 1}
+
+
+@pytest.mark.filterwarnings("ignore:init='k-means\\+\\+' on a Dask array")
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random", "array", "callable"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_chunks_of_no_rows_fit_as_in_memory(lazy_backend, init, weighted):
+    """A filter can empty a chunk (``compute_chunk_sizes`` then gives it 0
+    rows): the fit is that of the rows in memory."""
+    X = _blobs(n=600, d=3, centers=4)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    params = _fit_params(X, 4, init)
+    ref = xpkmeans.KMeans(4, **params).fit(X, sample_weight=w)
+    for rows in ((200, 0, 400), (0, 300, 300, 0)):
+        km = xpkmeans.KMeans(4, **params).fit(_chunked(lazy_backend, X, rows), sample_weight=w)
+        np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+        np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_),
+                                   ref.cluster_centers_, rtol=1e-10, atol=1e-10)
+        assert km.n_iter_ == ref.n_iter_
+
+
+def test_chunks_of_no_rows_predict_score_and_step_as_in_memory(lazy_backend):
+    X = _blobs(n=600, d=3, centers=4)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0])
+    Xd = _chunked(lazy_backend, X, (0, 200, 0, 400, 0))
+    init = np.vstack([_init(X, 3), np.full((1, 3), 1e3)])  # an empty cluster: relocation
+    ref = xpkmeans.KMeans(4, init=init).fit(X)
+    km = xpkmeans.KMeans(4, init=init).fit(Xd)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.predict(Xd).compute()), ref.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.transform(Xd).compute()),
+                               ref.transform(X), rtol=1e-8)
+    assert km.score(Xd, sample_weight=w) == pytest.approx(ref.score(X, sample_weight=w),
+                                                          rel=1e-10)
+    labels, inertia = xpkmeans.e_step(Xd, init, sample_weight=w)
+    labels_ref, inertia_ref = xpkmeans.e_step(X, init, sample_weight=w)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(labels.compute()), labels_ref)
+    assert float(inertia.compute()) == pytest.approx(float(inertia_ref), rel=1e-10)
+    np.testing.assert_allclose(
+        lazy_backend.to_numpy(xpkmeans.m_step(Xd, labels, init, sample_weight=w).compute()),
+        xpkmeans.m_step(X, labels_ref, init, sample_weight=w), rtol=1e-10)
+
+
+def test_row_blocks_of_no_rows_are_one_empty_block():
+    """The row-block helpers map a 0-row array (a Dask chunk) to one empty
+    block, so that concatenations and sums have something to combine; other
+    row counts keep their blocks."""
+    from xpkmeans import _backend
+    from xpkmeans._backend import _host
+
+    xp = _dask._np_xp()
+    assert _host.row_blocks(0, 3, xp=xp, device="cpu") == [slice(0, 0)]
+    assert _host.row_blocks(5, 3, xp=xp, device="cpu", step=2) == [
+        slice(0, 2), slice(2, 4), slice(4, 5)]
+    empty, centres = np.empty((0, 3)), np.ones((2, 3))
+    assert _backend.sq_distances_to_assigned(empty, centres, np.empty(0, int)).shape == (0,)
+    np.testing.assert_array_equal(_backend.column_sums(empty), np.zeros(3))
+    assert _backend.distances_to_centers(empty, centres).shape == (0, 2)
+
+
+def _numpy_error(call):
+    with pytest.raises(ValueError) as error:
+        call()
+    return f"^{re.escape(str(error.value))}$"
+
+
+def _with_nan(X):
+    X = X.copy()
+    X[777, 2] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("case", [
+    "transform, nan", "score, nan", "e_step, nan", "m_step, nan", "score, nan weight",
+    "score, negative weight", "score, zero weights", "e_step, negative weight",
+    "m_step, nan weight", "m_step, zero weights", "fit, nan", "fit, nan weight",
+    "fit, negative weight", "fit, zero weights",
+])
+def test_nan_and_bad_weights_raise_the_errors_of_numpy(lazy_backend, case):
+    """At compute time for lazy results, before the float for ``score``."""
+    X = np.random.default_rng(0).normal(size=(1000, 4))
+    centres = X[:4]
+    labels = xpkmeans.e_step(X, centres)[0]
+    km = xpkmeans.KMeans(4, init=centres).fit(X)
+    name, problem = case.split(", ")
+    w = {"nan weight": np.r_[np.nan, np.ones(999)], "negative weight": np.r_[np.ones(999), -1.0],
+         "zero weights": np.zeros(1000)}.get(problem)
+    data = _with_nan(X) if problem == "nan" else X
+    calls = {
+        "transform": lambda X: km.transform(X),
+        "score": lambda X: km.score(X, sample_weight=w),
+        "e_step": lambda X: xpkmeans.e_step(X, centres, sample_weight=w)[1],
+        "m_step": lambda X: xpkmeans.m_step(X, labels, centres, sample_weight=w),
+        "fit": lambda X: xpkmeans.KMeans(4, init=centres).fit(X, sample_weight=w),
+    }
+    message = _numpy_error(lambda: calls[name](data))
+    with pytest.raises(ValueError, match=message):
+        result = calls[name](lazy_backend.asarray(data))
+        getattr(result, "compute", lambda: result)()
+
+
+@pytest.mark.parametrize("case", ["max_iter", "duplicates"])
+def test_fit_warns_as_in_memory(lazy_backend, case):
+    X = np.random.default_rng(0).normal(size=(2000, 4))
+    params = {"n_clusters": 8, "max_iter": 1}
+    if case == "duplicates":  # 3 distinct points, 5 clusters
+        X, params = np.repeat(X[:3], 100, axis=0), {"n_clusters": 5}
+
+    def fit(data):
+        return xpkmeans.KMeans(init="k-means||", random_state=0, **params).fit(data)
+    with pytest.warns(xpkmeans.ConvergenceWarning) as in_memory:
+        fit(X)
+    with pytest.warns(xpkmeans.ConvergenceWarning) as on_dask:
+        fit(lazy_backend.asarray(X))
+    assert [str(w.message) for w in on_dask] == [str(w.message) for w in in_memory]
+    assert on_dask[0].filename == __file__  # the caller of fit
+
+
+def test_callback_sees_the_iterations_of_the_fit_in_memory_without_more_computes(lazy_backend):
+    X = _blobs(n=2000, d=4, centers=4)
+    Xd = lazy_backend.asarray(X)
+
+    def fit(data, callback):
+        return xpkmeans.KMeans(4, init="random", n_init=3, random_state=0,
+                               callback=callback).fit(data)
+
+    def fields(progress):
+        return (progress.start, progress.n_init, progress.iteration, progress.max_iter,
+                progress.converged, progress.last)
+
+    in_memory, on_dask = [], []
+    fit(X, in_memory.append)
+    with count_computes() as without_callback:
+        fit(Xd, None)
+    with count_computes() as with_callback:
+        fit(Xd, on_dask.append)
+    assert with_callback["computes"] == without_callback["computes"]
+    assert [fields(p) for p in on_dask] == [fields(p) for p in in_memory]
+    np.testing.assert_allclose([p.center_shift for p in on_dask],
+                               [p.center_shift for p in in_memory], rtol=1e-6, atol=1e-12)
+    assert on_dask[-1].tol == pytest.approx(in_memory[-1].tol, rel=1e-10)
+    assert on_dask[0].inertia() == pytest.approx(in_memory[0].inertia(), rel=1e-10)
+
+
+def test_n_init_keeps_the_start_numpy_keeps(lazy_backend):
+    """A later start of lower inertia replaces the best only if it is another
+    clustering (not the same one renamed), as in memory and in scikit-learn."""
+    X = _blobs(n=2000, d=3, centers=4, dtype=np.float32)
+    params = {"init": "random", "n_init": 10, "random_state": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpkmeans.ConvergenceWarning)
+        ref = xpkmeans.KMeans(4, **params).fit(X)
+        km = xpkmeans.KMeans(4, **params).fit(lazy_backend.asarray(X))
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-5)
+    assert km.n_iter_ == ref.n_iter_
+
+
+def test_centres_set_by_hand_predict_transform_score_as_in_memory(lazy_backend):
+    X = np.random.default_rng(0).normal(size=(100, 4))
+    km = xpkmeans.KMeans(3)
+    km.cluster_centers_ = X[:3].copy()
+    Xd = lazy_backend.asarray(X)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.predict(Xd).compute()), km.predict(X))
+    np.testing.assert_allclose(lazy_backend.to_numpy(km.transform(Xd).compute()),
+                               km.transform(X), rtol=1e-10)
+    assert km.score(Xd) == pytest.approx(km.score(X), rel=1e-10)
+
+
+def test_x_chunked_by_columns_only_keeps_its_rows_in_chunks():
+    X = _blobs(n=4000, d=4)
+    init = _init(X, 5)
+    by_columns = da.from_array(X, chunks=(-1, 1))
+    with dask.config.set({"array.chunk-size": "32KiB"}):
+        assert _dask.check_dask_array(by_columns).numblocks == (4, 1)
+        km = xpkmeans.KMeans(5, init=init).fit(by_columns)
+    np.testing.assert_array_equal(km.labels_.compute(), xpkmeans.KMeans(5, init=init).fit(X).labels_)
+    assert _dask.check_dask_array(da.from_array(X, chunks=(1000, 1))).chunks[0] == (1000,) * 4
+
+
+def test_predict_and_transform_are_lazy_on_unknown_chunk_sizes_and_frames():
+    """They map chunks: no chunk sizes needed, no compute to count a frame's rows."""
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X = _blobs(n=1000, d=3)
+    ref = xpkmeans.KMeans(5, init=_init(X, 5)).fit(X)
+    km = xpkmeans.KMeans(5, init=_init(X, 5)).fit(da.from_array(X, chunks=(250, -1)))
+    Xd = da.from_array(X, chunks=(250, -1))
+    frame = dd.from_pandas(pd.DataFrame(X), npartitions=4)
+    kept = X[:, 0] > 0
+    for data in (Xd[Xd[:, 0] > 0], frame[frame[0] > 0]):
+        with count_computes() as counter:
+            labels, distances = km.predict(data), km.transform(data)
+        assert counter["computes"] == 0
+        np.testing.assert_array_equal(labels.compute(), ref.predict(X[kept]))
+        np.testing.assert_allclose(distances.compute(), ref.transform(X[kept]), rtol=1e-10)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):  # weights must be chunked alike
+        km.predict(Xd[Xd[:, 0] > 0], sample_weight=np.ones(int(kept.sum())))
+
+
+def test_weighted_random_init_equals_numpy_and_keeps_the_weights_on_the_workers(
+        lazy_backend, monkeypatch):
+    """NumPy's ``choice(replace=False, p=...)`` draws again for repeated rows:
+    heavy weights on a few points make such rounds."""
+    X = _blobs(n=500, d=3)
+    gathered = []
+    original = da.Array.compute
+    monkeypatch.setattr(da.Array, "compute",
+                        lambda self, **kw: gathered.append(self.shape) or original(self, **kw))
+    for seed in range(8):
+        w = np.random.default_rng(seed).uniform(0, 1, X.shape[0]) ** 8
+        w[::3] = 0
+        params = {"init": "random", "n_init": 1, "max_iter": 1, "random_state": seed}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", xpkmeans.ConvergenceWarning)
+            ref = xpkmeans.KMeans(8, **params).fit(X, sample_weight=w)
+            km = xpkmeans.KMeans(8, **params).fit(_chunked(lazy_backend, X, (0, 250, 250)),
+                                                  sample_weight=w)
+        np.testing.assert_allclose(lazy_backend.to_numpy(km.cluster_centers_),
+                                   ref.cluster_centers_, rtol=1e-12)
+    assert all(not shape or shape[0] < X.shape[0] for shape in gathered)
 
 
 def test_chunk_kernels_make_their_constants_on_the_chunks_device():

@@ -246,6 +246,9 @@ def test_verbose_prints_iterations(capsys):
 # ------------------------------------------------------------------ bad input
 
 X_OK = blobs(50)
+with warnings.catch_warnings():  # np.matrix is pending deprecation
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    X_MATRIX = np.asmatrix(X_OK)
 
 BAD_FIT = [
     ({"X": X_OK[:, :, None]}, ValueError, "2-D"),
@@ -268,7 +271,7 @@ BAD_FIT = [
     ({"tol": "small"}, TypeError, "tol"),
     ({"n_init": 0}, ValueError, "n_init"),
     ({"n_init": "many"}, ValueError, "n_init"),
-    ({"X": np.asmatrix(X_OK)}, TypeError, "^`X` is an np.matrix"),
+    ({"X": X_MATRIX}, TypeError, "^`X` is an np.matrix"),
     ({"init": "kmeans||"}, ValueError, "Unknown init method 'kmeans\\|\\|'"),
     ({"init": None}, TypeError, "^`init` must be one of .* got None"),
     ({"init": 5}, TypeError, "^`init` must be one of .* got 5"),

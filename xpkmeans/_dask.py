@@ -17,7 +17,10 @@ Dask is imported only when a Dask array is given.
 from __future__ import annotations
 
 import math
+import time
 import warnings
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,7 @@ from ._backend import (
     nearest_centers,
     nearest_centers_and_sums,
     row_block,
+    segment_count,
     segment_sum,
     sq_distances_to_assigned,
     sq_row_norms,
@@ -50,6 +54,7 @@ from ._backend import (
 from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._lloyd import (
+    LloydStep,
     _centers_from_sums,
     _ClusterSums,
     _relocate_empty_clusters,
@@ -60,7 +65,13 @@ from ._init import (
     _kmeans_plusplus,
     _nearest_candidate_pass,
 )
-from ._validation import check_n_clusters_fits, check_weight_layout, scaled_tolerance
+from ._validation import (
+    check_array,
+    check_n_clusters_fits,
+    check_sample_weight,
+    check_weight_layout,
+    scaled_tolerance,
+)
 
 
 def is_dask_input(X: Any) -> bool:
@@ -77,19 +88,23 @@ def _is_dask_frame(X: Any) -> bool:
 # ------------------------------------------------------------------ validation (lazy)
 
 
-def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None) -> Any:
-    """A 2-D real Dask array with known row chunks and whole columns, as float.
+def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
+                     known_rows: bool = True) -> Any:
+    """A 2-D real Dask array with whole columns, as float; with ``known_rows``,
+    its row chunks must have known sizes (per-chunk maps need none).
 
     Nothing is computed: finiteness is checked in the first pass over the data.
-    A Dask DataFrame becomes the Dask array of its values; counting the rows
-    of its partitions is the one compute (dask-ml refuses data frames).
+    A Dask DataFrame becomes the Dask array of its values; with ``known_rows``,
+    counting the rows of its partitions is the one compute (dask-ml refuses
+    data frames).
     """
     if _is_dask_frame(X):
-        X = X.to_dask_array(lengths=True)
+        X = X.to_dask_array(lengths=True) if known_rows else X.to_dask_array()
     if X.ndim != 2:
         msg = f"`{name}` must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}."
         raise ValueError(msg)
-    if any(math.isnan(c) for c in X.chunks[0]):
+    unknown_rows = any(math.isnan(c) for c in X.chunks[0])
+    if known_rows and unknown_rows:
         msg = f"`{name}` has unknown chunk sizes; call `{name}.compute_chunk_sizes()` first."
         raise ValueError(msg)
     kind = X.dtype
@@ -107,7 +122,9 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None) -> Any:
     if kind != dtype:
         X = X.astype(dtype)
     if X.numblocks[1] > 1:  # per-chunk kernels need whole rows
-        X = X.rechunk({1: -1})
+        # rows in one chunk (X chunked by columns only) would make one task of all of X
+        split_rows = X.numblocks[0] == 1 and not unknown_rows
+        X = X.rechunk({0: "auto", 1: -1} if split_rows else {1: -1})
     return X
 
 
@@ -172,23 +189,50 @@ def _weights_of(weights: Any, block: Any) -> Any:
     return None if weights is None else _on_chunk_device(weights[:, 0], block)
 
 
+def _checked(block: Any) -> Any:
+    """The chunk, checked as ``check_array`` checks X in memory: NaN or inf
+    raise its error in the chunk's task (when the result is computed)."""
+    return check_array(block, ensure_min_samples=0)[0]
+
+
+def _chunk_weight_flags(block: Any, weights: Any) -> Any:
+    """(3,): the chunk's non-finite | negative | positive weights (counts, in
+    the widest float; 0 | 0 | 1 without weights)."""
+    xp = array_namespace(block)
+    device = device_of(block)  # torch makes host tensors without one
+    accumulate = widest_float_dtype(xp, device)
+    if weights is None:
+        return xp.asarray([0.0, 0.0, 1.0], dtype=accumulate, device=device)
+    w = xp.astype(_weights_of(weights, block), accumulate)
+    flags = [xp.logical_not(xp.isfinite(w)), w < 0, w > 0]
+    return xp.stack([xp.sum(xp.astype(flag, accumulate)) for flag in flags])
+
+
+def _check_weight_flags(flags: Any) -> None:
+    """The error of ``check_sample_weight`` for weights whose summed chunk
+    flags are ``flags``: it checks the smallest weights that fail the same way."""
+    non_finite, negative, positive = to_numpy(flags) > 0
+    stand_in = np.array([np.nan if non_finite else 0.0, -1.0 if negative else 0.0,
+                         1.0 if positive else 0.0])
+    check_sample_weight(stand_in, stand_in[:, None], _np_xp())
+
+
+def _weight_flags(X: Any, weights: Any) -> Any:
+    """The lazy (3,) sum of the chunks' ``_chunk_weight_flags``."""
+    return _stacked(X, lambda block, w: _chunk_weight_flags(block, w)[None, :], shape=(3,),
+                    weights=weights).sum(axis=0)
+
+
 def _chunk_moments(block: Any, weights: Any) -> Any:
-    """(1, d + 3): column sums | non-finite values | bad weights | positive
-    weights. The sums are those of a fit in memory (``column_sums``), so the
-    two find the same mean."""
+    """(1, d + 3): column sums | non-finite values | bad weights (non-finite
+    or negative) | positive weights. The sums are those of a fit in memory
+    (``column_sums``), so the two find the same mean."""
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
-    sums = column_sums(block)
-    flags = [xp.astype(xp.any(~xp.isfinite(block)), accumulate)]  # no chunk-sized float copy
-    if weights is None:
-        device = device_of(block)  # torch makes host tensors without one
-        flags += [xp.asarray(0.0, dtype=accumulate, device=device),
-                  xp.asarray(1.0, dtype=accumulate, device=device)]
-    else:
-        w = xp.astype(_weights_of(weights, block), accumulate)
-        bad = xp.logical_not(xp.isfinite(w)) | (w < 0)
-        flags += [xp.sum(xp.astype(bad, accumulate)), xp.sum(xp.astype(w > 0, accumulate))]
-    return xp.concat([sums, xp.stack(flags)])[None, :]
+    non_finite = xp.astype(xp.any(~xp.isfinite(block)), accumulate)  # no chunk-sized float copy
+    flags = _chunk_weight_flags(block, weights)
+    return xp.concat([column_sums(block), non_finite[None], flags[:1] + flags[1:2],
+                      flags[2:]])[None, :]
 
 
 def _chunk_subtract(block: Any, mean: Any) -> Any:
@@ -370,10 +414,10 @@ class _Prepared:
         n_nonfinite, n_bad_weights, n_positive = moments[d:]
         if n_nonfinite > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-        if n_bad_weights > 0:
-            raise ValueError("`sample_weight` must be finite and non-negative.")
-        if self.weights is not None and n_positive == 0:
-            raise ValueError("`sample_weight` must have at least one positive value; all are zero.")
+        if self.weights is not None and (n_bad_weights > 0 or n_positive == 0):
+            # which error of the fit in memory: one more compute, of the weights
+            _check_weight_flags(dask.compute(_weight_flags(self.raw, self.weights))[0])
+        self.n_positive = n if self.weights is None else int(n_positive)  # points of weight > 0
         self.mean = (moments[:d] / n).astype(X.dtype)
         self.X = self.raw.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype)
         if self.weights is not None:
@@ -385,8 +429,10 @@ class _Prepared:
         self.meta_xp = array_namespace(X._meta)
 
 
-def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int) -> tuple:
-    """EM from ``centers``: one compute per iteration (two when a cluster empties)."""
+def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int,
+           report: Any) -> tuple:
+    """EM from ``centers``: one compute per iteration (two when a cluster
+    empties); ``report(step)`` after each (a ``LloydStep`` without labels)."""
     import dask
 
     weighted = data.weights is not None
@@ -404,9 +450,13 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int)
         shift = float(np.sum((new_centers - centers) ** 2))
         if verbose:
             print(f"Iteration {iteration}, center shift {shift}.")
-        centers = new_centers
         # unchanged labels give bitwise unchanged centres: shift 0 <= tol
-        if shift <= data.tol:
+        converged = shift <= data.tol
+        report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
+                         previous_centers=centers, inertia=None, center_shift=shift,
+                         converged=converged))
+        centers = new_centers
+        if converged:
             if verbose:
                 print(f"Converged at iteration {iteration}.")
             break
@@ -435,11 +485,103 @@ def _inertia_graph(X: Any, labels: Any, weights: Any, centers: np.ndarray,
 
 def _labels_and_inertia(data: _Prepared, centers: np.ndarray) -> tuple[Any, float]:
     """Persisted labels of the nearest centres and the inertia (one compute)."""
+    labels = _labels_graph(data.raw, centers, data.mean).persist()
+    return labels, _inertia_of(data, centers, labels)
+
+
+def _inertia_of(data: _Prepared, centers: np.ndarray, labels: Any = None) -> float:
+    """The inertia of ``centers`` for their nearest ``labels`` (lazy ones
+    without): one compute."""
     import dask
 
-    labels = _labels_graph(data.raw, centers, data.mean).persist()
+    if labels is None:
+        labels = _labels_graph(data.raw, centers, data.mean)
     parts = _inertia_graph(data.raw, labels, data.weights, centers, data.mean)
-    return labels, float(dask.compute(parts.sum())[0])
+    return float(dask.compute(parts.sum())[0])
+
+
+def _labels_range(clusters: Any, labels: Any, n_clusters: int) -> tuple[Any, Any]:
+    """Per cluster of ``clusters``: the lowest and highest of the ``labels`` of
+    its points (``n_clusters`` and -1 for a cluster without points), by one
+    sort of the pairs (cluster, label) as ``cluster * k + label``."""
+    xp = array_namespace(labels)
+    device = device_of(labels)
+    low = xp.full((n_clusters,), n_clusters, dtype=xp.int64, device=device)
+    high = xp.full((n_clusters,), -1, dtype=xp.int64, device=device)
+    if labels.shape[0] == 0:
+        return low, high
+    pairs = xp.sort(xp.astype(clusters, xp.int64) * n_clusters + xp.astype(labels, xp.int64))
+    starts = xp.arange(n_clusters, dtype=xp.int64, device=device) * n_clusters
+    first = xp.searchsorted(pairs, starts, side="left")
+    last = xp.searchsorted(pairs, starts + n_clusters, side="left") - 1
+    present = first <= last
+    end = pairs.shape[0] - 1
+    low = xp.where(present, xp.take(pairs, xp.clip(first, 0, end)) - starts, low)
+    high = xp.where(present, xp.take(pairs, xp.clip(last, 0, end)) - starts, high)
+    return low, high
+
+
+def _chunk_start_summary(block: Any, labels: Any, best_labels: Any, weights: Any,
+                         centers: Any, mean: Any) -> Any:
+    """(1, 1 + 3k): inertia | points per cluster | the lowest | highest of
+    ``best_labels`` in each cluster of ``labels`` (``_labels_range``; none
+    without them), in the widest float."""
+    xp = array_namespace(block)
+    k = centers.shape[0]
+    labels = _on_chunk_device(labels[:, 0], block)
+    if best_labels is None:  # the first start: nothing to compare with
+        low, high = _labels_range(labels[:0], labels[:0], k)
+    else:
+        low, high = _labels_range(labels, _on_chunk_device(best_labels[:, 0], block), k)
+    parts = (_chunk_inertia(block, labels, weights, centers, mean), segment_count(labels, k),
+             low, high)
+    wide = widest_float_dtype(xp, device_of(block))
+    return xp.concat([xp.astype(part, wide) for part in parts])[None, :]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """One start of the fit (``_kmeans._Run``), with what the choice among
+    starts needs of its lazy labels: ``sizes`` (points per cluster) and
+    ``renaming``, the pairs (this start's label, best start's label) that
+    ``_is_same_clustering`` compares in place of all labels, as in memory."""
+
+    labels: Any
+    inertia: float
+    centers: np.ndarray
+    n_iter: int
+    converged: bool
+    sizes: np.ndarray
+    renaming: tuple[np.ndarray, np.ndarray]
+
+
+def _finish_start(data: _Prepared, centers: np.ndarray, best: _Start | None, *,
+                  n_iter: int, converged: bool) -> _Start:
+    """The persisted labels of ``centers``, then their inertia, cluster sizes
+    and label ranges in the clusters of ``best`` (one compute of 3k + 1 numbers)."""
+    import dask
+    import dask.array as da
+
+    k = centers.shape[0]
+    labels = _labels_graph(data.raw, centers, data.mean).persist()
+    arrays = [data.raw, labels[:, None]] + ([] if best is None else [best.labels[:, None]])
+    arrays += [] if data.weights is None else [data.weights]
+
+    def call(block, chunk_labels, *rest):
+        rest = list(rest)
+        best_labels = rest.pop(0) if best is not None else None
+        w = rest.pop(0) if data.weights is not None else None
+        return _chunk_start_summary(block, chunk_labels, best_labels, w, centers, data.mean)
+
+    parts = da.map_blocks(call, *arrays, chunks=((1,) * data.raw.numblocks[0], (1 + 3 * k,)),
+                          dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64))
+    totals, low, high = (to_numpy(part) for part in dask.compute(
+        parts[:, :1 + k].sum(axis=0), parts[:, 1 + k:1 + 2 * k].min(axis=0),
+        parts[:, 1 + 2 * k:].max(axis=0)))
+    clusters = np.flatnonzero(high >= 0)
+    renaming = (np.concatenate([clusters, clusters]),
+                np.concatenate([low[clusters], high[clusters]]).astype(np.int64))
+    return _Start(labels, float(totals[0]), centers, n_iter, converged, totals[1:], renaming)
 
 
 def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
@@ -492,44 +634,69 @@ def _take_rows_of(arrays: list[Any], rows: np.ndarray) -> list[np.ndarray]:
 
 
 def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
-    """``init='random'``: distinct rows drawn by weight (weights come to the host)."""
-    p = None
-    if data.weights is not None:
-        host = to_numpy(data.weights[:, 0].compute()).astype(np.float64)
-        if (host > 0).sum() < n_clusters:
-            msg = f"init='random' needs at least n_clusters={n_clusters} points with positive sample_weight."
-            raise ValueError(msg)
-        p = host / host.sum()
-    rows = rng.choice(data.X.shape[0], size=n_clusters, replace=False, p=p)
-    return _take_host_rows(data.X, rows)
+    """``init='random'``: distinct rows drawn by weight, the rows of
+    ``_init._init_random``: ``rng.choice(n, k, replace=False, p=w / w.sum())``.
+    With weights, NumPy's rounds of that call, each by ``_draw`` (the weights
+    stay on the workers): draw as many rows as are missing, the rows already
+    drawn at weight 0, and keep each new row at its first draw."""
+    if data.weights is None:
+        rows = rng.choice(data.X.shape[0], size=n_clusters, replace=False)
+        return _take_host_rows(data.X, rows)
+    if data.n_positive < n_clusters:
+        msg = f"init='random' needs at least n_clusters={n_clusters} points with positive sample_weight."
+        raise ValueError(msg)
+    points, rows = np.empty((0, data.X.shape[1]), dtype=data.mean.dtype), np.empty(0, np.int64)
+    while rows.shape[0] < n_clusters:
+        uniforms = rng.random(n_clusters - rows.shape[0])
+        drawn_points, drawn = _draw(data, _without_rows(data.weights, rows), uniforms)
+        first = np.sort(np.unique(drawn, return_index=True)[1])
+        points = np.concatenate([points, drawn_points[first]])
+        rows = np.concatenate([rows, drawn[first]])
+    return points
 
 
 def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
-    """``KMeans.fit`` for a Dask array (called by the hook in ``KMeans.fit``)."""
-    n_clusters, max_iter, tol, n_init = _check_params(estimator)
-    if estimator.algorithm != "lloyd":  # the EM here is Lloyd's
-        check_supported(f"algorithm={estimator.algorithm!r}", X, stacklevel=3)
-    data = _Prepared(X, sample_weight, tol)
+    """``KMeans.fit`` for a Dask array (called by the hook in ``KMeans.fit``):
+    the starts, the choice among them, the callback and the warnings of the
+    fit in memory."""
+    # imported here: _kmeans imports this module
+    from ._kmeans import _is_same_clustering, _replaces_best, _warn_if_not_converged
+
+    params = estimator._resolve_params()
+    n_clusters = params.n_clusters
+    if params.algorithm != "lloyd":  # the EM here is Lloyd's
+        check_supported(f"algorithm={params.algorithm!r}", X, stacklevel=3)
+    data = _Prepared(X, sample_weight, params.tol)
     check_n_clusters_fits(data.X.shape[0], n_clusters)
-    rng = host_rng(estimator.random_state)
+    rng = host_rng(params.random_state)
+    started = time.perf_counter()
+
+    def same_clustering(run: _Start, best: _Start) -> bool:  # run.renaming: against best
+        return _is_same_clustering(*run.renaming, n_clusters, xp=_np_xp())
+
     best = None
-    for _ in range(n_init):
+    for start in range(params.n_init):
         centers = _initial_centers(estimator, data, n_clusters, rng)
-        if estimator.verbose:
+        if params.verbose:
             print("Initialization complete")
-        centers, n_iter = _lloyd(data, centers, max_iter=max_iter, verbose=estimator.verbose)
-        labels, inertia = _labels_and_inertia(data, centers)
-        if best is None or inertia < best[1]:
-            best = labels, inertia, centers, n_iter
-    labels, inertia, centers, n_iter = best
+        last_step: list[LloydStep] = []
+        report = estimator._progress_reporter(partial(_inertia_of, data), params, data.tol,
+                                              start, started, last_step)
+        centers, n_iter = _lloyd(data, centers, max_iter=params.max_iter,
+                                 verbose=params.verbose, report=report)
+        run = _finish_start(data, centers, best, n_iter=n_iter,
+                            converged=last_step[-1].converged)
+        if _replaces_best(run, best, same_clustering):
+            best = run
+    _warn_if_not_converged(estimator, int(np.count_nonzero(best.sizes)), params, best.converged)
     xp = data.meta_xp
     mean = xp.asarray(data.mean)
-    centered = xp.asarray(centers)
+    centered = xp.asarray(best.centers)
     estimator.cluster_centers_ = centered + mean
     estimator.mean_, estimator._centered_centers = mean, centered
-    estimator.labels_ = labels
-    estimator.inertia_ = inertia
-    estimator.n_iter_ = n_iter
+    estimator.labels_ = best.labels
+    estimator.inertia_ = best.inertia
+    estimator.n_iter_ = best.n_iter
     estimator.n_features_in_ = data.X.shape[1]
     estimator._n_features_out = n_clusters
     return estimator
@@ -690,13 +857,16 @@ def _frame(estimator: Any) -> tuple[Any, Any]:
     return to_numpy(estimator.mean_), to_numpy(estimator._centered_centers)
 
 
-def _test_data(estimator: Any, X: Any) -> Any:
+def _test_data(estimator: Any, X: Any, *, known_rows: bool) -> Any:
+    """X for predict/transform/score (``known_rows``: see ``check_dask_array``),
+    in the centres' dtype, and the host (mean, centred centres)."""
     estimator._check_fitted()
-    X = check_dask_array(X)
-    if X.shape[1] != estimator.n_features_in_:
+    X = check_dask_array(X, known_rows=known_rows)
+    n_features = estimator.cluster_centers_.shape[1]  # also of centres set by hand
+    if X.shape[1] != n_features:
         msg = (
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
+            f"{n_features} features as input."
         )
         raise ValueError(msg)
     mean, centered = _frame(estimator)
@@ -704,48 +874,52 @@ def _test_data(estimator: Any, X: Any) -> Any:
 
 
 def _chunk_predict(block: Any, mean: Any, centered: Any) -> Any:
-    xp = array_namespace(block)
-    if not bool(xp.all(xp.isfinite(block))):
-        raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-    return _chunk_labels(block, centered, mean)
+    return _chunk_labels(_checked(block), centered, mean)
 
 
 def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
-    """Labels of a Dask array, as a lazy Dask array."""
-    X, mean, centered = _test_data(estimator, X)
+    """Labels of a Dask array (or DataFrame), as a lazy Dask array: one task
+    per chunk, so row chunks of unknown size are fine (without weights)."""
+    X, mean, centered = _test_data(estimator, X, known_rows=sample_weight is not None)
     _check_dask_weights(sample_weight, X)
     return X.map_blocks(_chunk_predict, mean, centered, drop_axis=1, dtype=np.int64,
                         meta=np.empty((0,), dtype=np.int64))
 
 
 def _chunk_distances(block: Any, centers: Any) -> Any:
-    return distances_to_centers(block, _centers_for(centers, block))
+    return distances_to_centers(_checked(block), _centers_for(centers, block))
 
 
 def transform(estimator: Any, X: Any) -> Any:
-    """Distances to the centres, as a lazy (n_samples, n_clusters) Dask array."""
-    X, _, _ = _test_data(estimator, X)
+    """Distances to the centres, as a lazy (n_samples, n_clusters) Dask array
+    (row chunks of unknown size are fine)."""
+    X, _, _ = _test_data(estimator, X, known_rows=False)
     centers = to_numpy(estimator.cluster_centers_).astype(X.dtype)
     return X.map_blocks(_chunk_distances, centers, chunks=(X.chunks[0], (centers.shape[0],)),
                         dtype=X.dtype)
 
 
 def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
-    """Opposite of the inertia of a Dask array (one compute, a float back)."""
+    """Opposite of the inertia of a Dask array (one compute, a float back),
+    after the checks of X and ``sample_weight`` of ``score`` in memory."""
     import dask
     import dask.array as da
 
-    X, mean, centered = _test_data(estimator, X)
+    X, mean, centered = _test_data(estimator, X, known_rows=sample_weight is not None)
     weights = _check_dask_weights(sample_weight, X)
     arrays = [X] + ([] if weights is None else [weights])
 
     def call(block, *w):
-        labels = _chunk_labels(block, centered, mean)
+        labels = _chunk_predict(block, mean, centered)
         return _chunk_inertia(block, labels, w[0] if w else None, centered, mean)
 
     parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
                           dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
-    return -float(dask.compute(parts.sum())[0])
+    if weights is None:
+        return -float(dask.compute(parts.sum())[0])
+    inertia, flags = dask.compute(parts.sum(), _weight_flags(X, weights))
+    _check_weight_flags(flags)
+    return -float(inertia)
 
 
 # ------------------------------------------------------------------ lazy E and M steps
@@ -753,12 +927,24 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
 
 def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any]:
     """Lazy ``e_step``: labels (Dask array) and inertia (0-D Dask array)."""
+    import dask.array as da
+
     X = check_dask_array(X)
     centers = _host_centers(centers, X.dtype)
     weights = _check_dask_weights(sample_weight, X)
-    labels = _labels_graph(X, centers)
-    parts = _inertia_graph(X, labels, weights, centers)
-    return labels, parts.sum().astype(X.dtype)
+    labels = X.map_blocks(_chunk_predict, None, centers, drop_axis=1, dtype=np.int64,
+                          meta=np.empty((0,), dtype=np.int64))
+    inertia = _inertia_graph(X, labels, weights, centers).sum().astype(X.dtype)
+    if weights is None:
+        return labels, inertia
+    return labels, da.map_blocks(_after_weight_checks, inertia, _weight_flags(X, weights),
+                                 drop_axis=0, dtype=X.dtype, meta=np.empty((), dtype=X.dtype))
+
+
+def _after_weight_checks(value: Any, flags: Any) -> Any:
+    """``value``, once the summed weight ``flags`` passed (``_check_weight_flags``)."""
+    _check_weight_flags(flags)
+    return value
 
 
 def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> Any:
@@ -777,15 +963,17 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
         xp = array_namespace(chunk_labels)
         if bool(xp.any((chunk_labels < 0) | (chunk_labels >= k))):
             raise ValueError(f"`labels` must be in [0, {k}).")
-        return _chunk_sums_of_labels(block, chunk_labels, w[0] if w else None, k)
+        return _chunk_sums_of_labels(_checked(block), chunk_labels, w[0] if w else None, k)
 
     parts = da.map_blocks(sums_call, *arrays, chunks=((1,) * X.numblocks[0], (k,), (d + 1,)),
                           new_axis=2, dtype=np.float64, meta=np.empty((0, 0, 0), dtype=np.float64))
     reduced = parts.sum(axis=0)
     candidates = _farthest_candidates(X, labels, weights, centers).rechunk(-1)
     weighted = weights is not None
+    flags = _weight_flags(X, weights)
 
-    def finish(reduced, candidates):
+    def finish(reduced, candidates, flags):
+        _check_weight_flags(flags[0])
         reduced = to_numpy(reduced)  # host memory, like the centres
         cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
@@ -793,8 +981,8 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
                                      centers, weighted)
         return _centers_from_sums(cluster_sums, centers, xp=array_namespace(reduced))
 
-    return da.map_blocks(finish, reduced, candidates, chunks=((k,), (d,)), dtype=X.dtype,
-                         meta=np.empty((0, 0), dtype=X.dtype))
+    return da.map_blocks(finish, reduced, candidates, flags[None, :], chunks=((k,), (d,)),
+                         dtype=X.dtype, meta=np.empty((0, 0), dtype=X.dtype))
 
 
 # ------------------------------------------------------------------ initialisation
@@ -819,14 +1007,17 @@ def _chunk_totals(values: Any) -> np.ndarray:
     return to_numpy(parts.compute()).astype(np.float64)
 
 
-def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray:
+def _draw(data: _Prepared, values: Any, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred rows drawn with probability proportional to the lazy (n, 1)
-    ``values`` by the host ``uniforms`` (``_init._weighted_draws``): two computes."""
+    ``values`` by the host ``uniforms`` (``_init._weighted_draws``), and
+    their row numbers: two computes."""
     import dask
 
     cumulative = np.cumsum(_chunk_totals(values))
     targets = uniforms * cumulative[-1]
-    chunk_of = np.clip(np.searchsorted(cumulative, targets, side="right"), 0, len(cumulative) - 1)
+    sizes = np.asarray(data.raw.chunks[0])
+    last = np.flatnonzero(sizes)[-1]  # a draw past the end takes the last row, as in memory
+    chunk_of = np.clip(np.searchsorted(cumulative, targets, side="right"), 0, last)
     local = targets - np.concatenate([[0.0], cumulative[:-1]])[chunk_of]
     x_blocks, v_blocks = data.raw.to_delayed()[:, 0], values.to_delayed()[:, 0]
 
@@ -835,14 +1026,37 @@ def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray
         cum = cumulative_sum(v[:, 0], widest_float_dtype(xp, device_of(v)))
         targets = from_host(local_targets, xp=xp, device=device_of(v), dtype=cum.dtype)
         rows = xp.clip(xp.searchsorted(cum, targets, side="right"), 0, v.shape[0] - 1)
-        return to_numpy(take_rows(_centred(block, data.mean), _on_chunk_device(rows, block)))
+        points = take_rows(_centred(block, data.mean), _on_chunk_device(rows, block))
+        return to_numpy(points), to_numpy(rows)
 
     chunks = np.unique(chunk_of)
     tasks = [dask.delayed(pick)(x_blocks[c], v_blocks[c], local[chunk_of == c]) for c in chunks]
-    out = np.empty((uniforms.shape[0], data.raw.shape[1]), dtype=data.mean.dtype)
-    for c, taken in zip(chunks, dask.compute(*tasks)):
-        out[chunk_of == c] = taken
-    return out
+    points = np.empty((uniforms.shape[0], data.raw.shape[1]), dtype=data.mean.dtype)
+    rows = np.empty(uniforms.shape[0], dtype=np.int64)
+    first_rows = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for c, (taken, local_rows) in zip(chunks, dask.compute(*tasks)):
+        points[chunk_of == c] = taken
+        rows[chunk_of == c] = first_rows[c] + local_rows
+    return points, rows
+
+
+def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray:
+    """The centred rows of ``_draw``."""
+    return _draw(data, values, uniforms)[0]
+
+
+def _without_rows(values: Any, rows: np.ndarray) -> Any:
+    """The lazy (n, 1) ``values`` with the given ``rows`` set to 0."""
+    import dask.array as da
+
+    def call(chunk, block_info=None):
+        start, stop = block_info[0]["array-location"][0]
+        kept = np.ones(stop - start, dtype=bool)
+        kept[rows[(rows >= start) & (rows < stop)] - start] = False
+        xp = array_namespace(chunk)
+        return xp.where(_on_chunk_device(kept, chunk)[:, None], chunk, xp.zeros_like(chunk))
+
+    return da.map_blocks(call, values, dtype=values.dtype, meta=values._meta)
 
 
 def _point_weights(data: _Prepared) -> Any:

@@ -201,7 +201,8 @@ class FitProgress:
     _objective: Callable[[], float]
 
     def inertia(self) -> float:
-        """Inertia of this iteration's centres: one more pass over X, so call it sparingly."""
+        """Inertia of this iteration's centres: one more pass over X (on a Dask
+        array, one more compute), so call it sparingly."""
         return self._objective()
 
 
@@ -263,6 +264,35 @@ def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any)
 
 def _count_nonempty(labels: Any, n_clusters: int, *, xp: Any) -> int:
     return int(xp.sum(xp.astype(segment_count(labels, n_clusters) > 0, xp.int64)))
+
+
+def _replaces_best(run: Any, best: Any, same_clustering: Callable[[Any, Any], bool]) -> bool:
+    """Whether the start ``run`` becomes the best: the first, or one of lower
+    inertia that is not the best's clustering renamed (``same_clustering(run,
+    best)``, asked only then), as scikit-learn chooses."""
+    return best is None or (run.inertia < best.inertia and not same_clustering(run, best))
+
+
+def _warn_if_not_converged(
+    estimator: Any, n_distinct: int, params: _FitParams, converged: bool
+) -> None:
+    """The fit's ``ConvergenceWarning``: fewer distinct clusters than
+    ``n_clusters``, or ``max_iter`` ended the best start. Called by a fit
+    function that ``fit`` called (stacklevel: the caller of ``fit``)."""
+    if n_distinct < params.n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({n_distinct}) found smaller than "
+            f"n_clusters ({params.n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    elif not converged:
+        warnings.warn(
+            f"{type(estimator).__name__} did not converge: max_iter={params.max_iter} "
+            "iterations ended the fit. Increase max_iter, or tol.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -526,20 +556,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             scaled_tol = _tolerance(X_centered, params.tol, xp=xp)
             best = self._run_starts(X, X_centered, X_mean, weights, params, scaled_tol, xp=xp)
             distinct = _count_nonempty(best.labels, params.n_clusters, xp=xp)
-        if distinct < params.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({distinct}) found smaller than "
-                f"n_clusters ({params.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        elif not best.converged:
-            warnings.warn(
-                f"{type(self).__name__} did not converge: max_iter={params.max_iter} "
-                "iterations ended the fit. Increase max_iter, or tol.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        _warn_if_not_converged(self, distinct, params, best.converged)
         self.cluster_centers_ = best.centers + X_mean
         self.mean_ = X_mean
         self._centered_centers = best.centers
@@ -560,6 +577,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             f"algorithm={params.algorithm!r}", X, stacklevel=4
         )
         started = time.perf_counter()
+
+        def same_clustering(run: _Run, best: _Run) -> bool:
+            return _is_same_clustering(run.labels, best.labels, params.n_clusters, xp=xp)
+
         best = None
         for start in range(params.n_init):
             if params.explicit_init:
@@ -573,8 +594,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             if params.verbose:
                 print("Initialization complete")
             last_step: list[LloydStep] = []
+
+            def objective(centers: Any) -> float:
+                labels = nearest_centers(X_centered, centers)
+                return float(_inertia(X_centered, weights, centers, labels, xp=xp))
+
             report = self._progress_reporter(
-                X_centered, weights, params, scaled_tol, start, started, last_step, xp=xp
+                objective, params, scaled_tol, start, started, last_step
             )
             labels, inertia, centers, n_iter = _kmeans_single_lloyd(
                 X_centered, weights, centers_init, max_iter=params.max_iter, tol=scaled_tol,
@@ -582,35 +608,31 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 nearest=BoundedNearest(X_centered, xp=xp) if bounded else None,
             )
             run = _Run(labels, inertia, centers, n_iter, last_step[-1].converged)
-            if best is None or (
-                run.inertia < best.inertia
-                and not _is_same_clustering(run.labels, best.labels, params.n_clusters, xp=xp)
-            ):
+            if _replaces_best(run, best, same_clustering):
                 best = run
         return best
 
     def _progress_reporter(
-        self, X_centered: Any, weights: Any, params: _FitParams, scaled_tol: float,
-        start: int, started: float, last_step: list, *, xp: Any,
+        self, objective: Callable[[Any], float], params: _FitParams, scaled_tol: float,
+        start: int, started: float, last_step: list,
     ) -> Callable[[LloydStep], None]:
-        """The per-iteration hook of one start: keeps its last step and calls ``callback``."""
+        """The per-iteration hook of one start (in memory and on Dask): keeps
+        its last step and calls ``callback``; ``objective(centers)`` is the
+        inertia of centres (a pass over X), asked for only by the callback."""
         def report(step: LloydStep) -> None:
             last_step[:1] = [step]
             if self.callback is None:
                 return
 
-            def objective() -> float:
-                if step.inertia is not None:
-                    return step.inertia
-                labels = nearest_centers(X_centered, step.centers)
-                return float(_inertia(X_centered, weights, step.centers, labels, xp=xp))
+            def inertia() -> float:
+                return step.inertia if step.inertia is not None else objective(step.centers)
 
             self.callback(FitProgress(
                 start=start, n_init=params.n_init, iteration=step.iteration,
                 max_iter=params.max_iter, center_shift=step.center_shift, tol=scaled_tol,
                 converged=step.converged,
                 last=step.converged or step.iteration == params.max_iter,
-                elapsed=time.perf_counter() - started, _objective=objective,
+                elapsed=time.perf_counter() - started, _objective=inertia,
             ))
 
         return report

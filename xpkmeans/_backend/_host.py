@@ -207,10 +207,12 @@ def row_blocks(n_rows: int, width: int, *, xp: Any, device: Any, step: int | Non
 
     The last slice stops at ``n_rows``: the standard leaves slices past the
     end of an axis unspecified, and some libraries (array_api_strict) reject them.
+    No rows (a Dask chunk emptied by a filter) make one empty slice, so that a
+    map over the blocks still has a result of the right type and width.
     """
     if step is None:
         step = row_chunk_size(n_rows, width, xp=xp, device=device)
-    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+    return [slice(start, min(start + step, n_rows)) for start in range(0, max(n_rows, 1), step)]
 
 
 def map_row_blocks(
