@@ -72,6 +72,32 @@ def test_random_init_draws_the_in_memory_rows(memmap):
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
 
 
+@pytest.mark.parametrize("case", ["max_iter", "duplicates"])
+def test_fit_warns_as_in_memory(case):
+    X = _blobs(n=2000) if case == "max_iter" else np.repeat(_blobs(n=3), 100, axis=0)
+    params = {"max_iter": 1} if case == "max_iter" else {}
+    match = "max_iter=1" if case == "max_iter" else r"distinct clusters \(3\)"
+    for data in (X, xpkmeans.RowBlocks(X, block_rows=500)):
+        with pytest.warns(xpkmeans.ConvergenceWarning, match=match):
+            xpkmeans.KMeans(5, init=_init(X, 5), **params).fit(data)
+
+
+def test_callback_and_choice_among_starts_as_in_memory(memmap):
+    X, mm = memmap
+    seen = {}
+    for name, data in (("memory", X), ("blocks", xpkmeans.RowBlocks(mm, block_rows=700))):
+        steps = seen[name] = []
+        km = xpkmeans.KMeans(6, init="random", n_init=4, random_state=5, callback=lambda p: (
+            steps.append((p.start, p.iteration, p.center_shift, p.converged, p.last)),
+            p.start == 0 and p.iteration == 1 and steps.append(p.inertia()))).fit(data)
+        seen[name + " fit"] = km
+    assert len(seen["memory"]) == len(seen["blocks"])
+    for ours, reference in zip(seen["blocks"], seen["memory"]):
+        np.testing.assert_allclose(ours, reference, rtol=1e-9)
+    np.testing.assert_array_equal(seen["blocks fit"].labels_, seen["memory fit"].labels_)
+    assert seen["blocks fit"].n_iter_ == seen["memory fit"].n_iter_
+
+
 def test_callable_of_blocks_weights_and_empty_clusters():
     X = _blobs(n=3000)
     w = np.random.default_rng(2).random(3000)
@@ -95,6 +121,7 @@ def test_blocks_streamed_to_a_torch_device(memmap):
     np.testing.assert_allclose(km.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::xpkmeans.ConvergenceWarning")  # max_iter=4
 @pytest.mark.parametrize("block_rows", [250, 2000])
 def test_one_host_copy_per_pass_whatever_the_blocks(memmap, monkeypatch, block_rows):
     """The blocks' partial sums are added where they are: a device never waits

@@ -839,12 +839,6 @@ class MiniBatchRows(ClientRows):
         return self.data.meta_xp.asarray(centers)
 
 
-def _check_params(estimator: Any) -> tuple[int, int, float, int]:
-    """The estimator's own parameter checks: n_clusters, max_iter, tol, n_init."""
-    params = estimator._resolve_params()
-    return params.n_clusters, params.max_iter, params.tol, params.n_init
-
-
 # ------------------------------------------------------------------ using the fit
 
 

@@ -18,6 +18,7 @@ backend's ``blocks_to_device``).
 from __future__ import annotations
 
 import mmap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +50,7 @@ from ._dask import (
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._lloyd import _centers_from_sums
+from ._lloyd import LloydStep, _centers_from_sums
 from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
@@ -341,8 +342,10 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
     return centers
 
 
-def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int) -> tuple:
-    """EM from ``centers``: one pass per iteration (two when a cluster empties)."""
+def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int,
+           report: Any) -> tuple:
+    """EM from ``centers``: one pass per iteration (two when a cluster
+    empties); ``report(step)`` after each (a ``LloydStep`` without labels)."""
     weighted = stream.weights is not None
     for iteration in range(1, max_iter + 1):
         cluster_sums = _split_sums(_added_up(
@@ -359,8 +362,12 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int)
         shift = float(np.sum((new_centers - centers) ** 2))
         if verbose:
             print(f"Iteration {iteration}, center shift {shift}.")
+        converged = shift <= stream.tol
+        report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
+                         previous_centers=centers, inertia=None, center_shift=shift,
+                         converged=converged))
         centers = new_centers
-        if shift <= stream.tol:
+        if converged:
             break
     return centers, iteration
 
@@ -434,23 +441,43 @@ class MiniBatchRows(ClientRows):
 
 def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """``KMeans.fit`` for streamed data (called by the hook in ``KMeans.fit``)."""
-    from ._dask import _check_params
+    # imported here: _kmeans imports this module
+    from ._kmeans import (
+        _count_nonempty, _is_same_clustering, _replaces_best, _Run, _warn_if_not_converged,
+    )
 
     data = X if isinstance(X, RowBlocks) else RowBlocks(X)
-    n_clusters, max_iter, tol, n_init = _check_params(estimator)
-    if estimator.algorithm != "lloyd":  # the EM here is Lloyd's
-        check_supported(f"algorithm={estimator.algorithm!r}", X, stacklevel=3)
-    stream = _Stream(data, sample_weight, tol)
+    params = estimator._resolve_params()
+    n_clusters = params.n_clusters
+    if params.algorithm != "lloyd":  # the EM here is Lloyd's
+        check_supported(f"algorithm={params.algorithm!r}", X, stacklevel=3)
+    stream = _Stream(data, sample_weight, params.tol)
     check_n_clusters_fits(stream.n_samples, n_clusters)
-    rng = host_rng(estimator.random_state)
+    rng = host_rng(params.random_state)
+    started = time.perf_counter()
+
+    def same_clustering(run: Any, best: Any) -> bool:
+        return _is_same_clustering(run.labels, best.labels, n_clusters,
+                                   xp=array_namespace(run.labels))
+
+    def inertia_of(centers: np.ndarray) -> float:
+        return _labels_and_inertia(stream, centers)[1]
+
     best = None
-    for _ in range(n_init):
+    for start in range(params.n_init):
         centers = _initial_centers(estimator, stream, n_clusters, rng)
-        centers, n_iter = _lloyd(stream, centers, max_iter=max_iter, verbose=estimator.verbose)
+        last_step: list[LloydStep] = []
+        report = estimator._progress_reporter(inertia_of, params, stream.tol, start, started,
+                                              last_step)
+        centers, n_iter = _lloyd(stream, centers, max_iter=params.max_iter,
+                                 verbose=params.verbose, report=report)
         labels, inertia = _labels_and_inertia(stream, centers)
-        if best is None or inertia < best[1]:
-            best = labels, inertia, centers, n_iter
-    labels, inertia, centers, n_iter = best
+        run = _Run(labels, inertia, centers, n_iter, last_step[-1].converged)
+        if _replaces_best(run, best, same_clustering):
+            best = run
+    distinct = _count_nonempty(best.labels, n_clusters, xp=array_namespace(best.labels))
+    _warn_if_not_converged(estimator, distinct, params, best.converged)
+    labels, inertia, centers, n_iter = best.labels, best.inertia, best.centers, best.n_iter
     mean = _centers_for(stream.mean, labels)
     centered = _centers_for(centers, labels)
     estimator.cluster_centers_ = centered + mean
