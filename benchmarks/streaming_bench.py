@@ -1,6 +1,7 @@
 """Out-of-core benchmark: KMeans.fit on row blocks of an np.memmap
-(``RowBlocks``) far larger than the memory it may use. Writes a float32 memmap (default 20M x 32, 2.5 GB) in
-pieces, fits it in a fresh process and reports that process's peak RSS
+(``RowBlocks``) far larger than the memory it may use. Writes a float32
+memmap (default 20M x 32, 2.5 GB) in pieces, fits it in a fresh process and
+reports that process's peak RSS
 (``VmHWM``: everything, Python and libraries included) and the time.
 
     python benchmarks/streaming_bench.py --n 20000000 --d 32 --k 8
