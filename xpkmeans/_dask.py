@@ -322,7 +322,7 @@ def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any, mean: An
     w = _weights_of(weights, block)
     if w is not None:
         distances = distances * w
-    return xp.astype(xp.sum(distances), widest_float_dtype(xp, device_of(block)))[None]
+    return xp.sum(xp.astype(distances, widest_float_dtype(xp, device_of(block))))[None]
 
 
 # ------------------------------------------------------------------ lazy graphs

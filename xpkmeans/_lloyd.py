@@ -72,11 +72,14 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
 
 
 def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) -> Any:
-    """Sum of (weighted) squared distances of points to their assigned centres (0-D)."""
+    """Sum of (weighted) squared distances of points to their assigned centres
+    (0-D), added in the widest float of the device, as on Dask and streamed
+    data: float32 sums had ranked two starts of a fit one way in memory and
+    the other way on Dask."""
     distances = sq_distances_to_assigned(X, centers, labels)
     if sample_weight is not None:
         distances = distances * sample_weight
-    return xp.sum(distances)
+    return xp.sum(xp.astype(distances, widest_float_dtype(xp, device_of(distances))))
 
 
 # ------------------------------------------------------------------ M step
@@ -405,7 +408,7 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)
     labels = nearest_centers(X, centers)
-    return labels, _inertia(X, weights, centers, labels, xp=xp)
+    return labels, xp.astype(_inertia(X, weights, centers, labels, xp=xp), X.dtype)
 
 
 def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> Any:
