@@ -346,7 +346,8 @@ def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(lazy_backend, dtyp
     X = _blobs(n=1200).astype(dtype)
     Xd = lazy_backend.asarray(X)
     labels = xpkmeans.KMeans(5, init=_init(X, 5)).fit(X).labels_
-    for given in (lazy_backend.asarray(labels * 7 - 3), labels * 7 - 3):
+    names = np.array([f"cluster {i}" for i in (4, 0, 3, 1, 2)])[labels]  # as LabelEncoder
+    for given in (lazy_backend.asarray(labels * 7 - 3), labels * 7 - 3, names, names.tolist()):
         with count_computes() as counter:
             ch = xpkmeans.calinski_harabasz_score(Xd, given)
         assert counter["computes"] == 3
@@ -590,6 +591,23 @@ def test_n_init_keeps_the_start_numpy_keeps(lazy_backend):
     assert km.n_iter_ == ref.n_iter_
 
 
+def test_n_init_ranks_near_tied_starts_as_in_memory(lazy_backend):
+    """Four-fold symmetric data: starts that split it differently have
+    inertias equal to float32 rounding. Summed in float64 everywhere, memory,
+    Dask and row blocks rank them alike (float32 sums had flipped 38 of 40)."""
+    pts = np.random.default_rng(0).normal(size=(250, 2)) * [1, 0.3] + [3.1, 0]
+    turn = np.array([[0, -1], [1, 0]])
+    X = np.vstack([pts @ np.linalg.matrix_power(turn, i).T for i in range(4)])
+    X = X.astype(np.float32) + np.float32(0.37)
+    for seed in range(4):
+        params = {"init": "random", "n_init": 10, "random_state": seed}
+        ref = xpkmeans.KMeans(2, **params).fit(X)
+        for data in (_chunked(lazy_backend, X, 250), xpkmeans.RowBlocks(X, block_rows=250)):
+            km = xpkmeans.KMeans(2, **params).fit(data)
+            labels = km.labels_.compute() if hasattr(km.labels_, "compute") else km.labels_
+            np.testing.assert_array_equal(lazy_backend.to_numpy(labels), ref.labels_)
+
+
 def test_centres_set_by_hand_predict_transform_score_as_in_memory(lazy_backend):
     X = np.random.default_rng(0).normal(size=(100, 4))
     km = xpkmeans.KMeans(3)
@@ -636,11 +654,23 @@ def test_weighted_random_init_equals_numpy_and_keeps_the_weights_on_the_workers(
         lazy_backend, monkeypatch):
     """NumPy's ``choice(replace=False, p=...)`` draws again for repeated rows:
     heavy weights on a few points make such rounds."""
+    import dask
+
     X = _blobs(n=500, d=3)
     gathered = []
     original = da.Array.compute
     monkeypatch.setattr(da.Array, "compute",
                         lambda self, **kw: gathered.append(self.shape) or original(self, **kw))
+    compute = dask.compute
+
+    def recorded(*args, **kwargs):  # what each compute brings to the client
+        results = compute(*args, **kwargs)
+        for result in results:
+            for value in result if isinstance(result, tuple) else (result,):
+                gathered.append(tuple(getattr(value, "shape", ())))
+        return results
+
+    monkeypatch.setattr(dask, "compute", recorded)
     for seed in range(8):
         w = np.random.default_rng(seed).uniform(0, 1, X.shape[0]) ** 8
         w[::3] = 0
