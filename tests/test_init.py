@@ -164,6 +164,8 @@ def test_kmeans_plusplus_takes_scikit_learns_keywords():
     with_norms = kmeans_plusplus(X, 5, x_squared_norms=norms, random_state=1, n_local_trials=3)
     np.testing.assert_array_equal(with_norms[1], kmeans_plusplus(X, 5, random_state=1,
                                                                  n_local_trials=3)[1])
+    for given in (norms.tolist(), norms[:, None]):  # as scikit-learn takes them
+        kmeans_plusplus(X, 5, x_squared_norms=given)
     with pytest.raises(ValueError, match=r"^`x_squared_norms` must have shape \(400,\)"):
         kmeans_plusplus(X, 5, x_squared_norms=norms[:10])
 

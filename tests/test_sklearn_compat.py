@@ -140,3 +140,19 @@ def test_no_random_state_follows_numpy_global_seed():
     for first, again, unseeded in fits:  # ours behaves as scikit-learn's
         np.testing.assert_array_equal(first, again)
         assert not np.array_equal(first, unseeded)
+
+
+def test_checking_random_state_draws_nothing():
+    """Only the fit draws its seed (one draw), as scikit-learn's
+    ``check_random_state``: checking the parameters leaves any state alone."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    legacy = np.random.RandomState(3)
+    for random_state in (None, legacy):
+        for estimator in (SKLearnKMeans, KMeans):
+            np.random.seed(0)
+            before = (np.random.get_state()[2], legacy.get_state()[2])
+            with pytest.raises(ValueError):  # the checks pass; X is then refused
+                estimator(2, random_state=random_state).fit(np.zeros((1, 2)))
+            after = (np.random.get_state()[2], legacy.get_state()[2])
+            assert before == after, (estimator, random_state)

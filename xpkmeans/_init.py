@@ -34,6 +34,7 @@ from ._validation import (
     check_array,
     check_int,
     check_n_clusters_fits,
+    check_one_value_per_row,
     check_sample_weight,
 )
 
@@ -362,10 +363,8 @@ def kmeans_plusplus(
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials", minimum=1)
     weights = check_sample_weight(sample_weight, X, xp)
-    if x_squared_norms is not None and tuple(getattr(x_squared_norms, "shape", (-1,))) != (
-            X.shape[0],):
-        msg = f"`x_squared_norms` must have shape ({X.shape[0]},) to match X."
-        raise ValueError(msg)
+    if x_squared_norms is not None:
+        check_one_value_per_row(x_squared_norms, X, name="x_squared_norms")
     _, indices = _kmeans_plusplus(
         center_data(X, xp=xp)[0],
         n_clusters,

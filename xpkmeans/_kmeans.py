@@ -17,6 +17,7 @@ import numpy as np
 
 from ._backend import (
     array_namespace,
+    check_random_state,
     block_width,
     centered,
     device_of,
@@ -123,7 +124,7 @@ def _n_init(value: Any, name: str) -> str | int:
 
 
 def _random_state(value: Any, name: str) -> Any:
-    host_rng(value)  # the type and sign; the generator itself is made per fit
+    check_random_state(value)  # the generator itself is made per fit
     return value
 
 

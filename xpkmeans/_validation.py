@@ -248,6 +248,15 @@ def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> An
     return centers
 
 
+def check_one_value_per_row(values: Any, X: Any, *, name: str) -> None:
+    """``values`` (an array of any library, or a list) hold one value per row
+    of X: shape (n,) or (n, 1), as scikit-learn takes them."""
+    shape = tuple(values.shape) if hasattr(values, "shape") else np.shape(values)
+    if shape not in ((X.shape[0],), (X.shape[0], 1)):
+        msg = f"`{name}` must have shape ({X.shape[0]},) to match X, got {shape}."
+        raise ValueError(msg)
+
+
 def encode_host_categories(values: Any, *, name: str) -> Any:
     """Host strings or objects (a list, a NumPy array, a pandas Series) as
     int64 codes in sorted order, as scikit-learn's ``LabelEncoder``; anything

@@ -36,6 +36,7 @@ proves it equals that twin. The rooms:
 
 from ._host import (
     array_namespace,
+    check_random_state,
     concat_rows,
     default_float_dtype,
     device_of,
@@ -94,6 +95,7 @@ __all__ = [
     "array_namespace",
     "blas_is_limited",
     "blocks_to_device",
+    "check_random_state",
     "concat_rows",
     "default_float_dtype",
     "device_of",

@@ -77,22 +77,29 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
     None draws the seed from NumPy's global ``RandomState``, as scikit-learn
     does: after ``np.random.seed(0)`` a fit is reproducible.
     """
+    check_random_state(random_state)
     if random_state is None:
         random_state = np.random.mtrand._rand  # what np.random.seed seeds
-    if isinstance(random_state, (numbers.Integral, np.integer)):
-        if int(random_state) < 0:
-            msg = f"`random_state` must be a non-negative integer, got {random_state}."
-            raise ValueError(msg)
-        return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
-    msg = (
-        "`random_state` must be None, an int, a numpy.random.Generator or a "
-        f"numpy.random.RandomState, got {type(random_state).__name__}."
-    )
-    raise InputTypeError(msg)
+    return np.random.default_rng(random_state)
+
+
+def check_random_state(random_state: Any) -> None:
+    """The errors of ``host_rng`` for a bad ``random_state``, drawing nothing."""
+    if isinstance(random_state, (numbers.Integral, np.integer)):
+        if int(random_state) < 0:
+            msg = f"`random_state` must be a non-negative integer, got {random_state}."
+            raise ValueError(msg)
+    elif random_state is not None and not isinstance(
+            random_state, (np.random.Generator, np.random.RandomState)):
+        msg = (
+            "`random_state` must be None, an int, a numpy.random.Generator or a "
+            f"numpy.random.RandomState, got {type(random_state).__name__}."
+        )
+        raise InputTypeError(msg)
 
 
 def from_host(values: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:

@@ -730,7 +730,7 @@ def _pass(run_rows, n_rows, n_clusters, n_features, dtype, *, weights, want_scor
 def sum_by_cluster(X, labels, n_clusters, *, weights=None):
     """The sums and totals of ``dense_pass(..., want_sums=True)`` for given labels."""
     X, mean, centered = _data_and_mean(X)
-    labels = np.asarray(labels, dtype=np.intp)
+    labels = np.asarray(labels, dtype=np.int32)  # as the pass's: its kernels compiled once
     weighted = weights is not None
     weights = _as_weights(weights)
 
