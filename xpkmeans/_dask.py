@@ -446,21 +446,30 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int,
                 cluster_sums.sums, cluster_sums.totals,
                 to_numpy(dask.compute(candidates)[0]), centers, weighted,
             )
-        new_centers = _centers_from_sums(cluster_sums, centers, xp=np)
-        shift = float(np.sum((new_centers - centers) ** 2))
-        if verbose:
-            print(f"Iteration {iteration}, center shift {shift}.")
-        # unchanged labels give bitwise unchanged centres: shift 0 <= tol
-        converged = shift <= data.tol
-        report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
-                         previous_centers=centers, inertia=None, center_shift=shift,
-                         converged=converged))
-        centers = new_centers
+        centers, converged = _end_iteration(cluster_sums, centers, iteration, tol=data.tol,
+                                            verbose=verbose, report=report)
         if converged:
-            if verbose:
-                print(f"Converged at iteration {iteration}.")
             break
     return centers, iteration
+
+
+def _end_iteration(cluster_sums: _ClusterSums, centers: np.ndarray, iteration: int, *,
+                   tol: float, verbose: int, report: Any) -> tuple[np.ndarray, bool]:
+    """The host end of an EM iteration on Dask or streamed data: the centres
+    of the sums, their shift, ``report(step)``; the new centres and whether
+    they converged."""
+    new_centers = _centers_from_sums(cluster_sums, centers, xp=_np_xp())
+    shift = float(np.sum((new_centers - centers) ** 2))
+    if verbose:
+        print(f"Iteration {iteration}, center shift {shift}.")
+    # unchanged labels give bitwise unchanged centres: shift 0 <= tol
+    converged = shift <= tol
+    report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
+                     previous_centers=centers, inertia=None, center_shift=shift,
+                     converged=converged))
+    if converged and verbose:
+        print(f"Converged at iteration {iteration}.")
+    return new_centers, converged
 
 
 def _labels_graph(X: Any, centers: np.ndarray, mean: Any = None) -> Any:

@@ -44,13 +44,14 @@ from ._dask import (
     _chunk_lloyd_sums,
     _chunk_moments,
     _chunk_sum_of_squares,
+    _end_iteration,
     _host_centers,
     _np_xp,
     _relocate,
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._lloyd import LloydStep, _centers_from_sums
+from ._lloyd import LloydStep
 from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
@@ -358,15 +359,8 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int,
             ])
             cluster_sums = _relocate(cluster_sums.sums, cluster_sums.totals, candidates,
                                      centers, weighted)
-        new_centers = _centers_from_sums(cluster_sums, centers, xp=_np_xp())
-        shift = float(np.sum((new_centers - centers) ** 2))
-        if verbose:
-            print(f"Iteration {iteration}, center shift {shift}.")
-        converged = shift <= stream.tol
-        report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
-                         previous_centers=centers, inertia=None, center_shift=shift,
-                         converged=converged))
-        centers = new_centers
+        centers, converged = _end_iteration(cluster_sums, centers, iteration, tol=stream.tol,
+                                            verbose=verbose, report=report)
         if converged:
             break
     return centers, iteration
