@@ -175,6 +175,8 @@ BAD_INPUT_NAMES = [
     "missing file", "ragged rows", "non-numeric", "empty file", "blank file", "header only",
     "nan value", "3-d npy", "k > rows", "k = 0", "no output dir", "bad init",
     "reversed range", "garbage range", "range past rows", "bad method", "no command",
+    "output is the input", "two outputs on one path", "NA on the first row", "piped input",
+    "plot without a file type", "centres delimiter in numbers",
 ]
 
 
@@ -188,10 +190,14 @@ def _bad_inputs(tmp_path):
         "blank.csv": "\n  \n",
         "header_only.csv": "a,b\n",
         "nan.csv": "1,2\nnan,3\n4,5\n",
+        "na_first.csv": "NA,1\n2,3\n4,5\n",  # a missing value, not a header
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
+    pipe = tmp_path / "pipe.csv"
+    if not pipe.exists():
+        os.mkfifo(pipe)  # read twice, a pipe loses rows: refused
     out = tmp_path / "labels.txt"
     return {
         "missing file": (["fit", tmp_path / "nope.csv", "-k", 2, "-o", out], "no such file"),
@@ -214,6 +220,18 @@ def _bad_inputs(tmp_path):
                             "larger than the number of rows"),
         "bad method": (["choose-k", good, "--method", "gap"], "invalid choice"),
         "no command": ([], "COMMAND"),
+        "output is the input": (["fit", good, "-k", 2, "-o", good],
+                                "the same file as the input"),
+        "two outputs on one path": (["fit", good, "-k", 2, "-o", out, "--centers", out],
+                                    "--centers " + str(out) + ": the same file as -o"),
+        "NA on the first row": (["fit", tmp_path / "na_first.csv", "-k", 2, "-o", out],
+                                "line 1, column 1: 'NA' is not a number"),
+        "piped input": (["fit", pipe, "-k", 2, "-o", out], "not a regular file"),
+        "plot without a file type": (["fit", good, "-k", 2, "-o", out, "--plot",
+                                      tmp_path / "clusters"], "name a file ending in one of"),
+        "centres delimiter in numbers": (["fit", good, "-k", 2, "-o", out, "--centers",
+                                          tmp_path / "c.csv", "--centers-delimiter", "."],
+                                         "part of numbers"),
     }
 
 
@@ -343,6 +361,46 @@ def test_columns_and_drop_choose_columns_by_name_or_number(selection, tmp_path, 
     labels = np.loadtxt(tmp_path / "l.txt", dtype=np.int64)
     np.testing.assert_array_equal(labels, KMeans(3, random_state=0).fit(X).labels_)
     assert (tmp_path / "c.csv").read_text().splitlines()[0] == "sl,sw,pl,pw"
+
+
+def test_columns_keep_the_order_asked_for(tmp_path, capsys, csv_parser):
+    """pandas' usecols reads columns in the file's order: the reader puts
+    them back in the order of --columns, as loadtxt does."""
+    data, X = _iris_like(tmp_path)
+    code, _, err = run_main(["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--backend", "numpy",
+                             "--columns", "pw,sl", "--centers", tmp_path / "c.csv"], capsys)
+    assert code == 0, err
+    header, *rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert header == "pw,sl"
+    centers = np.loadtxt(rows, delimiter=",")
+    expected = KMeans(3, random_state=0).fit(X[:, [3, 0]]).cluster_centers_
+    np.testing.assert_allclose(centers, expected, rtol=1e-9)
+
+
+def test_outputs_write_through_links_keep_permissions_and_spare_the_input(tmp_path, capsys):
+    good = _write(_blobs(n_samples=30), tmp_path, "csv")
+    before = good.read_text()
+    assert run_main(["fit", good, "-k", 2, "-o", good], capsys)[0] == 1
+    assert good.read_text() == before
+    target = tmp_path / "target.txt"
+    target.write_text("old")
+    target.chmod(0o600)
+    (tmp_path / "link.txt").symlink_to(target)
+    assert run_main(["fit", good, "-k", 2, "-o", tmp_path / "link.txt"], capsys)[0] == 0
+    assert (tmp_path / "link.txt").is_symlink()
+    assert len(target.read_text().split()) == 30
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_centres_header_is_quoted_and_reads_back(tmp_path, capsys):
+    data = tmp_path / "quoted.csv"
+    data.write_text('"length, cm","width"\n1,2\n1.1,2.1\n5,6\n5.1,6.2\n')
+    centers = tmp_path / "c.csv"
+    assert run_main(["fit", data, "-k", 2, "-o", tmp_path / "l.txt", "--centers", centers],
+                    capsys)[0] == 0
+    assert centers.read_text().splitlines()[0] == '"length, cm",width'
+    code, out, err = run_main(["fit", centers, "-k", 1, "-o", tmp_path / "l2.txt"], capsys)
+    assert code == 0, err
 
 
 def test_unknown_column_names_the_choices(tmp_path, capsys):

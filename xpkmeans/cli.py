@@ -126,7 +126,8 @@ def read_data(
 ) -> tuple[np.ndarray, list[str] | None]:
     """A float64 (n_samples, n_features) array from a CSV or ``.npy`` file.
 
-    A CSV whose first row is not all numbers is read as a header; blank lines
+    A CSV whose first row holds a word (not a number, nor an empty or NA
+    cell) is read as a header; blank lines
     are skipped. ``delimiter`` None detects a tab-separated file (else comma);
     ``columns`` keeps, ``drop`` removes columns given by header name or by
     number (1 is the first). Returns the data and the column names (None
@@ -137,6 +138,8 @@ def read_data(
         raise CLIError(f"{path}: no such file")
     if path.is_dir():
         raise CLIError(f"{path}: is a directory, expected a CSV or .npy file")
+    if not path.is_file():  # a pipe or device: read more than once, it would lose rows
+        raise CLIError(f"{path}: not a regular file (a pipe?); save the data to a file first")
     if path.suffix.lower() == ".npy":
         data = _read_npy(path)
         keep = _select_columns(data.shape[1], None, columns, drop)
@@ -175,6 +178,8 @@ def parse_delimiter(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected one character (or \\t for tab), got {text!r}"
         )
+    if text in "0123456789.+-eE\"":  # it would run into the numbers
+        raise argparse.ArgumentTypeError(f"{text!r} is part of numbers; use another character")
     return text
 
 
@@ -186,12 +191,20 @@ def _is_number(field: str) -> bool:
     return True
 
 
+#: cells that mean "no value": a first row of numbers and these is data, not a header
+_MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
+
+
+def _is_number_or_missing(field: str) -> bool:
+    return _is_number(field) or field.lower() in _MISSING
+
+
 @dataclass(frozen=True)
 class _CsvLayout:
     """What the first non-blank line of a CSV says about the file."""
 
     delimiter: str
-    names: list[str] | None  # the header, if the first row is not all numbers
+    names: list[str] | None  # the header, if the first row holds a word
     first_data_line: int  # 1-based line number of the first data row
     width: int
 
@@ -209,7 +222,7 @@ def _csv_layout(path: Path, delimiter: str | None) -> _CsvLayout:
     if delimiter is None:  # a tab and no comma: tab-separated
         delimiter = "\t" if "\t" in line and "," not in line else ","
     first = [field.strip() for field in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))]
-    if all(_is_number(field) for field in first):
+    if all(_is_number_or_missing(field) for field in first):  # data (missing values named later)
         return _CsvLayout(delimiter, None, number, len(first))
     return _CsvLayout(delimiter, first, number + 1, len(first))
 
@@ -307,6 +320,8 @@ def _parse_csv(path: Path, layout: _CsvLayout, keep: list[int] | None) -> np.nda
             for chunk in chunks:
                 if chunk.shape[1] != width:
                     raise ValueError("a row differs in width from the first")
+                if keep is not None:  # usecols gives the file's order, not keep's
+                    chunk = chunk[keep]
                 data[n_rows : n_rows + chunk.shape[0]] = chunk.to_numpy(dtype=np.float64)
                 n_rows += chunk.shape[0]
         return data[:n_rows]
@@ -373,19 +388,60 @@ def _read_csv_slowly(path: Path, layout: _CsvLayout, keep: list[int] | None) -> 
     return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
+def _csv_row(fields: Sequence[str], delimiter: str) -> str:
+    """One CSV row, fields quoted where they hold the delimiter or quotes."""
+    import io
+
+    row = io.StringIO()
+    csv.writer(row, delimiter=delimiter, lineterminator="").writerow(fields)
+    return row.getvalue()
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _check_writable(path: Path | str, what: str) -> Path:
-    """Fail before the work, not after, when an output cannot be written."""
+    """Fail before the work, not after, when an output cannot be written
+    (its directory takes a new file: where the output is written first)."""
+    import tempfile
+
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = Path(os.path.realpath(path)).parent
     if not parent.is_dir():
-        raise CLIError(f"{what} {path}: directory {parent} does not exist")
+        raise CLIError(f"{what} {path}: directory {path.parent} does not exist")
     if path.is_dir():
         raise CLIError(f"{what} {path}: is a directory")
+    if path.is_file() or not path.exists():  # pipes and devices are written as they are
+        try:
+            tempfile.TemporaryFile(dir=parent).close()
+        except OSError as e:
+            raise CLIError(f"{what} {path}: cannot write in {parent} ({e.strerror})") from e
     return path
+
+
+def _check_plot_path(path: Path | str, what: str) -> Path:
+    """``_check_writable``, and a file type matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = _check_writable(path, what)
+    types = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in types:
+        raise CLIError(f"{what} {path}: name a file ending in one of "
+                       f"{', '.join('.' + t for t in sorted(types))}")
+    return path
+
+
+def _check_distinct(inputs: Sequence[Path | str], outputs: dict[str, Path | None]) -> None:
+    """No output overwrites the input or another output."""
+    seen = {os.path.realpath(path): "the input" for path in inputs}
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise CLIError(f"{what} {path}: the same file as {seen[real]}")
+        seen[real] = what
 
 
 def _require_matplotlib() -> None:
@@ -414,17 +470,25 @@ class _Outputs:
         self.messages: list[str] = []
 
     def path(self, final: Path, message: str) -> Path:
-        """A temporary path for ``final`` (same suffix: matplotlib reads it)."""
+        """A temporary path for ``final`` (same suffix: matplotlib reads it);
+        through a symbolic link, beside its target; a pipe or device, as it is."""
         import tempfile
 
+        self.messages.append(message)
+        if final.exists() and not final.is_file():  # also through links
+            return final
+        final = Path(os.path.realpath(final))
         fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.",
                                     suffix=final.suffix)
         os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)  # as a plain open() would create it
+        if final.exists():  # keep its permissions
+            mode = os.stat(final).st_mode & 0o7777
+        else:  # as a plain open() would create it
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(name, mode)
         self._pending.append((Path(name), final))
-        self.messages.append(message)
         return Path(name)
 
     def commit(self) -> None:
@@ -655,9 +719,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _check_k(args.k, X.shape[0], str(args.input))
     output = _check_writable(args.output, "-o")
     centers_path = _check_writable(args.centers, "--centers") if args.centers else None
-    plot_path = _check_writable(args.plot, "--plot") if args.plot else None
-    if plot_path is not None:
+    if args.plot:
         _require_matplotlib()
+    plot_path = _check_plot_path(args.plot, "--plot") if args.plot else None
+    _check_distinct([args.input], {"-o": output, "--centers": centers_path, "--plot": plot_path})
     backend = select_backend(args.backend)
 
     from ._backend import to_numpy
@@ -674,7 +739,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                    labels, fmt="%d")
         if centers_path is not None:
             delimiter = args.centers_delimiter
-            header = delimiter.join(names) if names is not None else ""
+            header = _csv_row(names, delimiter) if names is not None else ""
             np.savetxt(outputs.path(centers_path, f"wrote {centers_path} ({args.k} centres)"),
                        centers, fmt="%.10g", delimiter=delimiter, header=header, comments="")
         if plot_path is not None:
@@ -716,9 +781,10 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
                      drop=args.drop)
     ks = args.range
     _check_range(ks, args.method, X.shape[0], str(args.input))
-    plot_path = _check_writable(args.plot, "--plot") if args.plot else None
-    if plot_path is not None:
+    if args.plot:
         _require_matplotlib()
+    plot_path = _check_plot_path(args.plot, "--plot") if args.plot else None
+    _check_distinct([args.input], {"--plot": plot_path})
     backend = select_backend(args.backend)
     if args.standardize:
         X = _standardize(X)[0]
