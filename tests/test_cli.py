@@ -89,6 +89,20 @@ def test_demo_out_writes_the_course(tmp_path):
     assert _field(stdout, r"chosen k \(silhouette\)") == "4"
 
 
+def test_demo_out_that_fails_leaves_the_directory_as_it_was(tmp_path, capsys):
+    out = tmp_path / "course"
+    (out / COURSE[4]).mkdir(parents=True)  # the fifth figure cannot be written
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run_main(["demo", "--backend", "numpy", "--n-samples", 60, "--out", out],
+                            capsys)
+    assert code == 1 and f"--out {out}: {COURSE[4]} is a directory" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted([COURSE[4], "notes.txt"])
+    (tmp_path / "afile").write_text("x")
+    code, out_text, err = run_main(["demo", "--out", tmp_path / "afile" / "sub"], capsys)
+    assert code == 1 and "is not a directory" in err and "--out" in err
+    assert out_text == ""  # refused before the demo ran
+
+
 # ------------------------------------------------------------------ fit
 
 

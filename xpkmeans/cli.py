@@ -420,6 +420,23 @@ def _check_writable(path: Path | str, what: str) -> Path:
     return path
 
 
+def _staging_directory(out: Path, what: str) -> Path:
+    """A new hidden directory in the nearest existing directory of ``out``
+    (``out`` itself if it exists): files written there move into ``out`` at
+    the end, by renames on one file system."""
+    import tempfile
+
+    existing = Path(os.path.realpath(out))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"{what} {out}: {existing} is not a directory")
+    try:
+        return Path(tempfile.mkdtemp(dir=existing, prefix=".xpkmeans-"))
+    except OSError as e:
+        raise CLIError(f"{what} {out}: cannot write in {existing} ({e.strerror})") from e
+
+
 def _check_plot_path(path: Path | str, what: str) -> Path:
     """``_check_writable``, and a file type matplotlib writes."""
     from matplotlib.backend_bases import FigureCanvasBase
@@ -652,6 +669,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _require_matplotlib()
         if Path(args.out).exists() and not Path(args.out).is_dir():
             raise CLIError(f"--out {args.out}: exists and is not a directory")
+        staging = _staging_directory(Path(args.out), "--out")
     backend = select_backend(args.backend)
     X, _ = make_blobs(args.n_samples, 2, centers=4, cluster_std=1.0, random_state=args.seed,
                       xp=backend.xp, device=backend.device)
@@ -671,8 +689,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from ._course import run_course
 
+    try:  # written aside, then moved in together: a failure leaves --out as it was
+        lessons, selection = run_course(X, staging, n_clusters=4, seed=args.seed)
+        targets = [Path(args.out) / lesson.path.name for lesson in lessons]
+        for target in targets:  # all checked before the first is moved
+            if target.is_dir():
+                raise CLIError(f"--out {args.out}: {target.name} is a directory")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for lesson, target in zip(lessons, targets):
+            os.replace(lesson.path, target)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"\nThe course, figures in {args.out}:")
-    lessons, selection = run_course(X, args.out, n_clusters=4, seed=args.seed)
     width = max(len(lesson.path.name) for lesson in lessons)
     for lesson in lessons:
         print(f"  {lesson.path.name:<{width}}  {lesson.summary}")
