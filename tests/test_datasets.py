@@ -44,3 +44,24 @@ def test_bad_arguments():
         make_blobs(10, cluster_std=-1.0)
     with pytest.raises(ValueError, match="centers.*rows"):
         make_blobs([5, 5], centers=np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"n_samples": 1e4}, TypeError, "^`n_samples` must be an int"),
+    ({"n_samples": []}, ValueError, "^`n_samples` must list at least one blob size"),
+    ({"n_features": 0}, ValueError, "^`n_features` must be >= 1"),
+    ({"n_features": 2.0}, TypeError, "^`n_features` must be an int"),
+    ({"cluster_std": [1.0, 2.0]}, ValueError, "^`cluster_std` must be a number or one per centre"),
+    ({"center_box": (10, -10)}, ValueError, "^`center_box` must be finite with low <= high"),
+    ({"center_box": 5}, ValueError, "^`center_box` must be two numbers"),
+    ({"n_samples": [10, 5], "centers": 3}, ValueError, "^`centers`=3 but `n_samples` lists 2"),
+    ({"dtype": np.int64}, TypeError, "^`dtype` must be a real floating dtype"),
+])
+def test_each_bad_argument_is_named(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        make_blobs(**kwargs)
+
+
+def test_blob_sizes_with_their_number_of_centres():
+    X, y = make_blobs([10, 5], centers=2, random_state=0)
+    assert X.shape == (15, 2) and np.bincount(y).tolist() == [10, 5]

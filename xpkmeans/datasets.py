@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import default_float_dtype, from_host, host_rng
+from ._errors import InputTypeError
 from ._validation import check_int
 
 
@@ -66,13 +67,15 @@ def make_blobs(
         Only when ``return_centers`` is True.
     """
     rng = host_rng(random_state)
-    if isinstance(n_samples, numbers.Integral):
+    n_features = check_int(n_features, "n_features", minimum=1)
+    low, high = _check_center_box(center_box)
+    if not isinstance(n_samples, (list, tuple, np.ndarray)):
         total = check_int(n_samples, "n_samples", minimum=1)
         if centers is None:
             centers = 3
         if isinstance(centers, numbers.Integral):
             n_centers = check_int(centers, "centers", minimum=1)
-            center_points = rng.uniform(*center_box, size=(n_centers, n_features))
+            center_points = rng.uniform(low, high, size=(n_centers, n_features))
         else:
             center_points = _check_center_points(centers)
             n_centers = center_points.shape[0]
@@ -80,8 +83,15 @@ def make_blobs(
     else:
         sizes = [check_int(s, "n_samples[i]", minimum=0) for s in n_samples]
         n_centers = len(sizes)
+        if n_centers == 0 or sum(sizes) == 0:
+            raise ValueError("`n_samples` must list at least one blob size > 0.")
+        if isinstance(centers, numbers.Integral):  # one centre per listed size
+            if check_int(centers, "centers", minimum=1) != n_centers:
+                msg = f"`centers`={centers} but `n_samples` lists {n_centers} blob sizes."
+                raise ValueError(msg)
+            centers = None
         if centers is None:
-            center_points = rng.uniform(*center_box, size=(n_centers, n_features))
+            center_points = rng.uniform(low, high, size=(n_centers, n_features))
         else:
             center_points = _check_center_points(centers)
             if center_points.shape[0] != n_centers:
@@ -91,7 +101,11 @@ def make_blobs(
                 )
                 raise ValueError(msg)
     n_features = center_points.shape[1]
-    stds = np.broadcast_to(np.asarray(cluster_std, dtype=np.float64), (n_centers,))
+    try:
+        stds = np.broadcast_to(np.asarray(cluster_std, dtype=np.float64), (n_centers,))
+    except (TypeError, ValueError) as e:
+        msg = f"`cluster_std` must be a number or one per centre ({n_centers}), got {cluster_std!r}."
+        raise ValueError(msg) from e
     if np.any(stds < 0) or not np.all(np.isfinite(stds)):
         msg = f"`cluster_std` must be finite and >= 0, got {cluster_std}."
         raise ValueError(msg)
@@ -109,11 +123,23 @@ def make_blobs(
         xp = _numpy_namespace()
     if dtype is None:
         dtype = default_float_dtype(xp, device)
+    elif not xp.isdtype(dtype, "real floating"):
+        raise InputTypeError(f"`dtype` must be a real floating dtype, got {dtype}.")
     X_out = from_host(X, xp=xp, device=device, dtype=dtype)
     y_out = from_host(y, xp=xp, device=device, dtype=xp.int64)
     if return_centers:
         return X_out, y_out, from_host(center_points, xp=xp, device=device, dtype=dtype)
     return X_out, y_out
+
+
+def _check_center_box(center_box: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(value) for value in center_box)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`center_box` must be two numbers (low, high), got {center_box!r}.") from e
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ValueError(f"`center_box` must be finite with low <= high, got {center_box!r}.")
+    return low, high
 
 
 def _check_center_points(centers: Any) -> np.ndarray:
