@@ -224,15 +224,21 @@ def _weight_flags(X: Any, weights: Any) -> Any:
 
 
 def _chunk_moments(block: Any, weights: Any) -> Any:
-    """(1, d + 3): column sums | non-finite values | bad weights (non-finite
-    or negative) | positive weights. The sums are those of a fit in memory
-    (``column_sums``), so the two find the same mean."""
+    """(1, d + 4): column sums | non-finite values | the weight flags
+    (``_chunk_weight_flags``). The sums are those of a fit in memory
+    (``column_sums``), so the two find the same mean. Added up over chunks,
+    ``_split_moments`` takes them apart."""
     xp = array_namespace(block)
     accumulate = widest_float_dtype(xp, device_of(block))
     non_finite = xp.astype(xp.any(~xp.isfinite(block)), accumulate)  # no chunk-sized float copy
-    flags = _chunk_weight_flags(block, weights)
-    return xp.concat([column_sums(block), non_finite[None], flags[:1] + flags[1:2],
-                      flags[2:]])[None, :]
+    return xp.concat([column_sums(block), non_finite[None],
+                      _chunk_weight_flags(block, weights)])[None, :]
+
+
+def _split_moments(totals: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """The column sums, the count of chunks with non-finite values and the
+    weight flags of the chunks' ``_chunk_moments`` added up."""
+    return totals[:-4], float(totals[-4]), totals[-3:]
 
 
 def _chunk_subtract(block: Any, mean: Any) -> Any:
@@ -408,17 +414,15 @@ class _Prepared:
         self.weights = _check_dask_weights(sample_weight, X)
         n, d = X.shape
         self.raw = X.persist()  # first: the checks below read it, as does every pass
-        moments = _stacked(self.raw, _chunk_moments, shape=(d + 3,), weights=self.weights)
-        moments = moments.sum(axis=0)
-        moments = to_numpy(dask.compute(moments)[0])
-        n_nonfinite, n_bad_weights, n_positive = moments[d:]
+        moments = _stacked(self.raw, _chunk_moments, shape=(d + 4,), weights=self.weights)
+        sums, n_nonfinite, weight_flags = _split_moments(
+            to_numpy(dask.compute(moments.sum(axis=0))[0]))
         if n_nonfinite > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-        if self.weights is not None and (n_bad_weights > 0 or n_positive == 0):
-            # which error of the fit in memory: one more compute, of the weights
-            _check_weight_flags(dask.compute(_weight_flags(self.raw, self.weights))[0])
-        self.n_positive = n if self.weights is None else int(n_positive)  # points of weight > 0
-        self.mean = (moments[:d] / n).astype(X.dtype)
+        if self.weights is not None:  # the errors of the fit in memory
+            _check_weight_flags(weight_flags)
+        self.n_positive = n if self.weights is None else int(weight_flags[2])  # weight > 0
+        self.mean = (sums / n).astype(X.dtype)
         self.X = self.raw.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype)
         if self.weights is not None:
             self.weights = self.weights.persist()

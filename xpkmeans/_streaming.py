@@ -4,11 +4,11 @@
 array, or a callable giving a fresh iterator of row blocks, optionally
 streamed to a GPU). A bare ``np.memmap`` is an array like any other, fitted
 in memory as scikit-learn does: the same seed gives the same clustering
-whether joblib hands a worker an array or a memmap of it. Each pass reads the blocks in order;
-a block is centred on the fly and goes through the same per-chunk kernels
-as the Dask EM (``_dask``), and the pages of a read-only memmap are dropped
-from the process once read, so memory stays at a few blocks plus the labels
-whatever the size of X.
+whether joblib hands a worker an array or a memmap of it. Each pass reads
+the blocks in order; a block is centred on the fly and goes through the same
+per-chunk kernels as the Dask EM (``_dask``), and the pages of a read-only
+memmap are dropped from the process once read, so memory stays at a few
+blocks plus the labels whatever the size of X.
 
 To a GPU, blocks go through two pinned host buffers and a copy stream: the
 copy of block i + 1 overlaps the kernels of block i (torch on CUDA; the
@@ -48,6 +48,7 @@ from ._dask import (
     _host_centers,
     _np_xp,
     _relocate,
+    _split_moments,
     _split_sums,
 )
 from ._errors import InputTypeError
@@ -222,9 +223,10 @@ class _Stream:
         totals = _added_up(moments())
         if totals is None:
             raise ValueError("`X` has no rows.")
-        if totals[-3] > 0:
+        sums, n_nonfinite, _ = _split_moments(totals)
+        if n_nonfinite > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
-        n, sums = self.n_samples, totals[:-3]
+        n = self.n_samples
         self.n_features = sums.shape[0]
         self.mean = (sums / n).astype(_numpy_dtype(self.dtype))
         self.weights = _check_stream_weights(sample_weight, n)
