@@ -70,6 +70,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_weight_layout,
+    encode_host_categories,
     scaled_tolerance,
 )
 
@@ -727,10 +728,12 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
 
 
 def _labels_along(X: Any, labels: Any) -> Any:
-    """Integer ``labels`` of the rows of X (any array), as a Dask array chunked like X's rows."""
+    """Integer ``labels`` of the rows of X (any array; host strings encoded
+    as in memory), as a Dask array chunked like X's rows."""
     import dask.array as da
 
     if not is_dask_array(labels):
+        labels = encode_host_categories(labels, name="labels")
         labels = da.from_array(_on_host(labels), chunks=(X.chunks[0],))
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."

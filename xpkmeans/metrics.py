@@ -387,7 +387,6 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     200.0
     """
     if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
-        labels = encode_host_categories(labels, name="labels")
         centroids, counts, within, _ = _dask.cluster_dispersions(X, labels)
         return _calinski_harabasz(centroids, counts, within, xp=_dask._np_xp())
     X, codes, n_labels, xp = _check_X_labels(X, labels)
@@ -441,7 +440,6 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     0.1
     """
     if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
-        labels = encode_host_categories(labels, name="labels")
         centroids, _, _, spread = _dask.cluster_dispersions(X, labels)
         return _davies_bouldin(centroids, spread, xp=_dask._np_xp())
     X, codes, n_labels, xp = _check_X_labels(X, labels)
