@@ -438,7 +438,8 @@ def _staging_directory(out: Path, what: str) -> Path:
 
 
 def _check_plot_path(path: Path | str, what: str) -> Path:
-    """``_check_writable``, and a file type matplotlib writes."""
+    """``_require_matplotlib``, ``_check_writable``, and a file type matplotlib writes."""
+    _require_matplotlib()
     from matplotlib.backend_bases import FigureCanvasBase
 
     path = _check_writable(path, what)
@@ -749,8 +750,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _check_k(args.k, X.shape[0], str(args.input))
     output = _check_writable(args.output, "-o")
     centers_path = _check_writable(args.centers, "--centers") if args.centers else None
-    if args.plot:
-        _require_matplotlib()
     plot_path = _check_plot_path(args.plot, "--plot") if args.plot else None
     _check_distinct([args.input], {"-o": output, "--centers": centers_path, "--plot": plot_path})
     backend = select_backend(args.backend)
@@ -811,8 +810,6 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
                      drop=args.drop)
     ks = args.range
     _check_range(ks, args.method, X.shape[0], str(args.input))
-    if args.plot:
-        _require_matplotlib()
     plot_path = _check_plot_path(args.plot, "--plot") if args.plot else None
     _check_distinct([args.input], {"--plot": plot_path})
     backend = select_backend(args.backend)
