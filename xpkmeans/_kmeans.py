@@ -415,12 +415,17 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     # the parameters of this estimator and their checks (a subclass may name fewer)
     _parameter_constraints = _PARAMETER_CONSTRAINTS
 
-    def _resolve_params(self) -> _FitParams:
-        """Validate every parameter (``_parameter_constraints``) and resolve ``n_init``."""
-        values = {
+    def _checked_params(self) -> dict[str, Any]:
+        """Every parameter through its check (``_parameter_constraints``)."""
+        return {
             name: check(getattr(self, name), name)
             for name, check in self._parameter_constraints.items()
         }
+
+    def _resolve_params(self, values: dict[str, Any] | None = None) -> _FitParams:
+        """The checked parameters (``_checked_params``, checked here unless
+        given) with ``n_init`` resolved."""
+        values = self._checked_params() if values is None else values
         init = values["init"]
         explicit = not isinstance(init, str) and not callable(init)
         n_init = values["n_init"]

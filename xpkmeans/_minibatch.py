@@ -235,14 +235,13 @@ default="k-means++"
 
     def _check_minibatch_params(self, n_samples: int) -> tuple[int, int, int, float, int]:
         """n_clusters, max_iter, batch size, tol, n_init, and ``self._init_size``."""
-        params = self._resolve_params()
+        values = self._checked_params()  # its own parameters too
+        params = self._resolve_params(values)
         n_clusters, max_iter, tol, n_init = (
             params.n_clusters, params.max_iter, params.tol, params.n_init
         )
-        own = {name: check(getattr(self, name), name)
-               for name, check in _MINIBATCH_CONSTRAINTS.items()}
-        batch_size = min(own["batch_size"], n_samples)
-        init_size = own["init_size"]
+        batch_size = min(values["batch_size"], n_samples)
+        init_size = values["init_size"]
         if init_size is None:
             init_size = 3 * batch_size if 3 * batch_size >= n_clusters else 3 * n_clusters
         elif init_size < n_clusters:
