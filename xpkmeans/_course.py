@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from ._backend import to_numpy
+from ._backend import host_rng, to_numpy
 from ._kmeans import KMeans
 from ._lloyd import lloyd_steps
 
@@ -59,7 +57,7 @@ def _slow_start(
     host = to_numpy(X)
     runs = []
     for seed in range(n_tries):
-        rows = np.random.default_rng(seed).choice(host.shape[0], n_clusters, replace=False)
+        rows = host_rng(seed).choice(host.shape[0], n_clusters, replace=False)
         steps = list(lloyd_steps(X, host[rows]))
         reaches_best = steps[-1].inertia <= best_inertia * (1 + 1e-6)
         runs.append((reaches_best, len(steps), -seed, steps))

@@ -35,6 +35,7 @@ from ._backend import (
     concat_rows,
     device_of,
     distances_to_centers,
+    encode_host_categories,
     from_host,
     host_rng,
     largest_indices,
@@ -70,7 +71,6 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_weight_layout,
-    encode_host_categories,
     scaled_tolerance,
 )
 

@@ -13,8 +13,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
 from ._backend import (
     array_namespace,
     check_random_state,
@@ -23,9 +21,11 @@ from ._backend import (
     device_of,
     distances_to_centers,
     host_rng,
+    is_bool,
     is_sparse,
     map_row_blocks,
     nearest_centers,
+    object_array,
     parallel_region,
     row_block,
     segment_count,
@@ -48,14 +48,18 @@ from ._sklearn_compat import (
 )
 from ._validation import (
     as_namespace,
+    boolean,
     check_array,
     check_centers,
     check_feature_names,
+    check_input_features,
     check_int,
     check_n_clusters_fits,
     check_sample_weight,
     check_tol,
     feature_names,
+    int_at_least,
+    one_of,
     scaled_tolerance,
     set_feature_names,
 )
@@ -69,29 +73,8 @@ ALGORITHMS = ("lloyd", "elkan", "hamerly")
 # of scikit-learn's ``_parameter_constraints``).
 
 
-def _int_at_least(minimum: int) -> Callable[[Any, str], int]:
-    return lambda value, name: check_int(value, name, minimum=minimum)
-
-
-def _one_of(options: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(value: Any, name: str) -> str:
-        if not isinstance(value, str) or value not in options:
-            msg = f"`{name}` must be one of {options}, got {value!r}."
-            raise ValueError(msg)
-        return value
-
-    return check
-
-
-def _boolean(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        msg = f"`{name}` must be True or False, got {value!r} of type {type(value).__name__}."
-        raise InputTypeError(msg)
-    return bool(value)
-
-
 def _verbosity(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
+    if is_bool(value):
         return int(value)
     return check_int(value, name, minimum=0)
 
@@ -136,15 +119,15 @@ def _callable_or_none(value: Any, name: str) -> Any:
 
 
 _PARAMETER_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
-    "n_clusters": _int_at_least(1),
+    "n_clusters": int_at_least(1),
     "init": _init_method,
     "n_init": _n_init,
-    "max_iter": _int_at_least(1),
+    "max_iter": int_at_least(1),
     "tol": lambda value, name: check_tol(value),
     "verbose": _verbosity,
     "random_state": _random_state,
-    "copy_x": _boolean,
-    "algorithm": _one_of(ALGORITHMS),
+    "copy_x": boolean,
+    "algorithm": one_of(ALGORITHMS),
     "callback": _callable_or_none,
 }
 
@@ -697,23 +680,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels = nearest_centers(X, centers)
         return -float(_inertia(X, weights, centers, labels, xp=xp))
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
         """Output names for ``transform``: ``kmeans0`` ... ``kmeans{k-1}``.
         ``input_features``, if given, must be the names of the fit's features
         (checked as scikit-learn does; they do not change the output)."""
         self._check_fitted()
-        if input_features is not None:
-            names = np.asarray(input_features, dtype=object)
-            n_features = self.cluster_centers_.shape[1]
-            if names.ndim != 1 or names.shape[0] != n_features:
-                msg = (f"`input_features` should have length equal to number of features "
-                       f"({n_features}), got {names.size}.")
-                raise ValueError(msg)
-            fitted = getattr(self, "feature_names_in_", None)
-            if fitted is not None and not np.array_equal(fitted, names):
-                raise ValueError("`input_features` is not equal to feature_names_in_.")
+        check_input_features(self, input_features, self.cluster_centers_.shape[1])
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
+        return object_array([f"{prefix}{i}" for i in range(self._n_features_out)])
 
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn hook
         tags = super().__sklearn_tags__()

@@ -11,16 +11,15 @@ the stopping rule and the reassignment decisions live.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any, Callable
-
-import numpy as np
 
 from ._backend import (
     device_of,
     from_host,
     host_rng,
+    host_xp,
+    is_memmap,
     nearest_centers,
     parallel_region,
     segment_sum,
@@ -29,21 +28,25 @@ from ._backend import (
     widest_float_dtype,
 )
 from . import _dask, _streaming
-from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _boolean, _int_at_least, _tolerance
+from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
 from ._lloyd import _inertia, center_data
 from ._validation import (
+    boolean,
     check_array,
     check_feature_names,
     check_n_clusters_fits,
     check_sample_weight,
     feature_names,
+    finite_at_least_zero,
+    int_at_least,
+    none_or,
     set_feature_names,
 )
 
 
 def _mini_batch_step(
-    X: Any, sample_weight: Any, centers: Any, counts: np.ndarray, *, xp: Any
-) -> tuple[Any, np.ndarray, float]:
+    X: Any, sample_weight: Any, centers: Any, counts: Any, *, xp: Any
+) -> tuple[Any, Any, float]:
     """One mini-batch step: E step on the batch, then each centre moves to the
     weighted mean of its old position (weight: its count so far) and its new points.
 
@@ -56,10 +59,10 @@ def _mini_batch_step(
     accumulate = widest_float_dtype(xp, device_of(X))
     host = to_numpy(xp.concat([xp.astype(totals, accumulate),
                                xp.astype(xp.reshape(inertia, (1,)), accumulate)]))
-    batch_totals, batch_inertia = host[:-1].astype(np.float64), float(host[-1])
+    batch_totals, batch_inertia = host_xp.astype(host[:-1], host_xp.float64), float(host[-1])
     new_counts = counts + batch_totals
     old = from_host(counts, xp=xp, device=device_of(X), dtype=accumulate)[:, None]
-    denominator = from_host(np.where(new_counts > 0, new_counts, 1.0), xp=xp,
+    denominator = from_host(host_xp.where(new_counts > 0, new_counts, 1.0), xp=xp,
                             device=device_of(X), dtype=accumulate)[:, None]
     moved = (xp.astype(centers, accumulate) * old + xp.astype(sums, accumulate)) / denominator
     has_points = from_host(batch_totals > 0, xp=xp, device=device_of(X))[:, None]
@@ -85,10 +88,11 @@ class _InMemoryRows:
         """The scaled ``tol`` (a pass over X when it is not 0)."""
         return _tolerance(center_data(self.X, xp=self.xp)[0], tol, xp=self.xp) if tol > 0 else 0.0
 
-    def host_weights(self) -> np.ndarray | None:
-        return None if self.weights is None else to_numpy(self.weights).astype(np.float64)
+    def host_weights(self) -> Any:
+        return None if self.weights is None else host_xp.astype(to_numpy(self.weights),
+                                                                 host_xp.float64)
 
-    def take(self, rows: np.ndarray | None) -> tuple[Any, Any]:
+    def take(self, rows: Any) -> tuple[Any, Any]:
         """Rows of X and their weights (all rows for None)."""
         if rows is None:
             return self.X, self.weights
@@ -96,7 +100,7 @@ class _InMemoryRows:
         weights = None if self.weights is None else self.xp.take(self.weights, index)
         return take_rows(self.X, index), weights
 
-    def gather(self, rows: np.ndarray) -> tuple[Any, Any]:
+    def gather(self, rows: Any) -> tuple[Any, Any]:
         """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
         return self.X, from_host(rows, xp=self.xp, device=device_of(self.X))
 
@@ -109,24 +113,12 @@ class _InMemoryRows:
 
 
 
-def _none_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda value, name: None if value is None else check(value, name)
-
-
-def _finite_at_least_zero(value: Any, name: str) -> float:
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
-            or not 0 <= value < math.inf):
-        msg = f"`{name}` must be a finite number >= 0, got {value!r}."
-        raise ValueError(msg)
-    return float(value)
-
-
 _MINIBATCH_CONSTRAINTS: dict[str, Callable[[Any, str], Any]] = {
-    "batch_size": _int_at_least(1),
-    "compute_labels": _boolean,
-    "max_no_improvement": _none_or(_int_at_least(0)),
-    "init_size": _none_or(_int_at_least(1)),
-    "reassignment_ratio": _finite_at_least_zero,
+    "batch_size": int_at_least(1),
+    "compute_labels": boolean,
+    "max_no_improvement": none_or(int_at_least(0)),
+    "init_size": none_or(int_at_least(1)),
+    "reassignment_ratio": finite_at_least_zero,
 }
 
 
@@ -258,7 +250,7 @@ default="k-means++"
     # -------------------------------------------------------------- steps
 
     def _reset_state(self, n_clusters: int) -> None:
-        self._counts = np.zeros(n_clusters)
+        self._counts = host_xp.zeros(n_clusters, dtype=host_xp.float64)
         self._ewa_inertia = None
         self._ewa_inertia_min = None
         self._no_improvement = 0
@@ -267,7 +259,7 @@ default="k-means++"
     def _random_reassign(self, batch_size: int) -> bool:
         """Reassign every ``10 * n_clusters`` points seen, or when a centre has none."""
         self._n_since_last_reassign += batch_size
-        if np.any(self._counts == 0) or self._n_since_last_reassign >= 10 * self._counts.shape[0]:
+        if host_xp.any(self._counts == 0) or self._n_since_last_reassign >= 10 * self._counts.shape[0]:
             self._n_since_last_reassign = 0
             return True
         return False
@@ -286,21 +278,21 @@ default="k-means++"
     def _reassign_low_counts(self, X: Any, centers: Any, rng: Any, *, xp: Any) -> Any:
         """Centres of count below ``reassignment_ratio * max`` jump to random batch points."""
         counts = self._counts
-        to_reassign = counts < self.reassignment_ratio * counts.max()
-        if to_reassign.sum() > 0.5 * X.shape[0]:  # at most half the batch
-            to_reassign[np.argsort(counts, kind="stable")[int(0.5 * X.shape[0]):]] = False
-        n_reassigns = int(to_reassign.sum())
+        to_reassign = counts < self.reassignment_ratio * host_xp.max(counts)
+        if host_xp.sum(to_reassign) > 0.5 * X.shape[0]:  # at most half the batch
+            to_reassign[host_xp.argsort(counts, stable=True)[int(0.5 * X.shape[0]):]] = False
+        n_reassigns = int(host_xp.sum(to_reassign))
         if n_reassigns == 0:
             return centers
         if self.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
-        rows = np.zeros(counts.shape[0], dtype=np.int64)
+        rows = host_xp.zeros(counts.shape[0], dtype=host_xp.int64)
         rows[to_reassign] = rng.choice(X.shape[0], replace=False, size=n_reassigns)
         device = device_of(X)
         picked = take_rows(X, from_host(rows, xp=xp, device=device))
         mask = from_host(to_reassign, xp=xp, device=device)[:, None]
         # reset the counts of the moved centres, not so low that they move again at once
-        counts[to_reassign] = np.min(counts[~to_reassign])
+        counts[to_reassign] = host_xp.min(counts[~to_reassign])
         return xp.where(mask, xp.astype(picked, centers.dtype), centers)
 
     def _converged(self, step: int, n_steps: int, n_samples: int, shift: float,
@@ -355,7 +347,7 @@ default="k-means++"
         names = feature_names(X)
         if _dask.is_dask_input(X):  # persisted; rows gathered by a compute a draw
             data = _dask.MiniBatchRows(X, sample_weight)
-        elif isinstance(X, np.memmap) or _streaming.is_streamed_input(X):
+        elif is_memmap(X) or _streaming.is_streamed_input(X):
             # rows read from the file a draw: the same results as in memory
             data = _streaming.MiniBatchRows(X, sample_weight)
         else:

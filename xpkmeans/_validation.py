@@ -6,49 +6,25 @@ Inputs are never modified: conversions make new arrays.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
-from typing import Any
-
-import numpy as np
-from array_api_compat import is_array_api_obj
+from typing import Any, Callable
 
 from ._errors import InputTypeError
 from ._backend import (
     array_namespace,
+    as_array,
     default_float_dtype,
     device_of,
+    is_bool,
     is_sparse,
     map_row_blocks,
+    object_array,
+    shape_of,
     sparse,
     to_numpy,
-    without_autograd,
 )
-
-
-def _as_array(X: Any, name: str) -> tuple[Any, Any]:
-    """``X`` as an array-API array and its namespace; other inputs go through NumPy."""
-    if is_sparse(X):
-        msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
-        raise InputTypeError(msg)
-    try:
-        xp = array_namespace(X)
-        if not (isinstance(X, np.ndarray) and X.dtype == object):
-            return without_autograd(X), xp
-    except TypeError:
-        pass
-    try:  # lists, pandas frames, objects with __array__
-        X = np.asarray(X)
-    except (TypeError, ValueError) as e:
-        msg = f"`{name}` could not be converted to a numeric array: {e}"
-        raise InputTypeError(msg) from e
-    if X.dtype == object:
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as e:
-            msg = f"`{name}` must be numeric; {e}"
-            raise InputTypeError(msg) from e
-    return X, array_namespace(X)
 
 
 def check_array(
@@ -62,10 +38,7 @@ def check_array(
     """
     if is_sparse(X):
         return _check_sparse(X, name=name, ensure_min_samples=ensure_min_samples, dtype=dtype)
-    if isinstance(X, np.matrix):  # its products and reductions stay 2-D
-        msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
-        raise InputTypeError(msg)
-    X, xp = _as_array(X, name)
+    X, xp = as_array(X, name)
     kind = X.dtype
     if xp.isdtype(kind, "complex floating"):
         msg = f"Complex data not supported: `{name}` has dtype {kind}."
@@ -154,12 +127,7 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         weights = xp.full((n_samples,), float(sample_weight), dtype=X.dtype, device=device)
     else:
-        try:
-            wxp = array_namespace(sample_weight)
-        except TypeError:
-            sample_weight = np.asarray(sample_weight)
-            wxp = array_namespace(sample_weight)
-        sample_weight = without_autograd(sample_weight)
+        sample_weight, wxp = as_array(sample_weight, "sample_weight")
         if wxp is not xp:  # another library: go through the host
             sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
         check_weight_layout(
@@ -201,7 +169,7 @@ def scaled_tolerance(
 
 def check_int(value: Any, name: str, *, minimum: int) -> int:
     """An integer (not bool) that is ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+    if is_bool(value) or not isinstance(value, numbers.Integral):
         msg = f"`{name}` must be an int, got {value!r} of type {type(value).__name__}."
         raise InputTypeError(msg)
     if value < minimum:
@@ -210,12 +178,49 @@ def check_int(value: Any, name: str, *, minimum: int) -> int:
     return int(value)
 
 
+def int_at_least(minimum: int) -> Callable[[Any, str], int]:
+    """The parameter check ``check(value, name)`` of an int ``>= minimum``."""
+    return lambda value, name: check_int(value, name, minimum=minimum)
+
+
+def one_of(options: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """The parameter check of a string among ``options``."""
+    def check(value: Any, name: str) -> str:
+        if not isinstance(value, str) or value not in options:
+            msg = f"`{name}` must be one of {options}, got {value!r}."
+            raise ValueError(msg)
+        return value
+
+    return check
+
+
+def none_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """The parameter check ``check`` that also takes None."""
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def boolean(value: Any, name: str) -> bool:
+    """The parameter check of True or False (Python's or NumPy's)."""
+    if not is_bool(value):
+        msg = f"`{name}` must be True or False, got {value!r} of type {type(value).__name__}."
+        raise InputTypeError(msg)
+    return bool(value)
+
+
+def finite_at_least_zero(value: Any, name: str) -> float:
+    """The parameter check of a finite real number ``>= 0`` (not a bool)."""
+    if is_bool(value) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        msg = f"`{name}` must be a finite number >= 0, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
+
+
 def check_tol(tol: Any) -> float:
     """A finite, non-negative real number."""
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
         msg = f"`tol` must be a real number, got {tol!r} of type {type(tol).__name__}."
         raise InputTypeError(msg)
-    if not np.isfinite(tol) or tol < 0:
+    if not math.isfinite(tol) or tol < 0:
         msg = f"`tol` must be a finite number >= 0, got {tol}."
         raise ValueError(msg)
     return float(tol)
@@ -228,20 +233,18 @@ def check_n_clusters_fits(n_samples: int, n_clusters: int) -> None:
         raise ValueError(msg)
 
 
-def as_namespace(array: Any, xp: Any, device: Any) -> Any:
+def as_namespace(array: Any, xp: Any, device: Any, *, name: str = "array") -> Any:
     """``array`` as an array of namespace ``xp`` on ``device`` (via the host if foreign)."""
-    try:
-        if array_namespace(array) is xp:
-            return xp.asarray(without_autograd(array), device=device)
-    except TypeError:
-        array = np.asarray(array)
+    array, array_xp = as_array(array, name)
+    if array_xp is xp:
+        return xp.asarray(array, device=device)
     return xp.asarray(to_numpy(array), device=device)
 
 
 def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> Any:
     """A finite (n_clusters, n_features) array in X's namespace, device and dtype."""
-    centers, _ = _as_array(centers, name)
-    centers, _ = check_array(as_namespace(centers, xp, device_of(X)), name=name, dtype=X.dtype)
+    centers = as_namespace(centers, xp, device_of(X), name=name)
+    centers, _ = check_array(centers, name=name, dtype=X.dtype)
     if centers.shape[1] != X.shape[1]:
         msg = f"`{name}` has {centers.shape[1]} features but X has {X.shape[1]}; they must match."
         raise ValueError(msg)
@@ -251,32 +254,15 @@ def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> An
 def check_one_value_per_row(values: Any, X: Any, *, name: str) -> None:
     """``values`` (an array of any library, or a list) hold one value per row
     of X: shape (n,) or (n, 1), as scikit-learn takes them."""
-    shape = tuple(values.shape) if hasattr(values, "shape") else np.shape(values)
+    shape = shape_of(values)
     if shape not in ((X.shape[0],), (X.shape[0], 1)):
         msg = f"`{name}` must have shape ({X.shape[0]},) to match X, got {shape}."
         raise ValueError(msg)
 
 
-def encode_host_categories(values: Any, *, name: str) -> Any:
-    """Host strings or objects (a list, a NumPy array, a pandas Series) as
-    int64 codes in sorted order, as scikit-learn's ``LabelEncoder``; anything
-    else as it is."""
-    if is_array_api_obj(values) and not isinstance(values, np.ndarray):
-        return values
-    host = np.asarray(values)
-    if host.dtype.kind not in "USO":
-        return values
-    try:
-        return np.unique(host, return_inverse=True)[1].reshape(-1)
-    except TypeError as e:  # objects that do not compare
-        msg = f"`{name}` could not be encoded: {e}"
-        raise InputTypeError(msg) from e
-
-
 def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
     """Integer labels, one per row of X, each in ``[0, n_clusters)``."""
-    labels, _ = _as_array(labels, "labels")
-    labels = as_namespace(labels, xp, device_of(X))
+    labels = as_namespace(labels, xp, device_of(X), name="labels")
     if not xp.isdtype(labels.dtype, "integral"):
         msg = f"`labels` must be integers, got dtype {labels.dtype}."
         raise InputTypeError(msg)
@@ -289,14 +275,14 @@ def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
     return xp.astype(labels, xp.int64)
 
 
-def feature_names(X: Any) -> np.ndarray | None:
+def feature_names(X: Any) -> Any:
     """The column names of a data frame ``X`` (pandas, polars) when all are
     strings, as an object array; None for arrays and for frames whose names
     are not strings (scikit-learn's rule: a mix is an error)."""
     if is_sparse(X) or not hasattr(X, "columns"):
         return None
     try:
-        names = np.asarray(list(X.columns), dtype=object)
+        names = object_array(list(X.columns))
     except TypeError:
         return None
     kinds = {type(name).__name__ for name in names}
@@ -326,7 +312,7 @@ def check_feature_names(estimator: Any, X: Any, *, stacklevel: int = 1) -> None:
     elif fitted is None:
         warnings.warn(f"X has feature names, but {owner} was fitted without feature names",
                       UserWarning, stacklevel=stacklevel + 1)
-    elif len(fitted) != len(given) or np.any(fitted != given):
+    elif list(fitted) != list(given):
         msg = (
             f"The feature names of X should match those passed to fit: got "
             f"{list(given)}, fitted with {list(fitted)}."
@@ -334,7 +320,22 @@ def check_feature_names(estimator: Any, X: Any, *, stacklevel: int = 1) -> None:
         raise ValueError(msg)
 
 
-def set_feature_names(estimator: Any, names: np.ndarray | None) -> None:
+def check_input_features(estimator: Any, input_features: Any, n_features: int) -> None:
+    """``input_features`` of ``get_feature_names_out``: None, or the names
+    of the fit's ``n_features`` features (scikit-learn's rule)."""
+    if input_features is None:
+        return
+    names = object_array(input_features)
+    if names.ndim != 1 or names.shape[0] != n_features:
+        msg = (f"`input_features` should have length equal to number of features "
+               f"({n_features}), got {names.size}.")
+        raise ValueError(msg)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and list(fitted) != list(names):
+        raise ValueError("`input_features` is not equal to feature_names_in_.")
+
+
+def set_feature_names(estimator: Any, names: Any) -> None:
     """``feature_names_in_`` of a fit: the column names (``feature_names``), or none."""
     if names is None:
         estimator.__dict__.pop("feature_names_in_", None)

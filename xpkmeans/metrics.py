@@ -24,6 +24,7 @@ from array_api_compat import is_lazy_array
 from ._backend import (
     concat_rows,
     device_of,
+    encode_host_categories,
     from_host,
     host_rng,
     is_sparse,
@@ -40,7 +41,7 @@ from ._backend import (
 from . import _dask
 from ._errors import InputTypeError
 from ._lloyd import column_means
-from ._validation import as_namespace, check_array, check_int, encode_host_categories
+from ._validation import as_namespace, check_array, check_int
 
 __all__ = [
     "calinski_harabasz_score",
@@ -77,7 +78,7 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
     """
     labels = encode_host_categories(labels, name="labels")
     try:
-        labels = as_namespace(labels, xp, device_of(X))
+        labels = as_namespace(labels, xp, device_of(X), name="labels")
     except (TypeError, ValueError) as e:
         msg = f"`labels` could not be converted to an integer array: {e}"
         raise InputTypeError(msg) from e

@@ -27,7 +27,8 @@ proves it equals that twin. The rooms:
   interpreter in ``tests/test_triton.py``);
 - ``_centered``: ``CenteredRows``, X minus its means, centred as it is read;
 - ``_host``: the host random generator, host copies, devices, dtypes and row
-  blocks; ``_threads``: NumPy's (and compiled) blocks on all CPU cores, BLAS limits;
+  blocks; ``_host_input``: what users hand in that is not an array yet (lists,
+  data frames, strings, NumPy scalars), as host arrays; ``_threads``: NumPy's (and compiled) blocks on all CPU cores, BLAS limits;
   ``_transfer``: host data to a torch device through pinned memory, row
   blocks streamed to CUDA (``blocks_to_device``);
 - ``_capabilities``: which feature runs on which kind of data, and the
@@ -42,6 +43,7 @@ from ._host import (
     device_of,
     from_host,
     host_rng,
+    host_xp,
     is_cpu_device,
     is_cuda_array,
     map_row_blocks,
@@ -52,6 +54,14 @@ from ._host import (
     to_numpy,
     widest_float_dtype,
     without_autograd,
+)
+from ._host_input import (
+    as_array,
+    encode_host_categories,
+    is_bool,
+    is_memmap,
+    object_array,
+    shape_of,
 )
 from ._primitives import (
     block_width,
@@ -92,7 +102,9 @@ __all__ = [
     "cumulative_sum",
     "column_sums",
     "distances_to_centers",
+    "encode_host_categories",
     "array_namespace",
+    "as_array",
     "blas_is_limited",
     "blocks_to_device",
     "check_random_state",
@@ -101,15 +113,19 @@ __all__ = [
     "device_of",
     "from_host",
     "host_rng",
+    "host_xp",
+    "is_bool",
     "is_cpu_device",
     "is_cuda_array",
     "is_cuda_device",
+    "is_memmap",
     "is_pinned_tensor",
     "is_sparse",
     "largest_indices",
     "map_blocks",
     "map_row_blocks",
     "n_cores",
+    "object_array",
     "nearest_center_labels",
     "nearest_centers",
     "nearest_centers_and_sums",
@@ -123,6 +139,7 @@ __all__ = [
     "scatter",
     "segment_count",
     "segment_sum",
+    "shape_of",
     "sparse",
     "block_sq_distances_to_assigned",
     "sq_distances_to_assigned",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable
 
+import array_api_compat.numpy
 import numpy as np
 from array_api_compat import (
     array_namespace as _array_namespace,
@@ -30,6 +31,10 @@ _PINNED_COPY_BYTES = 16 << 20
 
 
 # ------------------------------------------------------------------ namespaces
+
+#: The array API namespace of host (NumPy) arrays, for the small bookkeeping
+#: that stays on the host whatever the data's device (the mini-batch counts).
+host_xp = array_api_compat.numpy
 
 
 def _values_of(x: Any) -> Any:

@@ -1,0 +1,80 @@
+"""What users hand in that is not yet an array: lists, data frames, object
+arrays, strings and NumPy scalars. Validation turns them into host NumPy
+arrays here, so that it names no library itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_array_api_obj
+
+from .._errors import InputTypeError
+from ._host import array_namespace, without_autograd
+from ._sparse import is_sparse
+
+
+def as_array(X: Any, name: str) -> tuple[Any, Any]:
+    """``X`` as an array-API array and its namespace; other inputs (lists,
+    data frames, objects with ``__array__``) go through NumPy."""
+    if is_sparse(X):
+        msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
+        raise InputTypeError(msg)
+    if isinstance(X, np.matrix):  # its products and reductions stay 2-D
+        msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
+        raise InputTypeError(msg)
+    try:
+        xp = array_namespace(X)
+        if not (isinstance(X, np.ndarray) and X.dtype == object):
+            return without_autograd(X), xp
+    except TypeError:
+        pass
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError) as e:
+        msg = f"`{name}` could not be converted to a numeric array: {e}"
+        raise InputTypeError(msg) from e
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            msg = f"`{name}` must be numeric; {e}"
+            raise InputTypeError(msg) from e
+    return X, array_namespace(X)
+
+
+def shape_of(values: Any) -> tuple[int, ...]:
+    """The shape of an array of any library, or of nested lists."""
+    return tuple(values.shape) if hasattr(values, "shape") else np.shape(values)
+
+
+def is_bool(value: Any) -> bool:
+    """True for Python's and NumPy's booleans (neither is a valid number of anything)."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_memmap(X: Any) -> bool:
+    """True for a NumPy memory map (rows that may live in a file)."""
+    return isinstance(X, np.memmap)
+
+
+def encode_host_categories(values: Any, *, name: str) -> Any:
+    """Host strings or objects (a list, a NumPy array, a pandas Series) as
+    int64 codes in sorted order, as scikit-learn's ``LabelEncoder``; anything
+    else as it is."""
+    if is_array_api_obj(values) and not isinstance(values, np.ndarray):
+        return values
+    host = np.asarray(values)
+    if host.dtype.kind not in "USO":
+        return values
+    try:
+        return np.unique(host, return_inverse=True)[1].reshape(-1)
+    except TypeError as e:  # objects that do not compare
+        msg = f"`{name}` could not be encoded: {e}"
+        raise InputTypeError(msg) from e
+
+
+def object_array(items: Any) -> np.ndarray:
+    """Names (strings) as a 1-D NumPy object array, scikit-learn's type for
+    ``feature_names_in_`` and ``get_feature_names_out``."""
+    return np.asarray(items, dtype=object)
