@@ -396,6 +396,16 @@ def test_every_parameter_is_validated(name, value, error):
         KMeans(2, **{name: value}).fit(X)
 
 
+def test_numpy_booleans_are_booleans_not_numbers():
+    X, _ = xpkmeans.make_blobs(50, 2, centers=2, random_state=0)
+    km = KMeans(2, copy_x=np.bool_(False), verbose=np.bool_(False), random_state=0).fit(X)
+    assert km.cluster_centers_.shape == (2, 2)
+    with pytest.raises(TypeError, match="^`n_clusters` must be an int"):
+        KMeans(np.bool_(True)).fit(X)
+    with pytest.raises(ValueError, match="^`reassignment_ratio` must be a finite number"):
+        xpkmeans.MiniBatchKMeans(2, reassignment_ratio=np.bool_(True)).fit(X)
+
+
 def test_max_iter_without_convergence_warns():
     X, _ = xpkmeans.make_blobs(500, 2, centers=5, cluster_std=4.0, random_state=0)
     with pytest.warns(ConvergenceWarning, match="did not converge.*max_iter=1"):
