@@ -17,7 +17,6 @@ Dask is imported only when a Dask array is given.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -37,7 +36,6 @@ from ._backend import (
     distances_to_centers,
     encode_host_categories,
     from_host,
-    host_rng,
     largest_indices,
     map_row_blocks,
     nearest_centers,
@@ -674,7 +672,7 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     the starts, the choice among them, the callback and the warnings of the
     fit in memory."""
     # imported here: _kmeans imports this module
-    from ._kmeans import _is_same_clustering, _replaces_best, _warn_if_not_converged
+    from ._kmeans import _is_same_clustering, _warn_if_not_converged
 
     params = estimator._resolve_params()
     n_clusters = params.n_clusters
@@ -682,26 +680,23 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
         check_supported(f"algorithm={params.algorithm!r}", X, stacklevel=3)
     data = _Prepared(X, sample_weight, params.tol)
     check_n_clusters_fits(data.X.shape[0], n_clusters)
-    rng = host_rng(params.random_state)
-    started = time.perf_counter()
+
+    def lloyd(centers: np.ndarray, report: Any) -> tuple[np.ndarray, int]:
+        return _lloyd(data, centers, max_iter=params.max_iter, verbose=params.verbose,
+                      report=report)
+
+    def finish(result: tuple[np.ndarray, int], converged: bool, best: _Start | None) -> _Start:
+        centers, n_iter = result
+        return _finish_start(data, centers, best, n_iter=n_iter, converged=converged)
 
     def same_clustering(run: _Start, best: _Start) -> bool:  # run.renaming: against best
         return _is_same_clustering(*run.renaming, n_clusters, xp=_np_xp())
 
-    best = None
-    for start in range(params.n_init):
-        centers = _initial_centers(estimator, data, n_clusters, rng)
-        if params.verbose:
-            print("Initialization complete")
-        last_step: list[LloydStep] = []
-        report = estimator._progress_reporter(partial(_inertia_of, data), params, data.tol,
-                                              start, started, last_step)
-        centers, n_iter = _lloyd(data, centers, max_iter=params.max_iter,
-                                 verbose=params.verbose, report=report)
-        run = _finish_start(data, centers, best, n_iter=n_iter,
-                            converged=last_step[-1].converged)
-        if _replaces_best(run, best, same_clustering):
-            best = run
+    best = estimator._best_of_starts(
+        params, data.tol, initial_centers=partial(_initial_centers, estimator, data, n_clusters),
+        objective=partial(_inertia_of, data), lloyd=lloyd, finish=finish,
+        same_clustering=same_clustering,
+    )
     _warn_if_not_converged(estimator, int(np.count_nonzero(best.sizes)), params, best.converged)
     xp = data.meta_xp
     mean = xp.asarray(data.mean)

@@ -561,42 +561,63 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         scaled_tol: float, *, xp: Any,
     ) -> _Run:
         """``n_init`` initialisations, one EM each; the run of lowest inertia."""
-        rng = host_rng(params.random_state)
         bounded = params.algorithm != "lloyd" and check_supported(
             f"algorithm={params.algorithm!r}", X, stacklevel=4
         )
-        started = time.perf_counter()
+
+        def initial_centers(rng: Any) -> Any:
+            if params.explicit_init:
+                return self._init_centroids(
+                    X, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
+                ) - X_mean
+            return self._init_centroids(
+                X_centered, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
+            )
+
+        def objective(centers: Any) -> float:
+            labels = nearest_centers(X_centered, centers)
+            return float(_inertia(X_centered, weights, centers, labels, xp=xp))
+
+        def lloyd(centers: Any, report: Callable[[LloydStep], None]) -> tuple:
+            return _kmeans_single_lloyd(
+                X_centered, weights, centers, max_iter=params.max_iter, tol=scaled_tol,
+                xp=xp, verbose=params.verbose, callback=report,
+                nearest=BoundedNearest(X_centered, xp=xp) if bounded else None,
+            )
+
+        def finish(result: tuple, converged: bool, best: _Run | None) -> _Run:
+            return _Run(*result, converged)
 
         def same_clustering(run: _Run, best: _Run) -> bool:
             return _is_same_clustering(run.labels, best.labels, params.n_clusters, xp=xp)
 
+        return self._best_of_starts(params, scaled_tol, initial_centers=initial_centers,
+                                    objective=objective, lloyd=lloyd, finish=finish,
+                                    same_clustering=same_clustering)
+
+    def _best_of_starts(
+        self, params: _FitParams, scaled_tol: float, *,
+        initial_centers: Callable[[Any], Any], objective: Callable[[Any], float],
+        lloyd: Callable[[Any, Callable[[LloydStep], None]], Any],
+        finish: Callable[[Any, bool, Any], Any], same_clustering: Callable[[Any, Any], bool],
+    ) -> Any:
+        """The loop over ``n_init`` starts, wherever X lives (in memory, Dask,
+        row blocks): per start, ``initial_centers(rng)``, then ``lloyd(centers,
+        report)`` and ``finish(its result, converged, best)``, the start's run;
+        the best run by ``_replaces_best``. ``objective(centers)`` is the
+        inertia of centres, which only the callback asks for."""
+        rng = host_rng(params.random_state)
+        started = time.perf_counter()
         best = None
         for start in range(params.n_init):
-            if params.explicit_init:
-                centers_init = self._init_centroids(
-                    X, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
-                ) - X_mean
-            else:
-                centers_init = self._init_centroids(
-                    X_centered, params.n_clusters, sample_weight=weights, rng=rng, xp=xp
-                )
+            centers = initial_centers(rng)
             if params.verbose:
                 print("Initialization complete")
             last_step: list[LloydStep] = []
-
-            def objective(centers: Any) -> float:
-                labels = nearest_centers(X_centered, centers)
-                return float(_inertia(X_centered, weights, centers, labels, xp=xp))
-
             report = self._progress_reporter(
                 objective, params, scaled_tol, start, started, last_step
             )
-            labels, inertia, centers, n_iter = _kmeans_single_lloyd(
-                X_centered, weights, centers_init, max_iter=params.max_iter, tol=scaled_tol,
-                xp=xp, verbose=params.verbose, callback=report,
-                nearest=BoundedNearest(X_centered, xp=xp) if bounded else None,
-            )
-            run = _Run(labels, inertia, centers, n_iter, last_step[-1].converged)
+            run = finish(lloyd(centers, report), last_step[-1].converged, best)
             if _replaces_best(run, best, same_clustering):
                 best = run
         return best

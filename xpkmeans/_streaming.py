@@ -18,8 +18,8 @@ backend's ``blocks_to_device``).
 from __future__ import annotations
 
 import mmap
-import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,6 @@ from ._backend import (
     array_namespace,
     blocks_to_device,
     from_host,
-    host_rng,
     is_cuda_device,
     is_pinned_tensor,
     map_blocks,
@@ -52,7 +51,6 @@ from ._dask import (
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._lloyd import LloydStep
 from ._validation import check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
@@ -439,7 +437,7 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """``KMeans.fit`` for streamed data (called by the hook in ``KMeans.fit``)."""
     # imported here: _kmeans imports this module
     from ._kmeans import (
-        _count_nonempty, _is_same_clustering, _replaces_best, _Run, _warn_if_not_converged,
+        _count_nonempty, _is_same_clustering, _Run, _warn_if_not_converged,
     )
 
     data = X if isinstance(X, RowBlocks) else RowBlocks(X)
@@ -449,28 +447,26 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
         check_supported(f"algorithm={params.algorithm!r}", X, stacklevel=3)
     stream = _Stream(data, sample_weight, params.tol)
     check_n_clusters_fits(stream.n_samples, n_clusters)
-    rng = host_rng(params.random_state)
-    started = time.perf_counter()
+
+    def lloyd(centers: np.ndarray, report: Any) -> tuple[np.ndarray, int]:
+        return _lloyd(stream, centers, max_iter=params.max_iter, verbose=params.verbose,
+                      report=report)
+
+    def finish(result: tuple[np.ndarray, int], converged: bool, best: Any) -> Any:
+        centers, n_iter = result
+        labels, inertia = _labels_and_inertia(stream, centers)
+        return _Run(labels, inertia, centers, n_iter, converged)
 
     def same_clustering(run: Any, best: Any) -> bool:
         return _is_same_clustering(run.labels, best.labels, n_clusters,
                                    xp=array_namespace(run.labels))
 
-    def inertia_of(centers: np.ndarray) -> float:
-        return _labels_and_inertia(stream, centers)[1]
-
-    best = None
-    for start in range(params.n_init):
-        centers = _initial_centers(estimator, stream, n_clusters, rng)
-        last_step: list[LloydStep] = []
-        report = estimator._progress_reporter(inertia_of, params, stream.tol, start, started,
-                                              last_step)
-        centers, n_iter = _lloyd(stream, centers, max_iter=params.max_iter,
-                                 verbose=params.verbose, report=report)
-        labels, inertia = _labels_and_inertia(stream, centers)
-        run = _Run(labels, inertia, centers, n_iter, last_step[-1].converged)
-        if _replaces_best(run, best, same_clustering):
-            best = run
+    best = estimator._best_of_starts(
+        params, stream.tol,
+        initial_centers=partial(_initial_centers, estimator, stream, n_clusters),
+        objective=lambda centers: _labels_and_inertia(stream, centers)[1],
+        lloyd=lloyd, finish=finish, same_clustering=same_clustering,
+    )
     distinct = _count_nonempty(best.labels, n_clusters, xp=array_namespace(best.labels))
     _warn_if_not_converged(estimator, distinct, params, best.converged)
     labels, inertia, centers, n_iter = best.labels, best.inertia, best.centers, best.n_iter
