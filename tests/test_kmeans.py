@@ -183,6 +183,21 @@ def test_predict_accepts_other_library():
     np.testing.assert_array_equal(labels, km.labels_.numpy())
 
 
+def test_predict_on_another_library_or_device_centres_as_the_fit():
+    """Far from the origin, float32 labels need the fit's centring: predict
+    on another library's array, or another device, must centre too."""
+    torch = pytest.importorskip("torch")
+    xps = pytest.importorskip("array_api_strict")
+    X = (np.random.default_rng(0).normal(size=(2000, 4)) + 3e4).astype(np.float32)
+    km = KMeans(8, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.predict(torch.asarray(X)).numpy(), km.labels_)
+    assert km.score(torch.asarray(X)) == pytest.approx(km.score(X), rel=1e-6)
+    other = KMeans(8, random_state=0).fit(xps.asarray(X, device=xps.Device("device1")))
+    labels = other.predict(xps.asarray(X))
+    assert labels.device == xps.asarray(X).device
+    np.testing.assert_array_equal(np.asarray(labels), km.labels_)
+
+
 def test_inputs_are_not_modified(backend):
     X = blobs()
     weights = np.linspace(0.5, 2, X.shape[0])

@@ -463,13 +463,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"{n_features} features as input."
             )
             raise ValueError(msg)
-        centers = as_namespace(self.cluster_centers_, xp, device_of(X))
+        device = device_of(X)
+        centers = as_namespace(self.cluster_centers_, xp, device)
         if is_sparse(X):  # sparse data is never centred
             return sparse.as_csr(X, centers.dtype), centers
         X = xp.astype(X, centers.dtype)
-        if self._centers_are_fitted() and device_of(self.mean_) == device_of(X):
-            X = centered(X, xp.astype(self.mean_, X.dtype))
-            centers = xp.astype(self._centered_centers, X.dtype)
+        if self._centers_are_fitted():  # also for X of another library or device
+            X = centered(X, xp.astype(as_namespace(self.mean_, xp, device), X.dtype))
+            centers = xp.astype(as_namespace(self._centered_centers, xp, device), X.dtype)
         return X, centers
 
     def _centers_are_fitted(self) -> bool:
