@@ -65,6 +65,38 @@ def test_m_step_moves_empty_cluster_to_farthest_point(backend):
     np.testing.assert_allclose(new, [[0.5, 0.0], [0.0, 1.0], [10.0, 0.0]])
 
 
+def test_m_step_never_moves_a_point_that_sits_on_its_centre(backend):
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    labels = np.array([0, 0, 1])
+    centers = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    new = backend.to_numpy(m_step(backend.asarray(X), backend.asarray(labels),
+                                  backend.asarray(centers)))
+    # every point is on its centre: a relocated one would only make a twin centre
+    np.testing.assert_array_equal(new, centers)
+
+
+def test_more_clusters_than_distinct_points_stops_as_scikit_learn(backend):
+    """Duplicate points, k above the distinct points: an empty cluster can
+    only take a duplicate of a centre, so EM stops once labels are stable
+    (it had run to max_iter, relocating twin centres back and forth)."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    X = np.random.default_rng(0).integers(0, 3, size=(200, 2)).astype(np.float64)
+    init = X[np.unique(X, axis=0, return_index=True)[1]]  # the 9 distinct points
+    init = np.concatenate([init, init[:1]])  # and a twin: 10 centres
+    with pytest.warns(Warning, match="distinct clusters"):
+        reference = SKLearnKMeans(10, init=init, n_init=1).fit(X)
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        km = KMeans(10, init=backend.asarray(init), n_init=1).fit(backend.asarray(X))
+    assert km.n_iter_ <= reference.n_iter_
+    np.testing.assert_array_equal(backend.to_numpy(km.predict(backend.asarray(X))),
+                                  backend.to_numpy(km.labels_))
+    # tol=0: the twin centre, exact, may take its points from the mean of
+    # their copies (rounded) once; then the labels are stable
+    steps = list(lloyd_steps(backend.asarray(X), backend.asarray(init)))
+    assert steps[-1].converged and len(steps) <= reference.n_iter_ + 1
+
+
 def test_cluster_sums_of_moved_points_equal_sums_of_all(backend, monkeypatch):
     from xpkmeans import _lloyd
     from xpkmeans._backend import picks_rows_cheaply, sums_in_pass

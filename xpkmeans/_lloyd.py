@@ -161,9 +161,12 @@ def _relocate_empty_clusters(
     """Give each empty cluster one of the points farthest from their own centre.
 
     The r-th empty cluster (by index) takes the r-th farthest point, which
-    leaves the cluster it was in, as scikit-learn does. Points of zero weight
-    are never moved. The shapes involved do not depend on the data. The
-    returned sums no longer match ``labels`` (the donors keep their label).
+    leaves the cluster it was in, as scikit-learn does. Points of zero weight,
+    and points on their centre (within the rounding of the distance), are
+    never moved: such a point would only make a twin centre, which empties
+    again (scikit-learn skips relocation when all points are on their
+    centres); a cluster left empty keeps its centre. The shapes involved do not depend on the data. The returned
+    sums no longer match ``labels`` (the donors keep their label).
     """
     n_clusters = centers.shape[0]
     labels, sums, totals = cluster_sums.labels, cluster_sums.sums, cluster_sums.totals
@@ -179,12 +182,17 @@ def _relocate_empty_clusters(
         donor_weights = xp.ones_like(totals)
     else:
         donor_weights = xp.astype(xp.take(sample_weight, donors), totals.dtype)
-    moved = xp.where(empty, donor_weights, xp.zeros_like(donor_weights))
+    donor_centers = xp.astype(xp.take(centers, xp.take(labels, donors), axis=0), sums.dtype)
+    # distances within the rounding of their computation are zero
+    resolution = xp.finfo(centers.dtype).eps * (
+        xp.sum(donor_points ** 2, axis=1) + xp.sum(donor_centers ** 2, axis=1))
+    movable = empty & (xp.astype(xp.take(distances, donors), sums.dtype) > resolution)
+    moved = xp.where(movable, donor_weights, xp.zeros_like(donor_weights))
     removed_sums, removed_totals = segment_sum(
         donor_points, xp.take(labels, donors), n_clusters, weights=moved
     )
-    sums = xp.where(empty[:, None], donor_points * moved[:, None], sums - removed_sums)
-    totals = xp.where(empty, moved, totals - removed_totals)
+    sums = xp.where(movable[:, None], donor_points * moved[:, None], sums - removed_sums)
+    totals = xp.where(movable, moved, totals - removed_totals)
     return _ClusterSums(sums, totals, labels)
 
 
@@ -211,7 +219,8 @@ class LloydStep:
         E step: the nearest of ``previous_centers`` for each point (on the
         last step: of ``centers``, as ``KMeans.labels_``).
     centers : array of shape (n_clusters, n_features)
-        M step: the mean of each cluster's points.
+        M step: the mean of each cluster's points (an empty cluster: the
+        point relocated to it, see ``m_step``, or its previous centre).
     previous_centers : array of shape (n_clusters, n_features)
         The centres this iteration started from.
     inertia : float or None
@@ -308,20 +317,24 @@ def _lloyd_iterations(
         new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
         summary = _summarise(previous_labels, cluster_sums, centers, new_centers, xp=xp)
         shift = summary.center_shift
+        relocated = False
         if summary.n_empty > 0:
             cluster_sums = _relocate_empty_clusters(
                 X, sample_weight, centers, cluster_sums, xp=xp
             )
             new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
+            shift, n_empty = (float(value) for value in to_numpy(xp.stack([
+                xp.sum((new_centers - centers) ** 2), _count_empty(cluster_sums, xp=xp)])))
+            relocated = n_empty < summary.n_empty
             cluster_sums = None  # no longer the sums of `labels`
-            shift = float(xp.sum((new_centers - centers) ** 2))
 
-        # Relocation moves centres without relabelling: not a fixed point yet.
-        strict = not summary.labels_changed and summary.n_empty == 0
+        # Unchanged labels: strict convergence, as in scikit-learn; centres
+        # relocated in this step are then checked by the relabelling below.
+        strict = not summary.labels_changed
         converged = strict or shift <= tol
         last = converged or iteration == max_iter
         previous_centers, centers = centers, new_centers
-        if last and not strict:
+        if last and (relocated or not strict):
             labels = nearest_centers(X, centers) if nearest is None else nearest(centers)
         inertia = None
         if track_inertia:  # the objective of the new centres: each point to its nearest
@@ -415,7 +428,9 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     """M step of k-means: move each centre to the weighted mean of its points.
 
     A cluster with no points (or only zero-weight points) takes the point
-    farthest from its own centre, which leaves its old cluster.
+    farthest from its own centre, which leaves its old cluster; where every
+    point is on its centre (duplicates, more clusters than distinct points),
+    it keeps its centre.
 
     Parameters
     ----------
