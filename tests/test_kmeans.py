@@ -356,6 +356,20 @@ def test_values_whose_squares_overflow_are_rejected(backend, dtype, value):
         KMeans(2).fit(backend.asarray(X))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_overflow_is_an_error_in_every_entry_point(backend):
+    """MiniBatchKMeans (fit, partial_fit) and score had returned inf."""
+    base = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]], dtype=np.float32)
+    huge = backend.asarray(base * np.float32(1e19))
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        xpkmeans.MiniBatchKMeans(2, random_state=0).fit(huge)
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        xpkmeans.MiniBatchKMeans(2, random_state=0).partial_fit(huge)
+    km = KMeans(2, random_state=0).fit(backend.asarray(base))
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        km.score(huge)
+
+
 def test_type_errors_are_also_value_errors():
     """Like scikit-learn's InvalidParameterError, so either except clause works."""
     for bad in ({"n_clusters": 2.5}, {"max_iter": "10"}, {"tol": "small"}):

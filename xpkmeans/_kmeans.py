@@ -52,6 +52,7 @@ from ._validation import (
     check_array,
     check_centers,
     check_feature_names,
+    check_inertia_is_finite,
     check_input_features,
     check_int,
     check_n_clusters_fits,
@@ -700,7 +701,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         xp = array_namespace(X)
         weights = check_sample_weight(sample_weight, X, xp)
         labels = nearest_centers(X, centers)
-        return -float(_inertia(X, weights, centers, labels, xp=xp))
+        return -check_inertia_is_finite(float(_inertia(X, weights, centers, labels, xp=xp)),
+                                        X.dtype)
 
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         """Output names for ``transform``: ``kmeans0`` ... ``kmeans{k-1}``.

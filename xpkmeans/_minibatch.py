@@ -15,11 +15,13 @@ import warnings
 from typing import Any, Callable
 
 from ._backend import (
+    centered,
     device_of,
     from_host,
     host_rng,
     host_xp,
     is_memmap,
+    is_sparse,
     nearest_centers,
     parallel_region,
     segment_sum,
@@ -29,11 +31,12 @@ from ._backend import (
 )
 from . import _dask, _streaming
 from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
-from ._lloyd import _inertia, center_data
+from ._lloyd import _inertia, column_means
 from ._validation import (
     boolean,
     check_array,
     check_feature_names,
+    check_inertia_is_finite,
     check_n_clusters_fits,
     check_sample_weight,
     feature_names,
@@ -85,8 +88,12 @@ class _InMemoryRows:
         self.n_samples = self.X.shape[0]
 
     def prepare(self, tol: float) -> float:
-        """The scaled ``tol`` (a pass over X when it is not 0)."""
-        return _tolerance(center_data(self.X, xp=self.xp)[0], tol, xp=self.xp) if tol > 0 else 0.0
+        """The scaled ``tol``, and the overflow check of ``KMeans.fit`` (passes
+        over X, centred as it is read: no copy)."""
+        X = self.X
+        if not is_sparse(X):
+            X = centered(X, column_means(X, xp=self.xp), view=True)
+        return _tolerance(X, tol, xp=self.xp)
 
     def host_weights(self) -> Any:
         return None if self.weights is None else host_xp.astype(to_numpy(self.weights),
@@ -445,7 +452,8 @@ default="k-means++"
                 self._n_features_out = n_clusters
                 self.n_steps_ = 0
             centers = _same_namespace(self.cluster_centers_, X, xp=xp)
-            centers, _ = self._step(X, weights, centers, self._random_state, xp=xp)
+            centers, batch_inertia = self._step(X, weights, centers, self._random_state, xp=xp)
+            check_inertia_is_finite(batch_inertia, X.dtype)
             self.cluster_centers_ = centers
             self.mean_ = self._centered_centers = None
             if self.compute_labels:

@@ -159,12 +159,24 @@ def scaled_tolerance(
     would make them infinite.
     """
     if not sum_of_squares <= dtype_max / 4:
-        msg = (
-            f"`X` has values too large for {dtype}: their squared distances "
-            "overflow. Rescale X (e.g. divide by its largest absolute value)."
-        )
-        raise ValueError(msg)
+        _raise_overflow(dtype)
     return sum_of_squares / n_values * tol
+
+
+def check_inertia_is_finite(inertia: float, dtype: Any) -> float:
+    """An inertia of finite X and centres that is not finite overflowed:
+    the error of ``scaled_tolerance``, for the entry points that skip its pass."""
+    if not math.isfinite(inertia):
+        _raise_overflow(dtype)
+    return inertia
+
+
+def _raise_overflow(dtype: Any) -> None:
+    msg = (
+        f"`X` has values too large for {dtype}: their squared distances "
+        "overflow. Rescale X (e.g. divide by its largest absolute value)."
+    )
+    raise ValueError(msg)
 
 
 def check_int(value: Any, name: str, *, minimum: int) -> int:
