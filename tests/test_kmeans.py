@@ -370,6 +370,23 @@ def test_overflow_is_an_error_in_every_entry_point(backend):
         km.score(huge)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize(("weights", "error", "message"), [
+    (["a"] * 60, TypeError, "^`sample_weight` must be real numbers"),
+    ([[1]] * 59 + [[1, 2]], TypeError, "^`sample_weight` could not be converted"),
+    (np.full(60, 1e39), ValueError, "^`sample_weight` has values too large for"),
+    (np.full(60, 1e-50), ValueError, "^`sample_weight` must have at least one positive value; "
+                                     "all are zero in"),
+])
+def test_sample_weight_errors_name_it_on_every_backend(backend, weights, error, message):
+    """Checked in the weights' own library before they take X's: strings had
+    failed inside torch's conversion, and float64 weights that float32
+    cannot hold had been reported as NaN or all zero."""
+    X = backend.asarray(np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32))
+    with pytest.raises(error, match=message):
+        KMeans(3, n_init=1).fit(X, sample_weight=weights)
+
+
 def test_type_errors_are_also_value_errors():
     """Like scikit-learn's InvalidParameterError, so either except clause works."""
     for bad in ({"n_clusters": 2.5}, {"max_iter": "10"}, {"tol": "small"}):
@@ -491,3 +508,20 @@ def test_tensors_that_require_grad_are_fitted_outside_autograd():
     assert tracked.requires_grad and tracked.grad is None and torch.equal(tracked.detach(), plain)
     mbk = xpkmeans.MiniBatchKMeans(4, random_state=0).fit(tracked)
     assert not mbk.cluster_centers_.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_sparse_tensors_that_require_grad_are_fitted_outside_autograd(layout):
+    torch = pytest.importorskip("torch")
+    X, _ = xpkmeans.make_blobs(300, 5, centers=3, random_state=0)
+    dense = torch.as_tensor(X, dtype=torch.float32)
+    tracked = (dense.to_sparse_csr() if layout == "csr" else dense.to_sparse()).requires_grad_()
+    km = xpkmeans.KMeans(3, random_state=0).fit(tracked)
+    results = [km.cluster_centers_, km.transform(tracked),
+               xpkmeans.kmeans_plusplus(tracked, 3, random_state=0)[0],
+               xpkmeans.MiniBatchKMeans(3, random_state=0).fit(tracked).cluster_centers_,
+               xpkmeans.silhouette_samples(tracked, km.labels_),
+               xpkmeans.e_step(tracked, km.cluster_centers_)[1]]
+    for result in results:
+        assert not result.requires_grad and result.grad_fn is None

@@ -24,6 +24,7 @@ from ._backend import (
     shape_of,
     sparse,
     to_numpy,
+    without_autograd,
 )
 
 
@@ -82,6 +83,7 @@ def check_array(
 
 def _check_sparse(X: Any, *, name: str, ensure_min_samples: int, dtype: Any) -> tuple[Any, Any]:
     """``check_array`` of a sparse matrix: CSR of a float dtype, finite values."""
+    X = without_autograd(X)  # torch sparse tensors may require grad too
     xp = array_namespace(X)
     kind = X.dtype
     if not xp.isdtype(kind, ("bool", "real floating", "integral")):
@@ -125,26 +127,32 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     n_samples = X.shape[0]
     device = device_of(X)
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
-        weights = xp.full((n_samples,), float(sample_weight), dtype=X.dtype, device=device)
-    else:
-        sample_weight, wxp = as_array(sample_weight, "sample_weight")
-        if wxp is not xp:  # another library: go through the host
-            sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
-        check_weight_layout(
-            sample_weight, n_samples,
-            real=xp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")),
-        )
-        weights = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
+        sample_weight = xp.full((n_samples,), float(sample_weight), device=device)
+    sample_weight, wxp = as_array(sample_weight, "sample_weight")
+    check_weight_layout(  # in the weights' own library, before any conversion
+        sample_weight, n_samples,
+        real=wxp.isdtype(sample_weight.dtype, ("real floating", "integral", "bool")),
+    )
+    _check_weight_values(sample_weight, wxp)
+    if wxp is not xp:  # another library: go through the host
+        sample_weight = xp.asarray(to_numpy(sample_weight), device=device)
+    weights = xp.astype(xp.asarray(sample_weight, device=device), X.dtype)
+    _check_weight_values(weights, xp, dtype=X.dtype)
+    return weights
+
+
+def _check_weight_values(weights: Any, xp: Any, *, dtype: Any = None) -> None:
+    """Finite, non-negative, at least one positive; ``dtype``: the same
+    checks after the cast to it, which can only overflow or underflow."""
     if not bool(xp.all(xp.isfinite(weights))):
-        msg = "`sample_weight` contains NaN or inf."
-        raise ValueError(msg)
+        reason = "contains NaN or inf" if dtype is None else f"has values too large for {dtype}"
+        raise ValueError(f"`sample_weight` {reason}.")
     if bool(xp.any(weights < 0)):
         msg = "`sample_weight` must be non-negative; negative values found."
         raise ValueError(msg)
     if not bool(xp.any(weights > 0)):
-        msg = "`sample_weight` must have at least one positive value; all are zero."
-        raise ValueError(msg)
-    return weights
+        reason = "all are zero" if dtype is None else f"all are zero in {dtype}"
+        raise ValueError(f"`sample_weight` must have at least one positive value; {reason}.")
 
 
 def scaled_tolerance(
