@@ -87,6 +87,9 @@ def test_demo_out_writes_the_course(tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
         assert re.search(rf"^\s+{re.escape(name)}\s+\S", stdout, flags=re.MULTILINE), name
     assert _field(stdout, r"chosen k \(silhouette\)") == "4"
+    start, end = re.search(r"inertia (\S+) at the start, (\S+) after \d+ iterations",
+                           stdout).groups()
+    assert float(start) > float(end)  # the poor start's own inertia, before any step
 
 
 def test_demo_out_that_fails_leaves_the_directory_as_it_was(tmp_path, capsys):

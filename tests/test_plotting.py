@@ -150,8 +150,8 @@ def test_plot_lloyd_steps_grid(backend, tmp_path):
     shown = [ax for ax in fig.axes if ax.get_visible()]
     assert len(shown) == 3
     titles = [ax.get_title() for ax in shown]
-    assert titles[0].startswith("iteration 1, inertia ")
-    assert titles[-1].startswith(f"iteration {steps[-1].iteration}, inertia ")
+    assert titles[0].startswith("iteration 1: new inertia ")
+    assert titles[-1].startswith(f"iteration {steps[-1].iteration}: new inertia ")
     assert titles[-1].endswith("(converged)")
     assert f"{steps[-1].inertia:.6g}" in titles[-1]
     for ax in shown:  # one arrow per centre: previous -> new
@@ -163,6 +163,22 @@ def test_plot_lloyd_steps_grid(backend, tmp_path):
     np.testing.assert_allclose([a.xy for a in arrows], backend.to_numpy(steps[0].centers),
                                rtol=1e-5)
     _assert_png(fig, tmp_path)
+
+
+def test_plot_lloyd_steps_colours_the_last_panel_by_its_e_step():
+    """A run cut by max_iter relabels its last step by the new centres; its
+    panel still shows the E step, as the others and the legend say."""
+    from xpkmeans import e_step
+
+    X, _ = _blobs(n_samples=150, centers=4, seed=3)
+    steps = list(lloyd_steps(X, _poor_start(X, 4), max_iter=2))
+    e_labels = e_step(X, steps[-1].previous_centers)[0]
+    assert not np.array_equal(e_labels, steps[-1].labels)  # the case under test
+    fig = plot_lloyd_steps(steps, X)
+    last = [ax for ax in fig.axes if ax.get_visible()][-1]
+    sizes = [len(c.get_offsets()) for c in last.collections if isinstance(c, PathCollection)]
+    assert sorted(sizes[:len(np.unique(e_labels))]) == sorted(np.bincount(e_labels)[
+        np.bincount(e_labels) > 0].tolist())
 
 
 def test_plot_lloyd_steps_all_panels_when_few():
@@ -195,6 +211,26 @@ def test_plot_seeds_shows_worst_single_start_and_best_of_n_init(tmp_path):
     np.testing.assert_allclose(heights, singles)
     assert best <= max(singles)
     _assert_png(fig, tmp_path)
+
+
+def test_plot_seeds_counts_the_best_clustering_stopped_early_as_the_best():
+    """tol stops fits of one clustering at slightly different inertias: only
+    starts of another clustering (by the adjusted Rand index) are red."""
+    from matplotlib.colors import to_hex
+    from sklearn.metrics import adjusted_rand_score
+
+    X, _ = make_blobs(1000, 2, centers=4, random_state=3)
+    seeds = range(20)
+    fig = plot_seeds(X, 4, seeds=seeds, n_init=10)
+    singles = [KMeans(4, init="random", n_init=1, random_state=s).fit(X) for s in seeds]
+    best = KMeans(4, init="random", n_init=10, random_state=0).fit(X)
+    other = [adjusted_rand_score(best.labels_, model.labels_) < 1 for model in singles]
+    red = [to_hex(patch.get_facecolor()) == to_hex("tab:red") for patch in fig.axes[2].patches]
+    assert red == other and 0 < sum(red)
+    lowest = min(model.inertia_ for model in singles)
+    assert any(not o and model.inertia_ > lowest * (1 + 1e-6)  # stopped early, yet the best
+               for o, model in zip(other, singles))
+    assert f"{sum(other)} of 20" in fig.axes[2].get_title()
 
 
 # ------------------------------------------------------------------ plot_elbow

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from ._backend import host_rng, to_numpy
 from ._kmeans import KMeans
-from ._lloyd import lloyd_steps
+from ._lloyd import e_step, lloyd_steps
 
 _DPI = 110
 
@@ -128,6 +128,7 @@ def run_course(
                           f"inertia {model.inertia_:.6g}"))
 
     steps, start_seed = _slow_start(X, n_clusters, model.inertia_)
+    start_inertia = float(e_step(X, steps[0].previous_centers)[1])
     fig = plot_lloyd_steps(
         steps, X, max_panels=6,
         title=f"3. EM step by step from a poor start ({n_clusters} random data points as "
@@ -137,8 +138,8 @@ def run_course(
     )
     lessons.append(Lesson(
         _save(fig, out / "03_lloyd_steps.png"),
-        f"EM step by step from a poor start: {len(steps)} iterations, "
-        f"inertia {steps[0].inertia:.6g} -> {steps[-1].inertia:.6g}",
+        f"EM step by step from a poor start: inertia {start_inertia:.6g} at the start, "
+        f"{steps[-1].inertia:.6g} after {len(steps)} iterations",
     ))
 
     comparison = _compare_seeds(X, n_clusters, seeds=range(20), n_init=10, init="random",

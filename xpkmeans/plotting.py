@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._backend import to_numpy
+from ._backend import host_xp, to_numpy
 
 __all__ = [
     "plot_clusters",
@@ -333,6 +333,8 @@ def plot_lloyd_steps(
     -------
     fig : matplotlib.figure.Figure
     """
+    from ._lloyd import e_step
+
     steps = list(steps)
     if not steps:
         msg = "`steps` is empty; pass the steps of lloyd_steps(X, init)."
@@ -354,6 +356,10 @@ def plot_lloyd_steps(
     for ax, index in zip(axes, chosen):
         step = steps[index]
         labels = _host_labels(step.labels, data.shape[0])
+        if index == len(steps) - 1:  # the last step's labels may be those of its new centres
+            labels = _host_labels(
+                e_step(data, _host_centers(step.previous_centers, data.shape[1]))[0],
+                data.shape[0])
         previous = plane.project_centers(_host_centers(step.previous_centers, data.shape[1]))
         new = plane.project_centers(_host_centers(step.centers, data.shape[1]))
         colors = _cluster_colors(new.shape[0])
@@ -364,7 +370,7 @@ def plot_lloyd_steps(
             ax.annotate("", xy=end, xytext=start, zorder=5,
                         arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.6})
         _draw_centers(ax, new, colors, label="")
-        inertia = "" if step.inertia is None else f", inertia {step.inertia:.6g}"
+        inertia = "" if step.inertia is None else f": new inertia {step.inertia:.6g}"
         done = " (converged)" if step.converged else ""
         ax.set_title(f"iteration {step.iteration}{inertia}{done}", fontsize="medium")
         plane.label(ax)
@@ -416,13 +422,17 @@ class _SeedComparison:
     best: Any  # KMeans(n_init=n_init) fitted
     n_init: int
     init: str
+    # per single start: it ends at the best minimum (the best's clustering,
+    # or an inertia within rounding of the lowest); tol stops fits of the
+    # same clustering at slightly different inertias
+    at_best: tuple[bool, ...]
 
 
 def _compare_seeds(
     X: Any, n_clusters: int, *, seeds: Iterable[int], n_init: int, init: str,
     max_iter: int, random_state: Any,
 ) -> _SeedComparison:
-    from ._kmeans import KMeans
+    from ._kmeans import KMeans, _is_same_clustering
 
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -437,8 +447,15 @@ def _compare_seeds(
     best = KMeans(
         n_clusters, init=init, n_init=n_init, max_iter=max_iter, random_state=random_state
     ).fit(X)
+    lowest = min(min(inertias), float(best.inertia_))
+    best_labels = to_numpy(best.labels_)
+    at_best = tuple(
+        inertia <= lowest * (1 + 1e-6)
+        or _is_same_clustering(to_numpy(model.labels_), best_labels, n_clusters, xp=host_xp)
+        for model, inertia in zip(singles, inertias)
+    )
     return _SeedComparison(
-        seeds, inertias, singles[worst_index], seeds[worst_index], best, n_init, init
+        seeds, inertias, singles[worst_index], seeds[worst_index], best, n_init, init, at_best
     )
 
 
@@ -450,7 +467,7 @@ def _draw_seed_comparison(X: Any, comparison: _SeedComparison, *, title: str | N
     )
     worst, best = comparison.worst, comparison.best
     n_runs = len(comparison.seeds)
-    same = np.isclose(worst.inertia_, best.inertia_, rtol=1e-6)
+    same = comparison.at_best[int(np.argmax(comparison.single_inertias))]
     plot_clusters(X, worst.labels_, worst.cluster_centers_, ax=worst_ax,
                   title=f"worst of {n_runs} single starts "
                         f"(n_init=1, seed {comparison.worst_seed})\n"
@@ -465,7 +482,7 @@ def _draw_seed_comparison(X: Any, comparison: _SeedComparison, *, title: str | N
             legend.remove()
 
     inertias = np.asarray(comparison.single_inertias)
-    bad = ~np.isclose(inertias, inertias.min(), rtol=1e-6)
+    bad = ~np.asarray(comparison.at_best)
     bars_ax.bar(np.arange(n_runs), inertias, color=np.where(bad, "tab:red", "tab:green"))
     bars_ax.axhline(best.inertia_, color="black", linestyle="--",
                     label=f"best of n_init={comparison.n_init}")
