@@ -56,10 +56,23 @@ def test_bad_arguments():
     ({"center_box": 5}, ValueError, "^`center_box` must be two numbers"),
     ({"n_samples": [10, 5], "centers": 3}, ValueError, "^`centers`=3 but `n_samples` lists 2"),
     ({"dtype": np.int64}, TypeError, "^`dtype` must be a real floating dtype"),
+    ({"dtype": "int32"}, TypeError, "^`dtype` must be a real floating dtype"),
+    ({"xp": "numpy"}, TypeError, "^`xp` must be an array namespace"),
 ])
 def test_each_bad_argument_is_named(kwargs, error, words):
     with pytest.raises(error, match=words):
         make_blobs(**kwargs)
+
+
+def test_a_library_module_or_a_dtype_name_stands_for_its_namespace_and_dtype():
+    torch = pytest.importorskip("torch")
+    X, y = make_blobs(20, 3, xp=torch, random_state=0)
+    X_np, y_np = make_blobs(20, 3, dtype="float32", random_state=0)
+    assert isinstance(X, torch.Tensor) and X.dtype == torch.float32 and X_np.dtype == np.float32
+    np.testing.assert_array_equal(X.numpy(), X_np)
+    np.testing.assert_array_equal(y.numpy(), y_np)
+    with pytest.raises(TypeError, match="^`dtype` must be a real floating dtype of `xp`"):
+        make_blobs(20, xp=torch, dtype=np.float32)  # a NumPy dtype for torch
 
 
 def test_blob_sizes_with_their_number_of_centres():

@@ -159,6 +159,16 @@ def test_lloyd_steps_walk_to_the_kmeans_result(backend):
     np.testing.assert_allclose(backend.to_numpy(steps[0].previous_centers), init, rtol=1e-12)
 
 
+def test_lloyd_steps_checks_its_arguments_when_called():
+    """Not at the first step: a generator function would defer the error."""
+    X, _ = data()
+    with pytest.raises(ValueError, match=r"^`init` must be a 2-D array of shape "
+                                         r"\(n_clusters, n_features\), got ndim=0"):
+        lloyd_steps(X, 3)
+    with pytest.raises(ValueError, match="^`max_iter` must be >= 1"):
+        lloyd_steps(X, X[:2], max_iter=0)
+
+
 def test_lloyd_steps_stop_at_max_iter():
     X, init = data(seed=3, k=5)
     steps = list(lloyd_steps(X, init, max_iter=2))

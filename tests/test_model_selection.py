@@ -205,5 +205,11 @@ def test_bad_options(four_blobs):
         select_n_clusters(four_blobs, [2, 3], method="davies_bouldin", silhouette_sample_size=50)
     with pytest.raises(ValueError, match="`silhouette_sample_size` must be >= 1, got 0"):
         select_n_clusters(four_blobs, [2, 3], silhouette_sample_size=0)
+    fitted = []  # refused before any fit, naming the parameter
+    with pytest.raises(ValueError, match=r"^`silhouette_sample_size`=3 must exceed the largest "
+                                         r"n_clusters \(5\)"):
+        select_n_clusters(four_blobs, range(2, 6), silhouette_sample_size=3,
+                          progress=fitted.append)
+    assert fitted == []
     with pytest.raises(ValueError, match="`X` must be a 2-D array"):
         select_n_clusters(four_blobs[:, 0], [2, 3])

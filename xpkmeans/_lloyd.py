@@ -476,16 +476,15 @@ def lloyd_steps(
         With ``labels``, ``centers``, ``inertia`` and ``iteration``. The last
         step equals the result of ``KMeans(init=init, n_init=1, tol=0)``.
     """
-    X, xp = check_array(X)
+    X, xp = check_array(X)  # checked here, not at the first step
     centers = check_centers(init, X, xp, name="init")
     weights = check_sample_weight(sample_weight, X, xp)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     check_n_clusters_fits(X.shape[0], centers.shape[0])
     X_centered, X_mean = center_data(X, xp=xp)
-    for step in _lloyd_iterations(
+    steps = _lloyd_iterations(
         X_centered, weights, centers - X_mean, max_iter=max_iter, tol=0.0, xp=xp,
         track_inertia=True,
-    ):
-        yield replace(
-            step, centers=step.centers + X_mean, previous_centers=step.previous_centers + X_mean
-        )
+    )
+    return (replace(step, centers=step.centers + X_mean,
+                    previous_centers=step.previous_centers + X_mean) for step in steps)

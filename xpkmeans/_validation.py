@@ -264,6 +264,10 @@ def as_namespace(array: Any, xp: Any, device: Any, *, name: str = "array") -> An
 def check_centers(centers: Any, X: Any, xp: Any, *, name: str = "centers") -> Any:
     """A finite (n_clusters, n_features) array in X's namespace, device and dtype."""
     centers = as_namespace(centers, xp, device_of(X), name=name)
+    if centers.ndim != 2:
+        msg = (f"`{name}` must be a 2-D array of shape (n_clusters, n_features), "
+               f"got ndim={centers.ndim}.")
+        raise ValueError(msg)
     centers, _ = check_array(centers, name=name, dtype=X.dtype)
     if centers.shape[1] != X.shape[1]:
         msg = f"`{name}` has {centers.shape[1]} features but X has {X.shape[1]}; they must match."

@@ -51,12 +51,14 @@ def make_blobs(
     random_state : int, numpy.random.Generator or None, default=None
     return_centers : bool, default=False
         Also return the blob centres.
-    xp : array namespace, default=None
-        Library of the outputs, e.g. ``array_api_compat.torch``; None is NumPy.
+    xp : array namespace or module, default=None
+        Library of the outputs, e.g. ``array_api_compat.torch`` or ``torch``;
+        None is NumPy.
     device : device, default=None
         Device of the outputs in ``xp``.
     dtype : dtype, default=None
-        Floating dtype of ``X`` (and centres); None is the namespace default.
+        Floating dtype of ``X`` (and centres), or its name ("float32"); None
+        is the namespace default.
 
     Returns
     -------
@@ -119,12 +121,8 @@ def make_blobs(
         order = rng.permutation(X.shape[0])
         X, y = X[order], y[order]
 
-    if xp is None:
-        xp = _numpy_namespace()
-    if dtype is None:
-        dtype = default_float_dtype(xp, device)
-    elif not xp.isdtype(dtype, "real floating"):
-        raise InputTypeError(f"`dtype` must be a real floating dtype, got {dtype}.")
+    xp = _check_namespace(xp)
+    dtype = _check_dtype(dtype, xp, device)
     X_out = from_host(X, xp=xp, device=device, dtype=dtype)
     y_out = from_host(y, xp=xp, device=device, dtype=xp.int64)
     if return_centers:
@@ -153,7 +151,33 @@ def _check_center_points(centers: Any) -> np.ndarray:
     return points
 
 
-def _numpy_namespace() -> Any:
-    import array_api_compat.numpy
+def _check_namespace(xp: Any) -> Any:
+    """An array API namespace: None is NumPy's; a library's own module
+    (``torch``, ``numpy``, ``cupy``) stands for its namespace."""
+    if xp is None:
+        import array_api_compat.numpy
 
-    return array_api_compat.numpy
+        return array_api_compat.numpy
+    if hasattr(xp, "__array_namespace_info__"):
+        return xp
+    import array_api_compat
+
+    try:
+        return array_api_compat.array_namespace(xp.asarray(0.0))
+    except (AttributeError, TypeError) as e:
+        msg = (f"`xp` must be an array namespace (e.g. array_api_compat.torch) or an array "
+               f"library's module, got {xp!r}.")
+        raise InputTypeError(msg) from e
+
+
+def _check_dtype(dtype: Any, xp: Any, device: Any) -> Any:
+    """A real floating dtype of ``xp`` (or its name); None is its default."""
+    if dtype is None:
+        return default_float_dtype(xp, device)
+    kind = getattr(xp, dtype, None) if isinstance(dtype, str) else dtype
+    try:
+        if kind is not None and xp.isdtype(kind, "real floating"):
+            return kind
+    except (AttributeError, TypeError, ValueError):
+        pass
+    raise InputTypeError(f"`dtype` must be a real floating dtype of `xp`, got {dtype!r}.")

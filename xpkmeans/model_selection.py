@@ -348,6 +348,12 @@ default="silhouette"
             )
             raise ValueError(msg)
         sample_size = check_int(silhouette_sample_size, "silhouette_sample_size", minimum=1)
+        if min(sample_size, X.shape[0]) <= max(candidates):
+            msg = (
+                f"`silhouette_sample_size`={sample_size} must exceed the largest n_clusters "
+                f"({max(candidates)}): a silhouette needs fewer clusters than points."
+            )
+            raise ValueError(msg)
         if lazy:  # the sampled rows of X and of each fit's labels, computed per fit
             sample = _sample_rows(X.shape[0], sample_size, random_state)
         else:
