@@ -198,6 +198,24 @@ def test_predict_on_another_library_or_device_centres_as_the_fit():
     np.testing.assert_array_equal(np.asarray(labels), km.labels_)
 
 
+def test_runs_on_the_2023_12_standard():
+    """The oldest standard with ``__array_namespace_info__``: no Python
+    scalars where 2024.12 first allows them (k-means++ had failed)."""
+    xps = pytest.importorskip("array_api_strict")
+    X = blobs()
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0])
+    expected = KMeans(4, random_state=0).fit(X, sample_weight=weights)
+    with xps.ArrayAPIStrictFlags(api_version="2023.12"):
+        Xs = xps.asarray(X)
+        for init in ("k-means++", "k-means||", "random"):
+            KMeans(4, init=init, algorithm="elkan", random_state=0).fit(Xs)
+        km = KMeans(4, random_state=0).fit(Xs, sample_weight=xps.asarray(weights))
+        xpkmeans.MiniBatchKMeans(4, random_state=0).fit(Xs)
+        score = xpkmeans.silhouette_score(Xs, km.labels_)
+    np.testing.assert_array_equal(np.asarray(km.labels_), expected.labels_)
+    assert float(score) == pytest.approx(float(xpkmeans.silhouette_score(X, expected.labels_)))
+
+
 def test_inputs_are_not_modified(backend):
     X = blobs()
     weights = np.linspace(0.5, 2, X.shape[0])

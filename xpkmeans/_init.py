@@ -134,7 +134,7 @@ def _kmeans_plusplus(
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
         blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, first, xp=xp)
-        state = (_column(blocks, first * 0, xp=xp), xp.where(positions == 0, first, 0),
+        state = (_column(blocks, first * 0, xp=xp), xp.where(positions == 0, first, first * 0),
                  xp.ones_like(first))
         indices = run_steps(next_center, state, n_clusters - 1, reads=(X,))[1]
     return take_rows(X, indices), indices
