@@ -140,6 +140,51 @@ def test_partial_fit_counts_steps_and_follows_sklearn(backend):
     backend.assert_here(ours.cluster_centers_)
 
 
+def _offset_blobs():
+    """Blobs far from the origin, in float32: raw distances lose them."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(20000, 4, centers=8, cluster_std=1.0, random_state=0)
+    return (X + 3e4).astype(np.float32), y
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Dask: large graph
+def test_rows_far_from_the_origin_are_centred_in_every_fit(tmp_path, lazy_backend):
+    """scikit-learn's MiniBatchKMeans does not centre: its labels here have
+    an adjusted Rand index near 0. Centred rows find the blobs, in memory,
+    on Dask, from a memmap and batch by batch, and predict agrees."""
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y = _offset_blobs()
+    np.save(tmp_path / "X.npy", X)
+    params = dict(n_init=3, random_state=0)
+    sources = [X, lazy_backend.asarray(X), np.load(tmp_path / "X.npy", mmap_mode="r")]
+    for source in sources:
+        km = xpkmeans.MiniBatchKMeans(8, **params).fit(source)
+        labels = km.labels_.compute() if hasattr(km.labels_, "compute") else km.labels_
+        assert adjusted_rand_score(y, lazy_backend.to_numpy(labels)) > 0.99
+        np.testing.assert_array_equal(lazy_backend.to_numpy(km.predict(X)),
+                                      lazy_backend.to_numpy(labels))
+    stepped = xpkmeans.MiniBatchKMeans(8, random_state=0)
+    for start in range(0, X.shape[0], 2000):
+        stepped.partial_fit(X[start:start + 2000])
+    assert adjusted_rand_score(y, stepped.predict(X)) > 0.99
+    reference = sklearn_cluster.MiniBatchKMeans(8, **params).fit(X)
+    assert adjusted_rand_score(y, reference.labels_) < 0.5  # the case under test
+
+
+def test_init_array_or_callable_is_in_the_data_frame():
+    X, _ = _offset_blobs()
+    centers = X[:8] + 1.0
+    by_array = xpkmeans.MiniBatchKMeans(8, init=centers, n_init=1, max_iter=1,
+                                        random_state=0).fit(X)
+    by_callable = xpkmeans.MiniBatchKMeans(
+        8, init=lambda data, k, random_state: centers, n_init=1, max_iter=1,
+        random_state=0).fit(X)
+    np.testing.assert_array_equal(by_array.cluster_centers_, by_callable.cluster_centers_)
+    assert np.abs(by_array.cluster_centers_ - 3e4).max() < 100  # not shifted by the mean
+
+
 def test_partial_fit_with_weights_moves_towards_heavy_points():
     X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]], dtype=np.float32)
     km = xpkmeans.MiniBatchKMeans(2, init=np.array([[0.5, 0.0], [10.5, 10.0]]),

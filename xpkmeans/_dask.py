@@ -826,8 +826,10 @@ class MiniBatchRows(ClientRows):
         self.xp = _np_xp()
 
     def prepare(self, tol: float) -> float:
-        """Persist X, check its values (the first passes); the scaled ``tol``."""
+        """Persist X, check its values (the first passes); the scaled ``tol``.
+        Rows are then taken centred on ``mean``, as in memory."""
         self.data = _Prepared(self._X, self._sample_weight, tol)
+        self.mean = self.data.mean
         return self.data.tol
 
     def host_weights(self) -> np.ndarray | None:
@@ -835,16 +837,16 @@ class MiniBatchRows(ClientRows):
         return None if weights is None else to_numpy(weights[:, 0].compute()).astype(np.float64)
 
     def take(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows of X and their weights (all rows for None), on the client."""
+        """Rows of X, centred, and their weights (all rows for None), on the client."""
         rows = np.arange(self.n_samples) if rows is None else rows
         if self.data.weights is None:
-            return _take_host_rows(self.data.raw, rows), None
+            return _take_host_rows(self.data.raw, rows) - self.mean, None
         taken, weights = _take_rows_of([self.data.raw, self.data.weights], rows)
-        return taken, weights[:, 0]
+        return taken - self.mean, weights[:, 0]
 
     def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
-        """Persisted lazy labels of the (uncentred) ``centers`` and the inertia."""
-        return _labels_and_inertia(self.data, centers - self.data.mean)
+        """Persisted lazy labels of the (centred) ``centers`` and the inertia."""
+        return _labels_and_inertia(self.data, centers)
 
     def in_chunk_namespace(self, centers: np.ndarray) -> Any:
         return self.data.meta_xp.asarray(centers)

@@ -407,8 +407,10 @@ class MiniBatchRows(ClientRows):
         self.xp = _np_xp()
 
     def prepare(self, tol: float) -> float:
-        """Check X in one pass of blocks; the scaled ``tol``."""
+        """Check X in one pass of blocks; the scaled ``tol``. Rows are then
+        taken centred on ``mean``, as in memory."""
         self.stream = _Stream(self._data, self._sample_weight, tol)
+        self.mean = self.stream.mean
         return self.stream.tol
 
     def host_weights(self) -> np.ndarray | None:
@@ -423,11 +425,13 @@ class MiniBatchRows(ClientRows):
         _read_rows(source, rows[order], in_order)
         taken = np.empty(in_order.shape, dtype=_numpy_dtype(self.stream.dtype))
         taken[order] = in_order
+        taken -= self.mean
         weights = self.stream.weights
         return taken, None if weights is None else weights[rows].astype(taken.dtype)
 
     def labels_and_inertia(self, centers: np.ndarray) -> tuple[Any, float]:
-        return _labels_and_inertia(self.stream, centers - self.stream.mean)
+        """Labels of the (centred) ``centers`` and the inertia."""
+        return _labels_and_inertia(self.stream, centers)
 
     def in_chunk_namespace(self, centers: np.ndarray) -> np.ndarray:
         return centers
