@@ -216,6 +216,19 @@ def test_runs_on_the_2023_12_standard():
     assert float(score) == pytest.approx(float(xpkmeans.silhouette_score(X, expected.labels_)))
 
 
+def test_centres_set_by_hand_far_from_the_origin_predict_as_the_fit(backend):
+    """They are centred on their own mean: raw float32 distances had
+    mislabelled 1723 of 2000 points, and disagreed with transform."""
+    X = (np.random.default_rng(0).normal(size=(2000, 4)) + 3e4).astype(np.float32)
+    fitted = KMeans(8, random_state=0).fit(X)
+    hand = KMeans(8)
+    hand.cluster_centers_ = backend.asarray(fitted.cluster_centers_)
+    Xb = backend.asarray(X)
+    labels = backend.to_numpy(hand.predict(Xb))
+    np.testing.assert_array_equal(labels, fitted.labels_)
+    np.testing.assert_array_equal(labels, backend.to_numpy(hand.transform(Xb)).argmin(axis=1))
+
+
 def test_inputs_are_not_modified(backend):
     X = blobs()
     weights = np.linspace(0.5, 2, X.shape[0])

@@ -858,10 +858,8 @@ class MiniBatchRows(ClientRows):
 def _frame(estimator: Any) -> tuple[Any, Any]:
     """Host (mean, centred centres) of the fit, as ``predict`` uses them."""
     estimator._check_fitted()
-    if not estimator._centers_are_fitted():  # centres set by hand: raw X
-        centers = to_numpy(estimator.cluster_centers_)
-        return np.zeros(centers.shape[1], dtype=centers.dtype), centers
-    return to_numpy(estimator.mean_), to_numpy(estimator._centered_centers)
+    xp = _np_xp()
+    return tuple(to_numpy(a) for a in estimator._prediction_frame(xp, "cpu"))
 
 
 def _test_data(estimator: Any, X: Any, *, known_rows: bool) -> Any:

@@ -469,10 +469,21 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if is_sparse(X):  # sparse data is never centred
             return sparse.as_csr(X, centers.dtype), centers
         X = xp.astype(X, centers.dtype)
+        origin, centers = self._prediction_frame(xp, device)
+        return centered(X, xp.astype(origin, X.dtype)), xp.astype(centers, X.dtype)
+
+    def _prediction_frame(self, xp: Any, device: Any) -> tuple[Any, Any]:
+        """The origin that X is centred on for predict/transform/score, and the
+        centres about it, in ``xp`` on ``device``: the fit's mean and centred
+        centres (so that ``predict(X_train)`` equals ``labels_``), or for
+        centres set by hand their own mean (float32 distances far from the
+        origin lose the clusters)."""
         if self._centers_are_fitted():  # also for X of another library or device
-            X = centered(X, xp.astype(as_namespace(self.mean_, xp, device), X.dtype))
-            centers = xp.astype(as_namespace(self._centered_centers, xp, device), X.dtype)
-        return X, centers
+            return (as_namespace(self.mean_, xp, device),
+                    as_namespace(self._centered_centers, xp, device))
+        centers = as_namespace(self.cluster_centers_, xp, device)
+        origin = xp.mean(centers, axis=0)
+        return origin, centers - origin
 
     def _centers_are_fitted(self) -> bool:
         """True while ``cluster_centers_`` are those of the fit (not set by hand).
