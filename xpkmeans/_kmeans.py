@@ -661,11 +661,33 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return report
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
+        """Fit and return ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : integer array of shape (n_samples,), in X's namespace
+        """
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return the distances of X to the centres (see ``transform``)."""
+        """Fit and return the distances of X to the centres (see ``transform``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        distances : array of shape (n_samples, n_clusters), in X's namespace
+        """
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     # -------------------------------------------------------------- using the fit
@@ -695,7 +717,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Euclidean distance of each sample to each centre.
 
         The result has shape (n_samples, n_clusters): it is what was asked for,
-        so it is the one place an n x k matrix is built.
+        so it is the one place an n x k matrix is built. Distances are computed
+        in the widest float of the device and returned in X's dtype.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        distances : array of shape (n_samples, n_clusters), in X's namespace
         """
         self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
@@ -704,7 +735,19 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return distances_to_centers(X, centers)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the (weighted) inertia of X on the fitted centres."""
+        """Opposite of the (weighted) inertia of X on the fitted centres.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+            Minus the sum of (weighted) squared distances to the nearest centres.
+        """
         self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: one compute (_dask.py)
             return _dask.score(self, X, sample_weight)
@@ -747,6 +790,23 @@ def k_means(
     return_n_iter: bool = False,
 ) -> tuple:
     """Run k-means clustering; the function form of :class:`KMeans`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    sample_weight : array-like of shape (n_samples,), default=None
+    init : {"k-means++", "k-means||", "random"}, callable or array, default="k-means++"
+    n_init : "auto" or int, default="auto"
+    max_iter : int, default=300
+    verbose : int, default=0
+    tol : float, default=1e-4
+    random_state : int, numpy.random.Generator, RandomState or None, default=None
+    copy_x : bool, default=True
+    algorithm : {"lloyd", "elkan", "hamerly"}, default="lloyd"
+        Each as in :class:`KMeans`.
+    return_n_iter : bool, default=False
+        Also return the number of iterations of the best start.
 
     Returns
     -------
