@@ -75,6 +75,31 @@ def test_m_step_never_moves_a_point_that_sits_on_its_centre(backend):
     np.testing.assert_array_equal(new, centers)
 
 
+def test_points_near_their_centre_far_from_the_origin_still_relocate(backend):
+    """They are not "on their centre": only a distance within the rounding
+    of a mean of copies is (a bound of eps times the squared norms had left
+    these clusters empty)."""
+    points = np.array([[1000.0, 1000.1], [999.9, 1000.0], [1000.1, 999.9]], dtype=np.float32)
+    moved = m_step(backend.asarray(points), backend.asarray(np.zeros(3, dtype=np.int64)),
+                   backend.asarray(np.array([[1000, 1000], [0, 0]], dtype=np.float32)))
+    assert np.abs(backend.to_numpy(moved)[1] - 1000).max() < 1
+
+
+def test_tight_clusters_far_from_the_origin_relocate_as_scikit_learn():
+    """NumPy's E step resolves these clusters (the portable float32 one, by
+    expansion, cannot: its labels tie), so the relocated centre keeps points."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.01, (50, 2)) + [-100, 0],
+                        rng.normal(0, 0.01, (50, 2)) + [100, 0]]).astype(np.float32)
+    init = np.array([[-100, 0], [100, 0], [0, 500]], dtype=np.float32)
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    reference = SKLearnKMeans(3, init=init, n_init=1).fit(X)
+    km = KMeans(3, init=init, n_init=1).fit(X)
+    assert np.all(np.bincount(reference.labels_, minlength=3) > 0)
+    assert np.all(np.bincount(km.labels_, minlength=3) > 0)
+
+
 def test_more_clusters_than_distinct_points_stops_as_scikit_learn(backend):
     """Duplicate points, k above the distinct points: an empty cluster can
     only take a duplicate of a centre, so EM stops once labels are stable

@@ -183,8 +183,10 @@ def _relocate_empty_clusters(
     else:
         donor_weights = xp.astype(xp.take(sample_weight, donors), totals.dtype)
     donor_centers = xp.astype(xp.take(centers, xp.take(labels, donors), axis=0), sums.dtype)
-    # distances within the rounding of their computation are zero
-    resolution = xp.finfo(centers.dtype).eps * (
+    # a distance within the rounding of a mean of copies of the point is zero:
+    # some ulps of the coordinates, squared (the distance itself is direct)
+    ulps = 16 * xp.finfo(centers.dtype).eps
+    resolution = ulps * ulps * (
         xp.sum(donor_points ** 2, axis=1) + xp.sum(donor_centers ** 2, axis=1))
     movable = empty & (xp.astype(xp.take(distances, donors), sums.dtype) > resolution)
     moved = xp.where(movable, donor_weights, xp.zeros_like(donor_weights))
