@@ -173,6 +173,24 @@ def test_rows_far_from_the_origin_are_centred_in_every_fit(tmp_path, lazy_backen
     assert adjusted_rand_score(y, reference.labels_) < 0.5  # the case under test
 
 
+@pytest.mark.parametrize("first", ["fit", "partial_fit"])
+def test_a_sparse_batch_after_dense_ones_keeps_the_centres_in_place(first):
+    """Sparse rows are not centred: the centres meet them in X's own frame."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)) + [100, 100],
+                        rng.normal(0, 1, (200, 2)) + [110, 100]])
+    import copy
+
+    ours = getattr(xpkmeans.MiniBatchKMeans(2, random_state=0, batch_size=400, n_init=1),
+                   first)(X)
+    dense = copy.deepcopy(ours).partial_fit(X)
+    ours.partial_fit(sparse.csr_matrix(X))
+    np.testing.assert_allclose(ours.cluster_centers_, dense.cluster_centers_, rtol=1e-9)
+    assert np.abs(ours.cluster_centers_ - [105, 100]).max() < 10  # near the blobs
+
+
 def test_init_array_or_callable_is_in_the_data_frame():
     X, _ = _offset_blobs()
     centers = X[:8] + 1.0

@@ -360,10 +360,11 @@ default="k-means++"
             return xp.zeros((self.cluster_centers_.shape[1],), device=device)
         return as_namespace(self.mean_, xp, device)
 
-    def _centers_about(self, mean: Any, *, xp: Any, device: Any) -> Any:
+    def _centers_about(self, mean: Any, *, xp: Any, device: Any, fitted_origin: bool) -> Any:
         """The current centres, centred on ``mean``: those of the fit as they
-        are, centres set by hand minus ``mean``."""
-        if self._centers_are_fitted():
+        are where ``mean`` is the fit's origin (``fitted_origin``), else
+        ``cluster_centers_`` minus ``mean``."""
+        if fitted_origin and self._centers_are_fitted():
             centers = as_namespace(self._centered_centers, xp, device)
         else:
             centers = as_namespace(self.cluster_centers_, xp, device) - mean
@@ -494,8 +495,10 @@ default="k-means++"
                 self._n_features_out = n_clusters
                 self.n_steps_ = 0
             else:
-                batch.center(self._fitted_origin(xp, device_of(X)))
-                centers = self._centers_about(batch.mean, xp=xp, device=device_of(X))
+                origin = self._fitted_origin(xp, device_of(X))
+                batch.center(origin)  # sparse rows stay uncentred: their origin is 0
+                centers = self._centers_about(batch.mean, xp=xp, device=device_of(X),
+                                              fitted_origin=not is_sparse(batch.X))
             X = batch.take(None)[0]  # the batch, centred
             centers, batch_inertia = self._step(X, weights, centers, self._random_state, xp=xp)
             check_inertia_is_finite(batch_inertia, X.dtype)
