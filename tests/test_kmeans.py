@@ -418,6 +418,16 @@ def test_sample_weight_errors_name_it_on_every_backend(backend, weights, error, 
         KMeans(3, n_init=1).fit(X, sample_weight=weights)
 
 
+def test_a_scalar_weight_is_taken_in_the_widest_float():
+    """Not in torch's default float32: 1e39 had overflowed on float64 X."""
+    torch = pytest.importorskip("torch")
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    for weight in (1e39, 0.1, 1e-50):
+        ours = KMeans(2, random_state=0, n_init=1).fit(torch.asarray(X), sample_weight=weight)
+        expected = KMeans(2, random_state=0, n_init=1).fit(X, sample_weight=weight)
+        assert ours.inertia_ == pytest.approx(expected.inertia_, rel=1e-12)
+
+
 def test_type_errors_are_also_value_errors():
     """Like scikit-learn's InvalidParameterError, so either except clause works."""
     for bad in ({"n_clusters": 2.5}, {"max_iter": "10"}, {"tol": "small"}):

@@ -24,6 +24,7 @@ from ._backend import (
     shape_of,
     sparse,
     to_numpy,
+    widest_float_dtype,
     without_autograd,
 )
 
@@ -127,7 +128,8 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
     n_samples = X.shape[0]
     device = device_of(X)
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
-        sample_weight = xp.full((n_samples,), float(sample_weight), device=device)
+        sample_weight = xp.full((n_samples,), float(sample_weight), device=device,
+                                dtype=widest_float_dtype(xp, device))
     sample_weight, wxp = as_array(sample_weight, "sample_weight")
     check_weight_layout(  # in the weights' own library, before any conversion
         sample_weight, n_samples,
