@@ -208,8 +208,9 @@ def test_initialisation_equals_the_one_in_memory(lazy_backend, init, weighted):
 
 def test_greedy_kmeans_plusplus_on_dask_warns_about_its_passes(lazy_backend):
     X = _blobs(n=1000, centers=4)
-    with pytest.warns(UserWarning, match="passes"):
+    with pytest.warns(UserWarning, match="passes") as record:
         km = xpkmeans.KMeans(4, random_state=0).fit(lazy_backend.asarray(X))
+    assert [w.filename for w in record if "passes" in str(w.message)] == [__file__]
     ref = xpkmeans.KMeans(4, random_state=0).fit(X)
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=0.02)
 

@@ -128,8 +128,10 @@ def test_bounds_warn_and_are_lloyd_on_sparse_dask_and_streamed_data(kind, algori
     data = {"sparse": scipy.sparse.csr_matrix(X), "lazy": da.from_array(X, chunks=100),
             "streamed": xpkmeans.RowBlocks(np.load(tmp_path / "X.npy", mmap_mode="r"))}[kind]
     init = X[:3]
-    with pytest.warns(xpkmeans.FallbackWarning, match=f"{algorithm}' does not run on .*lloyd"):
+    with pytest.warns(xpkmeans.FallbackWarning,
+                      match=f"{algorithm}' does not run on .*lloyd") as record:
         km = KMeans(3, init=init, algorithm=algorithm).fit(data)
+    assert {w.filename for w in record} == {__file__}  # the caller's line
     lloyd = KMeans(3, init=init).fit(data)
     np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(lloyd.labels_))
 
@@ -138,8 +140,10 @@ def test_kmeans_parallel_on_streamed_data_warns_and_is_kmeans_plusplus(tmp_path)
     X = np.asarray(xpkmeans.make_blobs(300, 2, centers=3, random_state=0)[0], dtype=np.float32)
     np.save(tmp_path / "X.npy", X)
     blocks = xpkmeans.RowBlocks(np.load(tmp_path / "X.npy", mmap_mode="r"))
-    with pytest.warns(xpkmeans.FallbackWarning, match="k-means\\|\\|' does not run on data read"):
+    with pytest.warns(xpkmeans.FallbackWarning,
+                      match="k-means\\|\\|' does not run on data read") as record:
         km = KMeans(3, init="k-means||", random_state=0).fit(blocks)
+    assert {w.filename for w in record} == {__file__}  # the caller's line
     plusplus = KMeans(3, init="k-means++", random_state=0).fit(blocks)
     np.testing.assert_array_equal(km.cluster_centers_, plusplus.cluster_centers_)
 

@@ -607,7 +607,7 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
             warnings.warn(
                 "init='k-means++' on a Dask array reads the data once per centre "
                 f"({n_clusters} passes); init='k-means||' needs a constant number.",
-                UserWarning, stacklevel=4,
+                UserWarning, stacklevel=5,  # the caller of KMeans.fit
             )
             return kmeans_plusplus_greedy(data, n_clusters, rng=rng)
         msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."

@@ -317,7 +317,7 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
             centers[order] = stream.rows(rows[order])
             return centers
         if init == "k-means||":
-            check_supported("init='k-means||'", stream.data, stacklevel=4)
+            check_supported("init='k-means||'", stream.data, stacklevel=5)  # fit's caller
             init = "k-means++"
         if init == "k-means++":  # on a uniform sample of rows
             size = min(n, max(_MIN_INIT_ROWS, _INIT_ROWS_PER_CLUSTER * n_clusters))
