@@ -191,6 +191,29 @@ def test_a_sparse_batch_after_dense_ones_keeps_the_centres_in_place(first):
     assert np.abs(ours.cluster_centers_ - [105, 100]).max() < 10  # near the blobs
 
 
+def test_sparse_batches_stay_sparse():
+    """A batch of a wide CSR matrix had been made dense (a 1024-row batch of
+    2^20 hashed features: 8 GB)."""
+    import tracemalloc
+
+    from scipy import sparse
+
+    X = sparse.random(4000, 20000, density=1e-3, format="csr", random_state=0)
+    dense_batch_bytes = 1024 * 20000 * 8
+    tracemalloc.start()
+    try:
+        ours = xpkmeans.MiniBatchKMeans(8, batch_size=1024, max_iter=2, n_init=1,
+                                        random_state=0).fit(X)
+        ours.partial_fit(X[:1024])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < dense_batch_bytes / 4
+    theirs = sklearn_cluster.MiniBatchKMeans(8, batch_size=1024, max_iter=2, n_init=1,
+                                             random_state=0).fit(X)
+    assert ours.inertia_ <= 1.05 * theirs.inertia_
+
+
 def test_init_array_or_callable_is_in_the_data_frame():
     X, _ = _offset_blobs()
     centers = X[:8] + 1.0

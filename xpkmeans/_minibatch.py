@@ -28,7 +28,8 @@ from ._backend import (
     is_sparse,
     nearest_centers,
     parallel_region,
-    segment_sum,
+    select_rows,
+    sum_by_cluster,
     take_rows,
     to_numpy,
     widest_float_dtype,
@@ -62,7 +63,7 @@ def _mini_batch_step(
     batch inertia against the old centres (host).
     """
     labels = nearest_centers(X, centers)
-    sums, totals = segment_sum(X, labels, centers.shape[0], weights=sample_weight)
+    sums, totals = sum_by_cluster(X, labels, centers.shape[0], weights=sample_weight)
     inertia = _inertia(X, sample_weight, centers, labels, xp=xp)
     accumulate = widest_float_dtype(xp, device_of(X))
     host = to_numpy(xp.concat([xp.astype(totals, accumulate),
@@ -123,7 +124,7 @@ class _InMemoryRows:
             rows = host_xp.arange(self.n_samples)
         index = from_host(rows, xp=self.xp, device=device_of(self.X))
         weights = None if self.weights is None else self.xp.take(self.weights, index)
-        return take_rows(self.X, index), weights
+        return select_rows(self.X, index), weights
 
     def gather(self, rows: Any) -> tuple[Any, Any]:
         """``(source, index)``: row ``rows[i]`` of X is row ``index[i]`` of ``source``."""
@@ -379,8 +380,8 @@ default="k-means++"
             return self._init_centroids(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)
         # an array, or a callable's centres, are in X's own frame (scikit-learn's)
         mean = xp.asarray(data.mean, device=device_of(X))
-        return self._init_centroids(
-            X + mean, n_clusters, sample_weight=weights, rng=rng, xp=xp) - mean
+        raw = X if is_sparse(X) else X + mean  # sparse rows are not centred
+        return self._init_centroids(raw, n_clusters, sample_weight=weights, rng=rng, xp=xp) - mean
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Compute the centres by mini-batch steps over X.
@@ -429,7 +430,7 @@ default="k-means++"
                     drawn = rng.choice(n_samples, (min(STEPS_PER_DRAW, n_steps - step), batch_size),
                                        p=p, replace=True)
                     source, index = data.gather(drawn)
-                batch = take_rows(source, index[step % STEPS_PER_DRAW, ...])
+                batch = select_rows(source, index[step % STEPS_PER_DRAW, ...])
                 new_centers, batch_inertia = self._step(batch, None, centers, rng, xp=xp)
                 shift = float(xp.sum((new_centers - centers) ** 2)) if self._tol > 0 else 0.0
                 centers = new_centers

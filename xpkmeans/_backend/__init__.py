@@ -16,6 +16,7 @@ proves it equals that twin. The rooms:
   that greedy draws search), ``run_steps`` (a loop that never
   waits for the device, replayable as a CUDA graph),
   ``segment_sum``, ``segment_count``, ``scatter``, ``largest_indices``, ``take_rows``,
+  ``select_rows`` (rows that stay sparse),
   ``row_block``, ``sq_row_norms``, ``subtract_row``, ``centered`` (a copy,
   or a ``CenteredRows`` view that the fused passes centre as they read it);
 - ``_portable``: the portable twins;
@@ -79,6 +80,7 @@ from ._primitives import (
     row_block,
     run_steps,
     scatter,
+    select_rows,
     segment_count,
     segment_sum,
     sq_row_norms,
@@ -139,6 +141,7 @@ __all__ = [
     "scatter",
     "segment_count",
     "segment_sum",
+    "select_rows",
     "shape_of",
     "sparse",
     "block_sq_distances_to_assigned",

@@ -144,6 +144,14 @@ def centered(X: Any, mean: Any, *, view: bool | None = None) -> Any:
     return subtract_row(X, mean)
 
 
+def select_rows(X: Any, indices: Any) -> Any:
+    """The rows ``indices`` of X, of X's own kind: a sparse matrix stays
+    sparse (a mini-batch of a TF-IDF matrix), other X as ``take_rows``."""
+    if _sparse.is_sparse(X):
+        return _sparse.select_rows(X, indices)
+    return take_rows(X, indices)
+
+
 def take_rows(X: Any, indices: Any, *, like: Any = None) -> Any:
     """``xp.take(X, indices, axis=0)`` for non-negative ``indices``, laid out
     like ``like`` where that matters (dense rows, also of a sparse matrix or
