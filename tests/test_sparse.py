@@ -277,3 +277,37 @@ def test_cupyx_sparse_csr_equals_scipy(cupy_backend):
 
 def test_xpkmeans_namespace_is_untouched():
     assert not hasattr(xpkmeans, "sparse")
+
+
+def _with_split_entries(X):
+    """X with each stored value split in two entries of the same cell: a
+    valid, non-canonical CSR matrix."""
+    X = X.tocsr()
+    counts = np.diff(X.indptr)
+    data = np.repeat(X.data / 2, 2)
+    indices = np.repeat(X.indices, 2)
+    indptr = np.concatenate([[0], np.cumsum(2 * counts)])
+    return sp.csr_matrix((data, indices, indptr), shape=X.shape)
+
+
+def test_repeated_entries_of_a_cell_are_added(compiled):
+    """Squared norms per stored value had been wrong (inertia 162 for 362)."""
+    X, _ = _blobs_sparse()
+    split = _with_split_entries(X)
+    assert not split.has_canonical_format
+    stored = (split.data.copy(), split.indices.copy(), split.indptr.copy())
+    init = X[:4].toarray()
+    ours, reference = (KMeans(4, init=init, n_init=1).fit(data) for data in (split, X))
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+    np.testing.assert_allclose(ours.transform(split), reference.transform(X), rtol=1e-12)
+    labels = reference.labels_
+    for score in (xpkmeans.silhouette_score, xpkmeans.calinski_harabasz_score,
+                  xpkmeans.davies_bouldin_score):
+        assert score(split, labels) == pytest.approx(score(X, labels), rel=1e-12)
+    for before, after in zip(stored, (split.data, split.indices, split.indptr)):
+        np.testing.assert_array_equal(before, after)  # the input is not modified
+
+
+def test_a_sparse_vector_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^`X` must be a 2-D sparse matrix, got shape \(5,\)"):
+        KMeans(2).fit(sp.coo_array(np.ones(5)))

@@ -85,6 +85,9 @@ def check_array(
 def _check_sparse(X: Any, *, name: str, ensure_min_samples: int, dtype: Any) -> tuple[Any, Any]:
     """``check_array`` of a sparse matrix: CSR of a float dtype, finite values."""
     X = without_autograd(X)  # torch sparse tensors may require grad too
+    if len(X.shape) != 2:
+        msg = f"`{name}` must be a 2-D sparse matrix, got shape {tuple(X.shape)}."
+        raise ValueError(msg)
     xp = array_namespace(X)
     kind = X.dtype
     if not xp.isdtype(kind, ("bool", "real floating", "integral")):

@@ -77,8 +77,9 @@ def dense_stand_in(X: Any) -> Any:
 
 
 def as_csr(X: Any, dtype: Any = None) -> Any:
-    """X in CSR format (CSC, COO and others converted), of ``dtype`` if given;
-    a new matrix unless X already is CSR of that dtype."""
+    """X in canonical CSR format (CSC, COO and others converted; repeated
+    entries of a cell added, indices sorted), of ``dtype`` if given; a new
+    matrix unless X already is such a CSR matrix of that dtype."""
     if kind(X) == "torch":
         import torch
 
@@ -87,6 +88,9 @@ def as_csr(X: Any, dtype: Any = None) -> Any:
         return X if dtype is None or X.dtype == dtype else X.to(dtype)
     if X.format != "csr":
         X = X.tocsr()
+    if not X.has_canonical_format:  # entries of one cell are added, on a copy
+        X = X.copy()
+        X.sum_duplicates()
     return X if dtype is None or X.dtype == dtype else X.astype(dtype)
 
 
