@@ -311,3 +311,20 @@ def test_repeated_entries_of_a_cell_are_added(compiled):
 def test_a_sparse_vector_is_refused_in_one_line():
     with pytest.raises(ValueError, match=r"^`X` must be a 2-D sparse matrix, got shape \(5,\)"):
         KMeans(2).fit(sp.coo_array(np.ones(5)))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.parametrize("library", ["scipy", "torch"])
+def test_select_rows_keeps_sparse_rows_sparse_and_equals_take_rows(library):
+    from xpkmeans._backend import select_rows, take_rows
+
+    X, _ = _blobs_sparse(n=50, d=12)
+    indices = np.array([3, 0, 3, 49, 7])
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        X, indices = torch.asarray(X.toarray()).to_sparse_csr(), torch.asarray(indices)
+    rows = select_rows(X, indices)
+    assert is_sparse(rows) and tuple(rows.shape) == (5, 12)
+    dense = rows.toarray() if library == "scipy" else rows.to_dense().numpy()
+    expected = take_rows(X, indices)
+    np.testing.assert_array_equal(dense, np.asarray(expected))
