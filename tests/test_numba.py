@@ -490,3 +490,15 @@ def test_kmeans_plusplus_compiled_picks_the_centres_of_the_numpy_blocks(monkeypa
             patch.setattr(_numba, "AVAILABLE", False)
             blocks = kmeans_plusplus(X, 12, sample_weight=weights, random_state=0)[1]
         np.testing.assert_array_equal(compiled, blocks)
+
+
+def test_wide_sums_take_one_chunk_per_core(monkeypatch):
+    """Each chunk holds k x (d + 1) float64 sums: where they are large, a
+    pass has one chunk per core (scikit-learn's per-thread sums), not four."""
+    from xpkmeans._backend import _threads
+
+    monkeypatch.setattr(_threads, "n_cores", lambda: 16)
+    assert len(_numba._row_chunks(1_000_000)) == 64
+    assert len(_numba._row_chunks(1_000_000, sums_bytes=8 * 64 * 129)) == 64  # small sums
+    assert len(_numba._row_chunks(1_000_000, sums_bytes=8 * 200 * 50_001)) == 16
+    assert len(_numba._row_chunks(1000, sums_bytes=8 * 200 * 50_001)) == 1

@@ -68,6 +68,10 @@ _MASKED_SUMS_UP_TO = 20
 # A pass goes in chunks of at least this many rows, a few per core.
 _MIN_ROWS_PER_CHUNK = 4096
 _CHUNKS_PER_CORE = 4
+# ... but one per core where the chunks' float64 sums (k x d each) would
+# pass this: on a wide CSR matrix (k=200, d=50k: 80 MB a chunk), 4 per core
+# held 1.7 GB on 16 cores. One per core is scikit-learn's own per-thread sums.
+_CHUNK_SUMS_BYTES = 64 << 20
 
 
 # Bytes of the vectors that ``_transpose_block`` shuffles (AVX-512; LLVM
@@ -665,10 +669,14 @@ def _tile_layout(n_features: int, n_clusters: int) -> tuple[bool, bool]:
     return transposed, transposed and n_clusters * (n_features + 1) <= _MASKED_SUMS_UP_TO
 
 
-def _row_chunks(n_rows: int) -> list[slice]:
+def _row_chunks(n_rows: int, sums_bytes: int = 0) -> list[slice]:
+    """Chunks of rows for a pass whose chunks each add ``sums_bytes`` of sums."""
     from ._threads import n_cores
 
-    n_chunks = max(1, min(_CHUNKS_PER_CORE * n_cores(), n_rows // _MIN_ROWS_PER_CHUNK))
+    n_chunks = min(_CHUNKS_PER_CORE * n_cores(), n_rows // _MIN_ROWS_PER_CHUNK)
+    if sums_bytes:
+        n_chunks = min(n_chunks, max(n_cores(), _CHUNK_SUMS_BYTES // sums_bytes))
+    n_chunks = max(1, n_chunks)
     bounds = [n_rows * chunk // n_chunks for chunk in range(n_chunks + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -685,7 +693,7 @@ def _over_chunks(run_chunk, n_rows, n_clusters, n_features, want_sums):
 
     from ._threads import map_blocks, n_cores
 
-    chunks = _row_chunks(n_rows)
+    chunks = _row_chunks(n_rows, 8 * n_clusters * (n_features + 1) if want_sums else 0)
     chunk_sums: list = [None] * len(chunks)
     next_chunk = itertools.count()  # next() is atomic under the GIL
 
