@@ -328,3 +328,25 @@ def test_select_rows_keeps_sparse_rows_sparse_and_equals_take_rows(library):
     dense = rows.toarray() if library == "scipy" else rows.to_dense().numpy()
     expected = take_rows(X, indices)
     np.testing.assert_array_equal(dense, np.asarray(expected))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+def test_torch_sparse_silhouette_densifies_within_the_block_budget(monkeypatch):
+    """Rows of a wide torch CSR matrix are made dense a few at a time (a
+    256-row block of 2^20 features had taken 8.5 GB); same score as SciPy."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import _host
+
+    rng = np.random.default_rng(0)
+    n, d = 600, 1 << 16
+    X = sp.csr_matrix((rng.random(2 * n), (np.repeat(np.arange(n), 2), rng.integers(0, d, 2 * n))),
+                      shape=(n, d))
+    T = torch.asarray(X.toarray()).to_sparse_csr()
+    labels = rng.integers(0, 4, n)
+    densified = []
+    to_dense = torch.Tensor.to_dense
+    monkeypatch.setattr(torch.Tensor, "to_dense",
+                        lambda self, *a, **k: densified.append(self.numel()) or to_dense(self, *a, **k))
+    score = xpkmeans.silhouette_score(T, labels)
+    assert densified and max(densified) <= _host._CPU_BLOCK_ELEMENTS
+    assert float(score) == pytest.approx(float(xpkmeans.silhouette_score(X, labels)), rel=1e-9)

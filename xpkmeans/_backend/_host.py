@@ -202,15 +202,18 @@ def widest_float_dtype(xp: Any, device: Any) -> Any:
 # ------------------------------------------------------------------ row blocks
 
 
-def row_chunk_size(n_rows: int, n_cols: int, *, xp: Any, device: Any) -> int:
+def row_chunk_size(
+    n_rows: int, n_cols: int, *, xp: Any, device: Any, min_rows: int | None = None
+) -> int:
     """Rows per block so that a ``rows x n_cols`` temporary stays within budget.
 
-    At least ``_MIN_BLOCK_ROWS`` rows (when there are that many), so that very
-    wide blocks (silhouette: ``rows x n_samples``) still make efficient products;
-    memory stays linear in ``n_cols``.
+    At least ``min_rows`` rows (default ``_MIN_BLOCK_ROWS``, when there are
+    that many), so that very wide blocks (silhouette: ``rows x n_samples``)
+    still make efficient products; memory stays linear in ``n_cols``.
     """
     budget = _CPU_BLOCK_ELEMENTS if is_cpu_device(xp, device) else _GPU_BLOCK_ELEMENTS
-    return max(1, min(n_rows, max(_MIN_BLOCK_ROWS, budget // max(n_cols, 1))))
+    min_rows = _MIN_BLOCK_ROWS if min_rows is None else min_rows
+    return max(1, min(n_rows, max(min_rows, budget // max(n_cols, 1))))
 
 
 def row_blocks(n_rows: int, width: int, *, xp: Any, device: Any, step: int | None = None) -> list[slice]:

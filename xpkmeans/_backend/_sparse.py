@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._host import concat_rows, row_blocks
+from ._host import concat_rows, row_blocks, row_chunk_size
 
 
 def kind(X: Any) -> str | None:
@@ -168,11 +168,20 @@ def select_rows(X: Any, indices: Any) -> Any:
 
 def products_with_rows(X: Any, rows: slice) -> Any:
     """``X[rows, :] @ X.T`` as a dense ``rows x n`` array (silhouette blocks)."""
-    block = row_block(X, rows)
     if kind(X) == "torch":
-        # CSR @ dense is what torch has on CPU and CUDA: X times the dense block
-        return (X @ block.to_dense().t()).t()
-    return (block @ X.T).toarray()
+        # CSR @ dense is what torch has on CPU and CUDA: X times the block made
+        # dense, a few rows at a time (a 256-row block of 2^20 features: 1 GB)
+        import torch
+
+        xp = namespace(X)
+        step = row_chunk_size(rows.stop - rows.start, X.shape[1], xp=xp, device=X.device,
+                              min_rows=1)
+        products = []
+        for start in range(rows.start, rows.stop, step):
+            part = row_block(X, slice(start, min(start + step, rows.stop))).to_dense()
+            products.append((X @ part.t()).t())
+        return torch.cat(products)
+    return (row_block(X, rows) @ X.T).toarray()
 
 
 # ------------------------------------------------------------------ whole passes
