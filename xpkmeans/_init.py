@@ -24,6 +24,7 @@ from ._backend import (
     parallel_region,
     run_steps,
     segment_sum,
+    select_rows,
     sq_distances_to_assigned,
     sq_row_norms,
     take_rows,
@@ -282,7 +283,7 @@ def _kmeans_parallel(
         X, n_clusters, sample_weight=sample_weight, rng=rng, xp=xp,
         n_rounds=n_rounds, oversampling=oversampling,
     )
-    candidates = take_rows(X, indices)
+    candidates = select_rows(X, indices)  # sparse X: sparse candidates (10k+ rows)
     centers, _ = _kmeans_plusplus(
         candidates, n_clusters, sample_weight=xp.astype(candidate_weights, X.dtype),
         rng=rng, xp=xp,
