@@ -163,7 +163,15 @@ def select_rows(X: Any, indices: Any) -> Any:
     """The rows ``indices`` of X, as a sparse CSR matrix of the same kind."""
     if kind(X) != "torch":
         return X[indices]
-    return X.to_sparse_coo().index_select(0, indices).to_sparse_csr()
+    import torch  # the rows' slices of the CSR arrays: work in their non-zeros only
+
+    indptr, indices = X.crow_indices(), torch.as_tensor(indices, device=X.device)
+    starts, counts = indptr[indices], indptr[indices + 1] - indptr[indices]
+    new_indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    positions = torch.arange(int(new_indptr[-1]), device=X.device) + torch.repeat_interleave(
+        starts - new_indptr[:-1], counts)
+    return torch.sparse_csr_tensor(new_indptr, X.col_indices()[positions], X.values()[positions],
+                                   size=(indices.shape[0], X.shape[1]), check_invariants=False)
 
 
 def products_with_rows(X: Any, rows: slice) -> Any:
