@@ -372,3 +372,33 @@ def test_kmeans_parallel_keeps_its_candidates_sparse(monkeypatch):
     expected = KMeans(n_clusters, init="k-means||", n_init=1, max_iter=1,
                       random_state=0).fit(X.toarray()).cluster_centers_
     np.testing.assert_allclose(centers, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.filterwarnings("ignore::xpkmeans.ConvergenceWarning")  # 3 distinct points, k=5
+def test_points_on_their_centre_are_not_relocated_on_sparse_data():
+    """Sparse distances come by expansion, rounded far above the bound for
+    "on its centre": the donors' own distances decide (twin centres had
+    appeared on SciPy and torch CSR, not on the dense array)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, (3, 40)) * (rng.random((3, 40)) < 0.7)
+    X = np.repeat(base, 3, axis=0)
+    init = np.vstack([base, base[:1] + 50, base[:1] + 60])
+    for data in (X, sp.csr_matrix(X), torch.asarray(X).to_sparse_csr()):
+        km = KMeans(5, init=init, n_init=1).fit(data)
+        centers = np.asarray(km.cluster_centers_)
+        assert len(np.unique(centers.round(12), axis=0)) == 5 and km.n_iter_ == 1
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+def test_select_rows_of_torch_csr_keeps_its_index_dtype():
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import select_rows
+
+    X = torch.asarray(_blobs_sparse(n=20, d=8)[0].toarray()).to_sparse_csr()
+    X32 = torch.sparse_csr_tensor(X.crow_indices().int(), X.col_indices().int(), X.values(),
+                                  size=X.shape, check_invariants=True)
+    rows = select_rows(X32, torch.asarray([3, 0, 3]))
+    assert rows.crow_indices().dtype == rows.col_indices().dtype == torch.int32
+    np.testing.assert_array_equal(rows.to_dense().numpy(), X.to_dense().numpy()[[3, 0, 3]])

@@ -184,11 +184,13 @@ def _relocate_empty_clusters(
         donor_weights = xp.astype(xp.take(sample_weight, donors), totals.dtype)
     donor_centers = xp.astype(xp.take(centers, xp.take(labels, donors), axis=0), sums.dtype)
     # a distance within the rounding of a mean of copies of the point is zero:
-    # some ulps of the coordinates, squared (the distance itself is direct)
+    # some ulps of the coordinates, squared, against the donors' distances
+    # taken directly (sparse distances come by expansion, rounded far more)
     ulps = 16 * xp.finfo(centers.dtype).eps
     resolution = ulps * ulps * (
         xp.sum(donor_points ** 2, axis=1) + xp.sum(donor_centers ** 2, axis=1))
-    movable = empty & (xp.astype(xp.take(distances, donors), sums.dtype) > resolution)
+    direct = xp.sum((donor_points - donor_centers) ** 2, axis=1)
+    movable = empty & (xp.take(distances, donors) > 0) & (direct > resolution)
     moved = xp.where(movable, donor_weights, xp.zeros_like(donor_weights))
     removed_sums, removed_totals = segment_sum(
         donor_points, xp.take(labels, donors), n_clusters, weights=moved

@@ -167,7 +167,7 @@ def select_rows(X: Any, indices: Any) -> Any:
 
     indptr, indices = X.crow_indices(), torch.as_tensor(indices, device=X.device)
     starts, counts = indptr[indices], indptr[indices + 1] - indptr[indices]
-    new_indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    new_indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0, dtype=indptr.dtype)])
     positions = torch.arange(int(new_indptr[-1]), device=X.device) + torch.repeat_interleave(
         starts - new_indptr[:-1], counts)
     return torch.sparse_csr_tensor(new_indptr, X.col_indices()[positions], X.values()[positions],
