@@ -465,12 +465,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             )
             raise ValueError(msg)
         device = device_of(X)
-        centers = as_namespace(self.cluster_centers_, xp, device)
         if is_sparse(X):  # sparse data is never centred
+            centers = as_namespace(self.cluster_centers_, xp, device)
             return sparse.as_csr(X, centers.dtype), centers
-        X = xp.astype(X, centers.dtype)
-        origin, centers = self._prediction_frame(xp, device)
-        return centered(X, xp.astype(origin, X.dtype)), xp.astype(centers, X.dtype)
+        origin, centers = self._prediction_frame(xp, device)  # in the centres' dtype
+        return centered(xp.astype(X, centers.dtype), origin), centers
 
     def _prediction_frame(self, xp: Any, device: Any) -> tuple[Any, Any]:
         """The origin that X is centred on for predict/transform/score, and the
