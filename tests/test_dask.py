@@ -483,7 +483,7 @@ def test_row_blocks_of_no_rows_are_one_empty_block():
     from xpkmeans import _backend
     from xpkmeans._backend import _host
 
-    xp = _dask._np_xp()
+    xp = _backend.host_xp
     assert _host.row_blocks(0, 3, xp=xp, device="cpu") == [slice(0, 0)]
     assert _host.row_blocks(5, 3, xp=xp, device="cpu", step=2) == [
         slice(0, 2), slice(2, 4), slice(4, 5)]

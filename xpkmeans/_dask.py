@@ -36,6 +36,7 @@ from ._backend import (
     distances_to_centers,
     encode_host_categories,
     from_host,
+    host_xp,
     largest_indices,
     map_row_blocks,
     nearest_centers,
@@ -213,7 +214,7 @@ def _check_weight_flags(flags: Any) -> None:
     non_finite, negative, positive = to_numpy(flags) > 0
     stand_in = np.array([np.nan if non_finite else 0.0, -1.0 if negative else 0.0,
                          1.0 if positive else 0.0])
-    check_sample_weight(stand_in, stand_in[:, None], _np_xp())
+    check_sample_weight(stand_in, stand_in[:, None], host_xp)
 
 
 def _weight_flags(X: Any, weights: Any) -> Any:
@@ -461,7 +462,7 @@ def _end_iteration(cluster_sums: _ClusterSums, centers: np.ndarray, iteration: i
     """The host end of an EM iteration on Dask or streamed data: the centres
     of the sums, their shift, ``report(step)``; the new centres and whether
     they converged."""
-    new_centers = _centers_from_sums(cluster_sums, centers, xp=_np_xp())
+    new_centers = _centers_from_sums(cluster_sums, centers, xp=host_xp)
     shift = float(np.sum((new_centers - centers) ** 2))
     if verbose:
         print(f"Iteration {iteration}, center shift {shift}.")
@@ -690,7 +691,7 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
         return _finish_start(data, centers, best, n_iter=n_iter, converged=converged)
 
     def same_clustering(run: _Start, best: _Start) -> bool:  # run.renaming: against best
-        return _is_same_clustering(*run.renaming, n_clusters, xp=_np_xp())
+        return _is_same_clustering(*run.renaming, n_clusters, xp=host_xp)
 
     best = estimator._best_of_starts(
         params, data.tol, initial_centers=partial(_initial_centers, estimator, data, n_clusters),
@@ -823,7 +824,7 @@ class MiniBatchRows(ClientRows):
         self._X = check_dask_array(X)
         self._sample_weight = sample_weight
         self.n_samples = self._X.shape[0]
-        self.xp = _np_xp()
+        self.xp = host_xp
 
     def prepare(self, tol: float) -> float:
         """Persist X, check its values (the first passes); the scaled ``tol``.
@@ -858,7 +859,7 @@ class MiniBatchRows(ClientRows):
 def _frame(estimator: Any) -> tuple[Any, Any]:
     """Host (mean, centred centres) of the fit, as ``predict`` uses them."""
     estimator._check_fitted()
-    xp = _np_xp()
+    xp = host_xp
     return tuple(to_numpy(a) for a in estimator._prediction_frame(xp, "cpu"))
 
 
@@ -1142,7 +1143,7 @@ def kmeans_parallel(
     n_samples = data.raw.shape[0]
     per_round = math.ceil(oversampling * n_clusters)
     n_candidates = 1 + n_rounds * per_round
-    xp = _np_xp()
+    xp = host_xp
     if n_samples <= n_candidates:  # few points: greedy k-means++ on them, as in memory
         X = to_numpy(data.X.compute())
         weights = None if data.weights is None else to_numpy(data.weights[:, 0].compute())
@@ -1170,12 +1171,6 @@ def kmeans_parallel(
     centers, _ = _kmeans_plusplus(np.concatenate(candidates), n_clusters,
                                   sample_weight=candidate_weights, rng=rng, xp=xp)
     return np.asarray(centers)
-
-
-def _np_xp() -> Any:
-    import array_api_compat.numpy as xp
-
-    return xp
 
 
 def _chunk_greedy(block: Any, closest: Any, weights: Any, mean: Any, rows: Any,

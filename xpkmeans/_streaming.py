@@ -28,6 +28,7 @@ from ._backend import (
     array_namespace,
     blocks_to_device,
     from_host,
+    host_xp,
     is_cuda_device,
     is_pinned_tensor,
     map_blocks,
@@ -45,7 +46,6 @@ from ._dask import (
     _chunk_sum_of_squares,
     _end_iteration,
     _host_centers,
-    _np_xp,
     _relocate,
     _split_moments,
     _split_sums,
@@ -324,10 +324,8 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
             rows = np.sort(rng.choice(n, size=size, replace=False))
             sample = stream.rows(rows)
             weights = None if stream.weights is None else stream.weights[rows].astype(dtype)
-            import array_api_compat.numpy as xp
-
             return np.asarray(_kmeans_plusplus(sample, n_clusters, sample_weight=weights,
-                                               rng=rng, xp=xp)[0])
+                                               rng=rng, xp=host_xp)[0])
         msg = f"Unknown init method {init!r} for streamed data; use 'k-means++', 'k-means||', 'random' or an array."
         raise ValueError(msg)
     if callable(init):
@@ -404,7 +402,7 @@ class MiniBatchRows(ClientRows):
             raise InputTypeError(msg)
         self._data, self._sample_weight = data, sample_weight
         self.n_samples = data.source.shape[0]
-        self.xp = _np_xp()
+        self.xp = host_xp
 
     def prepare(self, tol: float) -> float:
         """Check X in one pass of blocks; the scaled ``tol``. Rows are then

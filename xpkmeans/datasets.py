@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import default_float_dtype, from_host, host_rng
+from ._backend import default_float_dtype, from_host, host_rng, host_xp
 from ._errors import InputTypeError
 from ._validation import check_int
 
@@ -155,9 +155,7 @@ def _check_namespace(xp: Any) -> Any:
     """An array API namespace: None is NumPy's; a library's own module
     (``torch``, ``numpy``, ``cupy``) stands for its namespace."""
     if xp is None:
-        import array_api_compat.numpy
-
-        return array_api_compat.numpy
+        return host_xp
     if hasattr(xp, "__array_namespace_info__"):
         return xp
     import array_api_compat

@@ -27,6 +27,7 @@ from ._backend import (
     encode_host_categories,
     from_host,
     host_rng,
+    host_xp,
     is_sparse,
     row_blocks,
     segment_count,
@@ -389,7 +390,7 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     """
     if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
         centroids, counts, within, _ = _dask.cluster_dispersions(X, labels)
-        return _calinski_harabasz(centroids, counts, within, xp=_dask._np_xp())
+        return _calinski_harabasz(centroids, counts, within, xp=host_xp)
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     X_centered = _centered_wide(X, xp=xp)
     centroids, counts = _cluster_means(X_centered, codes, n_labels)
@@ -442,7 +443,7 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     """
     if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
         centroids, _, _, spread = _dask.cluster_dispersions(X, labels)
-        return _davies_bouldin(centroids, spread, xp=_dask._np_xp())
+        return _davies_bouldin(centroids, spread, xp=host_xp)
     X, codes, n_labels, xp = _check_X_labels(X, labels)
     # not centred: only differences are taken, and clusters with the same mean
     # get bitwise equal centroids, as in scikit-learn
