@@ -162,11 +162,12 @@ def _relocate_empty_clusters(
 
     The r-th empty cluster (by index) takes the r-th farthest point, which
     leaves the cluster it was in, as scikit-learn does. Points of zero weight,
-    and points on their centre (within the rounding of the distance), are
-    never moved: such a point would only make a twin centre, which empties
-    again (scikit-learn skips relocation when all points are on their
-    centres); a cluster left empty keeps its centre. The shapes involved do not depend on the data. The returned
-    sums no longer match ``labels`` (the donors keep their label).
+    and points on their centre (within the rounding of a mean of its copies),
+    are never moved: such a point would only make a twin centre, which
+    empties again (scikit-learn skips relocation when all points are on their
+    centres); a cluster left empty keeps its centre. The shapes involved do
+    not depend on the data. The returned sums no longer match ``labels`` (the
+    donors keep their label).
     """
     n_clusters = centers.shape[0]
     labels, sums, totals = cluster_sums.labels, cluster_sums.sums, cluster_sums.totals
