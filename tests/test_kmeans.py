@@ -5,9 +5,10 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 import xpkmeans
-from xpkmeans import ConvergenceWarning, KMeans, NotFittedError, k_means
+from xpkmeans import ConvergenceWarning, KMeans, MiniBatchKMeans, NotFittedError, k_means, kmeans_plusplus
 
 
 def blobs(n=300, d=2, k=4, std=1.0, seed=0):
@@ -216,6 +217,33 @@ def test_runs_on_the_2023_12_standard():
     assert float(score) == pytest.approx(float(xpkmeans.silhouette_score(X, expected.labels_)))
 
 
+def test_runs_without_data_dependent_shapes():
+    """A namespace may forbid ``nonzero`` and ``unique_*`` (array_api_strict's
+    flag): the EM, inits, bounded algorithm (falling back with a warning) and
+    metrics run, with the results of NumPy."""
+    xps = pytest.importorskip("array_api_strict")
+    X = blobs(3000)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0])
+    expected = KMeans(4, n_init=2, random_state=0).fit(X, sample_weight=weights)
+    with xps.ArrayAPIStrictFlags(data_dependent_shapes=False):
+        Xs = xps.asarray(X)
+        for init in ("k-means++", "k-means||", "random"):
+            KMeans(4, init=init, random_state=0).fit(Xs)
+        with pytest.warns(xpkmeans.FallbackWarning, match="without data-dependent shapes"):
+            elkan = KMeans(4, algorithm="elkan", random_state=0).fit(Xs)
+        km = KMeans(4, n_init=2, random_state=0).fit(Xs, sample_weight=xps.asarray(weights))
+        MiniBatchKMeans(4, random_state=0).fit(Xs)
+        scores = [float(score(Xs, km.labels_)) for score in (
+            xpkmeans.silhouette_score, xpkmeans.calinski_harabasz_score,
+            xpkmeans.davies_bouldin_score)]
+    np.testing.assert_array_equal(np.asarray(km.labels_), expected.labels_)
+    np.testing.assert_array_equal(
+        np.asarray(elkan.labels_), KMeans(4, random_state=0).fit(X).labels_)
+    assert scores == pytest.approx([
+        silhouette_score(X, expected.labels_), calinski_harabasz_score(X, expected.labels_),
+        davies_bouldin_score(X, expected.labels_)])
+
+
 def test_centres_set_by_hand_far_from_the_origin_predict_as_the_fit(backend):
     """They are centred on their own mean: raw float32 distances had
     mislabelled 1723 of 2000 points, and disagreed with transform."""
@@ -353,6 +381,14 @@ def test_bad_input_on_each_backend(backend):
         KMeans(2).fit(X[:, 0])
     with pytest.raises(ValueError, match="shape"):
         KMeans(2).fit(X, sample_weight=backend.asarray(np.ones(3)))
+
+
+def test_tensors_without_values_are_refused_by_name():
+    torch = pytest.importorskip("torch")
+    X = torch.empty((50, 2), device="meta")
+    for call in (KMeans(2).fit, MiniBatchKMeans(2).fit, lambda X: kmeans_plusplus(X, 2)):
+        with pytest.raises(ValueError, match="^`X` is on the 'meta' device"):
+            call(X)
 
 
 def test_explicit_init_with_n_init_warns():

@@ -37,6 +37,7 @@ from ._backend import (
     sq_row_norms,
     subtract_row,
     sum_by_cluster,
+    unique_inverse,
     widest_float_dtype,
 )
 from . import _dask
@@ -105,7 +106,7 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
 
 def _encode_labels(labels: Any, *, xp: Any) -> tuple[Any, int]:
     """Labels renamed ``0 .. n_labels-1`` in sorted order (``LabelEncoder``)."""
-    values, codes = xp.unique_inverse(labels)
+    values, codes = unique_inverse(labels)
     return xp.astype(xp.reshape(codes, (-1,)), xp.int64), int(values.shape[0])
 
 

@@ -1,9 +1,10 @@
 """Which algorithm or feature runs on which arrays, declared once.
 
-Data comes in five kinds (``array_kind``): dense in host memory, dense on a
-GPU, sparse, lazy (Dask), and streamed (read one block of rows at a time).
-Each feature below lists the kinds it runs on. The estimator asks ``supports(feature, X)`` before it takes a path, the
-tests read the same table to know what to expect on each backend, and a
+Data comes in six kinds (``array_kind``): dense in host memory, dense on a
+GPU, sparse, lazy (Dask), of a namespace without data-dependent shapes, and
+streamed (read one block of rows at a time). Each feature below lists the
+kinds it runs on. The estimator asks ``supports(feature, X)`` before it takes
+a path, the tests read the same table to know what to expect on each backend, and a
 requested feature that cannot run warns (``FallbackWarning``) and falls back
 instead of changing the algorithm silently.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from array_api_compat import is_lazy_array
 
-from ._host import array_namespace, device_of, is_cpu_device
+from ._host import allows_data_dependent_shapes, array_namespace, device_of, is_cpu_device
 from ._sparse import is_sparse
 
 
@@ -26,6 +27,8 @@ class FallbackWarning(UserWarning):
 
 ARRAY_KINDS: dict[str, str] = {
     "host": "dense arrays in host memory (NumPy, PyTorch CPU, array_api_strict)",
+    "fixed_shapes": "arrays of a namespace without data-dependent shapes "
+    "(array_api_strict with that flag off)",
     "gpu": "dense arrays on a GPU (CuPy, PyTorch CUDA)",
     "sparse": "sparse matrices (SciPy, CuPy, PyTorch)",
     "lazy": "lazy arrays (Dask)",
@@ -43,7 +46,10 @@ def array_kind(X: Any) -> str:
         return "sparse"
     if is_lazy_array(X):
         return "lazy"
-    return "host" if is_cpu_device(array_namespace(X), device_of(X)) else "gpu"
+    xp = array_namespace(X)
+    if not allows_data_dependent_shapes(xp):
+        return "fixed_shapes"
+    return "host" if is_cpu_device(xp, device_of(X)) else "gpu"
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,13 @@ def is_cuda_array(x: Any) -> bool:
     return is_cupy_array(x) or (is_torch_array(x) and x.device.type == "cuda")
 
 
+def allows_data_dependent_shapes(xp: Any) -> bool:
+    """False where the namespace declares it cannot size an array by its values
+    (``nonzero``, ``unique_*``): array_api_strict with that flag off, for one."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return info is None or bool(info().capabilities().get("data-dependent shapes", True))
+
+
 def picks_rows_cheaply(x: Any) -> bool:
     """True where picking a data-dependent number of rows (``nonzero``, then
     ``take``) is cheap: eager arrays in host memory. On a GPU it costs a device
@@ -182,7 +189,10 @@ def picks_rows_cheaply(x: Any) -> bool:
     if _sparse.is_sparse(x):  # picked rows would be dense
         return False
     xp = array_namespace(x)
-    return is_cpu_device(xp, device_of(x)) and not is_lazy_array(_values_of(x))
+    return (
+        is_cpu_device(xp, device_of(x)) and not is_lazy_array(_values_of(x))
+        and allows_data_dependent_shapes(xp)
+    )
 
 
 # ------------------------------------------------------------------ dtypes

@@ -26,6 +26,7 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
     try:
         xp = array_namespace(X)
         if not (isinstance(X, np.ndarray) and X.dtype == object):
+            _check_holds_values(X, name)
             return without_autograd(X), xp
     except TypeError:
         pass
@@ -41,6 +42,13 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
             msg = f"`{name}` must be numeric; {e}"
             raise InputTypeError(msg) from e
     return X, array_namespace(X)
+
+
+def _check_holds_values(X: Any, name: str) -> None:
+    """Refuse arrays that have a shape but no values (torch's "meta" device)."""
+    if getattr(getattr(X, "device", None), "type", None) == "meta":
+        msg = f"`{name}` is on the 'meta' device, which holds no values; move it to a real device."
+        raise ValueError(msg)
 
 
 def shape_of(values: Any) -> tuple[int, ...]:

@@ -9,7 +9,8 @@ from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 from . import _centered, _gpu, _numba, _numpy, _portable, _sparse, _triton
 from ._centered import CenteredRows, is_centered_view
 from ._host import (
-    array_namespace, concat_rows, device_of, map_row_blocks, row_blocks, widest_float_dtype,
+    allows_data_dependent_shapes, array_namespace, concat_rows, device_of, from_host, host_xp,
+    map_row_blocks, row_blocks, to_numpy, widest_float_dtype,
 )
 
 
@@ -99,6 +100,18 @@ def segment_count(segment_ids: Any, n_segments: int) -> Any:
     if is_torch_array(segment_ids) or is_cupy_array(segment_ids):
         return _gpu.segment_count(segment_ids, n_segments)
     return _portable.segment_count(segment_ids, n_segments)
+
+
+def unique_inverse(values: Any) -> tuple[Any, Any]:
+    """``xp.unique_inverse`` of a 1-D array: its distinct values, sorted, and the
+    index of each value among them. Through the host where the namespace cannot
+    size arrays by their values."""
+    xp = array_namespace(values)
+    if allows_data_dependent_shapes(xp):
+        return xp.unique_inverse(values)
+    distinct, codes = host_xp.unique_inverse(to_numpy(values))
+    device = device_of(values)
+    return from_host(distinct, xp=xp, device=device), from_host(codes, xp=xp, device=device)
 
 
 def subtract_row(X: Any, row: Any) -> Any:
