@@ -146,8 +146,10 @@ def test_triton_more_centres_than_a_tile_and_chunked_features(tiles, precision, 
     np.testing.assert_allclose(two[2].cpu().numpy(), second.cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("lane_min", [False, True])
-@pytest.mark.parametrize("precision", EXACT)
+@pytest.mark.parametrize(("precision", "lane_min"), [
+    *((precision, lane_min) for precision in EXACT for lane_min in (False, True)),
+    ("tf32", False),  # approximate, its lane in the scores' low bits: ties as the others
+])
 def test_triton_exact_ties_and_duplicate_centres_go_to_the_lowest_index(tiles, precision,
                                                                          lane_min):
     # duplicates in different centre tiles
@@ -475,6 +477,34 @@ def test_triton_precision_setting(monkeypatch):
     monkeypatch.setenv("XPKMEANS_CUDA_PRECISION", "fp8")
     with pytest.raises(ValueError, match="XPKMEANS_CUDA_PRECISION"):
         _triton.precision()
+
+
+def test_triton_takes_only_sizes_that_its_int32_indices_hold():
+    """A feature's offset within a row is int32 in the kernels: a column-major
+    2^26 x 33 X (8.9 GB) read feature 32 from 2^31 elements too low."""
+    assert _triton.fits_int32_indices((1 << 26, 33), 1, (256, 33))
+    assert not _triton.fits_int32_indices((1 << 26, 33), 1 << 26, (256, 33))
+    assert _triton.fits_int32_indices((1 << 26, 32), 1 << 26, (256, 32))
+    assert not _triton.fits_int32_indices((1 << 31, 2), 1, (8, 2))  # listed rows are int32
+    assert not _triton.fits_int32_indices((1000, 1 << 16), 1, (1 << 15, 1 << 16))
+    assert _triton.fits_int32_indices((1000, 1 << 16), 1, (33,))  # a mean is one row
+
+
+def test_triton_counts_are_integers_and_sum_replicas_bound_their_rows():
+    """Unweighted totals are int32 counts (a float32 count stops at 2^24), and
+    large n spreads the float32 sums over more replicas, within X's size / 16."""
+    X = _tensor(np.random.default_rng(0).normal(size=(300, 3)))
+    out = _triton._launch(X, X[:5], with_sums=True)
+    assert out["totals"].dtype == torch.int32
+    assert int(out["totals"].sum()) == 300
+    weighted = _triton._launch(X, X[:5], weights=torch.ones(300, device=DEVICE), with_sums=True)
+    assert weighted["totals"].dtype == torch.float32
+    for n, d, k in [(1 << 30, 32, 8), (100_000_000, 4, 2), (10_000_000, 32, 256)]:
+        copies = _triton.tile_config(n, d, k, "tf32-check")["sum_copies"]
+        assert n / copies <= _triton._ROWS_PER_SUM_COPY
+        assert copies * k * (d + 1) <= max(1 << 20, n * d / 16)
+    # wide sums: replicas take 1/16 of X (992 x 2^16 x 33 x 4 B = 8.6 GB of 128 GB)
+    assert _triton.tile_config(1 << 30, 32, 1 << 16, "tf32-check")["sum_copies"] == 992
 
 
 def test_triton_handles_only_float32_cuda_arrays():

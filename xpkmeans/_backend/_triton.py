@@ -57,19 +57,32 @@ def triton_imports() -> bool:
 
 def handles(X: Any, centers: Any) -> bool:
     """True for dense float32 CUDA arrays (torch or CuPy, or a ``CenteredRows``
-    of one) where triton imports."""
+    of one) where triton imports, whose sizes fit the kernels' indices."""
     if isinstance(X, CenteredRows):
         X = X.data
     if is_torch_array(X):
         if not (X.is_cuda and str(X.layout) == "torch.strided" and str(X.dtype) == "torch.float32"
                 and str(centers.dtype) == str(X.dtype)):
             return False
+        feature_stride = X.stride(1) if X.ndim == 2 else 1
     elif is_cupy_array(X):
         if not (X.dtype.name == "float32" and centers.dtype == X.dtype):
             return False
+        feature_stride = X.strides[1] // X.itemsize if X.ndim == 2 else 1
     else:
         return False
-    return triton_imports()
+    return fits_int32_indices(X.shape, feature_stride, centers.shape) and triton_imports()
+
+
+def fits_int32_indices(shape: tuple, feature_stride: int, center_shape: tuple) -> bool:
+    """True where the kernels' int32 arithmetic holds: row numbers (the rows
+    listed for a recheck), a feature's offset within a row, and offsets in
+    the padded centres."""
+    limit = 1 << 31
+    n, d = (tuple(shape) + (1, 1))[:2]
+    k = center_shape[0] if len(center_shape) == 2 else 1  # a mean is one row
+    return (n < limit and abs(feature_stride) * max(d - 1, 0) < limit
+            and (k + 128) * (d + 128) < limit)
 
 
 def precision() -> str:
@@ -117,6 +130,22 @@ def _next_power_of_two(value: int) -> int:
     return 1 << max(value - 1, 0).bit_length()
 
 
+#: rows that one replica of the float32 sums takes at most, where memory allows:
+#: a float32 sum of m values is off by up to m 2^-24 of their sizes
+_ROWS_PER_SUM_COPY = 1 << 20
+
+
+def _sum_copies(n: int, d: int, k: int) -> int:
+    """Replicas of the per-cluster sums, one per program modulo their number:
+    about 2^20 numbers in all, so that fewer atomics collide on one address,
+    and more for large n, so that no replica adds more than
+    ``_ROWS_PER_SUM_COPY`` rows (within 1/16 of the size of X)."""
+    size = k * (d + 1)
+    for_collisions = max(1, min(64, (1 << 20) // size))
+    for_accuracy = min(-(-n // _ROWS_PER_SUM_COPY), max(1, n * d // (16 * size)))
+    return max(for_collisions, for_accuracy)
+
+
 def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
 
@@ -158,8 +187,7 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
         # tf32-check: each row's own TF32 rounding in its bound, not 2^-11 of
         # its norm: fewer rows rechecked, but a second sum a row (untimed)
         "MEASURE_ROUNDING": False,
-        # replicas of the sums (about 2^20 numbers in all): fewer atomic collisions
-        "sum_copies": max(1, min(64, (1 << 20) // (k * (d + 1)))),
+        "sum_copies": _sum_copies(n, d, k),
     }
     config.update(config_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
@@ -297,11 +325,14 @@ def _launch(
     else:
         scales = torch.ones(2, dtype=torch.float64, device=device)
     out["scales"] = scales
+    # unweighted totals are counts: integers (a float32 count stops at 2^24)
+    total_dtype = sum_dtype if fixed_point or weights is not None else torch.int32
     if with_sums:
         out["sums"] = torch.zeros((copies, k, d), dtype=sum_dtype, device=device)
-        out["totals"] = torch.zeros((copies, k), dtype=sum_dtype, device=device)
+        out["totals"] = torch.zeros((copies, k), dtype=total_dtype, device=device)
     else:
-        out["sums"] = out["totals"] = torch.empty(1, dtype=sum_dtype, device=device)
+        out["sums"] = torch.empty(1, dtype=sum_dtype, device=device)
+        out["totals"] = torch.empty(1, dtype=total_dtype, device=device)
     if check:  # rows to redo; pairs of a row and its second best centre (4 and 8 bytes a row)
         listed = torch.empty(max(n, 1), dtype=torch.int32, device=device)
         pairs = torch.empty(2 * max(n, 1), dtype=torch.int32, device=device)
@@ -578,7 +609,8 @@ def compile_for(
     pointers = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32", "C": "*fp32",
                 "C_ROW": "constexpr", "H": "*fp32", "W": "*fp32",
                 "LABELS": "*i64", "BEST": "*fp32", "SECOND": "*fp32",
-                "SUMS": f"*{sum_type}", "TOTALS": f"*{sum_type}", "SCALES": "*fp64"}
+                "SUMS": f"*{sum_type}", "TOTALS": "*i64" if fixed_point else "*i32",
+                "SCALES": "*fp64"}
     redo = listed_config(config, d) if check else config
     c_row = _round_up(d, max(config["BLOCK_D"], redo["BLOCK_D"]))
     dense = dict(tiles, C_ROW=c_row, PRECISION="tf32" if check else dot_precision,

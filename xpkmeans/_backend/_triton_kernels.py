@@ -144,11 +144,15 @@ def _row_tile_scores(
             lane_start = tl.where(lane_better, k_start, lane_start)
             lane_best = tl.where(lane_better, scores, lane_best)
         elif PRECISION == "tf32" and not WITH_SECOND:
-            # approximate anyway: the lane in the low bits, one reduction
+            # approximate anyway: the lane in the low bits, one reduction; a
+            # negative float is the smaller the larger its bits, so there the
+            # lane's bits are flipped (ties: the lowest lane)
             bits = tl.minimum(scores, 3.0e38).to(tl.int32, bitcast=True)
-            keys = ((bits & -BLOCK_K) | lanes[None, :]).to(tl.float32, bitcast=True)
-            tile_best = tl.min(keys, axis=1)
-            tile_label = tile_best.to(tl.int32, bitcast=True) & (BLOCK_K - 1)
+            flip = (bits >> 31) & (BLOCK_K - 1)
+            keys = ((bits & -BLOCK_K) | (lanes[None, :] ^ flip)).to(tl.float32, bitcast=True)
+            key_bits = tl.min(keys, axis=1).to(tl.int32, bitcast=True)
+            tile_label = (key_bits & (BLOCK_K - 1)) ^ ((key_bits >> 31) & (BLOCK_K - 1))
+            tile_best = (key_bits & -BLOCK_K).to(tl.float32, bitcast=True)
             better = tile_best < best
             label = tl.where(better, tile_label + k_start, label)
             best = tl.where(better, tile_best, best)
