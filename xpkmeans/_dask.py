@@ -892,17 +892,16 @@ def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
                         meta=np.empty((0,), dtype=np.int64))
 
 
-def _chunk_distances(block: Any, centers: Any) -> Any:
-    return distances_to_centers(_checked(block), _centers_for(centers, block))
+def _chunk_distances(block: Any, mean: Any, centered: Any) -> Any:
+    return distances_to_centers(_centred(_checked(block), mean), _centers_for(centered, block))
 
 
 def transform(estimator: Any, X: Any) -> Any:
     """Distances to the centres, as a lazy (n_samples, n_clusters) Dask array
-    (row chunks of unknown size are fine)."""
-    X, _, _ = _test_data(estimator, X, known_rows=False)
-    centers = to_numpy(estimator.cluster_centers_).astype(X.dtype)
-    return X.map_blocks(_chunk_distances, centers, chunks=(X.chunks[0], (centers.shape[0],)),
-                        dtype=X.dtype)
+    (row chunks of unknown size are fine), in the frame of ``predict``."""
+    X, mean, centered = _test_data(estimator, X, known_rows=False)
+    return X.map_blocks(_chunk_distances, mean, centered,
+                        chunks=(X.chunks[0], (centered.shape[0],)), dtype=X.dtype)
 
 
 def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
