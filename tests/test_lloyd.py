@@ -55,6 +55,23 @@ def test_m_step_is_weighted_mean(backend):
         np.testing.assert_allclose(backend.to_numpy(new)[j], expected, rtol=1e-10)
 
 
+def test_float32_cluster_sums_add_up_in_the_widest_float(backend):
+    """Copies of five points, weighted: each centre is its point after one
+    step on every backend. Sums added in float32 (the paths without the
+    compiled kernels) had moved the centres by rounding: a second step."""
+    if backend.gpu:
+        pytest.skip("CUDA float32 sums are float32 atomics unless deterministic (README)")
+    rng = np.random.default_rng(1)
+    points = rng.normal(0, 2, (5, 2)).astype(np.float32)
+    X = np.repeat(points, 3000, axis=0)
+    weights = rng.uniform(0.1, 3, X.shape[0]).astype(np.float32)
+    km = KMeans(5, init=backend.asarray(points), tol=0).fit(
+        backend.asarray(X), sample_weight=backend.asarray(weights))
+    assert km.n_iter_ == 1
+    # the centres of the centred data, plus the mean: float32 rounding of the sum
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), points, rtol=0, atol=1e-6)
+
+
 def test_m_step_moves_empty_cluster_to_farthest_point(backend):
     X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [0.0, 1.0]])
     labels = np.array([0, 0, 0, 1])

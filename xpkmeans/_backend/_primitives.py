@@ -329,13 +329,38 @@ def nearest_centers(X: Any, centers: Any) -> Any:
         return _numba.csr_pass(X, centers)[0]
     xp = array_namespace(X, centers)
     if _sparse.is_sparse(X):
-        return _sparse.nearest_centers(X, centers, xp=xp)
-    half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-    blocks = map_row_blocks(
-        lambda rows: nearest_center_labels(row_block(X, rows), centers, half_sq_norms),
-        X.shape[0], block_width(X, centers.shape[0]), xp=xp, device=device_of(X),
-    )
-    return concat_rows(blocks, xp=xp)
+        labels = _sparse.nearest_centers(X, centers, xp=xp)
+    else:
+        half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
+        blocks = map_row_blocks(
+            lambda rows: nearest_center_labels(row_block(X, rows), centers, half_sq_norms),
+            X.shape[0], block_width(X, centers.shape[0]), xp=xp, device=device_of(X),
+        )
+        labels = concat_rows(blocks, xp=xp)
+    # a matrix product may round equal centres' scores apart (by their column)
+    return xp.take(first_equal_rows(centers), labels)
+
+
+def first_equal_rows(rows: Any) -> Any:
+    """For each row, the index of the first row equal to it (itself where none
+    comes before), in fixed shapes: the rows ordered by a projection (ties by
+    index), then each compared with the one before. Equal rows project alike;
+    distinct rows sharing a projection between two equal ones, which a generic
+    projection makes all but impossible, would leave those two apart."""
+    xp = array_namespace(rows)
+    n, d = rows.shape
+    device = device_of(rows)
+    wide = widest_float_dtype(xp, device)
+    weights = xp.sqrt(xp.arange(2, d + 2, dtype=wide, device=device))
+    order = xp.argsort(xp.sum(xp.astype(rows, wide) * weights, axis=1), stable=True)
+    ordered = xp.take(rows, order, axis=0)
+    repeats = xp.all(ordered[1:, :] == ordered[:-1, :], axis=1)
+    starts_group = xp.concat([xp.ones((1,), dtype=xp.bool, device=device), ~repeats])
+    group = xp.cumulative_sum(xp.astype(starts_group, xp.int64)) - 1
+    sizes = segment_count(group, n)
+    group_start = xp.cumulative_sum(sizes) - sizes
+    first = xp.take(order, xp.take(group_start, group))
+    return xp.take(first, xp.argsort(order))
 
 
 def nearest_centers_and_sums(
@@ -423,16 +448,16 @@ def sum_by_cluster(
             X, labels, n_clusters, weights=weights, xp=xp, accumulate=accumulate
         )
     accumulate = widest_float_dtype(xp, device_of(X))
-    if is_centered_view(X):  # block by block, the partial sums added in ``accumulate``
-        sums = xp.zeros((n_clusters, X.shape[1]), dtype=accumulate, device=device_of(X))
-        totals = xp.zeros((n_clusters,), dtype=accumulate, device=device_of(X))
-        for rows in row_blocks(X.shape[0], X.shape[1], xp=xp, device=device_of(X)):
-            block_sums, block_totals = segment_sum(
-                X.rows(rows), labels[rows], n_clusters,
-                weights=None if weights is None else weights[rows],
-            )
-            sums = sums + xp.astype(block_sums, accumulate)
-            totals = totals + xp.astype(block_totals, accumulate)
-        return sums, totals
-    sums, totals = segment_sum(X, labels, n_clusters, weights=weights)
-    return xp.astype(sums, accumulate), xp.astype(totals, accumulate)
+    if X.dtype == accumulate and not is_centered_view(X):
+        return segment_sum(X, labels, n_clusters, weights=weights)
+    # block by block, each block added in ``accumulate``, as the compiled
+    # pass does (float32 sums of many rows drift from the mean)
+    sums = xp.zeros((n_clusters, X.shape[1]), dtype=accumulate, device=device_of(X))
+    totals = xp.zeros((n_clusters,), dtype=accumulate, device=device_of(X))
+    for rows in row_blocks(X.shape[0], X.shape[1], xp=xp, device=device_of(X)):
+        block_sums, block_totals = segment_sum(
+            xp.astype(row_block(X, rows), accumulate), labels[rows], n_clusters,
+            weights=None if weights is None else xp.astype(weights[rows], accumulate),
+        )
+        sums, totals = sums + block_sums, totals + block_totals
+    return sums, totals
