@@ -81,6 +81,33 @@ def test_float32_mean_and_labels_equal_numpy_far_from_the_origin(lazy_backend):
     assert km.n_iter_ == ref.n_iter_
 
 
+def test_unchanged_labels_stop_as_in_memory_after_a_relocation(lazy_backend):
+    """Labels unchanged stop the fit even when a cluster emptied in that
+    step (strict convergence, as in memory and scikit-learn); Dask had gone
+    on to a shift within tol: 5 iterations against 3, another inertia."""
+    rng = np.random.default_rng(1070)
+    X = np.repeat(rng.normal(size=(5, 2)), 10, axis=0)  # 5 distinct points, 9 clusters
+    params = dict(n_clusters=9, init="random", n_init=1, random_state=93)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpkmeans.ConvergenceWarning)
+        ref = xpkmeans.KMeans(**params).fit(X)
+        km = xpkmeans.KMeans(**params).fit(_chunked(lazy_backend, X, 10))
+        streamed = xpkmeans.KMeans(**params).fit(xpkmeans.RowBlocks(X, block_rows=10))
+    assert ref.n_iter_ == 3
+    for fit in (km, streamed):
+        assert fit.n_iter_ == ref.n_iter_
+        assert fit.inertia_ == pytest.approx(ref.inertia_)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_score_whose_squares_overflow_is_an_error_as_in_memory(lazy_backend):
+    """It had returned -inf."""
+    X = _blobs(400, 3, 4)
+    km = xpkmeans.KMeans(4, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="^`X` has values too large for float64"):
+        km.score(_chunked(lazy_backend, X * 1e160, 100))
+
+
 def test_transform_far_from_the_origin_is_in_the_frame_of_predict(lazy_backend):
     """Distances from the centred rows to the centred centres, as in memory:
     raw float32 rows against the rounded centres were off by 1.1% at 3e4."""
@@ -634,15 +661,17 @@ def test_centres_set_by_hand_predict_transform_score_as_in_memory(lazy_backend):
     assert km.score(Xd) == pytest.approx(km.score(X), rel=1e-10)
 
 
-def test_x_chunked_by_columns_only_keeps_its_rows_in_chunks():
+def test_x_chunked_by_columns_keeps_its_tasks_the_size_of_a_chunk():
+    """Column chunks are joined, and rows split as many times: joined as they
+    were, 400k x 800 in (100000, 50) chunks had peaked at +1.5 GiB in predict."""
     X = _blobs(n=4000, d=4)
     init = _init(X, 5)
     by_columns = da.from_array(X, chunks=(-1, 1))
-    with dask.config.set({"array.chunk-size": "32KiB"}):
-        assert _dask.check_dask_array(by_columns).numblocks == (4, 1)
-        km = xpkmeans.KMeans(5, init=init).fit(by_columns)
+    assert _dask.check_dask_array(by_columns).chunks == ((1000,) * 4, (4,))
+    km = xpkmeans.KMeans(5, init=init).fit(by_columns)
     np.testing.assert_array_equal(km.labels_.compute(), xpkmeans.KMeans(5, init=init).fit(X).labels_)
-    assert _dask.check_dask_array(da.from_array(X, chunks=(1000, 1))).chunks[0] == (1000,) * 4
+    assert _dask.check_dask_array(da.from_array(X, chunks=(1000, 2))).chunks[0] == (500,) * 8
+    assert _dask.check_dask_array(da.from_array(X, chunks=(1000, 4))).chunks[0] == (1000,) * 4
 
 
 def test_predict_and_transform_are_lazy_on_unknown_chunk_sizes_and_frames():

@@ -38,6 +38,7 @@ from ._backend import (
     from_host,
     host_xp,
     largest_indices,
+    legacy_random_state,
     map_row_blocks,
     nearest_centers,
     nearest_centers_and_sums,
@@ -67,6 +68,7 @@ from ._init import (
 )
 from ._validation import (
     check_array,
+    check_inertia_is_finite,
     check_n_clusters_fits,
     check_sample_weight,
     check_weight_layout,
@@ -122,9 +124,12 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
     if kind != dtype:
         X = X.astype(dtype)
     if X.numblocks[1] > 1:  # per-chunk kernels need whole rows
-        # rows in one chunk (X chunked by columns only) would make one task of all of X
-        split_rows = X.numblocks[0] == 1 and not unknown_rows
-        X = X.rechunk({0: "auto", 1: -1} if split_rows else {1: -1})
+        # joined as they are, each row chunk would grow by its number of column
+        # chunks (all of X in one task for X chunked by columns only): where
+        # their number is known, rows are split as many times, so that a task
+        # holds about as much as one of the chunks given
+        rows = max(1, max(X.chunks[0]) // X.numblocks[1])
+        X = X.rechunk({1: -1} if unknown_rows else {0: rows, 1: -1})
     return X
 
 
@@ -440,6 +445,7 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int,
     import dask
 
     weighted = data.weights is not None
+    previous = None
     for iteration in range(1, max_iter + 1):
         reduced = to_numpy(dask.compute(
             lloyd_sums(data.raw, data.weights, centers, data.mean))[0])
@@ -451,23 +457,32 @@ def _lloyd(data: _Prepared, centers: np.ndarray, *, max_iter: int, verbose: int,
                 to_numpy(dask.compute(candidates)[0]), centers, weighted,
             )
         centers, converged = _end_iteration(cluster_sums, centers, iteration, tol=data.tol,
-                                            verbose=verbose, report=report)
+                                            verbose=verbose, report=report,
+                                            same_sums=_same_sums(reduced, previous))
+        previous = reduced
         if converged:
             break
     return centers, iteration
 
 
+def _same_sums(reduced: np.ndarray, previous: np.ndarray | None) -> bool:
+    """Whether this iteration's sums (before any relocation) equal the last
+    one's, bit for bit: the labels did not change (strict convergence, as in
+    memory, where a relocation in that iteration does not go on either)."""
+    return previous is not None and np.array_equal(reduced, previous)
+
+
 def _end_iteration(cluster_sums: _ClusterSums, centers: np.ndarray, iteration: int, *,
-                   tol: float, verbose: int, report: Any) -> tuple[np.ndarray, bool]:
+                   tol: float, verbose: int, report: Any,
+                   same_sums: bool) -> tuple[np.ndarray, bool]:
     """The host end of an EM iteration on Dask or streamed data: the centres
     of the sums, their shift, ``report(step)``; the new centres and whether
-    they converged."""
+    they converged (``same_sums``: see ``_same_sums``)."""
     new_centers = _centers_from_sums(cluster_sums, centers, xp=host_xp)
     shift = float(np.sum((new_centers - centers) ** 2))
     if verbose:
         print(f"Iteration {iteration}, center shift {shift}.")
-    # unchanged labels give bitwise unchanged centres: shift 0 <= tol
-    converged = shift <= tol
+    converged = same_sums or shift <= tol
     report(LloydStep(iteration=iteration, labels=None, centers=new_centers,
                      previous_centers=centers, inertia=None, center_shift=shift,
                      converged=converged))
@@ -614,7 +629,7 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
         msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."
         raise ValueError(msg)
     if callable(init):  # called on X itself, as in memory
-        centers = _host_centers(init(data.raw, n_clusters, random_state=rng), data.X.dtype,
+        centers = _host_centers(init(data.raw, n_clusters, random_state=legacy_random_state(rng)), data.X.dtype,
                                 name="init") - data.mean
     else:
         centers = _host_centers(init, data.X.dtype, name="init") - data.mean
@@ -864,8 +879,9 @@ def _frame(estimator: Any) -> tuple[Any, Any]:
 
 
 def _test_data(estimator: Any, X: Any, *, known_rows: bool) -> Any:
-    """X for predict/transform/score (``known_rows``: see ``check_dask_array``),
-    in the centres' dtype, and the host (mean, centred centres)."""
+    """X for predict/transform/score (``known_rows``: see ``check_dask_array``)
+    and the host (mean, centred centres), all in the wider of X's and the
+    centres' dtypes; and X's own dtype."""
     estimator._check_fitted()
     X = check_dask_array(X, known_rows=known_rows)
     n_features = estimator.cluster_centers_.shape[1]  # also of centres set by hand
@@ -876,7 +892,8 @@ def _test_data(estimator: Any, X: Any, *, known_rows: bool) -> Any:
         )
         raise ValueError(msg)
     mean, centered = _frame(estimator)
-    return X.astype(centered.dtype), mean, centered
+    dtype = np.result_type(X.dtype, centered.dtype)
+    return X.astype(dtype), mean.astype(dtype), centered.astype(dtype), X.dtype
 
 
 def _chunk_predict(block: Any, mean: Any, centered: Any) -> Any:
@@ -886,7 +903,7 @@ def _chunk_predict(block: Any, mean: Any, centered: Any) -> Any:
 def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """Labels of a Dask array (or DataFrame), as a lazy Dask array: one task
     per chunk, so row chunks of unknown size are fine (without weights)."""
-    X, mean, centered = _test_data(estimator, X, known_rows=sample_weight is not None)
+    X, mean, centered, _ = _test_data(estimator, X, known_rows=sample_weight is not None)
     _check_dask_weights(sample_weight, X)
     return X.map_blocks(_chunk_predict, mean, centered, drop_axis=1, dtype=np.int64,
                         meta=np.empty((0,), dtype=np.int64))
@@ -899,9 +916,10 @@ def _chunk_distances(block: Any, mean: Any, centered: Any) -> Any:
 def transform(estimator: Any, X: Any) -> Any:
     """Distances to the centres, as a lazy (n_samples, n_clusters) Dask array
     (row chunks of unknown size are fine), in the frame of ``predict``."""
-    X, mean, centered = _test_data(estimator, X, known_rows=False)
-    return X.map_blocks(_chunk_distances, mean, centered,
-                        chunks=(X.chunks[0], (centered.shape[0],)), dtype=X.dtype)
+    X, mean, centered, own_dtype = _test_data(estimator, X, known_rows=False)
+    distances = X.map_blocks(_chunk_distances, mean, centered,
+                             chunks=(X.chunks[0], (centered.shape[0],)), dtype=X.dtype)
+    return distances.astype(own_dtype, copy=False)
 
 
 def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
@@ -910,7 +928,7 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     import dask
     import dask.array as da
 
-    X, mean, centered = _test_data(estimator, X, known_rows=sample_weight is not None)
+    X, mean, centered, _ = _test_data(estimator, X, known_rows=sample_weight is not None)
     weights = _check_dask_weights(sample_weight, X)
     arrays = [X] + ([] if weights is None else [weights])
 
@@ -921,10 +939,11 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     parts = da.map_blocks(call, *arrays, drop_axis=1, chunks=((1,) * X.numblocks[0],),
                           dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
     if weights is None:
-        return -float(dask.compute(parts.sum())[0])
-    inertia, flags = dask.compute(parts.sum(), _weight_flags(X, weights))
-    _check_weight_flags(flags)
-    return -float(inertia)
+        inertia = dask.compute(parts.sum())[0]
+    else:
+        inertia, flags = dask.compute(parts.sum(), _weight_flags(X, weights))
+        _check_weight_flags(flags)
+    return -check_inertia_is_finite(float(inertia), X.dtype)
 
 
 # ------------------------------------------------------------------ lazy E and M steps

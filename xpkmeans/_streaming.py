@@ -47,6 +47,7 @@ from ._dask import (
     _end_iteration,
     _host_centers,
     _relocate,
+    _same_sums,
     _split_moments,
     _split_sums,
 )
@@ -346,10 +347,12 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int,
     """EM from ``centers``: one pass per iteration (two when a cluster
     empties); ``report(step)`` after each (a ``LloydStep`` without labels)."""
     weighted = stream.weights is not None
+    previous = None
     for iteration in range(1, max_iter + 1):
-        cluster_sums = _split_sums(_added_up(
+        reduced = _added_up(
             _chunk_lloyd_sums(block, weights, centers, stream.mean)[0]
-            for block, weights in stream.weighted_blocks()))
+            for block, weights in stream.weighted_blocks())
+        cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
             candidates = np.concatenate([
                 to_numpy(_chunk_farthest(block, None, weights, centers))
@@ -358,7 +361,9 @@ def _lloyd(stream: _Stream, centers: np.ndarray, *, max_iter: int, verbose: int,
             cluster_sums = _relocate(cluster_sums.sums, cluster_sums.totals, candidates,
                                      centers, weighted)
         centers, converged = _end_iteration(cluster_sums, centers, iteration, tol=stream.tol,
-                                            verbose=verbose, report=report)
+                                            verbose=verbose, report=report,
+                                            same_sums=_same_sums(reduced, previous))
+        previous = reduced
         if converged:
             break
     return centers, iteration
