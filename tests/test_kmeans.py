@@ -102,7 +102,7 @@ def test_n_init_keeps_lowest_inertia():
         return starts[len(calls) - 1] - X.mean(axis=0)
 
     km = KMeans(4, init=init, n_init=3).fit(X)
-    assert len(calls) == 3 and all(isinstance(r, np.random.Generator) for r in calls)
+    assert len(calls) == 3 and all(isinstance(r, np.random.RandomState) for r in calls)
     best = min(KMeans(4, init=s).fit(X).inertia_ for s in starts)
     assert km.inertia_ == pytest.approx(best, rel=1e-12)
 
@@ -381,6 +381,35 @@ def test_bad_input_on_each_backend(backend):
         KMeans(2).fit(X[:, 0])
     with pytest.raises(ValueError, match="shape"):
         KMeans(2).fit(X, sample_weight=backend.asarray(np.ones(3)))
+
+
+def test_callable_init_written_for_scikit_learn_runs_and_is_seeded():
+    """It gets a RandomState, as in scikit-learn (``randint``, and scikit-learn's
+    own functions, which refuse a Generator), drawing from the fit's stream."""
+    from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
+
+    X = blobs(200)
+    for init in (lambda X, k, random_state: X[random_state.randint(0, len(X), k)],
+                 lambda X, k, random_state: sk_kmeans_plusplus(X, k, random_state=random_state)[0]):
+        first = KMeans(3, init=init, n_init=2, random_state=0).fit(X)
+        again = KMeans(3, init=init, n_init=2, random_state=0).fit(X)
+        np.testing.assert_array_equal(first.cluster_centers_, again.cluster_centers_)
+
+
+def test_test_data_of_another_float_dtype_is_not_rounded_to_the_model():
+    """float64 X on a float32 model: distances in float64 (scikit-learn's), on
+    X itself; the float32 model had rounded X and returned float32."""
+    X = blobs(300).astype(np.float32)
+    km = KMeans(3, random_state=0).fit(X)
+    X64 = X.astype(np.float64) + 1e-4
+    exact = np.sqrt(((X64[:, None, :] - km.cluster_centers_.astype(np.float64)) ** 2).sum(axis=2))
+    distances = km.transform(X64)
+    assert distances.dtype == np.float64
+    np.testing.assert_allclose(distances, exact, rtol=1e-9, atol=1e-5)
+    assert km.transform(X).dtype == np.float32
+    fitted64 = KMeans(3, random_state=0).fit(X.astype(np.float64))
+    assert fitted64.transform(X).dtype == np.float32  # float32 in, float32 out
+    np.testing.assert_array_equal(km.predict(X64), np.argmin(exact, axis=1))
 
 
 def test_tensors_without_values_are_refused_by_name():

@@ -23,6 +23,7 @@ from ._backend import (
     host_rng,
     is_bool,
     is_sparse,
+    legacy_random_state,
     map_row_blocks,
     nearest_centers,
     object_array,
@@ -305,7 +306,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         inertia is about that of "k-means++".
         "random": ``n_clusters`` distinct points drawn by weight. A callable
         is called as ``init(X, n_clusters, random_state=rng)`` with the
-        centred data and a ``numpy.random.Generator``. An array gives the
+        centred data and a ``numpy.random.RandomState`` (as in scikit-learn)
+        drawing from the fit's generator. An array gives the
         starting centres. The named initialisations honour ``sample_weight``
         and give one seed the same centres on every backend.
     n_init : "auto" or int, default="auto"
@@ -447,8 +449,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_fitted()
         check_feature_names(self, X, stacklevel=3)
 
-    def _check_test_data(self, X: Any) -> tuple[Any, Any]:
-        """X for predict/transform/score and the centres, in X's namespace and dtype.
+    def _check_test_data(self, X: Any) -> tuple[Any, Any, Any]:
+        """X for predict/transform/score and the centres, in X's namespace and
+        the wider of X's and the centres' dtypes; and X's own dtype.
 
         The fitted state is ``cluster_centers_`` (set by ``fit`` or by hand)
         and, after ``fit``, ``mean_``: when the centres are those of the fit,
@@ -464,12 +467,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"{n_features} features as input."
             )
             raise ValueError(msg)
-        device = device_of(X)
+        device, own_dtype = device_of(X), X.dtype
         if is_sparse(X):  # sparse data is never centred
             centers = as_namespace(self.cluster_centers_, xp, device)
-            return sparse.as_csr(X, centers.dtype), centers
+            dtype = xp.result_type(own_dtype, centers.dtype)
+            return sparse.as_csr(X, dtype), xp.astype(centers, dtype), own_dtype
         origin, centers = self._prediction_frame(xp, device)  # in the centres' dtype
-        return centered(xp.astype(X, centers.dtype), origin), centers
+        dtype = xp.result_type(own_dtype, centers.dtype)
+        origin, centers = xp.astype(origin, dtype), xp.astype(centers, dtype)
+        return centered(xp.astype(X, dtype), origin), centers, own_dtype
 
     def _prediction_frame(self, xp: Any, device: Any) -> tuple[Any, Any]:
         """The origin that X is centred on for predict/transform/score, and the
@@ -508,7 +514,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if isinstance(init, str):
             return INITIALIZERS[init](X, n_clusters, sample_weight=sample_weight, rng=rng, xp=xp)
         if callable(init):
-            centers = init(X, n_clusters, random_state=rng)
+            centers = init(X, n_clusters, random_state=legacy_random_state(rng))
         else:
             centers = init
         centers = check_centers(centers, X, xp, name="init")
@@ -708,7 +714,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
             return _dask.predict(self, X, sample_weight)
-        X, centers = self._check_test_data(X)
+        X, centers, _ = self._check_test_data(X)
         check_sample_weight(sample_weight, X, array_namespace(X))
         return nearest_centers(X, centers)
 
@@ -730,8 +736,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: a lazy Dask array (_dask.py)
             return _dask.transform(self, X)
-        X, centers = self._check_test_data(X)
-        return distances_to_centers(X, centers)
+        X, centers, dtype = self._check_test_data(X)
+        return array_namespace(X).astype(distances_to_centers(X, centers), dtype, copy=False)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X on the fitted centres.
@@ -750,7 +756,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_fitted_on(X)
         if _dask.is_dask_input(X):  # Dask: one compute (_dask.py)
             return _dask.score(self, X, sample_weight)
-        X, centers = self._check_test_data(X)
+        X, centers, _ = self._check_test_data(X)
         xp = array_namespace(X)
         weights = check_sample_weight(sample_weight, X, xp)
         labels = nearest_centers(X, centers)

@@ -92,6 +92,13 @@ def host_rng(random_state: Any = None) -> np.random.Generator:
     return np.random.default_rng(random_state)
 
 
+def legacy_random_state(rng: np.random.Generator) -> np.random.RandomState:
+    """A ``numpy.random.RandomState`` that draws from ``rng``'s stream (its
+    draws advance ``rng``): what scikit-learn hands a callable ``init``, whose
+    code may call ``randint`` or scikit-learn functions that refuse a Generator."""
+    return np.random.RandomState(rng.bit_generator)
+
+
 def check_random_state(random_state: Any) -> None:
     """The errors of ``host_rng`` for a bad ``random_state``, drawing nothing."""
     if isinstance(random_state, (numbers.Integral, np.integer)):
