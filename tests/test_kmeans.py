@@ -412,6 +412,14 @@ def test_test_data_of_another_float_dtype_is_not_rounded_to_the_model():
     np.testing.assert_array_equal(km.predict(X64), np.argmin(exact, axis=1))
 
 
+def test_missing_values_of_nullable_columns_are_named_as_nan():
+    pd = pytest.importorskip("pandas")
+    for dtype in ("Float64", "Int64"):
+        frame = pd.DataFrame({"a": [1, 2, None, 4], "b": [1, 2, 3, 4]}, dtype=dtype)
+        with pytest.raises(ValueError, match="^`X` contains NaN"):
+            KMeans(2).fit(frame)
+
+
 def test_tensors_without_values_are_refused_by_name():
     torch = pytest.importorskip("torch")
     X = torch.empty((50, 2), device="meta")

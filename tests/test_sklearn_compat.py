@@ -18,15 +18,17 @@ X, y = xpkmeans.make_blobs(300, 3, centers=4, random_state=0)
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # duplicate points
 @pytest.mark.filterwarnings("ignore::xpkmeans.FallbackWarning")  # hamerly on sparse data: Lloyd
-@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly"])
-def test_check_estimator_passes(algorithm):
+@pytest.mark.parametrize("estimator", [
+    KMeans(algorithm="lloyd"), KMeans(algorithm="hamerly"), xpkmeans.MiniBatchKMeans()],
+    ids=["lloyd", "hamerly", "minibatch"])
+def test_check_estimator_passes(estimator):
     expected_failures = {
         # As for scikit-learn's own KMeans: the check shuffles the weighted
         # data, so the random initialisation differs from the repeated data.
         "check_sample_weight_equivalence_on_dense_data": "random init depends on sample order",
         "check_sample_weight_equivalence_on_sparse_data": "random init depends on sample order",
     }
-    results = check_estimator(KMeans(algorithm=algorithm), on_fail=None, on_skip=None,
+    results = check_estimator(estimator, on_fail=None, on_skip=None,
                               expected_failed_checks=expected_failures)
     failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
     assert not failed
@@ -103,6 +105,11 @@ def test_feature_names_follow_scikit_learn(Estimator):
     ours.fit(X)  # a refit without names forgets them
     assert not hasattr(ours, "feature_names_in_")
     assert not hasattr(getattr(xpkmeans, Estimator)(4).fit(pd.DataFrame(X)), "feature_names_in_")
+    # names that are not str (NumPy's): none kept, as scikit-learn
+    numpy_names = pd.DataFrame(X, columns=pd.Index([np.str_(name) for name in "abc"], dtype=object))
+    for model in (getattr(xpkmeans, Estimator)(4, random_state=0),
+                  getattr(sklearn.cluster, Estimator)(4, random_state=0)):
+        assert not hasattr(model.fit(numpy_names), "feature_names_in_")
 
 
 def test_mixed_column_names_are_refused_before_fitting():

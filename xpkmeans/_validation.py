@@ -314,8 +314,8 @@ def feature_names(X: Any) -> Any:
         names = object_array(list(X.columns))
     except TypeError:
         return None
-    kinds = {type(name).__name__ for name in names}
-    if not any(isinstance(name, str) for name in names):
+    kinds = {type(name).__qualname__ for name in names}  # exactly str, as scikit-learn
+    if "str" not in kinds:
         return None
     if len(kinds) > 1:
         msg = (

@@ -37,11 +37,18 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
         raise InputTypeError(msg) from e
     if X.dtype == object:
         try:
-            X = X.astype(np.float64)
+            X = _missing_as_nan(X).astype(np.float64)
         except (TypeError, ValueError) as e:
             msg = f"`{name}` must be numeric; {e}"
             raise InputTypeError(msg) from e
     return X, array_namespace(X)
+
+
+def _missing_as_nan(X: np.ndarray) -> np.ndarray:
+    """Object values with None or pandas' NA (nullable columns) as NaN, which
+    the finiteness check then names."""
+    missing = np.frompyfunc(lambda v: v is None or type(v).__name__ == "NAType", 1, 1)(X)
+    return np.where(missing.astype(bool), np.nan, X) if missing.any() else X
 
 
 def _check_holds_values(X: Any, name: str) -> None:
