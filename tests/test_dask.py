@@ -108,6 +108,33 @@ def test_score_whose_squares_overflow_is_an_error_as_in_memory(lazy_backend):
         km.score(_chunked(lazy_backend, X * 1e160, 100))
 
 
+def test_select_n_clusters_reads_the_source_once_and_keeps_frames_lazy():
+    """Each fit and score had read the source again (15 reads for five k); a
+    Dask DataFrame had been computed into memory."""
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X = _blobs(2000, 3, 4)
+    reads = []
+
+    def source(block):
+        reads.append(block.shape[0])
+        return block
+
+    Xd = da.from_array(X, chunks=(500, 3)).map_blocks(source, dtype=X.dtype)
+    lazy = xpkmeans.select_n_clusters(Xd, range(2, 6), method="calinski_harabasz",
+                                      init="k-means||", random_state=0)
+    assert sum(reads) == X.shape[0]
+    in_memory = xpkmeans.select_n_clusters(X, range(2, 6), method="calinski_harabasz",
+                                           init="k-means||", random_state=0)
+    np.testing.assert_allclose(lazy.scores, in_memory.scores, rtol=1e-10)
+    frame = dd.from_pandas(pd.DataFrame(X, columns=list("abc")), npartitions=4)
+    by_frame = xpkmeans.select_n_clusters(frame, range(2, 6), method="calinski_harabasz",
+                                          init="k-means||", random_state=0)
+    assert isinstance(by_frame.models[0].labels_, da.Array)
+    assert list(by_frame.models[0].feature_names_in_) == ["a", "b", "c"]
+    np.testing.assert_allclose(by_frame.scores, in_memory.scores, rtol=1e-10)
+
+
 def test_transform_far_from_the_origin_is_in_the_frame_of_predict(lazy_backend):
     """Distances from the centred rows to the centred centres, as in memory:
     raw float32 rows against the rounded centres were off by 1.1% at 3e4."""

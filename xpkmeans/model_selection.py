@@ -18,7 +18,6 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from array_api_compat import is_lazy_array
 
 from . import _dask
 from ._backend import device_of
@@ -333,9 +332,14 @@ default="silhouette"
     if progress is not None and not callable(progress):
         msg = f"`progress` must be None or a callable, got {progress!r}."
         raise TypeError(msg)
-    lazy = is_lazy_array(X)
-    if not lazy:
+    lazy = _dask.is_dask_input(X)
+    X_fitted = X
+    if lazy:  # the source read once, not by every fit and score; a frame keeps its names
+        X_fitted = X.persist()
+        X = _dask.check_dask_array(X_fitted)
+    else:
         X, xp = check_array(X)
+        X_fitted = X
     candidates = _check_candidates(
         n_clusters, X.shape[0], method=method, criterion=criterion
     )
@@ -371,7 +375,7 @@ default="silhouette"
     models, scores = [], []
     for k in candidates:
         model = KMeans(k, random_state=random_state, n_init=n_init, **kmeans_params)
-        model.fit(X, sample_weight=sample_weight)
+        model.fit(X_fitted, sample_weight=sample_weight)
         if criterion.score is None:
             scores.append(float(model.inertia_))
         else:
