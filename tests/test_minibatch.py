@@ -242,6 +242,37 @@ def test_low_count_centre_is_reassigned():
     assert len(np.unique(km.labels_)) == 3
 
 
+def test_a_reassignment_ratio_above_one_keeps_the_largest_centre():
+    """Every centre below the ratio had left none to reset the counts by (an
+    error; scikit-learn's has it too)."""
+    X = _blobs(n=2000, centers=3)
+    km = xpkmeans.MiniBatchKMeans(3, batch_size=100, max_iter=1, reassignment_ratio=2.0,
+                                  random_state=0).fit(X)
+    assert np.all(np.isfinite(km.cluster_centers_)) and km.n_steps_ > 1  # reassigned at each
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_a_failed_partial_fit_leaves_the_estimator_as_it_was():
+    """The overflowing batch had been added to the counts: the next batch moved
+    the centres by 0.05 against an estimator that never saw it."""
+    X = _blobs(n=300, centers=3)
+    steady, failing = (xpkmeans.MiniBatchKMeans(3, random_state=0) for _ in range(2))
+    with pytest.raises(ValueError, match="too large"):
+        xpkmeans.MiniBatchKMeans(3, random_state=0).partial_fit(X * np.float32(1e19))
+    first_failed = xpkmeans.MiniBatchKMeans(3, random_state=0)
+    with pytest.raises(ValueError, match="too large"):
+        first_failed.partial_fit(X * np.float32(1e19))
+    assert not hasattr(first_failed, "n_features_in_")
+    for km in (steady, failing):
+        km.partial_fit(X[:100])
+    with pytest.raises(ValueError, match="too large"):
+        failing.partial_fit(X[100:200] * np.float32(1e19))
+    for km in (steady, failing):
+        km.partial_fit(X[200:])
+    np.testing.assert_array_equal(failing.cluster_centers_, steady.cluster_centers_)
+    assert failing.n_steps_ == steady.n_steps_ == 2
+
+
 def test_parameter_errors():
     X = _blobs(n=100)
     with pytest.raises(ValueError, match="batch_size"):

@@ -292,10 +292,11 @@ default="k-means++"
 
     def _step(self, X: Any, sample_weight: Any, centers: Any, rng: Any, *, xp: Any) -> tuple[Any, float]:
         """One step (with reassignment when due): new centres and the batch inertia."""
-        reassign = self._random_reassign(X.shape[0])
         new_centers, batch_totals, batch_inertia = _mini_batch_step(
             X, sample_weight, centers, self._counts, xp=xp
         )
+        check_inertia_is_finite(batch_inertia, X.dtype)  # before the state changes
+        reassign = self._random_reassign(X.shape[0])
         self._counts = self._counts + batch_totals
         if reassign and self.reassignment_ratio > 0:
             new_centers = self._reassign_low_counts(X, new_centers, rng, xp=xp)
@@ -305,6 +306,7 @@ default="k-means++"
         """Centres of count below ``reassignment_ratio * max`` jump to random batch points."""
         counts = self._counts
         to_reassign = counts < self.reassignment_ratio * host_xp.max(counts)
+        to_reassign[host_xp.argmax(counts)] = False  # a ratio above 1 keeps the largest
         if host_xp.sum(to_reassign) > 0.5 * X.shape[0]:  # at most half the batch
             to_reassign[host_xp.argsort(counts, stable=True)[int(0.5 * X.shape[0]):]] = False
         n_reassigns = int(host_xp.sum(to_reassign))
@@ -492,9 +494,6 @@ default="k-means++"
                 self._reset_state(n_clusters)
                 batch.center()
                 centers = self._initial_centers(batch, n_clusters, self._random_state, xp=xp)
-                self.n_features_in_ = X.shape[1]
-                self._n_features_out = n_clusters
-                self.n_steps_ = 0
             else:
                 origin = self._fitted_origin(xp, device_of(X))
                 batch.center(origin)  # sparse rows stay uncentred: their origin is 0
@@ -502,7 +501,10 @@ default="k-means++"
                                               fitted_origin=not is_sparse(batch.X))
             X = batch.take(None)[0]  # the batch, centred
             centers, batch_inertia = self._step(X, weights, centers, self._random_state, xp=xp)
-            check_inertia_is_finite(batch_inertia, X.dtype)
+            if first:  # set once the first step went through
+                self.n_features_in_ = X.shape[1]
+                self._n_features_out = centers.shape[0]
+                self.n_steps_ = 0
             self._set_centers(centers, batch.mean)
             if self.compute_labels:
                 self.labels_ = nearest_centers(X, centers)

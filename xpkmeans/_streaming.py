@@ -52,7 +52,7 @@ from ._dask import (
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._validation import check_n_clusters_fits, scaled_tolerance
+from ._validation import check_int, check_n_clusters_fits, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
 # small against memory (a 20M x 32 float32 memmap: 320 blocks). Blocks for a
@@ -115,19 +115,17 @@ class RowBlocks:
             if source.ndim != 2:
                 msg = f"`source` must be 2-D (n_samples, n_features), got ndim={source.ndim}."
                 raise ValueError(msg)
+            _check_real(source.dtype)
         self.source = source
-        self.block_rows = block_rows
+        self.block_rows = None if block_rows is None else check_int(
+            block_rows, "block_rows", minimum=1)
         self.device = device
+        self._shape = None  # (rows, features) of the first whole pass of a callable
 
     def _host_blocks(self) -> Iterator[np.ndarray]:
         """Host row blocks in order; a read-only memmap's pages are dropped once read."""
         if callable(self.source):
-            for block in self.source():
-                block = np.asarray(block)
-                if block.ndim != 2:
-                    msg = f"Each row block must be 2-D, got ndim={block.ndim}."
-                    raise ValueError(msg)
-                yield block
+            yield from self._checked_pass(self.source())
             return
         X = self.source
         rows = self.block_rows or max(1, self._block_bytes() // max(1, X.shape[1] * X.itemsize))
@@ -139,6 +137,31 @@ class RowBlocks:
             block = X[start:stop]
             yield block
             _drop_pages(block)
+
+    def _checked_pass(self, blocks: Iterator[Any]) -> Iterator[np.ndarray]:
+        """One pass of a callable source: 2-D real blocks, all as wide as the
+        first, and as many rows in all as in the first pass of the fit."""
+        rows, width = 0, None if self._shape is None else self._shape[1]
+        for block in blocks:
+            block = np.asarray(block)
+            if block.ndim != 2:
+                msg = f"Each row block must be 2-D, got ndim={block.ndim}."
+                raise ValueError(msg)
+            _check_real(block.dtype)
+            if width is None:
+                width = block.shape[1]
+            elif block.shape[1] != width:
+                msg = (f"`source` gave a block of {block.shape[1]} features after blocks of "
+                       f"{width}: every block must have the same features.")
+                raise ValueError(msg)
+            rows += block.shape[0]
+            yield block
+        if self._shape is None:
+            self._shape = (rows, width)
+        elif rows != self._shape[0]:
+            msg = (f"`source` gave {rows} rows in a later pass and {self._shape[0]} in the "
+                   "first: every call must give the same rows.")
+            raise ValueError(msg)
 
     def _block_bytes(self) -> int:
         return _CUDA_BLOCK_BYTES if self.device is not None and is_cuda_device(self.device) \
@@ -152,31 +175,48 @@ class RowBlocks:
         yield from blocks_to_device(self._host_blocks(), self.device)
 
 
+#: memmap modes whose pages may be dropped: shared mappings, where the file (or
+#: the page cache) keeps every write; not "c", whose writes live in its pages
+_SHARED_MODES = ("r", "r+", "w+")
+
+
+def _is_shared_memmap(X: Any) -> bool:
+    return (isinstance(X, np.memmap) and getattr(X, "_mmap", None) is not None
+            and X.mode in _SHARED_MODES)
+
+
 def _drop_pages(block: np.ndarray) -> None:
-    """Drop the pages of a read-only memmap block from this process (they are
+    """Drop the pages that a memmap block spans from this process (they are
     re-read from the file when needed): RSS stays at the blocks in use."""
-    mapping = getattr(block, "_mmap", None)
-    if not isinstance(block, np.memmap) or mapping is None or block.mode != "r":
+    if not _is_shared_memmap(block):
         return
+    mapping = block._mmap
     base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
-    start = block.__array_interface__["data"][0] - base
+    low, high = _byte_bounds(block)  # a strided view spans more than its bytes
+    start = low - base
     page = mmap.PAGESIZE
     first = start // page * page
-    stop = min(start + block.nbytes, len(mapping))
+    stop = min(high - base, len(mapping))
     last = -(-stop // page) * page
     last = min(last, len(mapping))
     if last > first:
         mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
+def _byte_bounds(X: np.ndarray) -> tuple[int, int]:
+    """The first and one past the last byte address of ``X``'s elements."""
+    array_utils = getattr(np.lib, "array_utils", None)  # NumPy 2; before, np.byte_bounds
+    return (array_utils.byte_bounds if array_utils else np.byte_bounds)(X)
+
+
 def _read_rows(X: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """``out[:] = X[rows]`` for sorted ``rows``; from a read-only memmap, in
     pieces whose pages are dropped once read, with the kernel's read-ahead
     off (random rows would otherwise bring in most of the file)."""
-    mapping = getattr(X, "_mmap", None)
-    if not isinstance(X, np.memmap) or mapping is None or X.mode != "r":
+    if not _is_shared_memmap(X):
         out[:] = X[rows]
         return
+    mapping = X._mmap
     def read(start: int) -> None:  # pieces span disjoint ranges of the file
         piece = rows[start:start + _ROWS_PER_READ]
         out[start:start + piece.shape[0]] = X[piece]
@@ -197,6 +237,22 @@ def is_streamed_input(X: Any) -> bool:
 # ------------------------------------------------------------------ the fit
 
 
+def _check_real(dtype: Any, name: str = "source") -> None:
+    """Blocks of bools, integers or real floats, as ``check_array`` takes."""
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(
+            dtype, np.complexfloating):
+        msg = f"`{name}` must hold real numbers, got dtype {dtype}."
+        raise InputTypeError(msg)
+
+
+def _as_row_blocks(X: Any) -> RowBlocks:
+    """``X`` itself if a ``RowBlocks``, else the blocks of the array ``X``."""
+    if isinstance(X, RowBlocks):
+        return X
+    _check_real(np.asarray(X[:0]).dtype, "X")
+    return RowBlocks(X)
+
+
 def _as_float(block: Any, dtype: Any) -> Any:
     xp = array_namespace(block)
     if dtype is None:
@@ -209,6 +265,7 @@ class _Stream:
 
     def __init__(self, data: RowBlocks, sample_weight: Any, tol: float) -> None:
         self.data = data
+        data._shape = None  # a new fit may read new data
         self.dtype = None
         self.n_samples = 0
 
@@ -220,9 +277,11 @@ class _Stream:
                 yield _chunk_moments(block, None)[0]
 
         totals = _added_up(moments())
-        if totals is None:
+        if totals is None or self.n_samples == 0:
             raise ValueError("`X` has no rows.")
         sums, n_nonfinite, _ = _split_moments(totals)
+        if sums.shape[0] == 0:
+            raise ValueError("`X` has no features.")
         if n_nonfinite > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
         n = self.n_samples
@@ -398,7 +457,7 @@ class MiniBatchRows(ClientRows):
     labels in one more pass. The counterpart of ``_dask.MiniBatchRows``."""
 
     def __init__(self, X: Any, sample_weight: Any) -> None:
-        data = X if isinstance(X, RowBlocks) else RowBlocks(X)
+        data = _as_row_blocks(X)
         if callable(data.source) or data.device is not None:
             msg = (
                 "MiniBatchKMeans.fit reads random rows: pass the array itself (e.g. a "
@@ -447,7 +506,7 @@ def fit(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
         _count_nonempty, _is_same_clustering, _Run, _warn_if_not_converged,
     )
 
-    data = X if isinstance(X, RowBlocks) else RowBlocks(X)
+    data = _as_row_blocks(X)
     params = estimator._resolve_params()
     n_clusters = params.n_clusters
     if params.algorithm != "lloyd":  # the EM here is Lloyd's

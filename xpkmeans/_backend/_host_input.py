@@ -20,6 +20,9 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
     if is_sparse(X):
         msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
         raise InputTypeError(msg)
+    if getattr(X, "array_kind", None) == "streamed":  # RowBlocks
+        msg = f"`{name}` is a RowBlocks, which only `KMeans.fit` reads; pass an array or a memmap."
+        raise InputTypeError(msg)
     if isinstance(X, np.matrix):  # its products and reductions stay 2-D
         msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
         raise InputTypeError(msg)
@@ -47,8 +50,9 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
 def _missing_as_nan(X: np.ndarray) -> np.ndarray:
     """Object values with None or pandas' NA (nullable columns) as NaN, which
     the finiteness check then names."""
-    missing = np.frompyfunc(lambda v: v is None or type(v).__name__ == "NAType", 1, 1)(X)
-    return np.where(missing.astype(bool), np.nan, X) if missing.any() else X
+    missing = np.asarray(
+        np.frompyfunc(lambda v: v is None or type(v).__name__ == "NAType", 1, 1)(X), dtype=bool)
+    return np.where(missing, np.nan, X) if X.ndim and np.any(missing) else X
 
 
 def _check_holds_values(X: Any, name: str) -> None:
