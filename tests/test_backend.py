@@ -154,6 +154,7 @@ def test_first_equal_rows_names_the_first_of_each_set_of_equal_rows(backend, k):
     expected = [next(i for i in range(k) if np.array_equal(rows[i], row)) for row in rows]
     first = first_equal_rows(backend.asarray(rows))
     np.testing.assert_array_equal(backend.to_numpy(first), expected)
+    assert backend.to_numpy(first_equal_rows(backend.asarray(rows[:0]))).shape == (0,)
 
 
 def test_nearest_centers_sends_equal_centres_to_the_first(backend):

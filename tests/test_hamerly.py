@@ -29,6 +29,17 @@ def test_bounded_nearest_follows_moving_centres(backend):
         np.testing.assert_array_equal(backend.to_numpy(labels), backend.to_numpy(expected))
 
 
+def test_bounded_nearest_sends_equal_centres_to_the_first(backend):
+    """As ``nearest_centers``: torch's product had rounded equal centres
+    apart by their column, so elkan's labels_ sat on the later twin."""
+    rng = np.random.default_rng(0)
+    X = backend.asarray(rng.normal(0, 1, (2000, 13)))
+    centers = rng.normal(0, 1, (6, 13))
+    centers[5] = centers[1]
+    labels = BoundedNearest(X, xp=backend.xp)(backend.asarray(centers))
+    assert not np.any(backend.to_numpy(labels) == 5)
+
+
 def test_bounded_nearest_skips_points_once_centres_settle(monkeypatch):
     import array_api_compat.numpy as xp
 

@@ -31,6 +31,7 @@ from ._backend import (
     blocks_run_compiled,
     concat_rows,
     device_of,
+    first_equal_rows,
     map_row_blocks,
     nearest_two_centers,
     row_block,
@@ -123,6 +124,7 @@ class BoundedNearest:
             compiled=blocks_run_compiled(self.X),
         )
         labels, best, second = (concat_rows([b[i] for b in blocks], xp=xp) for i in range(3))
+        labels = xp.take(first_equal_rows(centers), labels)  # as ``nearest_centers``
         sq_norms = xp.take(self._sq_norms, indices)
         errors = self._score_errors(sq_norms, centers)
         upper = xp.sqrt(xp.clip(sq_norms + 2.0 * best + errors, min=0.0)) * self._direct_pad

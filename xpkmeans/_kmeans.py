@@ -726,7 +726,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         The result has shape (n_samples, n_clusters): it is what was asked for,
         so it is the one place an n x k matrix is built. Distances are computed
-        in the widest float of the device and returned in X's dtype.
+        in the widest float of the device, from X and centres in the wider of
+        their dtypes, and returned in X's dtype (float32 X on a float64 model:
+        float32, where scikit-learn returns float64).
 
         Parameters
         ----------

@@ -346,10 +346,13 @@ def first_equal_rows(rows: Any) -> Any:
     comes before), in fixed shapes: the rows ordered by a projection (ties by
     index), then each compared with the one before. Equal rows project alike;
     distinct rows sharing a projection between two equal ones, which a generic
-    projection makes all but impossible, would leave those two apart."""
+    projection makes all but impossible, would leave those two apart (so would
+    projections that overflow: values whose squares the fit refuses anyway)."""
     xp = array_namespace(rows)
     n, d = rows.shape
     device = device_of(rows)
+    if n == 0:
+        return xp.arange(0, device=device)
     wide = widest_float_dtype(xp, device)
     weights = xp.sqrt(xp.arange(2, d + 2, dtype=wide, device=device))
     order = xp.argsort(xp.sum(xp.astype(rows, wide) * weights, axis=1), stable=True)

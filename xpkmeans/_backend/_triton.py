@@ -135,14 +135,18 @@ def _next_power_of_two(value: int) -> int:
 _ROWS_PER_SUM_COPY = 1 << 20
 
 
-def _sum_copies(n: int, d: int, k: int) -> int:
+def _sum_copies(n: int, d: int, k: int, *, exact: bool = False) -> int:
     """Replicas of the per-cluster sums, one per program modulo their number:
     about 2^20 numbers in all, so that fewer atomics collide on one address,
-    and more for large n, so that no replica adds more than
-    ``_ROWS_PER_SUM_COPY`` rows (within 1/16 of the size of X)."""
+    and, unless the sums are ``exact`` (fixed point) or dropped, more for
+    large n, so that no replica adds more than ``_ROWS_PER_SUM_COPY`` rows:
+    the float32 replicas within 1/48 of the size of X (their float64
+    reduction makes a copy of twice their size)."""
     size = k * (d + 1)
     for_collisions = max(1, min(64, (1 << 20) // size))
-    for_accuracy = min(-(-n // _ROWS_PER_SUM_COPY), max(1, n * d // (16 * size)))
+    if exact:
+        return for_collisions
+    for_accuracy = min(-(-n // _ROWS_PER_SUM_COPY), max(1, n * d // (48 * size)))
     return max(for_collisions, for_accuracy)
 
 
@@ -188,6 +192,7 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
         # its norm: fewer rows rechecked, but a second sum a row (untimed)
         "MEASURE_ROUNDING": False,
         "sum_copies": _sum_copies(n, d, k),
+        "exact_sum_copies": _sum_copies(n, d, k, exact=True),  # fixed point, or dropped
     }
     config.update(config_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
@@ -317,8 +322,13 @@ def _launch(
     out["best"] = torch.empty(n, dtype=float32, device=device) if with_scores else dummy
     out["second"] = torch.empty(n, dtype=float32, device=device) if with_second else dummy
     sum_dtype = getattr(torch, config["sum_dtype"])
-    copies = config["sum_copies"] if with_sums else 1
     fixed_point = with_sums and not drop_sums and deterministic()
+    if not with_sums:
+        copies = 1
+    elif fixed_point or drop_sums:  # exact, or not wanted: replicas only against collisions
+        copies = config["exact_sum_copies"]
+    else:
+        copies = config["sum_copies"]
     if fixed_point:
         sum_dtype = torch.int64
         scales = _fixed_point_scales(X, mean, weights)
