@@ -349,3 +349,94 @@ def test_cuda_graphs_never_capture_a_step_over_sparse_data(monkeypatch):
     assert not _gpu.graphs_handle((torch.zeros(2),), reads=(sparse,))
     _, indices = kmeans_plusplus(sparse, 4, random_state=0)
     np.testing.assert_array_equal(indices.numpy(), kmeans_plusplus(X, 4, random_state=0)[1])
+
+
+# ------------------------------------------------------------------ the process around a fit
+
+
+def _fit_in_child(queue):
+    from xpkmeans import KMeans, make_blobs
+
+    X, _ = make_blobs(20_000, 8, centers=5, random_state=1)
+    queue.put(float(KMeans(5, random_state=0).fit(X).inertia_))
+
+
+def test_a_forked_child_fits_after_its_parent_did():
+    """The parent's thread pool is gone in a forked child: its work had
+    waited for threads that do not exist there (the child hung)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this system")
+    from xpkmeans import KMeans, make_blobs
+
+    X, _ = make_blobs(20_000, 8, centers=5, random_state=1)
+    expected = float(KMeans(5, random_state=0).fit(X).inertia_)  # the pool now has threads
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_fit_in_child, args=(queue,))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert child.exitcode == 0, "the forked child did not finish its fit"
+    assert queue.get(timeout=5) == pytest.approx(expected)
+
+
+def test_env_flags_take_on_off_words_and_name_the_variable(monkeypatch):
+    for value, expected in [("1", True), ("ON", True), ("yes", True), ("0", False),
+                            ("off", False), ("False", False), ("", True)]:
+        monkeypatch.setenv("XPKMEANS_TEST_FLAG", value)
+        assert _host.env_flag("XPKMEANS_TEST_FLAG", True) is expected
+    monkeypatch.delenv("XPKMEANS_TEST_FLAG")
+    assert _host.env_flag("XPKMEANS_TEST_FLAG", False) is False
+    monkeypatch.setenv("XPKMEANS_TEST_FLAG", "2")
+    with pytest.raises(ValueError, match="^`XPKMEANS_TEST_FLAG` must be 1 or 0"):
+        _host.env_flag("XPKMEANS_TEST_FLAG", False)
+
+
+def test_cores_are_those_the_process_may_run_on(monkeypatch):
+    import os
+
+    from xpkmeans._backend import _threads
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert _threads.n_cores.__wrapped__() == 1
+
+
+def test_kernels_compile_without_a_writable_cache():
+    """numba refuses ``cache=True`` where it finds nowhere to write (a
+    read-only install without a writable home): the import had failed."""
+    from xpkmeans._backend import _numba
+
+    def decorator(cache, **options):
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return lambda function: ("compiled", function, options)
+
+    assert _numba._cached(decorator, len, nogil=True) == ("compiled", len, {"nogil": True})
+
+
+def test_numba_disable_jit_takes_the_portable_path():
+    """With ``NUMBA_DISABLE_JIT=1`` (debugging, coverage) every float64 fit
+    had failed in an intrinsic that has no Python form."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    script = (
+        "import numpy as np, xpkmeans; from xpkmeans._backend import _numba\n"
+        "X, _ = xpkmeans.make_blobs(500, 4, centers=3, random_state=0)\n"
+        "print(_numba.AVAILABLE, xpkmeans.KMeans(3, random_state=0).fit(X).inertia_)\n"
+    )
+    import os
+
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    available, inertia = done.stdout.split()
+    assert available == "False" and float(inertia) > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from ._host import env_flag
 
 
 def segment_sum_torch(values, segment_ids, n_segments, weights):
@@ -68,7 +68,7 @@ def graphs_handle(state: tuple, reads: tuple = ()) -> bool:
     tensors (CuPy queues on streams of its own), unless
     ``XPKMEANS_CUDA_GRAPHS=0`` or the step reads sparse data (its rows are
     gathered through host copies of the row pointers: not capturable)."""
-    if os.environ.get("XPKMEANS_CUDA_GRAPHS", "1").lower() in ("0", "false", "no"):
+    if not env_flag("XPKMEANS_CUDA_GRAPHS", True):
         return False
     from ._sparse import is_sparse
 

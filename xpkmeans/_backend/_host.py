@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Callable
 
 import array_api_compat.numpy
@@ -28,6 +29,23 @@ _GPU_BLOCK_ELEMENTS = 1 << 26
 _MIN_BLOCK_ROWS = 256
 # Host arrays up to this size go to a CUDA device through pinned memory (``from_host``).
 _PINNED_COPY_BYTES = 16 << 20
+
+
+# ------------------------------------------------------------------ settings
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The on/off setting of environment variable ``name`` (unset or empty:
+    ``default``); a value that is neither names the variable in its error."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    msg = f"`{name}` must be 1 or 0 (true/false, yes/no, on/off), got {os.environ[name]!r}."
+    raise ValueError(msg)
 
 
 # ------------------------------------------------------------------ namespaces

@@ -49,7 +49,7 @@ try:  # an optional extra; its BLAS products (np.dot) call SciPy's BLAS
 except ImportError:
     numba = None
 
-AVAILABLE = numba is not None
+AVAILABLE = numba is not None and not numba.config.DISABLE_JIT
 
 # Rows per tile: the tile and its products stay in the L1/L2 cache (2048
 # rows was no faster on 100k x 16 x 16 and 1.4x slower on 1M x 32 x 64).
@@ -145,15 +145,24 @@ else:
     _transpose_block = None
 
 
+def _cached(decorator, function, **options):
+    """``decorator(cache=True)(function)``; where numba finds no writable cache
+    (a read-only install, no writable home), compiled in each process."""
+    try:
+        return decorator(cache=True, **options)(function)
+    except RuntimeError:
+        return decorator(cache=False, **options)(function)
+
+
 def _jit(function):
-    return numba.njit(nogil=True, cache=True)(function) if AVAILABLE else function
+    return _cached(numba.njit, function, nogil=True) if AVAILABLE else function
 
 
 def _jit_reassociating(function):
     """``_jit``, free to reorder additions (to vectorise sums over rows)."""
     if not AVAILABLE:
         return function
-    return numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})(function)
+    return _cached(numba.njit, function, nogil=True, fastmath={"reassoc", "contract"})
 
 
 @_jit

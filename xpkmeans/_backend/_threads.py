@@ -17,7 +17,10 @@ _pool_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=1)
 def n_cores() -> int:
-    """CPU cores of this machine (cached: uncached it costs tens of microseconds)."""
+    """CPU cores this process may run on (its affinity where the system says;
+    cached: uncached it costs tens of microseconds)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
     return os.cpu_count() or 1
 
 
@@ -145,6 +148,18 @@ def _openmp_controller() -> Any:
     """The OpenMP libraries loaded by then (asked once torch data has come: torch's too)."""
     controller = _threadpool_controller()
     return None if controller is None else controller.select(user_api="openmp")
+
+
+def _after_fork_in_child() -> None:
+    """The parent's pool threads do not exist in a forked child, nor do its regions."""
+    global _pool, _pool_lock, _regions_open, _regions_lock, _saved_limits, _this_thread
+    _pool, _pool_lock = None, threading.Lock()
+    _regions_open, _regions_lock, _saved_limits = 0, threading.Lock(), None
+    _this_thread = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def blas_is_limited() -> bool:

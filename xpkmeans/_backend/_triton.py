@@ -30,6 +30,7 @@ from typing import Any
 from array_api_compat import is_cupy_array, is_torch_array
 
 from ._centered import CenteredRows
+from ._host import env_flag
 
 PRECISIONS = ("tf32x3", "tf32-check", "ieee", "tf32")
 EXACT_PRECISIONS = ("tf32x3", "tf32-check", "ieee")
@@ -98,7 +99,7 @@ def deterministic() -> bool:
     """True when the per-cluster sums must be bitwise equal run to run:
     ``XPKMEANS_CUDA_DETERMINISTIC=1``, or torch's
     ``torch.use_deterministic_algorithms(True)``."""
-    if os.environ.get("XPKMEANS_CUDA_DETERMINISTIC", "0").lower() in ("1", "true", "yes"):
+    if env_flag("XPKMEANS_CUDA_DETERMINISTIC", False):
         return True
     import torch
 
