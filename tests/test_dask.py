@@ -135,6 +135,24 @@ def test_select_n_clusters_reads_the_source_once_and_keeps_frames_lazy():
     np.testing.assert_allclose(by_frame.scores, in_memory.scores, rtol=1e-10)
 
 
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_zero_weight_rows_are_never_drawn_as_in_memory(lazy_backend, init):
+    """Once every weighted row is a centre the draws follow the weights (the
+    last row, of weight 0, had been drawn)."""
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    weights = np.zeros(50)
+    weights[:3] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct clusters; k-means++ on Dask
+        ref = xpkmeans.KMeans(5, init=init, random_state=0).fit(X, sample_weight=weights)
+        km = xpkmeans.KMeans(5, init=init, random_state=0).fit(
+            _chunked(lazy_backend, X, 20), sample_weight=weights)
+    # which weighted row a centre repeats may differ: the distances left are rounding
+    for fit in (ref, km):
+        centres = lazy_backend.to_numpy(fit.cluster_centers_)
+        assert all(np.min(np.abs(X[:3] - c).sum(axis=1)) < 1e-9 for c in centres)
+
+
 def test_transform_far_from_the_origin_is_in_the_frame_of_predict(lazy_backend):
     """Distances from the centred rows to the centred centres, as in memory:
     raw float32 rows against the rounded centres were off by 1.1% at 3e4."""

@@ -181,6 +181,24 @@ def test_greedy_trials_lower_the_start_potential():
     assert np.mean(greedy) < np.mean(plain)
 
 
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_zero_weight_rows_are_never_drawn_once_every_weighted_row_is_a_centre(backend, init):
+    """Then the distances add up to 0: the draws follow the weights (a
+    weighted row again) where they had taken the last row, of weight 0."""
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    weights = np.zeros(50)
+    weights[:3] = 1.0
+    if init == "k-means++":
+        _, indices = kmeans_plusplus(backend.asarray(X), 5, sample_weight=backend.asarray(weights),
+                                     random_state=0)
+        assert np.all(weights[backend.to_numpy(indices)] > 0)
+    with pytest.warns(xpkmeans.ConvergenceWarning, match="distinct clusters"):
+        km = KMeans(5, init=init, random_state=0).fit(backend.asarray(X),
+                                                      sample_weight=backend.asarray(weights))
+    centres = backend.to_numpy(km.cluster_centers_)
+    assert all(np.min(np.abs(X[:3] - c).sum(axis=1)) < 1e-9 for c in centres)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=1
 def test_random_init_draws_distinct_rows(backend):
     km = KMeans(5, init="random", n_init=1, max_iter=1, random_state=0)

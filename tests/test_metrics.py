@@ -198,6 +198,9 @@ def test_labels_not_integers(backend, function):
         function(backend.asarray(X), backend.asarray(labels + 0.5))
     with pytest.raises(ValueError, match="`labels` must be integer-valued"):
         function(backend.asarray(X), backend.asarray(np.where(labels == 0, np.nan, labels)))
+    # whole numbers beyond int64 had all become INT64_MIN: one cluster, a wrong score
+    with pytest.raises(ValueError, match="`labels` must be integer-valued.*beyond int64"):
+        function(backend.asarray(X), backend.asarray(labels * 1e300))
 
 
 @pytest.mark.parametrize("name", sorted(SCORES))

@@ -213,3 +213,18 @@ def test_bad_options(four_blobs):
     assert fitted == []
     with pytest.raises(ValueError, match="`X` must be a 2-D array"):
         select_n_clusters(four_blobs[:, 0], [2, 3])
+
+
+def test_models_of_a_data_frame_keep_its_column_names():
+    """They had been fitted on the checked array: predict(frame) then warned."""
+    import warnings
+
+    pd = pytest.importorskip("pandas")
+    X, _ = make_blobs(300, 2, centers=3, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    result = select_n_clusters(frame, [2, 3], method="calinski_harabasz", random_state=0)
+    for model in result.models:
+        assert list(model.feature_names_in_) == ["a", "b"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.predict(frame)

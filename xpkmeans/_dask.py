@@ -1031,13 +1031,18 @@ def _chunk_totals(values: Any) -> np.ndarray:
     return to_numpy(parts.compute()).astype(np.float64)
 
 
-def _draw(data: _Prepared, values: Any, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _draw(data: _Prepared, values: Any, uniforms: np.ndarray,
+          fallback: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Centred rows drawn with probability proportional to the lazy (n, 1)
     ``values`` by the host ``uniforms`` (``_init._weighted_draws``), and
-    their row numbers: two computes."""
+    their row numbers: two computes (three where ``values`` add up to 0 and
+    the draws follow the lazy ``fallback``)."""
     import dask
 
     cumulative = np.cumsum(_chunk_totals(values))
+    if fallback is not None and not cumulative[-1] > 0:
+        values = fallback
+        cumulative = np.cumsum(_chunk_totals(values))
     targets = uniforms * cumulative[-1]
     sizes = np.asarray(data.raw.chunks[0])
     last = np.flatnonzero(sizes)[-1]  # a draw past the end takes the last row, as in memory
@@ -1064,9 +1069,10 @@ def _draw(data: _Prepared, values: Any, uniforms: np.ndarray) -> tuple[np.ndarra
     return points, rows
 
 
-def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray) -> np.ndarray:
+def _draw_rows(data: _Prepared, values: Any, uniforms: np.ndarray,
+               fallback: Any = None) -> np.ndarray:
     """The centred rows of ``_draw``."""
-    return _draw(data, values, uniforms)[0]
+    return _draw(data, values, uniforms, fallback)[0]
 
 
 def _without_rows(values: Any, rows: np.ndarray) -> Any:
@@ -1172,7 +1178,7 @@ def kmeans_parallel(
     for round_ in range(n_rounds):
         start = 1 + round_ * per_round
         drawn = _draw_rows(data, _weighted(_closest(state, data), data),
-                           uniforms[start:start + per_round])
+                           uniforms[start:start + per_round], _point_weights(data))
         state = _candidate_state(data, state, drawn, start)
         candidates.append(drawn)
 
@@ -1250,7 +1256,8 @@ def kmeans_plusplus_greedy(data: _Prepared, n_clusters: int, *, rng: Any,
     closest = _greedy_pass(data, None, centers[0], 0)
     for center in range(1, n_clusters):
         start = 1 + (center - 1) * n_local_trials
-        trials = _draw_rows(data, _weighted(closest, data), uniforms[start:start + n_local_trials])
+        trials = _draw_rows(data, _weighted(closest, data),
+                            uniforms[start:start + n_local_trials], _point_weights(data))
         best = int(np.argmin(_greedy_pass(data, closest, trials, None)))
         centers.append(trials[best:best + 1])
         closest = _greedy_pass(data, closest, trials, best)

@@ -40,11 +40,15 @@ from ._validation import (
 )
 
 
-def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any) -> Any:
+def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any, fallback: Any = None) -> Any:
     """Indices drawn with probability proportional to the increments of ``cumulative``.
 
-    ``uniforms`` are in [0, 1); zero-weight rows are never drawn.
+    ``uniforms`` are in [0, 1); zero-weight rows are never drawn. Where
+    ``cumulative`` adds up to 0 (every point of weight is a centre already),
+    the draws follow ``fallback`` (the weights' own cumulative) instead.
     """
+    if fallback is not None:
+        cumulative = xp.where(cumulative[-1] > 0, cumulative, fallback)
     targets = uniforms * cumulative[-1]
     indices = xp.searchsorted(cumulative, targets, side="right")
     return xp.clip(indices, 0, cumulative.shape[0] - 1)
@@ -114,6 +118,8 @@ def _kmeans_plusplus(
     trials = xp.reshape(uniforms[1:], (n_clusters - 1, n_local_trials))
     positions = xp.arange(n_clusters, device=device)
 
+    by_weight = cumulative_sum(weights, accumulate)
+
     def next_center(state: tuple) -> tuple:
         """Centre ``t``: the best of its candidates. Everything it uses
         lives on the device, ``t`` too: a step can be replayed as it is."""
@@ -122,7 +128,7 @@ def _kmeans_plusplus(
             cumulative_sum(closest_sq if sample_weight is None else weights * closest_sq,
                            accumulate),
             xp.reshape(take_rows(trials, t - 1), (-1,)),
-            xp=xp,
+            xp=xp, fallback=by_weight,
         )
         blocks, potentials = _closest_with_candidates(
             X, x_sq_norms, weights, closest_sq, candidates, xp=xp
@@ -131,7 +137,7 @@ def _kmeans_plusplus(
         indices = xp.where(positions == t, take_rows(candidates, best), indices)
         return _column(blocks, best, xp=xp), indices, t + 1
 
-    first = _weighted_draws(cumulative_sum(weights, accumulate), uniforms[:1], xp=xp)
+    first = _weighted_draws(by_weight, uniforms[:1], xp=xp)
     far = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     with parallel_region(xp):
         blocks, _ = _closest_with_candidates(X, x_sq_norms, weights, far, first, xp=xp)
@@ -230,7 +236,8 @@ def _kmeans_parallel_candidates(
     )
     uniforms = from_host(rng.random(n_candidates), xp=xp, device=device, dtype=accumulate)
 
-    first = _weighted_draws(cumulative_sum(weights, accumulate), uniforms[:1], xp=xp)
+    by_weight = cumulative_sum(weights, accumulate)
+    first = _weighted_draws(by_weight, uniforms[:1], xp=xp)
     closest_sq = xp.full((n_samples,), math.inf, dtype=X.dtype, device=device)
     nearest = xp.zeros((n_samples,), dtype=first.dtype, device=device)
     candidates = [first]
@@ -243,7 +250,7 @@ def _kmeans_parallel_candidates(
             drawn = _weighted_draws(
                 cumulative_sum(weights * closest_sq, accumulate),
                 uniforms[start : start + per_round],
-                xp=xp,
+                xp=xp, fallback=by_weight,
             )
             closest_sq, nearest = _nearest_candidate_pass(
                 X, take_rows(X, drawn), start, closest_sq, nearest, xp=xp

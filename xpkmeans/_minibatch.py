@@ -500,6 +500,7 @@ default="k-means++"
                 centers = self._centers_about(batch.mean, xp=xp, device=device_of(X),
                                               fitted_origin=not is_sparse(batch.X))
             X = batch.take(None)[0]  # the batch, centred
+            _tolerance(X, 0.0, xp=xp)  # the overflow check of ``fit``, before any change
             centers, batch_inertia = self._step(X, weights, centers, self._random_state, xp=xp)
             if first:  # set once the first step went through
                 self.n_features_in_ = X.shape[1]

@@ -88,9 +88,11 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
     if xp.isdtype(kind, "bool"):
         labels = xp.astype(labels, xp.int64)
     elif xp.isdtype(kind, "real floating"):
-        whole = xp.isfinite(labels) & (labels == xp.floor(labels))
+        # whole numbers that int64 holds (beyond, the cast would merge them)
+        whole = xp.isfinite(labels) & (labels == xp.floor(labels)) & (xp.abs(labels) < 2.0**63)
         if not bool(xp.all(whole)):
-            msg = "`labels` must be integer-valued; found non-integer, NaN or inf values."
+            msg = ("`labels` must be integer-valued; found non-integer, NaN or inf values, "
+                   "or values beyond int64.")
             raise ValueError(msg)
     elif not xp.isdtype(kind, "integral"):
         msg = f"`labels` must be integers, got dtype {kind}."

@@ -337,9 +337,8 @@ default="silhouette"
     if lazy:  # the source read once, not by every fit and score; a frame keeps its names
         X_fitted = X.persist()
         X = _dask.check_dask_array(X_fitted)
-    else:
+    else:  # the fits take X as given: a data frame's names stay with the models
         X, xp = check_array(X)
-        X_fitted = X
     candidates = _check_candidates(
         n_clusters, X.shape[0], method=method, criterion=criterion
     )
