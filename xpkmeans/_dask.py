@@ -629,8 +629,8 @@ def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any)
         msg = f"Unknown init method {init!r}; use 'k-means||', 'k-means++', 'random', a callable or an array."
         raise ValueError(msg)
     if callable(init):  # called on X itself, as in memory
-        centers = _host_centers(init(data.raw, n_clusters, random_state=legacy_random_state(rng)), data.X.dtype,
-                                name="init") - data.mean
+        drawn = init(data.raw, n_clusters, random_state=legacy_random_state(rng))
+        centers = _host_centers(drawn, data.X.dtype, name="init") - data.mean
     else:
         centers = _host_centers(init, data.X.dtype, name="init") - data.mean
     if centers.shape != (n_clusters, data.X.shape[1]):

@@ -459,8 +459,8 @@ def sum_by_cluster(
     totals = xp.zeros((n_clusters,), dtype=accumulate, device=device_of(X))
     for rows in row_blocks(X.shape[0], X.shape[1], xp=xp, device=device_of(X)):
         block_sums, block_totals = segment_sum(
-            xp.astype(row_block(X, rows), accumulate), labels[rows], n_clusters,
-            weights=None if weights is None else xp.astype(weights[rows], accumulate),
+            xp.astype(row_block(X, rows), accumulate, copy=False), labels[rows], n_clusters,
+            weights=None if weights is None else xp.astype(weights[rows], accumulate, copy=False),
         )
         sums, totals = sums + block_sums, totals + block_totals
     return sums, totals
