@@ -444,6 +444,20 @@ def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(lazy_backend, dtyp
         xpkmeans.calinski_harabasz_score(Xd, np.zeros(1200, dtype=int))
 
 
+def test_dispersion_scores_take_float_and_boolean_dask_labels_as_in_memory():
+    """Whole-number floats and booleans are labels in memory; a Dask array of
+    them had been refused as not integers."""
+    X = _blobs(n=600)
+    Xd = da.from_array(X, chunks=150)
+    labels = xpkmeans.KMeans(4, init=_init(X, 4)).fit(X).labels_
+    for given in (labels * 7.0 - 3, labels == 2):
+        for score in (xpkmeans.calinski_harabasz_score, xpkmeans.davies_bouldin_score):
+            assert score(Xd, da.from_array(given, chunks=150)) == pytest.approx(
+                score(X, given), rel=1e-12)
+    with pytest.raises(ValueError, match="`labels` must be integer-valued"):
+        xpkmeans.calinski_harabasz_score(Xd, da.from_array(labels + 0.5, chunks=150))
+
+
 def test_silhouette_refuses_dask_arrays_or_samples_them_as_in_memory(monkeypatch):
     """The silhouette has label-dependent shapes: a Dask array is refused with
     what to do, or (with a sample size) only its sampled rows are computed."""

@@ -72,6 +72,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_weight_layout,
+    integer_labels,
     scaled_tolerance,
 )
 
@@ -749,9 +750,14 @@ def _labels_along(X: Any, labels: Any) -> Any:
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
         raise ValueError(msg)
-    if labels.dtype.kind not in "iu":
-        raise InputTypeError(f"`labels` must be integers, got dtype {labels.dtype}.")
+    if labels.dtype.kind not in "iu":  # booleans and whole-number floats, checked per chunk
+        integer_labels(labels._meta, array_namespace(labels._meta))
+        labels = labels.map_blocks(_integer_chunk, dtype=np.int64)
     return labels.rechunk((X.chunks[0],))
+
+
+def _integer_chunk(labels: Any) -> Any:
+    return integer_labels(labels, array_namespace(labels))
 
 
 def _per_chunk(X: Any, codes: Any, kernel: Any, shape: tuple) -> Any:

@@ -289,6 +289,23 @@ def check_one_value_per_row(values: Any, X: Any, *, name: str) -> None:
         raise ValueError(msg)
 
 
+def integer_labels(labels: Any, xp: Any) -> Any:
+    """Cluster labels as int64: integers as they are, booleans as 0/1, and
+    floats holding whole numbers that int64 holds (beyond, the cast would
+    merge them); anything else is refused naming ``labels``."""
+    kind = labels.dtype
+    if xp.isdtype(kind, "real floating"):
+        whole = xp.isfinite(labels) & (labels == xp.floor(labels)) & (xp.abs(labels) < 2.0**63)
+        if not bool(xp.all(whole)):
+            msg = ("`labels` must be integer-valued; found non-integer, NaN or inf values, "
+                   "or values beyond int64.")
+            raise ValueError(msg)
+    elif not xp.isdtype(kind, ("bool", "integral")):
+        msg = f"`labels` must be integers, got dtype {kind}."
+        raise InputTypeError(msg)
+    return xp.astype(labels, xp.int64)
+
+
 def check_labels(labels: Any, X: Any, n_clusters: int, xp: Any) -> Any:
     """Integer labels, one per row of X, each in ``[0, n_clusters)``."""
     labels = as_namespace(labels, xp, device_of(X), name="labels")

@@ -43,7 +43,7 @@ from ._backend import (
 from . import _dask
 from ._errors import InputTypeError
 from ._lloyd import column_means
-from ._validation import as_namespace, check_array, check_int
+from ._validation import as_namespace, check_array, check_int, integer_labels
 
 __all__ = [
     "calinski_harabasz_score",
@@ -84,26 +84,13 @@ def _check_cluster_labels(labels: Any, X: Any, xp: Any) -> Any:
     except (TypeError, ValueError) as e:
         msg = f"`labels` could not be converted to an integer array: {e}"
         raise InputTypeError(msg) from e
-    kind = labels.dtype
-    if xp.isdtype(kind, "bool"):
-        labels = xp.astype(labels, xp.int64)
-    elif xp.isdtype(kind, "real floating"):
-        # whole numbers that int64 holds (beyond, the cast would merge them)
-        whole = xp.isfinite(labels) & (labels == xp.floor(labels)) & (xp.abs(labels) < 2.0**63)
-        if not bool(xp.all(whole)):
-            msg = ("`labels` must be integer-valued; found non-integer, NaN or inf values, "
-                   "or values beyond int64.")
-            raise ValueError(msg)
-    elif not xp.isdtype(kind, "integral"):
-        msg = f"`labels` must be integers, got dtype {kind}."
-        raise InputTypeError(msg)
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = (
             f"`labels` must be 1-D of shape ({X.shape[0]},) to match X, got shape "
             f"{tuple(labels.shape)}."
         )
         raise ValueError(msg)
-    return xp.astype(labels, xp.int64)
+    return integer_labels(labels, xp)
 
 
 def _encode_labels(labels: Any, *, xp: Any) -> tuple[Any, int]:
