@@ -238,6 +238,10 @@ def test_row_chunk_size_bounds_block():
     assert _backend.row_chunk_size(5, 3, xp=xp, device="cpu") == 5
     # very wide blocks keep a floor of rows, still far from n x n
     assert _backend.row_chunk_size(20_000, 20_000, xp=xp, device="cpu") == _host._MIN_BLOCK_ROWS
+    # within a hard cap: 256 rows of a silhouette on 1M points had held 2 GB a temporary
+    rows = _backend.row_chunk_size(10**6, 10**6, xp=xp, device="cpu")
+    assert 1 <= rows <= 16 and rows * 10**6 <= _host._MAX_BLOCK_ELEMENTS
+    assert _backend.row_chunk_size(10**9, 10**9, xp=xp, device="cpu") == 1
 
 
 @pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float32", "float64")])

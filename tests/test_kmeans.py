@@ -491,6 +491,26 @@ def test_sample_weight_errors_name_it_on_every_backend(backend, weights, error, 
         KMeans(3, n_init=1).fit(X, sample_weight=weights)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_large_weights_give_finite_fits_or_a_named_error(backend):
+    """Weights times float32 distances had overflowed to an infinite inertia
+    (weights of 1e37); weights whose total overflows the widest float had
+    made NaN sums, then an IndexError (NumPy) or NaN centres."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 3)) * 10).astype(np.float32)
+    X[:100] += 50
+    init = X[[0, 150, 299]]
+    unweighted = KMeans(3, init=init, n_init=1).fit(X)
+    weights = np.full(300, 1e37, np.float32)
+    weighted = KMeans(3, init=init, n_init=1).fit(backend.asarray(X), sample_weight=weights)
+    assert weighted.inertia_ == pytest.approx(unweighted.inertia_ * 1e37, rel=1e-5)
+    assert np.isfinite(xpkmeans.MiniBatchKMeans(3, init=init, n_init=1, random_state=0).fit(
+        backend.asarray(X), sample_weight=weights).inertia_)
+    with pytest.raises(ValueError, match="^`sample_weight` sums to more than a float"):
+        KMeans(3, init=init.astype(np.float64), n_init=1).fit(
+            backend.asarray(X.astype(np.float64)), sample_weight=np.full(300, 1e306))
+
+
 def test_a_scalar_weight_is_taken_in_the_widest_float():
     """Not in torch's default float32: 1e39 had overflowed on float64 X."""
     torch = pytest.importorskip("torch")
@@ -639,3 +659,55 @@ def test_sparse_tensors_that_require_grad_are_fitted_outside_autograd(layout):
                xpkmeans.e_step(tracked, km.cluster_centers_)[1]]
     for result in results:
         assert not result.requires_grad and result.grad_fn is None
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_overflow_is_an_error_in_the_step_functions_and_kmeans_plusplus(backend):
+    """e_step had returned an infinite inertia and all points in one cluster,
+    lloyd_steps an infinite inertia, kmeans_plusplus other rows than on the
+    same data scaled down (the squared distances overflowed)."""
+    base = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]], dtype=np.float32)
+    huge = backend.asarray(base * np.float32(1e19))
+    centers = backend.asarray(base[[0, 2]] * np.float32(1e19))
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        xpkmeans.e_step(huge, centers)
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        xpkmeans.lloyd_steps(huge, centers)
+    with pytest.raises(ValueError, match="^`X` has values too large for"):
+        xpkmeans.kmeans_plusplus(huge, 2, random_state=0)
+
+
+@pytest.mark.parametrize("data_dependent_shapes", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_host_copy_per_em_iteration(data_dependent_shapes, weighted, monkeypatch):
+    """Each EM iteration reads the device once (``_summarise``). Counted on
+    array_api_strict, whose arrays array_api_compat's ``is_lazy_array`` probes
+    by reading a value: asked on every iteration, it had made 2 host copies
+    per iteration (3 with data-dependent shapes)."""
+    xps = pytest.importorskip("array_api_strict")
+    array_type = type(xps.asarray(0.0))
+    reads = []
+
+    def counting(name):
+        original = getattr(array_type, name)
+
+        def read(self, *args, **kwargs):
+            reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in ("__bool__", "__float__", "__int__", "__index__", "__complex__",
+                 "__array__", "__dlpack__", "to_device"):
+        monkeypatch.setattr(array_type, name, counting(name))
+    X = blobs(600)
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    marks = []  # host reads so far, after each iteration
+
+    with xps.ArrayAPIStrictFlags(data_dependent_shapes=data_dependent_shapes):
+        Xs = xps.asarray(X)
+        ws = None if weights is None else xps.asarray(weights)
+        km = KMeans(4, init=xps.asarray(X[:4]), tol=0, max_iter=50,
+                    callback=lambda progress: marks.append(len(reads))).fit(Xs, sample_weight=ws)
+    assert km.n_iter_ >= 3
+    per_iteration = [later - earlier for earlier, later in zip(marks, marks[1:])]
+    assert per_iteration == [1] * (km.n_iter_ - 1)

@@ -331,10 +331,12 @@ def _chunk_inertia(block: Any, labels: Any, weights: Any, centers: Any, mean: An
     distances = sq_distances_to_assigned(
         _centred(block, mean), _centers_for(centers, block), labels
     )
+    accumulate = widest_float_dtype(xp, device_of(block))
+    distances = xp.astype(distances, accumulate)
     w = _weights_of(weights, block)
-    if w is not None:
-        distances = distances * w
-    return xp.sum(xp.astype(distances, widest_float_dtype(xp, device_of(block))))[None]
+    if w is not None:  # in the wide float, as in memory
+        distances = distances * xp.astype(w, accumulate)
+    return xp.sum(distances)[None]
 
 
 # ------------------------------------------------------------------ lazy graphs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._lloyd import center_data
+from ._lloyd import center_data, variance_scaled_tol
 from ._backend import (
     closest_with_candidates,
     cumulative_sum,
@@ -376,8 +376,10 @@ def kmeans_plusplus(
     weights = check_sample_weight(sample_weight, X, xp)
     if x_squared_norms is not None:
         check_one_value_per_row(x_squared_norms, X, name="x_squared_norms")
+    X_centered = center_data(X, xp=xp)[0]
+    variance_scaled_tol(X_centered, 0.0, xp=xp)  # overflowing distances would draw wrong centres
     _, indices = _kmeans_plusplus(
-        center_data(X, xp=xp)[0],
+        X_centered,
         n_clusters,
         sample_weight=weights,
         rng=host_rng(random_state),

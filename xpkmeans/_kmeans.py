@@ -16,7 +16,6 @@ from typing import Any, Callable
 from ._backend import (
     array_namespace,
     check_random_state,
-    block_width,
     centered,
     device_of,
     distances_to_centers,
@@ -24,11 +23,9 @@ from ._backend import (
     is_bool,
     is_sparse,
     legacy_random_state,
-    map_row_blocks,
     nearest_centers,
     object_array,
     parallel_region,
-    row_block,
     segment_count,
     segment_sum,
     sparse,
@@ -39,7 +36,13 @@ from ._backend._capabilities import check_supported
 from ._errors import InputTypeError
 from ._hamerly import BoundedNearest
 from ._init import INITIALIZERS
-from ._lloyd import LloydStep, _inertia, _kmeans_single_lloyd, center_data
+from ._lloyd import (
+    LloydStep,
+    _inertia,
+    _kmeans_single_lloyd,
+    center_data,
+    variance_scaled_tol,
+)
 from ._sklearn_compat import (
     BaseEstimator,
     ClusterMixin,
@@ -62,7 +65,6 @@ from ._validation import (
     feature_names,
     int_at_least,
     one_of,
-    scaled_tolerance,
     set_feature_names,
 )
 
@@ -201,43 +203,6 @@ class _Run:
     centers: Any  # in the centred frame of the fit
     n_iter: int
     converged: bool
-
-
-def _tolerance(X_centered: Any, tol: float, *, xp: Any) -> float:
-    """``tol`` scaled by the mean per-feature variance of X, and the overflow
-    check (``scaled_tolerance``). Sparse X is not centred: the mean of its
-    column variances (scikit-learn's rule)."""
-    if is_sparse(X_centered):
-        accumulate = widest_float_dtype(xp, device_of(X_centered))
-        return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
-    n_values = X_centered.shape[0] * X_centered.shape[1]
-    largest = float(xp.finfo(X_centered.dtype).max)
-    scale = _reduce_blocks(X_centered, lambda block: xp.max(xp.abs(block)), xp.max, xp=xp)
-    if scale * scale * n_values <= largest:  # no square can overflow
-        total_variance = _sum_of_squares(X_centered, xp=xp)
-    else:  # a Python float: an overflow gives inf, without a warning
-        total_variance = _sum_of_squares(X_centered, scale=scale, xp=xp) * scale * scale
-    return scaled_tolerance(total_variance, n_values, tol, dtype=X_centered.dtype,
-                            dtype_max=largest)
-
-
-def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
-    """Sum of the squares of ``X / scale``, in row blocks (no n x d temporary)."""
-    def block_sum(block: Any) -> Any:
-        block = block / scale if scale != 1.0 else block
-        return xp.sum(block * block)
-
-    return _reduce_blocks(X, block_sum, xp.sum, xp=xp)
-
-
-def _reduce_blocks(X: Any, block_value: Callable, combine: Callable, *, xp: Any) -> float:
-    """``combine`` of ``block_value(block)`` over X's row blocks (0-D each), as
-    a float; ``block_value`` may hold two temporaries the size of its block."""
-    blocks = map_row_blocks(
-        lambda rows: block_value(row_block(X, rows)),
-        X.shape[0], block_width(X, 2 * X.shape[1]), xp=xp, device=device_of(X),
-    )
-    return float(combine(xp.stack(blocks)))
 
 
 def _is_same_clustering(labels1: Any, labels2: Any, n_clusters: int, *, xp: Any) -> bool:
@@ -560,7 +525,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             check_n_clusters_fits(X.shape[0], params.n_clusters)
             weights = check_sample_weight(sample_weight, X, xp)
             X_centered, X_mean = center_data(X, xp=xp)
-            scaled_tol = _tolerance(X_centered, params.tol, xp=xp)
+            scaled_tol = variance_scaled_tol(X_centered, params.tol, xp=xp)
             best = self._run_starts(X, X_centered, X_mean, weights, params, scaled_tol, xp=xp)
             distinct = _count_nonempty(best.labels, params.n_clusters, xp=xp)
         _warn_if_not_converged(self, distinct, params, best.converged)

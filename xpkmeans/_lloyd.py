@@ -17,16 +17,20 @@ from typing import Any, Callable, Iterator
 from array_api_compat import is_dask_array
 
 from ._backend import (
+    block_width,
     centered,
     column_sums,
     device_of,
     is_sparse,
     largest_indices,
+    map_row_blocks,
     nearest_centers,
     nearest_centers_and_sums,
     parallel_region,
     picks_rows_cheaply,
+    row_block,
     segment_sum,
+    sparse,
     sq_distances_to_assigned,
     sum_by_cluster,
     sums_in_pass,
@@ -37,10 +41,12 @@ from ._backend import (
 from ._validation import (
     check_array,
     check_centers,
+    check_inertia_is_finite,
     check_int,
     check_labels,
-    check_sample_weight,
     check_n_clusters_fits,
+    check_sample_weight,
+    scaled_tolerance,
 )
 
 # ------------------------------------------------------------------ data
@@ -68,6 +74,43 @@ def center_data(X: Any, *, xp: Any) -> tuple[Any, Any]:
     return centered(X, X_mean), X_mean
 
 
+def variance_scaled_tol(X_centered: Any, tol: float, *, xp: Any) -> float:
+    """``tol`` scaled by the mean per-feature variance of X, and the overflow
+    check (``scaled_tolerance``). Sparse X is not centred: the mean of its
+    column variances (scikit-learn's rule)."""
+    if is_sparse(X_centered):
+        accumulate = widest_float_dtype(xp, device_of(X_centered))
+        return sparse.mean_column_variance(X_centered, xp=xp, accumulate=accumulate) * tol
+    n_values = X_centered.shape[0] * X_centered.shape[1]
+    largest = float(xp.finfo(X_centered.dtype).max)
+    scale = _reduce_blocks(X_centered, lambda block: xp.max(xp.abs(block)), xp.max, xp=xp)
+    if scale * scale * n_values <= largest:  # no square can overflow
+        total_variance = _sum_of_squares(X_centered, xp=xp)
+    else:  # a Python float: an overflow gives inf, without a warning
+        total_variance = _sum_of_squares(X_centered, scale=scale, xp=xp) * scale * scale
+    return scaled_tolerance(total_variance, n_values, tol, dtype=X_centered.dtype,
+                            dtype_max=largest)
+
+
+def _sum_of_squares(X: Any, *, xp: Any, scale: float = 1.0) -> float:
+    """Sum of the squares of ``X / scale``, in row blocks (no n x d temporary)."""
+    def block_sum(block: Any) -> Any:
+        block = block / scale if scale != 1.0 else block
+        return xp.sum(block * block)
+
+    return _reduce_blocks(X, block_sum, xp.sum, xp=xp)
+
+
+def _reduce_blocks(X: Any, block_value: Callable, combine: Callable, *, xp: Any) -> float:
+    """``combine`` of ``block_value(block)`` over X's row blocks (0-D each), as
+    a float; ``block_value`` may hold two temporaries the size of its block."""
+    blocks = map_row_blocks(
+        lambda rows: block_value(row_block(X, rows)),
+        X.shape[0], block_width(X, 2 * X.shape[1]), xp=xp, device=device_of(X),
+    )
+    return float(combine(xp.stack(blocks)))
+
+
 # ------------------------------------------------------------------ E step
 
 
@@ -76,10 +119,11 @@ def _inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any) 
     (0-D), added in the widest float of the device, as on Dask and streamed
     data: float32 sums had ranked two starts of a fit one way in memory and
     the other way on Dask."""
-    distances = sq_distances_to_assigned(X, centers, labels)
-    if sample_weight is not None:
-        distances = distances * sample_weight
-    return xp.sum(xp.astype(distances, widest_float_dtype(xp, device_of(distances))))
+    accumulate = widest_float_dtype(xp, device_of(X))
+    distances = xp.astype(sq_distances_to_assigned(X, centers, labels), accumulate)
+    if sample_weight is not None:  # multiplied in the wide float too: large weights overflow
+        distances = distances * xp.astype(sample_weight, accumulate)
+    return xp.sum(distances)
 
 
 # ------------------------------------------------------------------ M step
@@ -101,30 +145,33 @@ class _ClusterSums:
     labels: Any
 
 
-def _sums_by_moved_points(X: Any, sample_weight: Any, previous: _ClusterSums | None) -> bool:
-    """Whether the sums may be updated from ``previous`` by the points that moved:
-    unweighted (with weights, a running total could miss an exact zero: an
-    empty cluster), where picking rows is cheap and the sums are not made
-    for almost nothing in the pass that finds the labels (``sums_in_pass``)."""
-    return (
-        previous is not None and sample_weight is None and picks_rows_cheaply(X)
-        and not sums_in_pass(X)
-    )
+def _sums_by_moved_points(X: Any, sample_weight: Any) -> bool:
+    """Whether the sums may be updated from the previous ones by the points that
+    moved: unweighted (with weights, a running total could miss an exact zero:
+    an empty cluster), where picking rows is cheap and the sums are not made
+    for almost nothing in the pass that finds the labels (``sums_in_pass``).
+
+    Asked once per fit, not per iteration: ``picks_rows_cheaply`` asks
+    array_api_compat's ``is_lazy_array``, which reads a value of an array of
+    a library it does not know (array_api_strict's): a host copy."""
+    return sample_weight is None and picks_rows_cheaply(X) and not sums_in_pass(X)
 
 
 def _cluster_sums(
     X: Any, sample_weight: Any, labels: Any, n_clusters: int, *, xp: Any,
-    previous: _ClusterSums | None = None,
+    previous: _ClusterSums | None = None, moved_points: bool | None = None,
 ) -> _ClusterSums:
     """The sums of the M step for ``labels``.
 
     Given the sums of the previous labels, and when few points moved, only
     the moved points are subtracted from their old clusters and added to
-    their new ones (see ``_sums_by_moved_points``); otherwise all points
-    are summed.
+    their new ones (where ``moved_points``: ``_sums_by_moved_points``, asked
+    here when None); otherwise all points are summed.
     """
     accumulate = widest_float_dtype(xp, device_of(X))
-    if _sums_by_moved_points(X, sample_weight, previous):
+    if previous is not None and moved_points is None:
+        moved_points = _sums_by_moved_points(X, sample_weight)
+    if previous is not None and moved_points:
         moved = xp.nonzero(labels != previous.labels)[0]
         if moved.shape[0] == 0:
             return replace(previous, labels=labels)
@@ -250,19 +297,21 @@ class LloydStep:
 
 def _assign_and_sum(
     X: Any, sample_weight: Any, centers: Any, previous: _ClusterSums | None, *,
-    nearest: Callable[[Any], Any] | None, xp: Any,
+    nearest: Callable[[Any], Any] | None, xp: Any, moved_points: bool,
 ) -> _ClusterSums:
     """E step, then the sums of the M step for its labels.
 
     One fused pass over X (``nearest_centers_and_sums``) unless the E step is
     injected (Hamerly) or the sums can be updated from ``previous`` by the
-    few points that moved (``_cluster_sums``).
+    few points that moved (``_cluster_sums``, where ``moved_points``: see
+    ``_sums_by_moved_points``).
     """
-    if nearest is None and not _sums_by_moved_points(X, sample_weight, previous):
+    if nearest is None and not (previous is not None and moved_points):
         labels, sums, totals = nearest_centers_and_sums(X, centers, weights=sample_weight)
         return _ClusterSums(sums, totals, labels)
     labels = nearest_centers(X, centers) if nearest is None else nearest(centers)
-    return _cluster_sums(X, sample_weight, labels, centers.shape[0], xp=xp, previous=previous)
+    return _cluster_sums(X, sample_weight, labels, centers.shape[0], xp=xp, previous=previous,
+                         moved_points=moved_points)
 
 
 @dataclass(frozen=True)
@@ -314,9 +363,11 @@ def _lloyd_iterations(
     costs one more copy.
     """
     cluster_sums = previous_labels = None
+    moved_points = _sums_by_moved_points(X, sample_weight)  # once: it may copy to the host
     for iteration in range(1, max_iter + 1):
         cluster_sums = _assign_and_sum(
-            X, sample_weight, centers, cluster_sums, nearest=nearest, xp=xp
+            X, sample_weight, centers, cluster_sums, nearest=nearest, xp=xp,
+            moved_points=moved_points,
         )
         labels = cluster_sums.labels
         new_centers = _centers_from_sums(cluster_sums, centers, xp=xp)
@@ -426,7 +477,12 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
     centers = check_centers(centers, X, xp)
     weights = check_sample_weight(sample_weight, X, xp)
     labels = nearest_centers(X, centers)
-    return labels, xp.astype(_inertia(X, weights, centers, labels, xp=xp), X.dtype)
+    inertia = xp.astype(_inertia(X, weights, centers, labels, xp=xp), X.dtype)
+    # overflowed squared distances (X or centres near the dtype's largest
+    # square root) give wrong labels and an infinite inertia: the error of
+    # ``KMeans.score``, not an inf
+    check_inertia_is_finite(float(inertia), X.dtype)
+    return labels, inertia
 
 
 def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> Any:
@@ -487,6 +543,7 @@ def lloyd_steps(
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     check_n_clusters_fits(X.shape[0], centers.shape[0])
     X_centered, X_mean = center_data(X, xp=xp)
+    variance_scaled_tol(X_centered, 0.0, xp=xp)  # the overflow check of ``fit``, before any step
     steps = _lloyd_iterations(
         X_centered, weights, centers - X_mean, max_iter=max_iter, tol=0.0, xp=xp,
         track_inertia=True,

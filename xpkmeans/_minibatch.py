@@ -35,8 +35,8 @@ from ._backend import (
     widest_float_dtype,
 )
 from . import _dask, _streaming
-from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans, _tolerance
-from ._lloyd import _inertia, column_means
+from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans
+from ._lloyd import _inertia, column_means, variance_scaled_tol
 from ._validation import (
     as_namespace,
     boolean,
@@ -112,7 +112,7 @@ class _InMemoryRows:
         """Centre the rows; the scaled ``tol``, and the overflow check of
         ``KMeans.fit``."""
         self.center()
-        return _tolerance(self.X, tol, xp=self.xp)
+        return variance_scaled_tol(self.X, tol, xp=self.xp)
 
     def host_weights(self) -> Any:
         return None if self.weights is None else host_xp.astype(to_numpy(self.weights),
@@ -500,7 +500,7 @@ default="k-means++"
                 centers = self._centers_about(batch.mean, xp=xp, device=device_of(X),
                                               fitted_origin=not is_sparse(batch.X))
             X = batch.take(None)[0]  # the batch, centred
-            _tolerance(X, 0.0, xp=xp)  # the overflow check of ``fit``, before any change
+            variance_scaled_tol(X, 0.0, xp=xp)  # the overflow check of ``fit``, before any change
             centers, batch_inertia = self._step(X, weights, centers, self._random_state, xp=xp)
             if first:  # set once the first step went through
                 self.n_features_in_ = X.shape[1]

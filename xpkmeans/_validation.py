@@ -158,6 +158,9 @@ def _check_weight_values(weights: Any, xp: Any, *, dtype: Any = None) -> None:
     if not bool(xp.any(weights > 0)):
         reason = "all are zero" if dtype is None else f"all are zero in {dtype}"
         raise ValueError(f"`sample_weight` must have at least one positive value; {reason}.")
+    total = xp.sum(xp.astype(weights, widest_float_dtype(xp, device_of(weights))))
+    if not math.isfinite(float(total)):  # the weighted sums of the M step would overflow
+        raise ValueError("`sample_weight` sums to more than a float can hold.")
 
 
 def scaled_tolerance(

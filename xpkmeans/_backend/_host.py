@@ -27,6 +27,7 @@ from .._errors import InputTypeError
 _CPU_BLOCK_ELEMENTS = 1 << 19
 _GPU_BLOCK_ELEMENTS = 1 << 26
 _MIN_BLOCK_ROWS = 256
+_MAX_BLOCK_ELEMENTS = 1 << 24  # what ``_MIN_BLOCK_ROWS`` may stretch a block to
 # Host arrays up to this size go to a CUDA device through pinned memory (``from_host``).
 _PINNED_COPY_BYTES = 16 << 20
 
@@ -243,12 +244,17 @@ def row_chunk_size(
     """Rows per block so that a ``rows x n_cols`` temporary stays within budget.
 
     At least ``min_rows`` rows (default ``_MIN_BLOCK_ROWS``, when there are
-    that many), so that very wide blocks (silhouette: ``rows x n_samples``)
-    still make efficient products; memory stays linear in ``n_cols``.
+    that many and they hold at most ``_MAX_BLOCK_ELEMENTS``), so that very
+    wide blocks (silhouette: ``rows x n_samples``) still make efficient
+    products; one row at least.
     """
     budget = _CPU_BLOCK_ELEMENTS if is_cpu_device(xp, device) else _GPU_BLOCK_ELEMENTS
     min_rows = _MIN_BLOCK_ROWS if min_rows is None else min_rows
-    return max(1, min(n_rows, max(min_rows, budget // max(n_cols, 1))))
+    n_cols = max(n_cols, 1)
+    rows = budget // n_cols
+    if rows < min_rows:  # wide blocks: min_rows, within a hard cap (2 GB had held 256 x 1M)
+        rows = min(min_rows, max(budget, _MAX_BLOCK_ELEMENTS) // n_cols)
+    return max(1, min(n_rows, rows))
 
 
 def row_blocks(n_rows: int, width: int, *, xp: Any, device: Any, step: int | None = None) -> list[slice]:
