@@ -573,15 +573,24 @@ def _csr_sq_distances_run(data, indices, indptr, start, stop, centers, sq_norms,
 
 
 @_jit
-def _column_moments(data, indices, n_features):
-    """Per column, the sum of the stored values and of their squares (float64)."""
-    sums = np.zeros(n_features)
-    squares = np.zeros(n_features)
+def _column_variances(data, indices, n_samples, n_features):
+    """Per column, the variance of its values, stored or zero (float64), in
+    two passes as scikit-learn's ``mean_variance_axis``: the mean, then the
+    squared deviations of the stored values, plus the zeros' ``mean^2`` each."""
+    means = np.zeros(n_features)
+    stored = np.zeros(n_features)
     for p in range(data.shape[0]):
-        value = np.float64(data[p])
-        sums[indices[p]] += value
-        squares[indices[p]] += value * value
-    return sums, squares
+        means[indices[p]] += np.float64(data[p])
+        stored[indices[p]] += 1.0
+    for j in range(n_features):
+        means[j] /= n_samples
+    variances = np.zeros(n_features)
+    for p in range(data.shape[0]):
+        deviation = np.float64(data[p]) - means[indices[p]]
+        variances[indices[p]] += deviation * deviation
+    for j in range(n_features):
+        variances[j] = (variances[j] + (n_samples - stored[j]) * means[j] * means[j]) / n_samples
+    return variances
 
 
 # ------------------------------------------------------------------ drivers
@@ -889,6 +898,6 @@ def csr_sq_distances_to_assigned(X, centers, labels):
     return out
 
 
-def column_moments(X):
-    """Per column of a CSR matrix, the sums of values and of squares (float64)."""
-    return _column_moments(X.data, X.indices, X.shape[1])
+def column_variances(X):
+    """Per column of a CSR matrix, the variance of its values (float64)."""
+    return _column_variances(X.data, X.indices, X.shape[0], X.shape[1])

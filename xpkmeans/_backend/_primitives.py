@@ -259,12 +259,16 @@ def distances_to_centers(X: Any, centers: Any) -> Any:
     wide = widest_float_dtype(xp, device)
     centers = xp.astype(centers, wide)
     c_sq = xp.sum(centers * centers, axis=1)[None, :]
-    centers_t = xp.permute_dims(centers, (1, 0))
+    if _sparse.is_sparse(X):  # laid out once for all blocks (a copy of k x d)
+        centers_t = _sparse.transposed(centers, xp=xp)
+    else:
+        centers_t = xp.permute_dims(centers, (1, 0))
 
     def block(rows: slice) -> Any:
         values = row_block(X, rows)
         if _sparse.is_sparse(values):
-            sq = _sparse.sq_distances_to_all(_sparse.as_csr(values, wide), centers, xp=xp)
+            sq = _sparse.sq_distances_to_all(_sparse.as_csr(values, wide), centers, xp=xp,
+                                             centers_t=centers_t, c_sq=c_sq)
         else:
             values = xp.astype(values, wide)
             sq = xp.sum(values * values, axis=1)[:, None] - 2 * (values @ centers_t) + c_sq
@@ -419,7 +423,10 @@ def closest_with_candidates(
         return [distances], potentials
     xp = array_namespace(X)
     rows_sq_norms = rows_sq_norms[None, :]
-    minus_twice_rows_t = xp.permute_dims(rows_x, (1, 0)) * -2  # exact: a power of two
+    # exact: a power of two; sparse X: row-major, as the sparse product reads it
+    rows_t = _sparse.transposed(rows_x, xp=xp) if _sparse.is_sparse(X) else xp.permute_dims(
+        rows_x, (1, 0))
+    minus_twice_rows_t = rows_t * -2
     fold = _numpy.fold_candidates if is_numpy_array(x_sq_norms) else _portable.fold_candidates
 
     def block(rows: slice) -> tuple[Any, Any]:

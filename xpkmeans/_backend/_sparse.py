@@ -198,7 +198,7 @@ def products_with_rows(X: Any, rows: slice) -> Any:
 def nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
     """Index of the nearest centre of each row (the scores of the dense path)."""
     half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
-    centers_t = _transposed(centers, xp=xp)
+    centers_t = transposed(centers, xp=xp)
 
     def labels_of(rows: slice) -> Any:
         scores = half_sq_norms - _products(row_block(X, rows), centers_t)
@@ -208,11 +208,17 @@ def nearest_centers(X: Any, centers: Any, *, xp: Any) -> Any:
     return concat_rows([labels_of(rows) for rows in blocks], xp=xp)
 
 
-def _transposed(centers: Any, *, xp: Any) -> Any:
-    transposed = xp.permute_dims(centers, (1, 0))
-    if hasattr(transposed, "contiguous"):  # torch
-        return transposed.contiguous()
-    return xp.asarray(transposed, copy=True)  # C-contiguous, as cuSPARSE wants
+def transposed(centers: Any, *, xp: Any) -> Any:
+    """``centers.T`` laid out row-major (C-contiguous): the operand that the
+    libraries' sparse times dense products read as it is (SciPy ravels a
+    non-contiguous operand: one more copy of the centres per product)."""
+    view = xp.permute_dims(centers, (1, 0))
+    if hasattr(view, "contiguous"):  # torch
+        return view.contiguous()
+    if hasattr(xp, "ascontiguousarray"):
+        # NumPy's and CuPy's ``asarray(copy=True)`` keep the view's column-major layout
+        return xp.ascontiguousarray(view)
+    return xp.asarray(view, copy=True)
 
 
 def sum_by_cluster(
@@ -280,27 +286,41 @@ def sq_row_norms(X: Any, *, xp: Any) -> Any:
 
 
 def mean_column_variance(X: Any, *, xp: Any, accumulate: Any) -> float:
-    """The mean over columns of each column's variance (as scikit-learn's
-    ``mean_variance_axis``), from the sums of values and squares in ``accumulate``."""
+    """The mean over columns of each column's variance, as scikit-learn's
+    ``mean_variance_axis``: each column's mean first, then the squared
+    deviations from it, in ``accumulate`` (the sums of values and of squares
+    cancel: a column of values near 1e8 of variance 1 had come out 13)."""
     from . import _numba
 
     n_samples, n_features = X.shape
     if _numba.handles_sparse(X):
-        sums, squares = _numba.column_moments(X)
+        variances = _numba.column_variances(X)
     else:
         stored = xp.astype(values(X), accumulate)
         columns = _columns(X)
-        sums = _add_at(columns, stored, n_features, xp=xp, accumulate=accumulate)
-        squares = _add_at(columns, stored * stored, n_features, xp=xp, accumulate=accumulate)
-    means = sums / n_samples
-    return float(xp.mean(xp.clip(squares / n_samples - means * means, min=0.0)))
+        means = _add_at(columns, stored, n_features, xp=xp, accumulate=accumulate) / n_samples
+        counts = _add_at(columns, xp.ones_like(stored), n_features, xp=xp, accumulate=accumulate)
+        deviations = stored - xp.take(means, columns)
+        squares = _add_at(columns, deviations * deviations, n_features, xp=xp,
+                          accumulate=accumulate)
+        variances = (squares + (n_samples - counts) * means * means) / n_samples
+    return float(xp.mean(variances))
 
 
-def sq_distances_to_all(X: Any, centers: Any, *, xp: Any) -> Any:
-    """``||x_i - c_j||^2`` for every row and centre (``n x k``: for ``transform``)."""
-    products = _products(X, _transposed(centers, xp=xp))
+def sq_distances_to_all(
+    X: Any, centers: Any, *, xp: Any, centers_t: Any = None, c_sq: Any = None
+) -> Any:
+    """``||x_i - c_j||^2`` for every row and centre (``n x k``: for ``transform``).
+
+    ``centers_t`` (``transposed(centers)``) and ``c_sq`` (the centres'
+    squared norms, a row): given by a caller that goes in row blocks, made
+    once for all blocks (each is a pass over ``k x d`` centres)."""
+    if centers_t is None:
+        centers_t = transposed(centers, xp=xp)
+    if c_sq is None:
+        c_sq = xp.sum(centers * centers, axis=1)[None, :]
+    products = _products(X, centers_t)
     x_sq = sq_row_norms(X, xp=xp)[:, None]
-    c_sq = xp.sum(centers * centers, axis=1)[None, :]
     return xp.clip(x_sq - 2 * products + c_sq, min=0.0)
 
 
