@@ -151,6 +151,21 @@ def _sum_copies(n: int, d: int, k: int, *, exact: bool = False) -> int:
     return max(for_collisions, for_accuracy)
 
 
+def held_piece(block_d: int, d: int) -> int:
+    """Features a piece of the tile of X held on chip (``PIECE_D``): 32 of
+    a tile of 128 where d is not a multiple of 16, else all of it.
+
+    Launched on contiguous X with d a multiple of 16, Triton knows that the
+    rows come in 16-byte steps and loads 4 features a thread. Otherwise it
+    loads one, and 4 warps spread over 128 features, each thread holding
+    all 128 rows of one feature: on sm_90 tf32-check's pass then spilled
+    registers (415 spill instructions in ``cuobjdump``'s SASS, tf32's 178)
+    for every d in 65-127 but 80, 96, 112. Pieces of 32 keep the warps on
+    rows: no spills, and fewer instructions a score (static counts,
+    ``benchmarks/kernel_mix.py``). A tile of 64 spills none either way."""
+    return 32 if d % 16 and block_d > 64 else block_d
+
+
 def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
 
@@ -160,8 +175,10 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     on sm_90 that takes 7-9x fewer instructions per score at d = 128 than
     chunks of 32 reloaded for every centre tile (static SASS counts, see
     ``benchmarks/kernel_mix.py``). Wider data goes in chunks, the products
-    pipelined over ``num_stages``. Every kernel of the benchmark shapes, as
-    launched on a contiguous X, is free of register spills on sm_90 (tested).
+    pipelined over ``num_stages``. Every kernel of the benchmark shapes and
+    of d = 100, as launched on a contiguous X, is free of register spills on
+    sm_90 (tested); a tile of 128 features where d is not a multiple of 16
+    is held in pieces (``held_piece``).
     """
     block_d = max(16, _next_power_of_two(d))
     single_chunk = block_d <= (32 if dot_precision == "ieee" else 128)
@@ -197,6 +214,10 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     }
     config.update(config_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
+    # tf32x3 spills none whole, and its pieces take 26% more instructions a score
+    if "PIECE_D" not in config_override:
+        config["PIECE_D"] = (config["BLOCK_D"] if dot_precision == "tf32x3"
+                             else held_piece(config["BLOCK_D"], d))
     return config
 
 
@@ -254,10 +275,10 @@ def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
     on 8M x 128 x 1024, 4.2 instructions per score against 10.1 for chunks
     of 32 features (static SASS counts)."""
     if config["SINGLE_CHUNK"] and config["BLOCK_D"] > 32:
-        return dict(config, BLOCK_N=32, BLOCK_K=64, num_warps=4, num_stages=1,
-                    PRECISION="tf32x3")
+        return dict(config, BLOCK_N=32, BLOCK_K=64, PIECE_D=held_piece(config["BLOCK_D"], d),
+                    num_warps=4, num_stages=1, PRECISION="tf32x3")
     block_d = config["BLOCK_D"] if config["SINGLE_CHUNK"] else 32
-    return dict(config, BLOCK_N=64, BLOCK_K=64, BLOCK_D=block_d,
+    return dict(config, BLOCK_N=64, BLOCK_K=64, BLOCK_D=block_d, PIECE_D=held_piece(block_d, d),
                 num_warps=4 if block_d >= d else 8, SINGLE_CHUNK=block_d >= d,
                 PRECISION="tf32x3")
 
@@ -358,7 +379,8 @@ def _launch(
     M = dummy if mean is None else mean
     if n == 0:
         return out
-    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "PIECE_D",
+                                          "SINGLE_CHUNK")}
     common = (X, X.stride(0), X.stride(1), M, C, C.shape[1], H, W)
     flags = {
         "WITH_SECOND": with_second, "WITH_SCORES": with_scores, "WITH_SUMS": with_sums,
@@ -541,14 +563,23 @@ def candidates_config(n: int, d: int, m: int, dot_precision: str) -> dict[str, A
     over 3 stages, which spilled registers (H200). These tiles are not timed
     yet: ``benchmarks/gpu_targets.py`` times them against their neighbours
     (``KPP_SWEEP``).
+
+    Where d is not a multiple of 16, Triton loads a feature a thread
+    (``held_piece``), each thread of 4 warps holding 32 rows of a chunk of
+    32: chunks of 16 halve that. On d = 100 and 8 candidates (sm_90) tf32x3
+    then takes 194 registers and no spills (was 255 and 4 spill
+    instructions), 94.5 warp instructions a row (was 107.6); tf32 and ieee
+    fit 3 programs a multiprocessor (was 2).
     """
     config = tile_config(n, d, m, dot_precision)
     block_k = min(64, max(16, _next_power_of_two(m)))
     if d > 32:  # 4 warps spill registers past 16 candidates (sm_90)
-        config = dict(config, BLOCK_D=32, SINGLE_CHUNK=False, num_stages=1,
-                      num_warps=4 if block_k <= 16 else 8)
+        config = dict(config, BLOCK_D=32 if d % 16 == 0 else 16, SINGLE_CHUNK=False,
+                      num_stages=1, num_warps=4 if block_k <= 16 else 8)
     config = dict(config, BLOCK_K=block_k, **candidates_override)
     config["SINGLE_CHUNK"] = config["BLOCK_D"] >= d
+    if "PIECE_D" not in candidates_override:
+        config["PIECE_D"] = held_piece(config["BLOCK_D"], d)
     return config
 
 
@@ -589,7 +620,8 @@ def closest_with_candidates(
                 _as_torch(closest_sq).to(torch.float32).contiguous(),
                 out, out.stride(0), partial, partial.stride(0), n, d, m,
                 BLOCK_N=config["BLOCK_N"], BLOCK_K=config["BLOCK_K"], BLOCK_D=config["BLOCK_D"],
-                SINGLE_CHUNK=config["SINGLE_CHUNK"], PRECISION=dot_precision,
+                PIECE_D=config["PIECE_D"], SINGLE_CHUNK=config["SINGLE_CHUNK"],
+                PRECISION=dot_precision,
                 CENTERED=mean is not None, WITH_WEIGHTS=weights is not None,
                 num_warps=config["num_warps"], num_stages=config["num_stages"],
             )
@@ -613,7 +645,8 @@ def compile_for(
 
     config = tile_config(n, d, k, dot_precision)
     check = dot_precision == "tf32-check"
-    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "PIECE_D",
+                                          "SINGLE_CHUNK")}
     flags = {"WITH_SECOND": False, "WITH_SCORES": False, "WITH_SUMS": True,
              "WITH_WEIGHTS": False, "FIXED_POINT": fixed_point, "CENTERED": centered}
     sum_type = "i64" if fixed_point else {"float64": "fp64", "float32": "fp32"}[config["sum_dtype"]]
@@ -654,7 +687,8 @@ def compile_candidates_for(target: Any, n: int, d: int, m: int, dot_precision: s
     from . import _triton_kernels as kernels
 
     config = candidates_config(n, d, m, dot_precision)
-    constants = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "SINGLE_CHUNK")}
+    constants = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "PIECE_D",
+                                              "SINGLE_CHUNK")}
     constants.update(C_ROW=_round_up(d, config["BLOCK_D"]), PRECISION=dot_precision,
                      CENTERED=True, WITH_WEIGHTS=True)
     signature = {"X": "*fp32", "stride_xn": "i64", "stride_xd": "i64", "M": "*fp32",

@@ -59,7 +59,7 @@ def _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD: tl.const
     """Features ``chunk`` of the rows: ``x``, the tile already on chip, when
     it holds them all (``HELD``: X is read once per pass), else loaded."""
     if HELD:
-        values = x
+        values = x[0]
     else:
         values = _load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED)
     return values
@@ -67,15 +67,33 @@ def _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, HELD: tl.const
 
 @triton.jit
 def _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D: tl.constexpr,
-            SINGLE_CHUNK: tl.constexpr, CENTERED: tl.constexpr):
+            PIECE_D: tl.constexpr, SINGLE_CHUNK: tl.constexpr, CENTERED: tl.constexpr):
     """All features of the rows when they fit one chunk (the tile then stays
-    in registers for every centre tile), else a placeholder."""
-    features = tl.arange(0, BLOCK_D)
+    on chip for every centre tile), as a tuple of pieces of ``PIECE_D``
+    features; else a placeholder.
+
+    Where Triton cannot tell that the rows come in 16-byte steps (d not a
+    multiple of 16), it loads one feature a thread: a tile of 128 features
+    then spreads its warps over the features, each thread holding 128 rows
+    (their addresses and sums), and spills registers on sm_90. Pieces of 32
+    features keep the warps on rows."""
     if SINGLE_CHUNK:
-        x = _load_x(X, stride_xd, M, row_offsets, row_ok, features, d, CENTERED)
+        x = ()
+        for piece in tl.static_range(BLOCK_D // PIECE_D):
+            chunk = piece * PIECE_D + tl.arange(0, PIECE_D)
+            x = x + (_load_x(X, stride_xd, M, row_offsets, row_ok, chunk, d, CENTERED),)
     else:
-        x = tl.zeros((1, BLOCK_D), tl.float32)
+        x = (tl.zeros((1, BLOCK_D), tl.float32),)
     return x
+
+
+@triton.jit
+def _rounded_tile(x):
+    """The pieces of ``x`` rounded to TF32."""
+    rounded = ()
+    for piece in tl.static_range(len(x)):
+        rounded = rounded + (_round_to_tf32(x[piece]),)
+    return rounded
 
 
 @triton.jit
@@ -90,13 +108,19 @@ def _tile_scores(
     tiles (rows of ``C_ROW`` numbers, a multiple of ``BLOCK_D``; whole
     ``BLOCK_K`` tiles of centres), so its loads need no mask; ``H`` past the
     last centre is larger than any score. ``ROUND_X``: the chunks of X read
-    here are rounded to TF32 (a single chunk ``x`` comes rounded)."""
+    here are rounded to TF32 (the pieces of a single chunk ``x`` come
+    rounded)."""
     features = tl.arange(0, BLOCK_D)
     cols = k_start + tl.arange(0, BLOCK_K)
     col_offsets = cols * C_ROW
     if SINGLE_CHUNK:
-        c = tl.load(C + col_offsets[None, :] + features[:, None])
-        dots = tl.dot(x, c, input_precision=PRECISION)
+        PIECE_D: tl.constexpr = BLOCK_D // len(x)
+        c = tl.load(C + col_offsets[None, :] + tl.arange(0, PIECE_D)[:, None])
+        dots = tl.dot(x[0], c, input_precision=PRECISION)
+        for piece in tl.static_range(1, len(x)):
+            chunk = piece * PIECE_D + tl.arange(0, PIECE_D)
+            c = tl.load(C + col_offsets[None, :] + chunk[:, None])
+            dots = tl.dot(x[piece], c, dots, input_precision=PRECISION)
     else:
         dots = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
         for d_start in range(0, d, BLOCK_D):
@@ -221,7 +245,7 @@ def _top_three(
     i2 = tl.zeros((BLOCK_N,), tl.int32)
     row_offsets = rows.to(tl.int64) * stride_xn
     if SINGLE_CHUNK:
-        x = _round_to_tf32(x)
+        x = _rounded_tile(x)
     for k_start in range(0, k, BLOCK_K):
         scores = _tile_scores(
             X, stride_xn, stride_xd, M, C, C_ROW, H, x, row_offsets, row_ok,
@@ -304,14 +328,23 @@ def _row_norms(X, stride_xn, stride_xd, M, x, rows, row_ok, d, BLOCK_N: tl.const
     row_offsets = rows.to(tl.int64) * stride_xn
     squares = tl.zeros((BLOCK_N,), tl.float32)
     moved = tl.zeros((BLOCK_N,), tl.float32)
-    for d_start in range(0, d, WIDTH):
-        chunk = d_start + features
-        values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, SINGLE_CHUNK,
-                            CENTERED)
-        squares += tl.sum(values * values, axis=1)
-        if MEASURE_ROUNDING:
-            rounding = _round_to_tf32(values) - values
-            moved += tl.sum(rounding * rounding, axis=1)
+    # a tile of one piece takes the loop (once): at d = 128 that spills no
+    # registers on sm_90, where the piece taken directly spills 4
+    if SINGLE_CHUNK and len(x) > 1:
+        for piece in tl.static_range(len(x)):
+            squares += tl.sum(x[piece] * x[piece], axis=1)
+            if MEASURE_ROUNDING:
+                rounding = _round_to_tf32(x[piece]) - x[piece]
+                moved += tl.sum(rounding * rounding, axis=1)
+    else:
+        for d_start in range(0, d, WIDTH):
+            chunk = d_start + features
+            values = _row_chunk(X, stride_xd, M, x, row_offsets, row_ok, chunk, d, SINGLE_CHUNK,
+                                CENTERED)
+            squares += tl.sum(values * values, axis=1)
+            if MEASURE_ROUNDING:
+                rounding = _round_to_tf32(values) - values
+                moved += tl.sum(rounding * rounding, axis=1)
     # plus what squares flushed to zero may have lost (under 2^-126 each)
     norm = tl.sqrt(squares + d * FLUSHED)
     if MEASURE_ROUNDING:
@@ -387,7 +420,7 @@ def dense_kernel(
     SCALES, CENTER_NORMS, CENTER_TERMS, REACH_SLACK, SAFETY, LANE_BITS, ABSOLUTE,
     LISTED, N_LISTED, PAIRS, N_PAIRS,
     n, d, k, copies,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, PIECE_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     TRACK_SECOND: tl.constexpr, WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr,
     WITH_SUMS: tl.constexpr, WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr,
@@ -401,7 +434,8 @@ def dense_kernel(
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     summed = row_ok
-    x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK, CENTERED)
+    x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, PIECE_D, SINGLE_CHUNK,
+                CENTERED)
     if CHECK_MARGIN:
         # The TF32 score against centre c is off by at most SAFETY (||x - x'||
         # ||c|| + ||x|| ||c - c'|| + ACCUMULATION ||x|| ||c||) + LANE_BITS
@@ -469,7 +503,7 @@ def listed_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, W,
     LABELS, BEST, SECOND, SUMS, TOTALS, SCALES, LISTED, N_LISTED,
     d, k, copies,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, PIECE_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr,
     WITH_SECOND: tl.constexpr, WITH_SCORES: tl.constexpr, WITH_SUMS: tl.constexpr,
     WITH_WEIGHTS: tl.constexpr, FIXED_POINT: tl.constexpr, LANE_MIN: tl.constexpr,
@@ -489,8 +523,8 @@ def listed_kernel(
             rows = tl.load(LISTED + 2 * slots.to(tl.int64), mask=row_ok, other=0).to(tl.int64)
         else:
             rows = tl.load(LISTED + slots, mask=row_ok, other=0).to(tl.int64)
-        x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, SINGLE_CHUNK,
-                    CENTERED)
+        x = _x_tile(X, stride_xd, M, rows * stride_xn, row_ok, d, BLOCK_D, PIECE_D,
+                    SINGLE_CHUNK, CENTERED)
         if TWO:
             first = tl.load(LABELS + rows, mask=row_ok, other=0).to(tl.int32)
             other = tl.load(LISTED + 2 * slots.to(tl.int64) + 1, mask=row_ok, other=0)
@@ -515,7 +549,7 @@ def candidates_kernel(
     X, stride_xn, stride_xd, M, C, C_ROW: tl.constexpr, H, XSQ, W, CLOSEST,
     OUT, stride_on, PARTIAL, stride_pp,
     n, d, m,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, PIECE_D: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr, PRECISION: tl.constexpr, CENTERED: tl.constexpr,
     WITH_WEIGHTS: tl.constexpr,
 ):
@@ -528,7 +562,8 @@ def candidates_kernel(
     rows = program.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     row_offsets = rows * stride_xn
-    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, SINGLE_CHUNK, CENTERED)
+    x = _x_tile(X, stride_xd, M, row_offsets, row_ok, d, BLOCK_D, PIECE_D, SINGLE_CHUNK,
+                CENTERED)
     x_sq = tl.load(XSQ + rows, mask=row_ok, other=0.0)
     closest = tl.load(CLOSEST + rows, mask=row_ok, other=0.0)
     if WITH_WEIGHTS:
