@@ -106,6 +106,35 @@ def test_demo_out_that_fails_leaves_the_directory_as_it_was(tmp_path, capsys):
     assert out_text == ""  # refused before the demo ran
 
 
+@pytest.mark.parametrize("failure", ["error", "interrupt"])
+def test_demo_out_that_fails_before_the_course_leaves_no_staging_directory(
+        failure, tmp_path, capsys, monkeypatch):
+    """A failure (or ^C) between the staging directory's creation and the course,
+    e.g. an unavailable backend, removes it too (it had stayed as .xpkmeans-*)."""
+    from xpkmeans import cli
+
+    def unavailable(name):
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+        raise cli.CLIError(f"--backend {name}: CuPy is not installed")
+
+    monkeypatch.setattr(cli, "select_backend", unavailable)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["demo", "--backend", "cupy", "--out", "course"], capsys)
+    assert code == (130 if failure == "interrupt" else 1), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no course, no .xpkmeans-*
+    (tmp_path / "course").mkdir()
+    code, _, err = run_main(["demo", "--backend", "cupy", "--out", "course"], capsys)
+    assert code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["course"]
+    assert list((tmp_path / "course").iterdir()) == []
+
+
+def test_demo_n_samples_minimum_is_said_at_once(tmp_path, capsys):
+    code, _, err = run_main(["demo", "--n-samples", 0], capsys)
+    assert code == 2 and "expected an integer >= 20, got 0" in err
+
+
 # ------------------------------------------------------------------ fit
 
 
@@ -482,6 +511,52 @@ def test_range_errors_speak_of_the_option(tmp_path, capsys):
     assert "n_clusters[" not in err
 
 
+def test_choose_k_option_errors_speak_of_the_options(tmp_path, capsys):
+    """Limits of select_n_clusters reached from the command line name the options,
+    not the API's parameters (silhouette_sample_size, n_clusters)."""
+    data = _write(_blobs(n_samples=30), tmp_path, "csv")
+    cases = {
+        ("--method", "elbow", "--range", "2,3"):
+            "--range: --method elbow looks for a knee in the inertia curve, so it needs "
+            "at least 3 values of k; got 2",
+        ("--method", "elbow", "--range", "2:5", "--sample-size", 10):
+            "--sample-size applies only to --method silhouette, not --method elbow",
+        ("--range", "2:5", "--sample-size", 4):
+            "--sample-size 4: a silhouette needs more rows than clusters, so it must "
+            "exceed the largest k of --range (5)",
+    }
+    for options, message in cases.items():
+        code, _, err = run_main(["choose-k", data, *options], capsys)
+        assert code == 1
+        assert err.strip() == "xpkmeans: error: " + message
+    code, out, err = run_main(["choose-k", data, "--range", "2:5", "--sample-size", 6, "-q",
+                               "--backend", "numpy"], capsys)
+    assert code == 0, err
+    assert out.strip() in {"2", "3", "4", "5"}
+
+
+def test_standardized_fit_plot_says_its_inertia_is_of_scaled_columns(tmp_path, capsys,
+                                                                     monkeypatch):
+    from xpkmeans import plotting
+
+    titles = []
+    real_plot_clusters = plotting.plot_clusters
+
+    def recording_plot_clusters(*args, **kwargs):
+        titles.append(kwargs.get("title"))
+        return real_plot_clusters(*args, **kwargs)
+
+    monkeypatch.setattr(plotting, "plot_clusters", recording_plot_clusters)
+    X = _blobs(n_samples=60, n_features=2, centers=3, seed=3)
+    data = _write(X, tmp_path, "csv")
+    base = ["fit", data, "-k", 3, "-o", tmp_path / "l.txt", "--backend", "numpy", "--plot",
+            tmp_path / "p.png"]
+    assert run_main(base, capsys)[0] == 0
+    assert run_main([*base, "--standardize"], capsys)[0] == 0
+    assert "standardized" not in titles[0]
+    assert titles[1].endswith(" (of the standardized columns)")
+
+
 def test_one_row_plot_and_failed_commands_leave_no_partial_outputs(tmp_path, capsys,
                                                                    monkeypatch):
     data = tmp_path / "one_row.csv"
@@ -675,6 +750,23 @@ def test_csv_with_quotes_blank_lines_and_spaces(tmp_path, capsys, csv_parser):
     X, names = read_data(data)
     np.testing.assert_array_equal(X, [[1.5, 2.0], [3.0, 4.0]])
     assert names == ["x", "y"]
+
+
+def test_true_false_cells_are_refused_by_both_csv_readers(tmp_path, capsys, csv_parser):
+    """pandas' C reader (files of 8 MB and more) read a column of only True/False
+    as 1/0, which loadtxt and the line-by-line reader refuse."""
+    from xpkmeans.cli import CLIError, read_data
+
+    data = tmp_path / "flags.csv"
+    data.write_text("x,flag\n" + "".join(f"{i}.5,{'True' if i % 2 else 'false'}\n"
+                                         for i in range(40)))
+    with pytest.raises(CLIError, match=r"line 2, column 2: 'false' is not a number"):
+        read_data(data)
+    # numbers 0 and 1, and names that hold the words, still read as numbers
+    data.write_text("x,is_true\n" + "".join(f"{i}.5,{i % 2}\n" for i in range(40)))
+    X, names = read_data(data)
+    assert names == ["x", "is_true"]
+    np.testing.assert_array_equal(X[:, 1], np.arange(40) % 2)
 
 
 def test_progress_uses_tqdm_when_installed(monkeypatch):

@@ -118,6 +118,24 @@ def test_plot_clusters_draws_into_given_axes():
     assert _n_points(left) == 0 and _n_points(right) == X.shape[0]
 
 
+def test_given_axes_in_a_subfigure_return_the_figure_that_saves(tmp_path):
+    """README: given ax=, the Figure holding it comes back, so .savefig works
+    (ax.figure of an Axes in a SubFigure is the SubFigure, which has no savefig)."""
+    from xpkmeans.model_selection import select_n_clusters
+
+    X, y = _blobs(n_samples=60, centers=3)
+    fig = Figure(figsize=(18, 10))
+    left, middle, right = fig.subfigures(1, 3)
+    inner = right.subfigures(2, 1)[0]  # nested too
+    returned = [
+        plot_clusters(X, y, ax=left.add_subplot()),
+        plot_elbow(select_n_clusters(X, range(2, 5), random_state=0), ax=middle.add_subplot()),
+        plot_silhouette(X, y, ax=inner.add_subplot()),
+    ]
+    assert all(r is fig for r in returned)
+    _assert_png(returned[0], tmp_path)
+
+
 def test_plot_clusters_rejects_mismatched_labels():
     X, y = _blobs()
     with pytest.raises(ValueError, match="labels"):

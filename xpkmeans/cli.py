@@ -316,14 +316,22 @@ def _parse_csv(path: Path, layout: _CsvLayout, keep: list[int] | None) -> np.nda
             dtype=np.float64, engine="c", quotechar='"', encoding="utf-8-sig",
             chunksize=max(1024, min(len(data) // 4, _PANDAS_CHUNK_BYTES // (8 * width))),
         )
+        words_checked = False
         with chunks:
             for chunk in chunks:
                 if chunk.shape[1] != width:
                     raise ValueError("a row differs in width from the first")
                 if keep is not None:  # usecols gives the file's order, not keep's
                     chunk = chunk[keep]
-                data[n_rows : n_rows + chunk.shape[0]] = chunk.to_numpy(dtype=np.float64)
+                block = data[n_rows : n_rows + chunk.shape[0]]
+                block[...] = chunk.to_numpy(dtype=np.float64)
                 n_rows += chunk.shape[0]
+                # pandas reads a column of True/False cells as 1/0 where float() and
+                # loadtxt refuse them: a column of only 0 and 1 has the file searched
+                if not words_checked and any(((c == 0) | (c == 1)).all() for c in block.T):
+                    if _has_boolean_words(path, layout.first_data_line):
+                        raise ValueError("True/False cells are not numbers")
+                    words_checked = True
         return data[:n_rows]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "input contained no data": reported by the caller
@@ -331,6 +339,21 @@ def _parse_csv(path: Path, layout: _CsvLayout, keep: list[int] | None) -> np.nda
             path, delimiter=layout.delimiter, skiprows=skip, usecols=keep,
             dtype=np.float64, ndmin=2, comments=None, quotechar='"', encoding="utf-8-sig",
         )
+
+
+def _has_boolean_words(path: Path, first_data_line: int) -> bool:
+    """Whether the data rows (from ``first_data_line`` on) hold "true" or "false"
+    in any case, in 1 MiB reads: no number does, so such a cell is no number."""
+    with open(path, "rb") as f:
+        for _ in range(first_data_line - 1):
+            f.readline()
+        tail = b""
+        while block := f.read(1 << 20):
+            text = tail + block.lower()
+            if b"true" in text or b"false" in text:
+                return True
+            tail = text[-4:]  # a word cut by the end of the block
+    return False
 
 
 def _data_rows(path: Path, layout: _CsvLayout) -> Iterator[tuple[int, list[str]]]:
@@ -660,17 +683,29 @@ def _describe_backend(backend: Backend) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.n_samples < 20:
+        raise CLIError(f"--n-samples must be >= 20, got {args.n_samples}")
+    if args.out is None:
+        return _run_demo(args, None)
+    _require_matplotlib()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out}: exists and is not a directory")
+    staging = _staging_directory(Path(args.out), "--out")
+    try:  # from here on, a failure or ^C anywhere leaves no staging directory behind
+        return _run_demo(args, staging)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_demo(args: argparse.Namespace, staging: Path | None) -> int:
+    """The demo once its checks passed; with ``--out``, the figures are written
+    into ``staging`` (which the caller removes) and moved into ``--out`` together."""
     from ._backend import device_of, to_numpy
     from ._kmeans import KMeans
     from .datasets import make_blobs
 
-    if args.n_samples < 20:
-        raise CLIError(f"--n-samples must be >= 20, got {args.n_samples}")
-    if args.out is not None:
-        _require_matplotlib()
-        if Path(args.out).exists() and not Path(args.out).is_dir():
-            raise CLIError(f"--out {args.out}: exists and is not a directory")
-        staging = _staging_directory(Path(args.out), "--out")
     backend = select_backend(args.backend)
     X, _ = make_blobs(args.n_samples, 2, centers=4, cluster_std=1.0, random_state=args.seed,
                       xp=backend.xp, device=backend.device)
@@ -685,24 +720,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"iterations: {model.n_iter_}")
     print(f"inertia:    {model.inertia_:.6g}")
     print(f"fit time:   {elapsed * 1e3:.1f} ms (KMeans(4), after one warm-up fit)")
-    if args.out is None:
+    if staging is None:
         return 0
 
     from ._course import run_course
 
-    try:  # written aside, then moved in together: a failure leaves --out as it was
-        lessons, selection = run_course(X, staging, n_clusters=4, seed=args.seed)
-        targets = [Path(args.out) / lesson.path.name for lesson in lessons]
-        for target in targets:  # all checked before the first is moved
-            if target.is_dir():
-                raise CLIError(f"--out {args.out}: {target.name} is a directory")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        for lesson, target in zip(lessons, targets):
-            os.replace(lesson.path, target)
-    finally:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
+    # written aside, then moved in together: a failure leaves --out as it was
+    lessons, selection = run_course(X, staging, n_clusters=4, seed=args.seed)
+    targets = [Path(args.out) / lesson.path.name for lesson in lessons]
+    for target in targets:  # all checked before the first is moved
+        if target.is_dir():
+            raise CLIError(f"--out {args.out}: {target.name} is a directory")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for lesson, target in zip(lessons, targets):
+        os.replace(lesson.path, target)
     print(f"\nThe course, figures in {args.out}:")
     width = max(len(lesson.path.name) for lesson in lessons)
     for lesson in lessons:
@@ -777,7 +808,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             fig = plot_clusters(
                 X, labels, centers, feature_names=names if X.shape[1] <= 2 else None,
                 title=f"KMeans(n_clusters={args.k}) on {Path(args.input).name}: "
-                      f"inertia {model.inertia_:.6g}",
+                      f"inertia {model.inertia_:.6g}"
+                      + (" (of the standardized columns)" if args.standardize else ""),
             )
             fig.savefig(outputs.path(plot_path, f"wrote {plot_path} (clusters plot)"), dpi=110)
     if not args.quiet:
@@ -792,15 +824,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_range(ks: tuple[int, ...], method: str, n_samples: int, source: str) -> None:
-    """The API's limits on k, in the words of ``--range``."""
+def _check_range(ks: tuple[int, ...], method: str, n_samples: int, source: str,
+                 sample_size: int | None = None) -> None:
+    """The API's limits on k (and ``--sample-size``), in the words of the options."""
     _check_k(max(ks), n_samples, source)
+    if method == "elbow" and len(ks) < 3:
+        raise CLIError(f"--range: --method elbow looks for a knee in the inertia curve, "
+                       f"so it needs at least 3 values of k; got {len(ks)}")
     if method != "elbow" and min(ks) < 2:
         raise CLIError(f"--range: --method {method} compares clusters, so k starts at 2; "
                        f"got k = {min(ks)} (try --range 2:{max(max(ks), 2)})")
     if method != "elbow" and max(ks) >= n_samples:
         raise CLIError(f"--range: --method {method} needs k < the number of rows "
                        f"({n_samples}) in {source}; got k = {max(ks)}")
+    if sample_size is not None and method != "silhouette":
+        raise CLIError(f"--sample-size applies only to --method silhouette, "
+                       f"not --method {method}")
+    if sample_size is not None and min(sample_size, n_samples) <= max(ks):
+        raise CLIError(f"--sample-size {sample_size}: a silhouette needs more rows than "
+                       f"clusters, so it must exceed the largest k of --range ({max(ks)})")
 
 
 def _cmd_choose_k(args: argparse.Namespace) -> int:
@@ -809,7 +851,7 @@ def _cmd_choose_k(args: argparse.Namespace) -> int:
     X, _ = read_data(args.input, delimiter=args.delimiter, columns=args.columns,
                      drop=args.drop)
     ks = args.range
-    _check_range(ks, args.method, X.shape[0], str(args.input))
+    _check_range(ks, args.method, X.shape[0], str(args.input), args.sample_size)
     plot_path = _check_plot_path(args.plot, "--plot") if args.plot else None
     _check_distinct([args.input], {"--plot": plot_path})
     backend = select_backend(args.backend)
@@ -965,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inertia and fit time. With --out DIR, also write the course's figures (PNG).",
     )
     demo.add_argument("--out", metavar="DIR", help="write the course's figures into DIR")
-    demo.add_argument("--n-samples", type=_positive_int, default=1000,
+    demo.add_argument("--n-samples", type=_int_at_least(20, "an integer >= 20"), default=1000,
                       help="number of points (default: 1000)")
     _add_common(demo)
     demo.set_defaults(func=_cmd_demo)

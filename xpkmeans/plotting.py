@@ -3,8 +3,8 @@
 Every function takes arrays from any backend (NumPy, CuPy, PyTorch, ...),
 copies them to the host with ``to_numpy`` and draws with matplotlib's object
 API. Every one returns the ``matplotlib.figure.Figure`` it drew on (given
-``ax=``, that Axes' figure; ``fig.axes`` lists the Axes) and never calls
-``plt.show()``. Save with ``fig.savefig("name.png")``; in a notebook the
+``ax=``, the Figure that holds that Axes; ``fig.axes`` lists the Axes) and
+never calls ``plt.show()``. Save with ``fig.savefig("name.png")``; in a notebook the
 returned figure displays itself.
 
 matplotlib is an optional dependency: ``pip install xpkmeans[plot]``.
@@ -62,6 +62,15 @@ def _new_axes(ax: Any, figsize: tuple[float, float]) -> Any:
         return ax
     Figure = _figure_class()
     return Figure(figsize=figsize, layout="constrained").add_subplot()
+
+
+def _figure_of(ax: Any) -> Any:
+    """The top-level ``Figure`` that holds ``ax`` (for an Axes of a ``SubFigure``,
+    ``ax.figure`` is the SubFigure, which has no ``savefig``)."""
+    figure = ax.figure
+    while figure.figure is not figure:  # a SubFigure's .figure is the root Figure
+        figure = figure.figure
+    return figure
 
 
 def _cluster_colors(n_colors: int) -> np.ndarray:
@@ -270,7 +279,8 @@ def plot_clusters(
     Returns
     -------
     fig : matplotlib.figure.Figure
-        The figure of ``ax``; ``fig.axes[0]`` is the plot when ``ax`` is None.
+        The figure of ``ax`` (the top-level Figure when ``ax`` is in a
+        SubFigure); ``fig.axes[0]`` is the plot when ``ax`` is None.
     """
     data = _host_data(X)
     host_labels = None if labels is None else _host_labels(labels, data.shape[0])
@@ -291,7 +301,7 @@ def plot_clusters(
     if host_labels is not None or host_centers is not None:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize="small", frameon=False)
-    return ax.figure
+    return _figure_of(ax)
 
 
 def _select_panels(n_steps: int, max_panels: int) -> list[int]:
@@ -565,8 +575,9 @@ def plot_elbow(result: Any, *, ax: Any = None, title: str | None = None) -> Any:
     Returns
     -------
     fig : matplotlib.figure.Figure
-        The figure of ``ax``; its Axes are the inertia axes and, for a score
-        method, their twin with the score (``fig.axes``).
+        The figure of ``ax`` (the top-level Figure when ``ax`` is in a
+        SubFigure); with ``ax`` None, its Axes are the inertia axes and, for a
+        score method, their twin with the score (``fig.axes``).
     """
     ks = np.asarray(result.n_clusters, dtype=np.int64)
     inertias = np.asarray(result.inertias, dtype=np.float64)
@@ -604,7 +615,7 @@ def plot_elbow(result: Any, *, ax: Any = None, title: str | None = None) -> Any:
     ax.set_title(title or default_title)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3,
               fontsize="small", frameon=False)
-    return ax.figure
+    return _figure_of(ax)
 
 
 def plot_silhouette(
@@ -628,7 +639,8 @@ def plot_silhouette(
     Returns
     -------
     fig : matplotlib.figure.Figure
-        The figure of ``ax``.
+        The figure of ``ax`` (the top-level Figure when ``ax`` is in a
+        SubFigure).
     """
     from .metrics import silhouette_samples
 
@@ -659,4 +671,4 @@ def plot_silhouette(
     ax.set_ylabel("points, grouped by cluster (cluster number at left)")
     ax.set_title(title or f"Silhouette plot, k = {len(clusters)}: mean {mean:.3f}")
     ax.legend(loc="lower right", fontsize="small")
-    return ax.figure
+    return _figure_of(ax)
