@@ -176,6 +176,32 @@ def test_empty_cluster_relocated_as_in_memory(lazy_backend):
     assert km.n_iter_ == ref.n_iter_
 
 
+def test_zero_weight_farthest_point_relocated_as_scikit_learn(lazy_backend):
+    """Relocation ranks points by distance alone, whatever their weight, as
+    scikit-learn does (each chunk's proposals had left out zero weights): the
+    cluster stays empty and takes the largest cluster's mean. Row blocks too."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    X = np.array([[0.0], [1.0], [2.0], [10.0], [1.5], [0.5], [2.0], [1.0]])
+    weights = np.array([1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    init = np.array([[1.0], [100.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpkmeans.ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # scikit-learn's ConvergenceWarning
+        ref = SKLearnKMeans(2, init=init, n_init=1).fit(X, sample_weight=weights)
+        km = xpkmeans.KMeans(2, init=init).fit(lazy_backend.asarray(X),
+                                              sample_weight=lazy_backend.asarray(weights))
+        streamed = xpkmeans.KMeans(2, init=init).fit(xpkmeans.RowBlocks(X, block_rows=3),
+                                                     sample_weight=weights)
+    np.testing.assert_allclose(ref.cluster_centers_, [[8 / 7], [8 / 7]])  # twins: the mean
+    for fit in (km, streamed):
+        np.testing.assert_allclose(lazy_backend.to_numpy(fit.cluster_centers_),
+                                   ref.cluster_centers_, rtol=0, atol=1e-12)
+        assert fit.n_iter_ == ref.n_iter_
+        assert fit.inertia_ == pytest.approx(ref.inertia_)
+    np.testing.assert_array_equal(lazy_backend.to_numpy(km.labels_.compute()), ref.labels_)
+
+
 def test_predict_transform_score_are_lazy_and_equal_numpy(lazy_backend):
     X = _blobs()
     init = _init(X, 5)

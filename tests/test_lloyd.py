@@ -88,8 +88,67 @@ def test_m_step_never_moves_a_point_that_sits_on_its_centre(backend):
     centers = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
     new = backend.to_numpy(m_step(backend.asarray(X), backend.asarray(labels),
                                   backend.asarray(centers)))
-    # every point is on its centre: a relocated one would only make a twin centre
-    np.testing.assert_array_equal(new, centers)
+    # every point is on its centre: nothing is relocated, and the empty cluster
+    # takes the mean of the largest one (scikit-learn's _average_centers)
+    np.testing.assert_array_equal(new, [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+
+
+# scikit-learn's empty clusters (``_relocate_empty_clusters_dense``, then
+# ``_average_centers``): the farthest points by distance alone, whatever their
+# weight, none when every point is on its centre, and a cluster still empty
+# at the mean of the largest cluster. Each: X, init, sample_weight, max_iter
+# (no ties for the relocation to break).
+SKLEARN_EMPTY_CLUSTERS = {
+    "zero-weight farthest point": (
+        [[0.0], [1.0], [2.0], [10.0]], [[1.0], [100.0]], [1.0, 1.0, 1.0, 0.0], 300),
+    "donor drains its cluster": ([[0.0], [1.0], [2.0], [20.0]], [[1.0], [30.0], [-50.0]], None, 1),
+    "every point on its centre": ([[0.0], [0.0], [1.0], [1.0]], [[0.0], [1.0], [5.0]], None, 300),
+    "more empty clusters than points off their centre": (
+        [[0.0], [0.0], [0.0], [3.0]], [[0.0], [50.0], [60.0]], None, 300),
+}
+
+
+def fit_recording_distinct_clusters(estimator, X, sample_weight=None):
+    """Fit; the messages of the warnings about distinct clusters."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(X, sample_weight=sample_weight)
+    return [str(w.message) for w in caught if "distinct clusters" in str(w.message)]
+
+
+@pytest.mark.parametrize("case", list(SKLEARN_EMPTY_CLUSTERS))
+def test_empty_clusters_as_scikit_learn(backend, case):
+    """Zero-weight points had never been taken (scikit-learn takes the
+    farthest and leaves that cluster empty), and a cluster left empty had
+    kept its centre (scikit-learn moves it to the largest cluster's)."""
+    from sklearn.cluster import KMeans as SKLearnKMeans
+
+    X, init, weights, max_iter = (None if v is None else np.array(v) if isinstance(v, list)
+                                  else v for v in SKLEARN_EMPTY_CLUSTERS[case])
+    reference = SKLearnKMeans(len(init), init=init, n_init=1, max_iter=max_iter)
+    expected_warnings = fit_recording_distinct_clusters(reference, X, weights)
+    km = KMeans(len(init), init=backend.asarray(init), n_init=1, max_iter=max_iter)
+    warned = fit_recording_distinct_clusters(
+        km, backend.asarray(X), None if weights is None else backend.asarray(weights))
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), reference.labels_)
+    np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), reference.cluster_centers_,
+                               rtol=0, atol=1e-12)
+    assert km.inertia_ == pytest.approx(reference.inertia_, abs=1e-12)
+    assert km.n_iter_ == reference.n_iter_
+    assert warned == expected_warnings
+
+
+def test_cluster_left_empty_takes_the_largest_clusters_mean():
+    """Where the empty cluster comes before the largest one, scikit-learn
+    1.9.1 copies the largest cluster's row of sums before dividing it (its
+    centre here: -8.5, the sum about the mean); the rule it states, and this
+    one, is the largest cluster's mean."""
+    X = np.array([[20.0], [0.0], [1.0], [2.0]])
+    init = np.array([[30.0], [1.0], [-50.0]])
+    step = next(lloyd_steps(X, init))  # the point at 20 leaves cluster 0 for cluster 2
+    np.testing.assert_array_equal(step.centers, [[1.0], [1.0], [20.0]])
 
 
 def test_points_near_their_centre_far_from_the_origin_still_relocate(backend):

@@ -294,7 +294,8 @@ def _chunk_sums_of_labels(block: Any, labels: Any, weights: Any, n_clusters: int
 
 def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
     """(min(k, rows), d + 2): the chunk's points farthest from their centre
-    (zero-weight points count as distance 0), in row order: point | label | weight.
+    (by distance alone, whatever their weight, as scikit-learn ranks them),
+    in row order: point | label | weight.
 
     The k farthest of all points are among the chunks' proposals, and in row
     order ties still go to the lowest row, as in memory.
@@ -305,8 +306,6 @@ def _chunk_farthest(block: Any, labels: Any, weights: Any, centers: Any) -> Any:
               else _on_chunk_device(labels[:, 0], block))
     distances = sq_distances_to_assigned(block, centers, labels)
     w = _weights_of(weights, block)
-    if w is not None:
-        distances = xp.where(w > 0, distances, xp.zeros_like(distances))
     chosen = xp.sort(largest_indices(distances, centers.shape[0]))
     accumulate = widest_float_dtype(xp, device_of(block))
     chosen_w = (xp.ones(chosen.shape, dtype=accumulate, device=device_of(block)) if w is None

@@ -188,13 +188,22 @@ def _cluster_sums(
     return _ClusterSums(sums, totals, labels)
 
 
-def _centers_from_sums(cluster_sums: _ClusterSums, fallback: Any, *, xp: Any) -> Any:
-    """Means ``sums / totals`` in the dtype of ``fallback``; rows with zero total
-    take ``fallback``."""
-    filled = cluster_sums.totals > 0
-    safe_totals = xp.where(filled, cluster_sums.totals, xp.ones_like(cluster_sums.totals))
-    means = xp.astype(cluster_sums.sums / safe_totals[:, None], fallback.dtype)
-    return xp.where(filled[:, None], means, fallback)
+def _centers_from_sums(cluster_sums: _ClusterSums, centers: Any, *, xp: Any) -> Any:
+    """Means ``sums / totals`` in the dtype of ``centers``.
+
+    A row of zero total (a cluster that relocation left empty, or could not
+    fill) takes the mean of the cluster of largest total weight, the first
+    such (scikit-learn's ``_average_centers``: "place them at the location of
+    the biggest cluster"). scikit-learn 1.9.1 copies that cluster's row before
+    dividing it when the empty cluster comes first, an unnormalised sum;
+    here it is always the mean.
+    """
+    totals = cluster_sums.totals
+    filled = totals > 0
+    safe_totals = xp.where(filled, totals, xp.ones_like(totals))
+    means = xp.astype(cluster_sums.sums / safe_totals[:, None], centers.dtype)
+    largest = xp.reshape(xp.argmax(totals), (1,))
+    return xp.where(filled[:, None], means, xp.take(means, largest, axis=0))
 
 
 def _count_empty(cluster_sums: _ClusterSums, *, xp: Any) -> Any:
@@ -205,23 +214,25 @@ def _count_empty(cluster_sums: _ClusterSums, *, xp: Any) -> Any:
 def _relocate_empty_clusters(
     X: Any, sample_weight: Any, centers: Any, cluster_sums: _ClusterSums, *, xp: Any
 ) -> _ClusterSums:
-    """Give each empty cluster one of the points farthest from their own centre.
+    """Give each empty cluster one of the points farthest from their own
+    centre, by scikit-learn's rule (``_relocate_empty_clusters_dense``).
 
-    The r-th empty cluster (by index) takes the r-th farthest point, which
-    leaves the cluster it was in, as scikit-learn does. Points of zero weight,
-    and points on their centre (within the rounding of a mean of its copies),
-    are never moved: such a point would only make a twin centre, which
-    empties again (scikit-learn skips relocation when all points are on their
-    centres); a cluster left empty keeps its centre. The shapes involved do
-    not depend on the data. The returned sums no longer match ``labels`` (the
-    donors keep their label).
+    The r-th empty cluster (by index) takes the r-th farthest point (ties:
+    the lowest row), with its weight, which leaves the cluster it was in.
+    Points are ranked by distance alone, as in scikit-learn: a point of zero
+    weight can be the one taken, and then the cluster stays empty. A point
+    on its centre (within the rounding of a mean of its copies) is never
+    moved: it would only make a twin centre (scikit-learn skips relocation
+    when every point is on its centre, and otherwise picks among such points,
+    all at distance 0, in no defined order). A cluster still empty takes the
+    mean of the largest cluster (``_centers_from_sums``). The shapes involved
+    do not depend on the data. The returned sums no longer match ``labels``
+    (the donors keep their label).
     """
     n_clusters = centers.shape[0]
     labels, sums, totals = cluster_sums.labels, cluster_sums.sums, cluster_sums.totals
     empty = totals == 0
     distances = sq_distances_to_assigned(X, centers, labels)
-    if sample_weight is not None:
-        distances = xp.where(sample_weight > 0, distances, xp.zeros_like(distances))
     farthest = largest_indices(distances, n_clusters)
     rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
     donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
@@ -272,7 +283,7 @@ class LloydStep:
         last step: of ``centers``, as ``KMeans.labels_``).
     centers : array of shape (n_clusters, n_features)
         M step: the mean of each cluster's points (an empty cluster: the
-        point relocated to it, see ``m_step``, or its previous centre).
+        point relocated to it, see ``m_step``, or the largest cluster's mean).
     previous_centers : array of shape (n_clusters, n_features)
         The centres this iteration started from.
     inertia : float or None
@@ -489,9 +500,11 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     """M step of k-means: move each centre to the weighted mean of its points.
 
     A cluster with no points (or only zero-weight points) takes the point
-    farthest from its own centre, which leaves its old cluster; where every
-    point is on its centre (duplicates, more clusters than distinct points),
-    it keeps its centre.
+    farthest from its own centre, which leaves its old cluster (scikit-learn's
+    rule: by distance alone, so a zero-weight point can be taken and leave
+    the cluster empty); a point on its centre (duplicates, more clusters than
+    distinct points) is never moved. A cluster still empty takes the mean of
+    the largest cluster, as in scikit-learn.
 
     Parameters
     ----------
