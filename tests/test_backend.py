@@ -388,6 +388,49 @@ def test_a_forked_child_fits_after_its_parent_did():
     assert queue.get(timeout=5) == pytest.approx(expected)
 
 
+def _blas_threads_in_child(queue):
+    import threadpoolctl
+
+    queue.put([m["num_threads"] for m in threadpoolctl.threadpool_info()
+               if m["user_api"] == "blas"])
+
+
+def test_a_child_forked_while_another_thread_fits_gets_blas_back():
+    """A region open in another thread at the fork had left the child's BLAS
+    on one thread for good: the region does not exist there to lift it."""
+    import multiprocessing
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this system")
+    import array_api_compat.numpy as xp
+
+    before = [m["num_threads"] for m in threadpoolctl.threadpool_info()
+              if m["user_api"] == "blas"]
+    opened, release = threading.Event(), threading.Event()
+
+    def fitting():
+        with _backend.parallel_region(xp):
+            opened.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=fitting)
+    thread.start()
+    try:
+        assert opened.wait(10)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_blas_threads_in_child, args=(queue,))
+        child.start()
+        in_child = queue.get(timeout=60)
+        child.join(60)
+    finally:
+        release.set()
+        thread.join(30)
+    assert in_child == before
+
+
 def test_env_flags_take_on_off_words_and_name_the_variable(monkeypatch):
     for value, expected in [("1", True), ("ON", True), ("yes", True), ("0", False),
                             ("off", False), ("False", False), ("", True)]:

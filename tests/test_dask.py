@@ -355,6 +355,27 @@ def _local_cluster(n_workers):
         n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=None)
 
 
+def test_fit_does_not_depend_on_the_blas_threads():
+    """A chunk of one row block had its column sums (a product with ones)
+    on all of BLAS's threads, outside any one-thread region: the mean, and
+    the centres after it, differed under ``threadpool_limits(1)``, and
+    between the local threads and a process LocalCluster (whose workers run
+    BLAS on one thread)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    X = np.random.default_rng(0).normal(size=(14000, 70))  # chunks of one wide row block
+
+    def fit():
+        with dask.config.set(scheduler="threads"):
+            return xpkmeans.KMeans(4, random_state=0, init="k-means||").fit(
+                da.from_array(X, chunks=(7000, 70)))
+
+    default = fit()
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        one = fit()
+    np.testing.assert_array_equal(one.mean_, default.mean_)
+    np.testing.assert_array_equal(one.cluster_centers_, default.cluster_centers_)
+
+
 def test_local_cluster_two_workers():
     X = _blobs(n=3000)
     init = _init(X, 5)

@@ -7,6 +7,7 @@ block of 3 and a 23-row silhouette block in one of 3 (issue 11, bug 1).
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 
 import numpy as np
@@ -110,6 +111,64 @@ def test_two_threads_fitting_at_once_keep_blas_limited_until_both_end():
         thread.join(20)
     assert seen == {"limited": True}
     assert not blas_is_limited()
+
+
+def _blas_threads():
+    import threadpoolctl
+
+    return [m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"]
+
+
+def test_a_region_limits_blas_in_any_thread_and_leaves_the_users_limits_working():
+    """threadpoolctl (3.7 on) lets one thread at a time set the limits of an
+    OpenBLAS on pthreads: the first thread to set one keeps that control
+    until its own ``with threadpool_limits`` ends. A region opened in one
+    thread had kept it, so that regions in every other thread (fits in a
+    ThreadPoolExecutor, joblib's threading backend, Dask worker threads)
+    left BLAS on all cores, and the user's ``threadpool_limits`` there did
+    nothing."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import array_api_compat.numpy as np_xp
+
+    from xpkmeans._backend import parallel_region
+
+    before = _blas_threads()
+    with parallel_region(np_xp):  # this thread sets (and lifts) a limit first
+        pass
+    seen = {}
+
+    def other():
+        with parallel_region(np_xp):
+            seen["region"] = _blas_threads()
+        seen["after region"] = _blas_threads()
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            seen["user"] = _blas_threads()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(20)
+    assert seen["region"] and all(n == 1 for n in seen["region"])
+    assert seen["after region"] == before
+    assert all(n == 1 for n in seen["user"])
+    assert _blas_threads() == before
+
+
+def test_a_fit_in_another_thread_equals_the_fit_in_this_one():
+    """The same fit, bit for bit, whichever thread runs it: BLAS on one
+    thread in both (its products rounded differently on two threads)."""
+    pytest.importorskip("threadpoolctl")
+    from xpkmeans import KMeans
+
+    X = np.random.default_rng(0).normal(size=(12000, 70))  # row blocks of a wide gemv
+
+    def fit():
+        return KMeans(10, random_state=2).fit(X)
+
+    here = fit()
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        there = executor.submit(fit).result()
+    np.testing.assert_array_equal(there.mean_, here.mean_)
+    np.testing.assert_array_equal(there.cluster_centers_, here.cluster_centers_)
 
 
 @pytest.mark.parametrize("compiled", [False, True])

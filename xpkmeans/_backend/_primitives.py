@@ -8,6 +8,7 @@ from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
 from . import _centered, _gpu, _numba, _numpy, _portable, _sparse, _triton
 from ._centered import CenteredRows, is_centered_view
+from ._threads import parallel_region
 from ._host import (
     allows_data_dependent_shapes, array_namespace, concat_rows, device_of, from_host, host_xp,
     map_row_blocks, row_blocks, to_numpy, widest_float_dtype,
@@ -135,9 +136,16 @@ def column_sums(X: Any) -> Any:
         block_sums = _numpy.column_sums_of_block
     else:
         block_sums = _portable.column_sums_of_block
-    blocks = map_row_blocks(
-        lambda rows: block_sums(X[rows, :], wide), X.shape[0], X.shape[1], xp=xp, device=device
-    )
+    # BLAS on one thread, as in a fit, also for a single block (a Dask chunk,
+    # a metric's X): a product with ones on two OpenBLAS threads rounds
+    # otherwise, and the mean, and every result after it, had depended on
+    # the BLAS threads in effect (threadpool_limits, Dask's scheduler, a fit
+    # in another thread)
+    with parallel_region(xp):
+        blocks = map_row_blocks(
+            lambda rows: block_sums(X[rows, :], wide), X.shape[0], X.shape[1], xp=xp,
+            device=device,
+        )
     total = blocks[0]
     for block in blocks[1:]:
         total = total + block

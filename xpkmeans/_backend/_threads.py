@@ -75,7 +75,8 @@ def _blas_on_one_thread(controller: Any) -> Iterator[None]:
     global _regions_open, _saved_limits
     with _regions_lock:
         if _regions_open == 0:
-            _saved_limits = controller.limit(limits=1, user_api="blas")
+            with _leaving_openblas_uncontrolled():
+                _saved_limits = controller.limit(limits=1, user_api="blas")
         _regions_open += 1
     try:
         yield
@@ -83,8 +84,46 @@ def _blas_on_one_thread(controller: Any) -> Iterator[None]:
         with _regions_lock:
             _regions_open -= 1
             if _regions_open == 0:
-                _saved_limits.restore_original_limits()
+                with _leaving_openblas_uncontrolled():
+                    _saved_limits.restore_original_limits()
                 _saved_limits = None
+
+
+def _openblas_control() -> Any:
+    """threadpoolctl's record of the thread that controls OpenBLAS's limits
+    (threadpoolctl >= 3.7, OpenBLAS on its own pthreads pool), or None."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # older threadpoolctl: any thread sets the limits
+        return None
+    return getattr(OpenBLASController, "_SHARED_STATE", None)
+
+
+@contextlib.contextmanager
+def _leaving_openblas_uncontrolled() -> Iterator[None]:
+    """Set or lift a limit without keeping control of OpenBLAS's limits.
+
+    From threadpoolctl 3.7 on, the first thread to set a limit of an
+    OpenBLAS on pthreads becomes the one thread whose limits take effect,
+    until a ``with threadpool_limits(...)`` block of that thread ends; other
+    threads' limits are silently ignored. A region is set and lifted without
+    such a block (by the first thread to open one and the last to close
+    one), so the first thread to fit kept control for its lifetime: a fit
+    in any other thread then ran BLAS on all cores beside the blocks'
+    threads (and rounded differently: a fit's result depended on the
+    thread it ran in), and the user's own ``threadpool_limits`` in other
+    threads were ignored. Control this thread took is handed back; a
+    ``threadpool_limits`` block of the user's keeps its own."""
+    control = _openblas_control()
+    this_thread = threading.current_thread()
+    held_before = control is not None and control.controlling_thread is this_thread
+    try:
+        yield
+    finally:
+        if control is not None and not held_before and control.controlling_thread is this_thread:
+            from threadpoolctl import OpenBLASController
+
+            OpenBLASController.clear_controlling_thread()
 
 
 _this_thread = threading.local()  # its open regions, and the OpenMP limit it holds
@@ -151,11 +190,18 @@ def _openmp_controller() -> Any:
 
 
 def _after_fork_in_child() -> None:
-    """The parent's pool threads do not exist in a forked child, nor do its regions."""
+    """The parent's pool threads do not exist in a forked child, nor do its
+    regions: a limit that a region of the parent had set (the child forked
+    while another thread fitted) is lifted, or BLAS stayed on one thread in
+    the child for good (its own regions restored the limit they found)."""
     global _pool, _pool_lock, _regions_open, _regions_lock, _saved_limits, _this_thread
+    inherited = _saved_limits
     _pool, _pool_lock = None, threading.Lock()
     _regions_open, _regions_lock, _saved_limits = 0, threading.Lock(), None
     _this_thread = threading.local()
+    if inherited is not None:
+        with _leaving_openblas_uncontrolled():
+            inherited.restore_original_limits()
 
 
 if hasattr(os, "register_at_fork"):
