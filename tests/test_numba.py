@@ -287,14 +287,18 @@ def test_torch_cpu_tensors_that_require_grad_or_are_strided():
     assert not labels.requires_grad
 
 
-def test_torch_cpu_fit_equals_the_numpy_fit():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_cpu_fit_equals_the_numpy_fit(dtype):
+    """Bit for bit, the mean too: torch's column sums had been its own
+    reduction, NumPy's a product with ones (float64: the last bit differed)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
-    X = np.concatenate([rng.normal(c, 1.0, (400, 3)) for c in (-5, 0, 5)]).astype(np.float32)
+    X = np.concatenate([rng.normal(c, 1.0, (400, 7)) for c in (-5, 0, 5)]).astype(dtype)
     ref = KMeans(3, random_state=0).fit(X)
     fitted = KMeans(3, random_state=0).fit(torch.asarray(X))
     assert isinstance(fitted.cluster_centers_, torch.Tensor)
     np.testing.assert_array_equal(fitted.labels_.numpy(), ref.labels_)
+    np.testing.assert_array_equal(fitted.mean_.numpy(), ref.mean_)
     np.testing.assert_array_equal(fitted.cluster_centers_.numpy(), ref.cluster_centers_)
     assert fitted.n_iter_ == ref.n_iter_
 

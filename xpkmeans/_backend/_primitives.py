@@ -134,6 +134,11 @@ def column_sums(X: Any) -> Any:
     wide = widest_float_dtype(xp, device)
     if is_numpy_array(X):
         block_sums = _numpy.column_sums_of_block
+    elif _numba.handles(X):  # torch CPU: NumPy's sums of its memory, so the NumPy fit's mean
+        def block_sums(block: Any, dtype: Any) -> Any:
+            wide_host = to_numpy(xp.empty((0,), dtype=dtype)).dtype
+            return xp.asarray(_numpy.column_sums_of_block(to_numpy(block), wide_host),
+                              device=device)
     else:
         block_sums = _portable.column_sums_of_block
     # BLAS on one thread, as in a fit, also for a single block (a Dask chunk,
