@@ -2,6 +2,8 @@
 and of scikit-learn, on SciPy (CPU), torch sparse CSR (CPU here, CUDA where
 present) and ``cupyx.scipy.sparse`` (CUDA only)."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -463,3 +465,167 @@ def test_tolerance_uses_the_column_variances_of_scikit_learn(compiled, offset):
     expected = float(np.mean(mean_variance_axis(X, axis=0)[1]))
     result = sparse_backend.mean_column_variance(X, xp=xnp, accumulate=np.float64)
     np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ copies, layouts, memory
+
+
+def _shuffled_within_rows(X, seed=0):
+    """X with each row's stored values in a random column order (as ``A @ B``
+    gives them): a valid CSR matrix with unsorted indices."""
+    X = X.tocsr().copy()
+    rng = np.random.default_rng(seed)
+    for start, stop in zip(X.indptr[:-1], X.indptr[1:]):
+        order = start + rng.permutation(stop - start)
+        X.indices[start:stop], X.data[start:stop] = X.indices[order], X.data[order]
+    X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape)  # flags not cached
+    assert not X.has_sorted_indices
+    return X
+
+
+def _torch_csr(X, device="cpu", index_dtype=None):
+    """The arrays of a SciPy CSR matrix as a torch CSR tensor, unchecked (as
+    torch builds one when its invariant check is off: unsorted or repeated
+    columns kept)."""
+    torch = pytest.importorskip("torch")
+    index = (lambda a: torch.as_tensor(a, device=device, dtype=index_dtype))
+    return torch.sparse_csr_tensor(index(X.indptr), index(X.indices),
+                                   torch.as_tensor(X.data, device=device), size=X.shape,
+                                   check_invariants=False)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")  # CUDA
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_torch_csr_with_repeated_cells_adds_them(device, shuffled):
+    """A torch CSR tensor with a column twice in a row (torch builds one when
+    its invariant check is off) had been read as it is: wrong squared norms
+    (inertia 218 for 605 here, 6754 for 9724 in the audit). Valid tensors are
+    not copied."""
+    torch = pytest.importorskip("torch")
+    if device not in _torch_devices():
+        pytest.skip("no CUDA device")
+    X, _ = _blobs_sparse()
+    split = _with_split_entries(X)
+    if shuffled:
+        split = _shuffled_within_rows(split)
+    Xt = _torch_csr(split, device, index_dtype=torch.int32)
+    stored = [t.clone() for t in (Xt.crow_indices(), Xt.col_indices(), Xt.values())]
+    init = X[:4].toarray()
+    ours = KMeans(4, init=torch.as_tensor(init, device=device), n_init=1).fit(Xt)
+    reference = KMeans(4, init=init, n_init=1).fit(X)
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+    np.testing.assert_array_equal(ours.labels_.cpu().numpy(), reference.labels_)
+    assert ours.score(Xt) == pytest.approx(reference.score(X), rel=1e-12)
+    np.testing.assert_allclose(ours.transform(Xt).cpu().numpy(), reference.transform(X),
+                               rtol=1e-12, atol=1e-12)
+    labels = torch.as_tensor(reference.labels_, device=device)
+    for score in (xpkmeans.silhouette_score, xpkmeans.calinski_harabasz_score,
+                  xpkmeans.davies_bouldin_score):
+        assert score(Xt, labels) == pytest.approx(score(X, reference.labels_), rel=1e-12)
+    for before, after in zip(stored, (Xt.crow_indices(), Xt.col_indices(), Xt.values())):
+        assert torch.equal(before, after)  # the input is not modified
+    canonical = sparse_backend.as_csr(Xt)
+    assert canonical.col_indices().dtype == torch.int32
+    assert sparse_backend.as_csr(canonical) is canonical  # valid: no copy
+    valid = _torch_csr(X, device)
+    assert sparse_backend.as_csr(valid) is valid
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
+@pytest.mark.parametrize("layout", ["bsr", "bsc"])
+def test_torch_block_sparse_layouts_are_converted(layout):
+    """torch's BSR and BSC tensors had failed with torch's own RuntimeError
+    (``to_sparse_csr`` takes CSR and CSC only); they go through COO."""
+    torch = pytest.importorskip("torch")
+    X, _ = _blobs_sparse(n=60, d=40)
+    dense = torch.as_tensor(X.toarray())
+    blocks = dense.to_sparse_bsr((2, 4)) if layout == "bsr" else dense.to_sparse_bsc((2, 4))
+    init = X[:4].toarray()
+    ours = KMeans(4, init=torch.as_tensor(init), n_init=1).fit(blocks)
+    reference = KMeans(4, init=init, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours.labels_.numpy(), reference.labels_)
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+    np.testing.assert_array_equal(ours.predict(blocks).numpy(), reference.labels_)
+
+
+def test_unsorted_csr_is_read_as_it_is(compiled, monkeypatch):
+    """The result of a product (unsorted indices, no repeats) had been copied
+    and sorted by every fit, predict, transform and score: the compiled and
+    SciPy passes read the values in any order."""
+    X, _ = _blobs_sparse(seed=11)
+    unsorted = _shuffled_within_rows(X)
+    init = X[:4].toarray()
+    reference = KMeans(4, init=init, n_init=1).fit(X)
+    copies = []
+    for method in ("copy", "sort_indices", "sorted_indices", "sum_duplicates", "tocsr"):
+        original = getattr(sp.csr_matrix, method)
+        monkeypatch.setattr(sp.csr_matrix, method, lambda self, *a, _o=original, _m=method, **k: (
+            copies.append(_m) if self is unsorted else None) or _o(self, *a, **k))
+    assert sparse_backend.as_csr(unsorted) is unsorted
+    ours = KMeans(4, init=init, n_init=1).fit(unsorted)
+    np.testing.assert_array_equal(ours.labels_, reference.labels_)
+    assert ours.inertia_ == pytest.approx(reference.inertia_, rel=1e-12)
+    np.testing.assert_array_equal(ours.predict(unsorted), reference.labels_)
+    np.testing.assert_allclose(ours.transform(unsorted), reference.transform(X), rtol=1e-12)
+    assert ours.score(unsorted) == pytest.approx(reference.score(X), rel=1e-12)
+    assert copies == []
+    assert not unsorted.has_sorted_indices  # the input is not modified
+
+
+@pytest.mark.parametrize("block_nonzeros", [1 << 22, 50])  # one block; many (the repeat: last)
+def test_repeats_in_unsorted_rows_are_found_and_added(compiled, block_nonzeros, monkeypatch):
+    monkeypatch.setattr(sparse_backend, "_CHECKED_NONZEROS", block_nonzeros)
+    X, _ = _blobs_sparse(seed=12)
+    unsorted = _shuffled_within_rows(X)
+    assert not sparse_backend._repeats_a_cell(unsorted)
+    indices = unsorted.indices.copy()
+    last = slice(unsorted.indptr[-2], unsorted.indptr[-1])  # the last row: a column twice
+    indices[last][1] = indices[last][0]
+    repeated = sp.csr_matrix((unsorted.data, indices, unsorted.indptr), shape=X.shape)
+    assert sparse_backend._repeats_a_cell(repeated) and not repeated.has_sorted_indices
+    canonical = sparse_backend.as_csr(repeated)
+    assert canonical is not repeated and canonical.nnz == repeated.nnz - 1
+    np.testing.assert_array_equal(canonical.toarray(), repeated.toarray())  # added
+    init = X[:4].toarray()
+    assert KMeans(4, init=init, n_init=1).fit(repeated).inertia_ == pytest.approx(
+        KMeans(4, init=init, n_init=1).fit(canonical).inertia_, rel=1e-12)
+
+
+def test_fit_holds_the_sums_and_at_most_four_more_centre_arrays(compiled):
+    """Per k x d: the sums (one chunk of rows here: one set), the initial,
+    current and new centres, and the transposed copy or a difference. The
+    old sums, the previous centres (held by the last step) and the last
+    start's centres had been held through the next pass as well: 7 x k x d
+    for 5 promised on 2 cores (20k x 200k, k = 40)."""
+    n, d, k = 2000, 40_000, 25  # k x d: 8 MB of float64; X: 0.2 MB
+    rng = np.random.default_rng(0)
+    X = sp.random(n, d, density=5 / d, random_state=rng, format="csr")
+    unit = k * d * 8
+    for n_init, bound in ((1, 5.5), (2, 6.5)):  # a second start: the best one's centres too
+        model = KMeans(k, init="random", n_init=n_init, max_iter=3, tol=0, random_state=0)
+        model.fit(X)  # compiled once
+        tracemalloc.start()
+        try:
+            model.fit(X)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < bound * unit, f"n_init={n_init}: {peak / unit:.2f} x k x d"
+
+
+def test_dask_array_of_sparse_chunks_is_refused_in_one_line():
+    """It had failed inside a chunk's task: "ufunc 'isfinite' not supported"."""
+    da = pytest.importorskip("dask.array")
+    X, _ = _blobs_sparse(n=40)
+    lazy = da.from_array(X, chunks=(20, X.shape[1]), asarray=False)
+    fitted = KMeans(2, n_init=1, random_state=0).fit(X)
+    message = r"^`X` is a Dask array of sparse chunks \(csr_matrix\), which is not supported"
+    for call in (lambda: KMeans(2, n_init=1).fit(lazy), lambda: fitted.predict(lazy),
+                 lambda: fitted.transform(lazy), lambda: fitted.score(lazy),
+                 lambda: kmeans_plusplus(lazy, 2, random_state=0),
+                 lambda: xpkmeans.calinski_harabasz_score(lazy, fitted.labels_)):
+        with pytest.raises(TypeError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value) and "X.compute()" in str(error.value)

@@ -29,6 +29,7 @@ from ._backend import (
     array_namespace,
     centered,
     closest_with_candidates,
+    check_dense_chunks,
     cumulative_sum,
     column_sums,
     concat_rows,
@@ -103,6 +104,7 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
     """
     if _is_dask_frame(X):
         X = X.to_dask_array(lengths=True) if known_rows else X.to_dask_array()
+    check_dense_chunks(X, name)
     if X.ndim != 2:
         msg = f"`{name}` must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}."
         raise ValueError(msg)

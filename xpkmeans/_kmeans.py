@@ -596,24 +596,26 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers = initial_centers(rng)
             if params.verbose:
                 print("Initialization complete")
-            last_step: list[LloydStep] = []
+            converged: list[bool] = []
             report = self._progress_reporter(
-                objective, params, scaled_tol, start, started, last_step
+                objective, params, scaled_tol, start, started, converged
             )
-            run = finish(lloyd(centers, report), last_step[-1].converged, best)
+            run = finish(lloyd(centers, report), converged[-1], best)
             if _replaces_best(run, best, same_clustering):
                 best = run
+            del centers, run  # the next start runs without them (k x d each)
         return best
 
     def _progress_reporter(
         self, objective: Callable[[Any], float], params: _FitParams, scaled_tol: float,
-        start: int, started: float, last_step: list,
+        start: int, started: float, converged: list,
     ) -> Callable[[LloydStep], None]:
         """The per-iteration hook of one start (in memory and on Dask): keeps
-        its last step and calls ``callback``; ``objective(centers)`` is the
+        whether its last step converged (not the step, which holds the centres
+        before it) and calls ``callback``; ``objective(centers)`` is the
         inertia of centres (a pass over X), asked for only by the callback."""
         def report(step: LloydStep) -> None:
-            last_step[:1] = [step]
+            converged[:1] = [step.converged]  # not the step: its previous centres go
             if self.callback is None:
                 return
 

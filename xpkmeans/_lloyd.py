@@ -201,9 +201,13 @@ def _centers_from_sums(cluster_sums: _ClusterSums, centers: Any, *, xp: Any) -> 
     totals = cluster_sums.totals
     filled = totals > 0
     safe_totals = xp.where(filled, totals, xp.ones_like(totals))
-    means = xp.astype(cluster_sums.sums / safe_totals[:, None], centers.dtype)
-    largest = xp.reshape(xp.argmax(totals), (1,))
-    return xp.where(filled[:, None], means, xp.take(means, largest, axis=0))
+    largest = xp.argmax(totals)
+    rows = xp.where(filled, xp.arange(totals.shape[0], device=device_of(totals)), largest)
+    # one k x d temporary, divided in place: the same numbers as the means of
+    # all rows, then the largest's taken (which had held three)
+    means = xp.take(cluster_sums.sums, rows, axis=0)
+    means /= xp.take(safe_totals, rows)[:, None]
+    return xp.astype(means, centers.dtype, copy=False)
 
 
 def _count_empty(cluster_sums: _ClusterSums, *, xp: Any) -> Any:
@@ -236,12 +240,13 @@ def _relocate_empty_clusters(
     farthest = largest_indices(distances, n_clusters)
     rank = xp.cumulative_sum(xp.astype(empty, xp.int64)) - 1
     donors = xp.take(farthest, xp.clip(rank, 0, n_clusters - 1))
-    donor_points = xp.astype(take_rows(X, donors), sums.dtype)
+    donor_points = xp.astype(take_rows(X, donors), sums.dtype, copy=False)
     if sample_weight is None:
         donor_weights = xp.ones_like(totals)
     else:
         donor_weights = xp.astype(xp.take(sample_weight, donors), totals.dtype)
-    donor_centers = xp.astype(xp.take(centers, xp.take(labels, donors), axis=0), sums.dtype)
+    donor_centers = xp.astype(xp.take(centers, xp.take(labels, donors), axis=0), sums.dtype,
+                              copy=False)
     # a distance within the rounding of a mean of copies of the point is zero:
     # some ulps of the coordinates, squared, against the donors' distances
     # taken directly (sparse distances come by expansion, rounded far more)
@@ -249,6 +254,7 @@ def _relocate_empty_clusters(
     resolution = ulps * ulps * (
         xp.sum(donor_points ** 2, axis=1) + xp.sum(donor_centers ** 2, axis=1))
     direct = xp.sum((donor_points - donor_centers) ** 2, axis=1)
+    del donor_centers  # k x d: not held through the sums below
     movable = empty & (xp.take(distances, donors) > 0) & (direct > resolution)
     moved = xp.where(movable, donor_weights, xp.zeros_like(donor_weights))
     removed_sums, removed_totals = segment_sum(
@@ -342,7 +348,9 @@ def _summarise(
         changed = xp.ones((), dtype=dtype, device=device_of(centers))
     else:
         changed = xp.astype(xp.any(cluster_sums.labels != previous_labels), dtype)
-    shift = xp.sum((new_centers - centers) ** 2)
+    steps = new_centers - centers
+    steps *= steps  # in place: one k x d temporary
+    shift = xp.sum(steps)
     n_empty = xp.astype(_count_empty(cluster_sums, xp=xp), dtype)
     changed, shift, n_empty = to_numpy(xp.stack([changed, shift, n_empty]))
     return _IterationSummary(bool(changed), float(shift), int(n_empty))
@@ -386,6 +394,7 @@ def _lloyd_iterations(
         shift = summary.center_shift
         relocated = False
         if summary.n_empty > 0:
+            new_centers = None  # made again from the relocated sums: not held meanwhile
             cluster_sums = _relocate_empty_clusters(
                 X, sample_weight, centers, cluster_sums, xp=xp
             )
@@ -420,6 +429,11 @@ def _lloyd_iterations(
         if last:
             return
         previous_labels = labels
+        # held by the step alone from here: the next pass runs without the
+        # centres before these and, when it sums all points, the old sums
+        previous_centers = None
+        if not moved_points:
+            cluster_sums = None
 
 
 def _kmeans_single_lloyd(
@@ -451,6 +465,9 @@ def _kmeans_single_lloyd(
                 print(f"Iteration {step.iteration}, inertia {step.inertia}.")
             if callback is not None:
                 callback(step)
+            last = replace(step, previous_centers=None)
+            del step  # its previous centres go before the next pass (k x d)
+    step = last
     if verbose and step.converged:
         print(f"Converged at iteration {step.iteration}.")
     inertia = step.inertia  # tracked when verbose: on the last step, that of step.labels

@@ -124,7 +124,7 @@ def _check_X_labels(X: Any, labels: Any) -> tuple[Any, Any, int, Any]:
 def _wide(X: Any, *, xp: Any) -> Any:
     """``X`` in the widest float dtype of its device (sparse stays sparse)."""
     wide = widest_float_dtype(xp, device_of(X))
-    return sparse.as_csr(X, wide) if is_sparse(X) else xp.astype(X, wide)
+    return sparse.with_dtype(X, wide) if is_sparse(X) else xp.astype(X, wide)  # X: checked
 
 
 def _centered_wide(X: Any, *, xp: Any) -> Any:

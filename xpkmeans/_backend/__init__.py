@@ -59,6 +59,7 @@ from ._host import (
 )
 from ._host_input import (
     as_array,
+    check_dense_chunks,
     encode_host_categories,
     is_bool,
     is_memmap,
@@ -103,6 +104,7 @@ __all__ = [
     "block_width",
     "blocks_run_compiled",
     "centered",
+    "check_dense_chunks",
     "closest_with_candidates",
     "cumulative_sum",
     "column_sums",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_array_api_obj
+from array_api_compat import is_array_api_obj, is_dask_array
 
 from .._errors import InputTypeError
 from ._host import array_namespace, without_autograd
@@ -20,6 +20,7 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
     if is_sparse(X):
         msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
         raise InputTypeError(msg)
+    check_dense_chunks(X, name)
     if getattr(X, "array_kind", None) == "streamed":  # RowBlocks
         msg = f"`{name}` is a RowBlocks, which only `KMeans.fit` reads; pass an array or a memmap."
         raise InputTypeError(msg)
@@ -45,6 +46,22 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
             msg = f"`{name}` must be numeric; {e}"
             raise InputTypeError(msg) from e
     return X, array_namespace(X)
+
+
+def check_dense_chunks(X: Any, name: str) -> None:
+    """Refuse a Dask array of sparse chunks (SciPy, CuPy or pydata ``sparse``,
+    as its ``_meta`` tells): neither the per-chunk kernels nor the sparse
+    passes take it."""
+    if not is_dask_array(X):
+        return
+    meta = getattr(X, "_meta", None)
+    if is_sparse(meta) or type(meta).__module__.partition(".")[0] == "sparse":
+        msg = (
+            f"`{name}` is a Dask array of sparse chunks ({type(meta).__name__}), which is not "
+            f"supported: pass the sparse matrix itself (`{name}.compute()`) or dense chunks "
+            f"(`{name}.map_blocks(lambda block: block.toarray())`)."
+        )
+        raise InputTypeError(msg)
 
 
 def _missing_as_nan(X: np.ndarray) -> np.ndarray:

@@ -593,6 +593,22 @@ def _column_variances(data, indices, n_samples, n_features):
     return variances
 
 
+@_jit
+def _repeats_a_column(indices, indptr, n_features):
+    """Whether a row stores a column twice, in any order of the columns: per
+    column, the last row that stored it."""
+    last_row = np.full(n_features, -1, dtype=np.int64)
+    for i in range(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            column = indices[p]
+            if column < 0 or column >= n_features:  # not a valid matrix: no write outside
+                continue
+            if last_row[column] == i:
+                return True
+            last_row[column] = i
+    return False
+
+
 # ------------------------------------------------------------------ drivers
 
 
@@ -901,3 +917,9 @@ def csr_sq_distances_to_assigned(X, centers, labels):
 def column_variances(X):
     """Per column of a CSR matrix, the variance of its values (float64)."""
     return _column_variances(X.data, X.indices, X.shape[0], X.shape[1])
+
+
+def csr_repeats_a_column(X):
+    """Whether a row of the SciPy CSR matrix X (indices in any order) stores a
+    column twice: one pass over the indices, no copy of X (``_repeats_a_column``)."""
+    return bool(_repeats_a_column(X.indices, X.indptr, X.shape[1]))

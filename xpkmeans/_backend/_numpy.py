@@ -95,7 +95,8 @@ def segment_sum(values, segment_ids, n_segments, weights):
         xp=xp,
     )
     totals = np.bincount(segment_ids, weights=weights, minlength=n_segments)
-    return np.stack(sums, axis=1).astype(values.dtype), totals.astype(values.dtype)
+    return (np.stack(sums, axis=1).astype(values.dtype, copy=False),
+            totals.astype(values.dtype, copy=False))
 
 
 def segment_count(segment_ids, n_segments):

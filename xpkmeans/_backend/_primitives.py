@@ -280,7 +280,7 @@ def distances_to_centers(X: Any, centers: Any) -> Any:
     def block(rows: slice) -> Any:
         values = row_block(X, rows)
         if _sparse.is_sparse(values):
-            sq = _sparse.sq_distances_to_all(_sparse.as_csr(values, wide), centers, xp=xp,
+            sq = _sparse.sq_distances_to_all(_sparse.with_dtype(values, wide), centers, xp=xp,
                                              centers_t=centers_t, c_sq=c_sq)
         else:
             values = xp.astype(values, wide)
@@ -372,7 +372,7 @@ def first_equal_rows(rows: Any) -> Any:
         return xp.arange(0, device=device)
     wide = widest_float_dtype(xp, device)
     weights = xp.sqrt(xp.arange(2, d + 2, dtype=wide, device=device))
-    order = xp.argsort(xp.sum(xp.astype(rows, wide) * weights, axis=1), stable=True)
+    order = xp.argsort(xp.sum(xp.astype(rows, wide, copy=False) * weights, axis=1), stable=True)
     ordered = xp.take(rows, order, axis=0)
     repeats = xp.all(ordered[1:, :] == ordered[:-1, :], axis=1)
     starts_group = xp.concat([xp.ones((1,), dtype=xp.bool, device=device), ~repeats])

@@ -77,21 +77,113 @@ def dense_stand_in(X: Any) -> Any:
 
 
 def as_csr(X: Any, dtype: Any = None) -> Any:
-    """X in canonical CSR format (CSC, COO and others converted; repeated
-    entries of a cell added, indices sorted), of ``dtype`` if given; a new
-    matrix unless X already is such a CSR matrix of that dtype."""
-    if kind(X) == "torch":
-        import torch
+    """X in CSR format (CSC, COO and others converted) without repeated
+    entries of a cell (added, on a copy), of ``dtype`` if given; a new matrix
+    unless X already is such a CSR matrix of that dtype.
 
-        if X.layout != torch.sparse_csr:
-            X = X.to_sparse_csr()
-        return X if dtype is None or X.dtype == dtype else X.to(dtype)
+    SciPy CSR keeps its column order within a row (sorted or not: every pass
+    here reads the stored values in any order), so that the result of a
+    product (``A @ B``: unsorted) is not copied by each ``fit``, ``predict``
+    or ``score``; CuPy's and torch's are sorted (torch's own rule for a
+    valid CSR tensor, which its kernels assume)."""
+    library = kind(X)
+    if library == "torch":
+        return _torch_csr(X, dtype)
     if X.format != "csr":
         X = X.tocsr()
-    if not X.has_canonical_format:  # entries of one cell are added, on a copy
+    repeats = _repeats_a_cell(X) if library == "scipy" else not X.has_canonical_format
+    if repeats:  # entries of one cell are added, on a copy
         X = X.copy()
         X.sum_duplicates()
     return X if dtype is None or X.dtype == dtype else X.astype(dtype)
+
+
+# non-zeros checked at a time for repeated cells without numba (a column-major
+# copy of their positions: 5 bytes each)
+_CHECKED_NONZEROS = 1 << 22
+
+
+def _repeats_a_cell(X: Any) -> bool:
+    """Whether a row of the SciPy CSR matrix X stores a column twice, found
+    without a copy of X: SciPy's flags where the indices are sorted, else
+    (the result of a product) the compiled check, or the positions of rows
+    in blocks made column-major (a linear pass that sorts each column by
+    row: a repeat is two equal rows in a column)."""
+    if X.has_sorted_indices:  # both flags: one pass each, kept by X
+        return not X.has_canonical_format
+    from . import _numba
+
+    if _numba.AVAILABLE:
+        return _numba.csr_repeats_a_column(X)
+    import scipy.sparse
+
+    n_rows, indptr = X.shape[0], X.indptr
+    # a block's column-major copy has d + 1 pointers: blocks of at least d
+    # non-zeros keep the whole check linear in the non-zeros and columns
+    step = max(1, max(_CHECKED_NONZEROS, X.shape[1]) * n_rows // max(X.nnz, 1))
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        first, last = int(indptr[start]), int(indptr[stop])
+        positions = scipy.sparse.csr_matrix(
+            (np.ones(last - first, dtype=np.int8), X.indices[first:last],
+             indptr[start:stop + 1] - first), shape=(stop - start, X.shape[1]))
+        if not positions.tocsc().has_canonical_format:
+            return True
+    return False
+
+
+def _falls_within_a_row(columns: Any, indptr: Any, xp: Any) -> bool:
+    """Whether a column index is at most the one before it in the same row
+    (a repeated cell in sorted rows; torch's rule broken in any rows)."""
+    if columns.shape[0] < 2:
+        return False
+    falls = xp.nonzero(columns[1:] <= columns[:-1])[0] + 1  # none in a valid matrix
+    if falls.shape[0] == 0:
+        return False
+    starts = xp.astype(indptr, falls.dtype)  # a fall where a row starts is no repeat
+    at_start = xp.searchsorted(starts, falls)
+    return not bool(xp.all(xp.take(starts, xp.clip(at_start, 0, starts.shape[0] - 1)) == falls))
+
+
+def _torch_csr(X: Any, dtype: Any) -> Any:
+    """``as_csr`` of a torch sparse tensor: CSR with sorted, distinct columns
+    in each row (torch's rule), of ``dtype`` if given."""
+    import torch
+
+    if X.layout in (torch.sparse_bsr, torch.sparse_bsc):  # torch converts blocks only to COO
+        X = X.to_sparse_coo()
+    if X.layout != torch.sparse_csr:
+        X = X.to_sparse_csr()  # from COO: repeated entries added, columns sorted
+    import array_api_compat.torch as xp
+
+    if _falls_within_a_row(X.col_indices(), X.crow_indices(), xp):
+        X = _torch_sorted_and_added(X)
+    return X if dtype is None or X.dtype == dtype else X.to(dtype)
+
+
+def _torch_sorted_and_added(X: Any) -> Any:
+    """A torch CSR tensor built without torch's checks (unsorted columns or
+    repeated cells in a row) as a valid one: sorted, repeats added, in X's
+    index dtype."""
+    import torch
+
+    columns = X.col_indices()
+    rows = _row_ids(X, None)
+    coalesced = torch.sparse_coo_tensor(
+        torch.stack([rows, columns.to(rows.dtype)]), X.values(), X.shape).coalesce()
+    csr = coalesced.to_sparse_csr()
+    return torch.sparse_csr_tensor(
+        csr.crow_indices().to(columns.dtype), csr.col_indices().to(columns.dtype),
+        csr.values(), size=X.shape, check_invariants=False)  # valid: made by torch
+
+
+def with_dtype(X: Any, dtype: Any) -> Any:
+    """A CSR matrix that ``as_csr`` gave (or a row block of one) in ``dtype``:
+    a new matrix only where the dtype differs (no new check for repeats: a
+    check of each row block of a wide matrix costs a pass over its columns)."""
+    if X.dtype == dtype:
+        return X
+    return X.to(dtype) if kind(X) == "torch" else X.astype(dtype)
 
 
 def values(X: Any) -> Any:
@@ -247,7 +339,7 @@ def _add_at(slots: Any, added: Any, size: int, *, xp: Any, accumulate: Any) -> A
     from array_api_compat import is_numpy_array, is_torch_array
 
     if is_numpy_array(slots):
-        return np.bincount(slots, weights=added, minlength=size).astype(accumulate)
+        return np.bincount(slots, weights=added, minlength=size).astype(accumulate, copy=False)
     from array_api_compat import device as device_of
 
     out = xp.zeros((size,), dtype=accumulate, device=device_of(slots))
