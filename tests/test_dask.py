@@ -491,9 +491,9 @@ def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(lazy_backend, dtyp
         xpkmeans.calinski_harabasz_score(Xd, np.zeros(1200, dtype=int))
 
 
-def test_dispersion_scores_take_float_and_boolean_dask_labels_as_in_memory():
-    """Whole-number floats and booleans are labels in memory; a Dask array of
-    them had been refused as not integers."""
+def test_dispersion_scores_take_float_boolean_and_string_dask_labels_as_in_memory():
+    """Whole-number floats, booleans and strings are labels in memory; a Dask
+    array of them had been refused as not integers."""
     X = _blobs(n=600)
     Xd = da.from_array(X, chunks=150)
     labels = xpkmeans.KMeans(4, init=_init(X, 4)).fit(X).labels_
@@ -503,6 +503,11 @@ def test_dispersion_scores_take_float_and_boolean_dask_labels_as_in_memory():
                 score(X, given), rel=1e-12)
     with pytest.raises(ValueError, match="`labels` must be integer-valued"):
         xpkmeans.calinski_harabasz_score(Xd, da.from_array(labels + 0.5, chunks=150))
+    names = np.array(["setosa", "virginica", "versicolor", "iris"])[labels]  # strings in Dask
+    for given in (names, names.astype(object)):
+        for score in (xpkmeans.calinski_harabasz_score, xpkmeans.davies_bouldin_score):
+            assert score(Xd, da.from_array(given, chunks=150)) == pytest.approx(
+                score(X, given), rel=1e-12)
 
 
 def test_silhouette_refuses_dask_arrays_or_samples_them_as_in_memory(monkeypatch):

@@ -742,9 +742,11 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
     return dask.compute(X[rows], labels[rows])
 
 
-def _labels_along(X: Any, labels: Any) -> Any:
+def _labels_along(X: Any, labels: Any, *, categories: bool = False) -> Any:
     """Integer ``labels`` of the rows of X (any array; host strings encoded
-    as in memory), as a Dask array chunked like X's rows."""
+    as in memory), as a Dask array chunked like X's rows; with ``categories``
+    a Dask array of strings too (encoded by ``_distinct``'s sorted values, as
+    ``LabelEncoder``)."""
     import dask.array as da
 
     if not is_dask_array(labels):
@@ -753,6 +755,8 @@ def _labels_along(X: Any, labels: Any) -> Any:
     if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
         msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
         raise ValueError(msg)
+    if categories and labels.dtype.kind in "USO":
+        return labels.rechunk((X.chunks[0],))
     if labels.dtype.kind not in "iu":  # booleans and whole-number floats, checked per chunk
         integer_labels(labels._meta, array_namespace(labels._meta))
         labels = labels.map_blocks(_integer_chunk, dtype=np.int64)
@@ -814,7 +818,7 @@ def cluster_dispersions(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, fl
 
     X = check_dask_array(X)
     X = X.map_blocks(_widest, dtype=np.float64)  # as in memory: a chunk at a time
-    labels = _labels_along(X, labels)
+    labels = _labels_along(X, labels, categories=True)
     values = _distinct(labels)
     check_number_of_labels(values.shape[0], X.shape[0])
     codes = labels.map_blocks(_chunk_codes, values, dtype=np.int64)
