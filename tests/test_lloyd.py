@@ -220,7 +220,8 @@ def test_cluster_sums_of_moved_points_equal_sums_of_all(backend, monkeypatch):
     previous = _lloyd._cluster_sums(X, None, before, 4, xp=xp)
     monkeypatch.setattr(_lloyd, "segment_sum", recording(segment_sum))
     monkeypatch.setattr(_lloyd, "sum_by_cluster", recording(_lloyd.sum_by_cluster))
-    updated = _lloyd._cluster_sums(X, None, after, 4, xp=xp, previous=previous)
+    updated = _lloyd._cluster_sums(X, None, after, 4, xp=xp, previous=previous,
+                                   moved_points=_lloyd._sums_by_moved_points(X, None))
     expected = _lloyd._cluster_sums(X, None, after, 4, xp=xp)
 
     moved_only = picks_rows_cheaply(X) and not sums_in_pass(X)  # not when compiled

@@ -47,13 +47,10 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any, fallback: Any = 
     ``cumulative`` adds up to 0 (every point of weight is a centre already),
     the draws follow ``fallback`` (the weights' own cumulative) instead.
     """
-    if fallback is None:
-        indices = xp.searchsorted(cumulative, uniforms * cumulative[-1], side="right")
-    else:  # both searched (a few draws each), not an n-sized choice of arrays
-        ok = cumulative[-1] > 0
-        drawn = xp.searchsorted(cumulative, uniforms * cumulative[-1], side="right")
+    indices = xp.searchsorted(cumulative, uniforms * cumulative[-1], side="right")
+    if fallback is not None:  # both searched (a few draws each), not an n-sized choice of arrays
         instead = xp.searchsorted(fallback, uniforms * fallback[-1], side="right")
-        indices = xp.where(ok, drawn, instead)
+        indices = xp.where(cumulative[-1] > 0, indices, instead)
     return xp.clip(indices, 0, cumulative.shape[0] - 1)
 
 

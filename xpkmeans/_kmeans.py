@@ -660,7 +660,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         distances : array of shape (n_samples, n_clusters), in X's namespace
         """
-        if getattr(X, "array_kind", None) == "streamed":  # refused before the fit, not after
+        if _streaming.is_streamed_input(X):  # refused before the fit, not after
             msg = "`X` is a RowBlocks: fit it, then transform arrays of its rows."
             raise InputTypeError(msg)
         return self.fit(X, sample_weight=sample_weight).transform(X)

@@ -159,18 +159,16 @@ def _sums_by_moved_points(X: Any, sample_weight: Any) -> bool:
 
 def _cluster_sums(
     X: Any, sample_weight: Any, labels: Any, n_clusters: int, *, xp: Any,
-    previous: _ClusterSums | None = None, moved_points: bool | None = None,
+    previous: _ClusterSums | None = None, moved_points: bool = False,
 ) -> _ClusterSums:
     """The sums of the M step for ``labels``.
 
     Given the sums of the previous labels, and when few points moved, only
     the moved points are subtracted from their old clusters and added to
-    their new ones (where ``moved_points``: ``_sums_by_moved_points``, asked
-    here when None); otherwise all points are summed.
+    their new ones (where ``moved_points``: ``_sums_by_moved_points``);
+    otherwise all points are summed.
     """
     accumulate = widest_float_dtype(xp, device_of(X))
-    if previous is not None and moved_points is None:
-        moved_points = _sums_by_moved_points(X, sample_weight)
     if previous is not None and moved_points:
         moved = xp.nonzero(labels != previous.labels)[0]
         if moved.shape[0] == 0:

@@ -148,7 +148,8 @@ def check_sample_weight(sample_weight: Any, X: Any, xp: Any) -> Any:
 
 def _check_weight_values(weights: Any, xp: Any, *, dtype: Any = None) -> None:
     """Finite, non-negative, at least one positive; ``dtype``: the same
-    checks after the cast to it, which can only overflow or underflow."""
+    checks after the cast to it, which can only overflow or underflow, and a
+    total that the widest float holds."""
     if not bool(xp.all(xp.isfinite(weights))):
         reason = "contains NaN or inf" if dtype is None else f"has values too large for {dtype}"
         raise ValueError(f"`sample_weight` {reason}.")
@@ -158,6 +159,8 @@ def _check_weight_values(weights: Any, xp: Any, *, dtype: Any = None) -> None:
     if not bool(xp.any(weights > 0)):
         reason = "all are zero" if dtype is None else f"all are zero in {dtype}"
         raise ValueError(f"`sample_weight` must have at least one positive value; {reason}.")
+    if dtype is None:  # the total: once, after the cast
+        return
     total = xp.sum(xp.astype(weights, widest_float_dtype(xp, device_of(weights))))
     if not math.isfinite(float(total)):  # the weighted sums of the M step would overflow
         raise ValueError("`sample_weight` sums to more than a float can hold.")

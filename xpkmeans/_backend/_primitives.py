@@ -135,8 +135,9 @@ def column_sums(X: Any) -> Any:
     if is_numpy_array(X):
         block_sums = _numpy.column_sums_of_block
     elif _numba.handles(X):  # torch CPU: NumPy's sums of its memory, so the NumPy fit's mean
+        wide_host = to_numpy(xp.empty((0,), dtype=wide)).dtype
+
         def block_sums(block: Any, dtype: Any) -> Any:
-            wide_host = to_numpy(xp.empty((0,), dtype=dtype)).dtype
             return xp.asarray(_numpy.column_sums_of_block(to_numpy(block), wide_host),
                               device=device)
     else:
@@ -280,8 +281,8 @@ def distances_to_centers(X: Any, centers: Any) -> Any:
     def block(rows: slice) -> Any:
         values = row_block(X, rows)
         if _sparse.is_sparse(values):
-            sq = _sparse.sq_distances_to_all(_sparse.with_dtype(values, wide), centers, xp=xp,
-                                             centers_t=centers_t, c_sq=c_sq)
+            sq = _sparse.sq_distances_to_all(_sparse.with_dtype(values, wide), centers_t, c_sq,
+                                             xp=xp)
         else:
             values = xp.astype(values, wide)
             sq = xp.sum(values * values, axis=1)[:, None] - 2 * (values @ centers_t) + c_sq

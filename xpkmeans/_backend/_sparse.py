@@ -399,18 +399,10 @@ def mean_column_variance(X: Any, *, xp: Any, accumulate: Any) -> float:
     return float(xp.mean(variances))
 
 
-def sq_distances_to_all(
-    X: Any, centers: Any, *, xp: Any, centers_t: Any = None, c_sq: Any = None
-) -> Any:
-    """``||x_i - c_j||^2`` for every row and centre (``n x k``: for ``transform``).
-
-    ``centers_t`` (``transposed(centers)``) and ``c_sq`` (the centres'
-    squared norms, a row): given by a caller that goes in row blocks, made
-    once for all blocks (each is a pass over ``k x d`` centres)."""
-    if centers_t is None:
-        centers_t = transposed(centers, xp=xp)
-    if c_sq is None:
-        c_sq = xp.sum(centers * centers, axis=1)[None, :]
+def sq_distances_to_all(X: Any, centers_t: Any, c_sq: Any, *, xp: Any) -> Any:
+    """``||x_i - c_j||^2`` for every row and centre (``n x k``: for ``transform``),
+    given ``transposed(centers)`` and the centres' squared norms (a row): made
+    once by the caller for all its row blocks (each a pass over ``k x d``)."""
     products = _products(X, centers_t)
     x_sq = sq_row_norms(X, xp=xp)[:, None]
     return xp.clip(x_sq - 2 * products + c_sq, min=0.0)
