@@ -151,9 +151,9 @@ def test_staging_copies_every_row_and_casts(rows):
 
 def test_sources_are_checked_as_arrays_are_in_memory():
     X = _blobs(n=100)
-    with pytest.raises(TypeError, match="^`source` must hold real numbers, got dtype complex"):
+    with pytest.raises(ValueError, match="^Complex data not supported: `source` has dtype complex"):
         xpkmeans.RowBlocks(X + 1j)
-    with pytest.raises(TypeError, match="^`source` must hold real numbers, got dtype <U"):
+    with pytest.raises(TypeError, match="^`source` must be a numeric array, got dtype <U"):
         xpkmeans.KMeans(2).fit(xpkmeans.RowBlocks(lambda: iter([X.astype(str)])))
     for block_rows, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError)):
         with pytest.raises(error, match="^`block_rows`"):

@@ -26,6 +26,7 @@ from ._backend import (
     nearest_centers,
     object_array,
     parallel_region,
+    refuse_row_blocks,
     segment_count,
     segment_sum,
     sparse,
@@ -660,9 +661,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         distances : array of shape (n_samples, n_clusters), in X's namespace
         """
-        if _streaming.is_streamed_input(X):  # refused before the fit, not after
-            msg = "`X` is a RowBlocks: fit it, then transform arrays of its rows."
-            raise InputTypeError(msg)
+        refuse_row_blocks(X, "X")  # before the fit, not after
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     # -------------------------------------------------------------- using the fit

@@ -52,7 +52,7 @@ from ._dask import (
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._validation import check_int, check_n_clusters_fits, scaled_tolerance
+from ._validation import check_int, check_n_clusters_fits, check_real_dtype, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
 # small against memory (a 20M x 32 float32 memmap: 320 blocks). Blocks for a
@@ -115,7 +115,7 @@ class RowBlocks:
             if source.ndim != 2:
                 msg = f"`source` must be 2-D (n_samples, n_features), got ndim={source.ndim}."
                 raise ValueError(msg)
-            _check_real(source.dtype)
+            check_real_dtype(source.dtype, host_xp, "source")
         self.source = source
         self.block_rows = None if block_rows is None else check_int(
             block_rows, "block_rows", minimum=1)
@@ -147,7 +147,7 @@ class RowBlocks:
             if block.ndim != 2:
                 msg = f"Each row block must be 2-D, got ndim={block.ndim}."
                 raise ValueError(msg)
-            _check_real(block.dtype)
+            check_real_dtype(block.dtype, host_xp, "source")
             if width is None:
                 width = block.shape[1]
             elif block.shape[1] != width:
@@ -237,19 +237,11 @@ def is_streamed_input(X: Any) -> bool:
 # ------------------------------------------------------------------ the fit
 
 
-def _check_real(dtype: Any, name: str = "source") -> None:
-    """Blocks of bools, integers or real floats, as ``check_array`` takes."""
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(
-            dtype, np.complexfloating):
-        msg = f"`{name}` must hold real numbers, got dtype {dtype}."
-        raise InputTypeError(msg)
-
-
 def _as_row_blocks(X: Any) -> RowBlocks:
     """``X`` itself if a ``RowBlocks``, else the blocks of the array ``X``."""
     if isinstance(X, RowBlocks):
         return X
-    _check_real(np.asarray(X[:0]).dtype, "X")
+    check_real_dtype(np.asarray(X[:0]).dtype, host_xp, "X")
     return RowBlocks(X)
 
 

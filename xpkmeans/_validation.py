@@ -29,6 +29,16 @@ from ._backend import (
 )
 
 
+def check_real_dtype(kind: Any, xp: Any, name: str) -> None:
+    """Refuse complex and non-numeric dtypes (booleans and integers pass)."""
+    if xp.isdtype(kind, "complex floating"):
+        msg = f"Complex data not supported: `{name}` has dtype {kind}."
+        raise ValueError(msg)
+    if not xp.isdtype(kind, ("bool", "numeric")):
+        msg = f"`{name}` must be a numeric array, got dtype {kind}."
+        raise InputTypeError(msg)
+
+
 def check_array(
     X: Any, *, name: str = "X", ensure_min_samples: int = 1, dtype: Any = None
 ) -> tuple[Any, Any]:
@@ -42,12 +52,7 @@ def check_array(
         return _check_sparse(X, name=name, ensure_min_samples=ensure_min_samples, dtype=dtype)
     X, xp = as_array(X, name)
     kind = X.dtype
-    if xp.isdtype(kind, "complex floating"):
-        msg = f"Complex data not supported: `{name}` has dtype {kind}."
-        raise ValueError(msg)
-    if not xp.isdtype(kind, ("bool", "numeric")):
-        msg = f"`{name}` must be a numeric array, got dtype {kind}."
-        raise InputTypeError(msg)
+    check_real_dtype(kind, xp, name)
     if X.ndim != 2:
         msg = (
             f"`{name}` must be a 2-D array of shape (n_samples, n_features), got "

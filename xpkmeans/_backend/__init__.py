@@ -59,6 +59,7 @@ from ._host import (
 )
 from ._host_input import (
     as_array,
+    refuse_row_blocks,
     check_dense_chunks,
     encode_host_categories,
     is_bool,
@@ -112,6 +113,7 @@ __all__ = [
     "encode_host_categories",
     "array_namespace",
     "as_array",
+    "refuse_row_blocks",
     "blas_is_limited",
     "blocks_to_device",
     "check_random_state",

@@ -14,6 +14,13 @@ from ._host import array_namespace, without_autograd
 from ._sparse import is_sparse
 
 
+def refuse_row_blocks(X: Any, name: str) -> None:
+    """A ``RowBlocks`` is read only by ``KMeans.fit``."""
+    if getattr(X, "array_kind", None) == "streamed":
+        msg = f"`{name}` is a RowBlocks, which only `KMeans.fit` reads; pass an array or a memmap."
+        raise InputTypeError(msg)
+
+
 def as_array(X: Any, name: str) -> tuple[Any, Any]:
     """``X`` as an array-API array and its namespace; other inputs (lists,
     data frames, objects with ``__array__``) go through NumPy."""
@@ -21,9 +28,7 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
         msg = f"`{name}` is a sparse matrix; it must be dense here (use `{name}.toarray()`)."
         raise InputTypeError(msg)
     check_dense_chunks(X, name)
-    if getattr(X, "array_kind", None) == "streamed":  # RowBlocks
-        msg = f"`{name}` is a RowBlocks, which only `KMeans.fit` reads; pass an array or a memmap."
-        raise InputTypeError(msg)
+    refuse_row_blocks(X, name)
     if isinstance(X, np.matrix):  # its products and reductions stay 2-D
         msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
         raise InputTypeError(msg)
