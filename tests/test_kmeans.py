@@ -711,3 +711,26 @@ def test_one_host_copy_per_em_iteration(data_dependent_shapes, weighted, monkeyp
     assert km.n_iter_ >= 3
     per_iteration = [later - earlier for earlier, later in zip(marks, marks[1:])]
     assert per_iteration == [1] * (km.n_iter_ - 1)
+
+
+def _fits_with_equal_and_no_weights(make_input, to_numpy):
+    X = xpkmeans.make_blobs(300, 3, centers=6, random_state=0)[0].astype(np.float32)
+    params = dict(n_clusters=6, init="random", n_init=1, max_iter=1, random_state=0)
+    reference = KMeans(**params).fit(X)
+    fit = KMeans(**params).fit(make_input(X), sample_weight=np.full(300, 2.5, np.float32))
+    np.testing.assert_allclose(to_numpy(fit.cluster_centers_), reference.cluster_centers_,
+                               rtol=1e-5, atol=1e-5)
+    assert fit.inertia_ == pytest.approx(2.5 * reference.inertia_, rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:KMeans did not converge")  # max_iter=1: the init shows
+def test_equal_weights_fit_as_no_weights(backend):
+    """scikit-learn's None is ones: the same seed gives the same fit with
+    either (init='random' had drawn other rows given equal weights)."""
+    _fits_with_equal_and_no_weights(backend.asarray, backend.to_numpy)
+
+
+@pytest.mark.filterwarnings("ignore:KMeans did not converge")
+def test_equal_weights_fit_as_no_weights_on_dask_and_row_blocks(lazy_backend):
+    _fits_with_equal_and_no_weights(lazy_backend.asarray, lazy_backend.to_numpy)
+    _fits_with_equal_and_no_weights(xpkmeans.RowBlocks, np.asarray)

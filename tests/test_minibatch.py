@@ -335,3 +335,79 @@ def test_check_estimator_passes():
     failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
     assert not failed
     assert sum(r["status"] == "passed" for r in results) > 40
+
+
+class _SklearnDraws:
+    """A host generator that draws as scikit-learn's ``RandomState`` does in
+    ``MiniBatchKMeans.fit`` (one batch a call, ``p`` always given)."""
+
+    def __init__(self, seed):
+        self.rs = np.random.RandomState(seed)
+
+    def integers(self, low, high, size):
+        return self.rs.randint(low, high, size)
+
+    def choice(self, n, size, p=None, replace=True):
+        if isinstance(size, tuple):  # a draw of batches: one step at a time
+            assert size[0] == 1
+            p = np.full(n, 1.0 / n) if p is None else p
+            return self.rs.choice(n, size[1], p=p, replace=replace)[None]
+        return self.rs.choice(n, size=size, replace=replace, p=p)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"tol": 1e-3}, {"max_no_improvement": 3}, {"reassignment_ratio": 0.3},
+    {"compute_labels": False}, {"batch_size": 3000, "max_iter": 3},
+])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_equals_scikit_learn_given_its_draws(params, weighted, monkeypatch):
+    """Step for step: the update, the reassignment of low counts (far centres
+    here), the smoothed inertia, both stopping rules, n_steps_ and n_iter_."""
+    import xpkmeans._minibatch as minibatch
+    from sklearn.datasets import make_blobs
+
+    monkeypatch.setattr(minibatch, "host_rng", _SklearnDraws)
+    monkeypatch.setattr(minibatch, "STEPS_PER_DRAW", 1)
+    X, _ = make_blobs(2000, 4, centers=4, random_state=0)
+    init = np.vstack([X[:3], [[1e3] * 4, [900.0] * 4]])
+    w = np.random.default_rng(0).random(2000) if weighted else None
+    kwargs = {"init": init, "n_init": 1, "random_state": 0, "batch_size": 50, **params}
+    ours = xpkmeans.MiniBatchKMeans(5, **kwargs).fit(X, sample_weight=w)
+    theirs = sklearn_cluster.MiniBatchKMeans(5, **kwargs).fit(X, sample_weight=w)
+    assert (ours.n_steps_, ours.n_iter_) == (theirs.n_steps_, theirs.n_iter_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, atol=1e-10)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-10)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_equal_weights_fit_as_no_weights(backend, init):
+    """scikit-learn turns sample_weight=None into ones: the same seed gives
+    the same fit with either (here, ones drew other batches and another
+    'random' init than None did)."""
+    X = _blobs(n=3000, d=4, centers=5)
+    params = dict(init=init, batch_size=200, random_state=0)
+    reference = xpkmeans.MiniBatchKMeans(5, **params).fit(X)
+    for weights, scale in ((backend.asarray(np.ones(3000, dtype=np.float32)), 1.0), (2.5, 2.5)):
+        fit = xpkmeans.MiniBatchKMeans(5, **params).fit(backend.asarray(X), sample_weight=weights)
+        assert fit.n_steps_ == reference.n_steps_
+        np.testing.assert_allclose(backend.to_numpy(fit.cluster_centers_),
+                                   reference.cluster_centers_, rtol=1e-5, atol=1e-5)
+        assert fit.inertia_ == pytest.approx(scale * reference.inertia_, rel=1e-4)
+    stepped = xpkmeans.MiniBatchKMeans(5, **params).partial_fit(
+        backend.asarray(X[:500]), sample_weight=backend.asarray(np.ones(500, dtype=np.float32)))
+    expected = xpkmeans.MiniBatchKMeans(5, **params).partial_fit(X[:500])
+    np.testing.assert_allclose(backend.to_numpy(stepped.cluster_centers_),
+                               expected.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_verbose_prints_what_scikit_learn_prints(capsys):
+    X = _blobs(n=2000)
+    xpkmeans.MiniBatchKMeans(8, n_init=2, batch_size=100, verbose=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    for line in ("Init 1/2 with method k-means++", "Inertia for init 2/2: ",
+                 "Minibatch step 1/2000: mean batch inertia: ",
+                 "Converged (lack of improvement in inertia) at step "):
+        assert line in out
+    xpkmeans.MiniBatchKMeans(8, batch_size=100, verbose=1, tol=0.1, max_no_improvement=None,
+                             random_state=0).fit(X)
+    assert "Converged (small centers change) at step " in capsys.readouterr().out

@@ -73,6 +73,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_weight_layout,
+    draws_as_unweighted,
     integer_labels,
     scaled_tolerance,
 )
@@ -671,7 +672,9 @@ def _random_rows(data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
     With weights, NumPy's rounds of that call, each by ``_draw`` (the weights
     stay on the workers): draw as many rows as are missing, the rows already
     drawn at weight 0, and keep each new row at its first draw."""
-    if data.weights is None:
+    import dask.array as da
+
+    if draws_as_unweighted(data.weights, da):
         rows = rng.choice(data.X.shape[0], size=n_clusters, replace=False)
         return _take_host_rows(data.X, rows)
     if data.n_positive < n_clusters:

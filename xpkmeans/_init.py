@@ -37,6 +37,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_one_value_per_row,
     check_sample_weight,
+    draws_as_unweighted,
 )
 
 
@@ -306,7 +307,7 @@ def _init_random(X, n_clusters, *, sample_weight, rng, xp):
     """``n_clusters`` distinct points, drawn with probability proportional to weight."""
     n_samples = X.shape[0]
     p = None
-    if sample_weight is not None:
+    if not draws_as_unweighted(sample_weight, xp):
         host_weights = to_numpy(sample_weight).astype("float64")
         p = host_weights / host_weights.sum()
         if (p > 0).sum() < n_clusters:

@@ -38,6 +38,7 @@ from . import _dask, _streaming
 from ._kmeans import _PARAMETER_CONSTRAINTS, KMeans
 from ._lloyd import _inertia, column_means, variance_scaled_tol
 from ._validation import (
+    draws_as_unweighted,
     as_namespace,
     boolean,
     check_array,
@@ -186,7 +187,9 @@ default="k-means++"
     reassignment_ratio : float, default=0.01
         Centres whose count is below this fraction of the largest count are
         moved to random batch points (every ``10 * n_clusters`` points seen,
-        and whenever a centre has no points).
+        and whenever a centre has no points). ``partial_fit`` counts the rows
+        of each batch; scikit-learn's counts the first batch's size at every
+        call, so with batches of unequal sizes the two check at other steps.
 
     Attributes
     ----------
@@ -331,6 +334,8 @@ default="k-means++"
         self._last_batch_inertia = batch_inertia
         step += 1
         if step == 1:  # the first step's inertia is that of the initial centres
+            if self.verbose:
+                print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
             return False
         if self._ewa_inertia is None:
             self._ewa_inertia = batch_inertia
@@ -341,13 +346,19 @@ default="k-means++"
             print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
                   f"ewa inertia: {self._ewa_inertia}")
         if self._tol > 0.0 and shift <= self._tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{n_steps}")
             return True
         if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
             self._no_improvement = 0
             self._ewa_inertia_min = self._ewa_inertia
         else:
             self._no_improvement += 1
-        return self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement
+        if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
+            if self.verbose:
+                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
+            return True
+        return False
 
     # -------------------------------------------------------------- fitting
 
@@ -378,6 +389,8 @@ default="k-means++"
         drawn = rng.integers(0, data.n_samples, self._init_size) if (
             self._init_size < data.n_samples) else None
         X, weights = data.take(drawn)
+        if draws_as_unweighted(weights, data.xp):
+            weights = None
         if isinstance(self.init, str):
             return self._init_centroids(X, n_clusters, sample_weight=weights, rng=rng, xp=xp)
         # an array, or a callable's centres, are in X's own frame (scikit-learn's)
@@ -415,17 +428,21 @@ default="k-means++"
             self._tol = data.prepare(tol)
             X_valid, w_valid = data.take(rng.integers(0, n_samples, self._init_size))
             best = None
-            for _ in range(n_init):
+            for init_idx in range(n_init):
+                if self.verbose:
+                    print(f"Init {init_idx + 1}/{n_init} with method {self.init}")
                 centers = self._initial_centers(data, n_clusters, rng, xp=xp)
                 inertia = float(_inertia(X_valid, w_valid, centers,
                                          nearest_centers(X_valid, centers), xp=xp))
+                if self.verbose:
+                    print(f"Inertia for init {init_idx + 1}/{n_init}: {inertia}")
                 if best is None or inertia < best[1]:
                     best = centers, inertia
             centers = best[0]
             self._reset_state(n_clusters)
             n_steps = (max_iter * n_samples) // batch_size
             weights = data.host_weights()
-            p = None if weights is None else weights / weights.sum()
+            p = None if draws_as_unweighted(weights, host_xp) else weights / weights.sum()
             step = 0
             for step in range(n_steps):
                 if step % STEPS_PER_DRAW == 0:

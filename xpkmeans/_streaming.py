@@ -52,7 +52,7 @@ from ._dask import (
     _split_sums,
 )
 from ._errors import InputTypeError
-from ._validation import check_int, check_n_clusters_fits, check_real_dtype, scaled_tolerance
+from ._validation import check_int, check_n_clusters_fits, check_real_dtype, draws_as_unweighted, scaled_tolerance
 
 # Bytes of one host block: large enough for efficient kernels (a few ms each),
 # small against memory (a 20M x 32 float32 memmap: 320 blocks). Blocks for a
@@ -361,8 +361,9 @@ def _initial_centers(estimator: Any, stream: _Stream, n_clusters: int, rng: Any)
     n = stream.n_samples
     dtype = stream.mean.dtype
     if isinstance(init, str):
-        p = None if stream.weights is None else stream.weights / stream.weights.sum()
         if init == "random":
+            p = None if draws_as_unweighted(stream.weights, host_xp) else (
+                stream.weights / stream.weights.sum())
             rows = rng.choice(n, size=n_clusters, replace=False, p=p)  # as in memory
             order = np.argsort(rows)
             centers = np.empty((n_clusters, stream.n_features), dtype=dtype)

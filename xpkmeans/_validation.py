@@ -171,6 +171,13 @@ def _check_weight_values(weights: Any, xp: Any, *, dtype: Any = None) -> None:
         raise ValueError("`sample_weight` sums to more than a float can hold.")
 
 
+def draws_as_unweighted(weights: Any, xp: Any) -> bool:
+    """Whether ``weights`` (None or an array) are all equal, so that rows are
+    drawn as without weights: scikit-learn's None is ones, and the same seed
+    gives the same fit with either (NumPy draws other rows given a uniform ``p``)."""
+    return weights is None or bool(xp.all(weights == weights[0]))
+
+
 def scaled_tolerance(
     sum_of_squares: float, n_values: int, tol: float, *, dtype: Any, dtype_max: float
 ) -> float:

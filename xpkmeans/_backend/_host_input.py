@@ -17,7 +17,7 @@ from ._sparse import is_sparse
 def refuse_row_blocks(X: Any, name: str) -> None:
     """A ``RowBlocks`` is read only by ``KMeans.fit``."""
     if getattr(X, "array_kind", None) == "streamed":
-        msg = f"`{name}` is a RowBlocks, which only `KMeans.fit` reads; pass an array or a memmap."
+        msg = f"`{name}` is a RowBlocks, which only `fit` reads; pass an array or a memmap."
         raise InputTypeError(msg)
 
 
