@@ -60,6 +60,17 @@ def test_same_init_with_sample_weight_as_sklearn(backend):
     )
 
 
+def test_labels_are_int64_as_the_readme_says(backend):
+    """Labels are int64 on every backend (scikit-learn's are int32; the
+    README says so): the fit's, ``predict``'s, ``fit_predict``'s, ``k_means``'s."""
+    X = backend.asarray(blobs(120, 2, 3))
+    km = KMeans(3, random_state=0).fit(X)
+    for labels in (km.labels_, km.predict(X), KMeans(3, random_state=0).fit_predict(X),
+                   k_means(X, 3, random_state=0)[1]):
+        backend.assert_here(labels, backend.xp.int64)
+    assert SkKMeans(3, n_init=1).fit(backend.to_numpy(X)).labels_.dtype == np.int32
+
+
 def test_empty_cluster_relocated_like_sklearn(backend):
     X = blobs(200, 2, 3)
     init = np.vstack([X[:2], [[500.0, 500.0]]])  # the third centre gets no point
@@ -418,6 +429,24 @@ def test_missing_values_of_nullable_columns_are_named_as_nan():
         frame = pd.DataFrame({"a": [1, 2, None, 4], "b": [1, 2, 3, 4]}, dtype=dtype)
         with pytest.raises(ValueError, match="^`X` contains NaN"):
             KMeans(2).fit(frame)
+
+
+def test_masked_arrays_are_read_as_scikit_learn_reads_them():
+    """Nothing masked: its values, as scikit-learn reads them (NumPy's masked
+    products had failed on a shape mismatch); masked values: refused by name."""
+    init = random_rows(X_OK, 3)
+    masked = np.ma.masked_array(X_OK)
+    km = KMeans(3, init=np.ma.masked_array(init)).fit(masked, sample_weight=np.ma.ones(50))
+    sk = SkKMeans(3, init=init, n_init=1).fit(masked)
+    np.testing.assert_array_equal(km.labels_, sk.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, sk.cluster_centers_, rtol=1e-10)
+    np.testing.assert_array_equal(km.predict(masked), sk.predict(X_OK))
+    assert km.score(masked) == pytest.approx(sk.score(X_OK), rel=1e-10)
+    assert MiniBatchKMeans(3, random_state=0).fit(masked).cluster_centers_.shape == (3, 2)
+    hidden = np.ma.masked_array(X_OK, mask=np.eye(50, 2, dtype=bool))
+    for call in (KMeans(3).fit, km.predict, lambda X: kmeans_plusplus(X, 3)):
+        with pytest.raises(ValueError, match="^`X` is a masked array with masked values"):
+            call(hidden)
 
 
 def test_tensors_without_values_are_refused_by_name():

@@ -163,3 +163,38 @@ def test_checking_random_state_draws_nothing():
                 estimator(2, random_state=random_state).fit(np.zeros((1, 2)))
             after = (np.random.get_state()[2], legacy.get_state()[2])
             assert before == after, (estimator, random_state)
+
+
+@pytest.mark.parametrize("Estimator", ["KMeans", "MiniBatchKMeans"])
+def test_metadata_routing_requests_as_scikit_learn(Estimator):
+    """``predict`` ignores its ``sample_weight`` (scikit-learn's has none), so
+    routing requests none: with fit's requested, ``fit_predict`` in a pipeline
+    routes the weights to the fit, as scikit-learn's does (the composed
+    request of fit and predict had conflicted)."""
+    import sklearn.cluster
+
+    weights = np.random.default_rng(0).uniform(0.1, 2.0, X.shape[0])
+    with sklearn.config_context(enable_metadata_routing=True):
+        ours = getattr(xpkmeans, Estimator)(4, random_state=0)
+        theirs = getattr(sklearn.cluster, Estimator)(4, random_state=0)
+        assert not hasattr(ours, "set_predict_request")
+        for model in (ours, theirs):
+            model.set_fit_request(sample_weight=True)
+        assert str(ours.get_metadata_routing()) == str(theirs.get_metadata_routing())
+        labels = make_pipeline(ours).fit_predict(X, sample_weight=weights)
+    expected = getattr(xpkmeans, Estimator)(4, random_state=0).fit(X, sample_weight=weights)
+    np.testing.assert_array_equal(labels, expected.labels_)
+
+
+@pytest.mark.parametrize("Estimator", ["KMeans", "MiniBatchKMeans"])
+def test_tags_say_transform_keeps_the_float_dtype(Estimator):
+    """``transform`` answers in X's dtype, float32 or float64, and the tags say
+    so (ClusterMixin's tags, first in the bases, had said no dtype is kept)."""
+    from sklearn.utils import get_tags
+
+    model = getattr(xpkmeans, Estimator)(4, random_state=0)
+    assert get_tags(model).transformer_tags.preserves_dtype == ["float64", "float32"]
+    for dtype in (np.float64, np.float32):
+        data = np.asarray(X, dtype=dtype)
+        assert model.fit(data).transform(data).dtype == dtype
+        assert model.fit_transform(data).dtype == dtype

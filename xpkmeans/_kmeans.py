@@ -50,6 +50,7 @@ from ._sklearn_compat import (
     ConvergenceWarning,
     NotFittedError,
     TransformerMixin,
+    UNUSED,
 )
 from ._validation import (
     as_namespace,
@@ -315,7 +316,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
-    labels_ : integer array of shape (n_samples,)
+    labels_ : int64 array of shape (n_samples,)
+        Index of each sample's centre; int64 on every backend (scikit-learn's
+        are int32), as ``predict`` gives.
     inertia_ : float
         Sum of (weighted) squared distances of samples to their nearest centre.
     n_iter_ : int
@@ -366,6 +369,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # the parameters of this estimator and their checks (a subclass may name fewer)
     _parameter_constraints = _PARAMETER_CONSTRAINTS
+
+    # ``predict`` takes ``sample_weight`` and ignores it (scikit-learn's has
+    # none): metadata routing must not request it, or the composed request of
+    # ``fit_predict`` (fit's and predict's) conflicts once fit's is set
+    __metadata_request__predict = {"sample_weight": UNUSED}
 
     def _checked_params(self) -> dict[str, Any]:
         """Every parameter through its check (``_parameter_constraints``)."""
@@ -673,8 +681,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         sample_weight : array-like of shape (n_samples,), default=None
-            Validated for scikit-learn compatibility; weights do not change
-            which centre is nearest.
+            Validated, then ignored: weights do not change which centre is
+            nearest (scikit-learn's ``predict`` took them until 1.5). Metadata
+            routing requests none (``set_predict_request`` does not exist).
 
         Returns
         -------
@@ -746,6 +755,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):  # noqa: D105 - scikit-learn hook
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        # transform answers in X's dtype (ClusterMixin's tags say none is kept)
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.sparse = True
         return tags
 

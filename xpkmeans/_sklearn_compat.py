@@ -21,8 +21,15 @@ try:
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
     HAS_SKLEARN = True
+    try:  # metadata routing came in scikit-learn 1.3; before, nothing reads it
+        from sklearn.utils.metadata_routing import UNUSED
+    except ImportError:  # pragma: no cover - scikit-learn < 1.3
+        UNUSED = "$UNUSED$"
 except ImportError:  # pragma: no cover - exercised in environments without scikit-learn
     HAS_SKLEARN = False
+
+    #: scikit-learn's marker of a method parameter that metadata routing ignores
+    UNUSED = "$UNUSED$"
 
     class ConvergenceWarning(UserWarning):
         """The fit ended in a degenerate or unconverged state."""
@@ -71,4 +78,5 @@ __all__ = [
     "ConvergenceWarning",
     "NotFittedError",
     "TransformerMixin",
+    "UNUSED",
 ]

@@ -32,6 +32,12 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
     if isinstance(X, np.matrix):  # its products and reductions stay 2-D
         msg = f"`{name}` is an np.matrix, which is not supported: pass np.asarray({name})."
         raise InputTypeError(msg)
+    if isinstance(X, np.ma.MaskedArray):  # its products carry the mask along, misshapen
+        if np.ma.is_masked(X):  # scikit-learn reads the hidden values: refused here
+            msg = (f"`{name}` is a masked array with masked values; fill them "
+                   f"(`{name}.filled(value)`) or drop their rows.")
+            raise ValueError(msg)
+        X = np.ma.getdata(X)  # nothing masked: its values, as scikit-learn reads them
     try:
         xp = array_namespace(X)
         if not (isinstance(X, np.ndarray) and X.dtype == object):
