@@ -433,8 +433,8 @@ def test_column_chunks_are_joined_and_integer_data_becomes_float():
 
 
 def test_dask_dataframe_is_fitted_lazily_with_its_column_names(monkeypatch):
-    """dask-ml refuses Dask DataFrames; here they are the Dask array of their
-    values (one compute counts the partitions' rows), never gathered."""
+    """Dask DataFrames are the Dask array of their values (one compute counts
+    the partitions' rows), never gathered."""
     dd = pytest.importorskip("dask.dataframe")
     pd = pytest.importorskip("pandas")
     X = _blobs(n=800)
@@ -456,6 +456,67 @@ def test_dask_dataframe_is_fitted_lazily_with_its_column_names(monkeypatch):
         km.predict(frame[["d", "c", "b", "a"]])
     with pytest.raises(TypeError, match="numeric"):
         xpkmeans.KMeans(2).fit(frame.assign(e="text"))
+
+
+def test_dask_series_of_weights_and_labels_stay_on_the_workers(monkeypatch):
+    """Weights and labels given as columns of the Dask DataFrame of X are Dask
+    arrays, as X is: nothing of n rows is gathered to the client (a Series had
+    been read as host data, and e_step, m_step and the dispersion scores had
+    computed a Dask DataFrame X whole)."""
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X = _blobs(n=800)
+    w = np.random.default_rng(1).random(800)
+    init = _init(X, 5)
+    labels = xpkmeans.KMeans(5, init=init).fit(X).labels_
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(w=w, label=labels),
+                           npartitions=4)
+    features, weights = frame[["a", "b", "c", "d"]], frame["w"]
+    gathered = []
+    original = dask.base.compute
+
+    def compute(*args, **kwargs):
+        results = original(*args, **kwargs)
+        gathered.extend(np.shape(result)[:1] for result in results)
+        return results
+    monkeypatch.setattr(dask.base, "compute", compute)
+    monkeypatch.setattr(dask, "compute", compute)
+    km = xpkmeans.KMeans(5, init=init).fit(features, sample_weight=weights)
+    score = km.score(features, sample_weight=weights)
+    e_labels, inertia = xpkmeans.e_step(features, init, sample_weight=weights)
+    centres = xpkmeans.m_step(features, frame["label"], init, sample_weight=weights)
+    ch = xpkmeans.calinski_harabasz_score(features, frame["label"])
+    db = xpkmeans.davies_bouldin_score(da.from_array(X, chunks=300), frame["label"])
+    assert (800,) not in gathered
+    monkeypatch.undo()
+    ref = xpkmeans.KMeans(5, init=init).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    assert score == pytest.approx(ref.score(X, sample_weight=w), rel=1e-12)
+    ref_labels, ref_inertia = xpkmeans.e_step(X, init, sample_weight=w)
+    np.testing.assert_array_equal(e_labels.compute(), ref_labels)
+    assert float(inertia.compute()) == pytest.approx(float(ref_inertia), rel=1e-12)
+    np.testing.assert_allclose(centres.compute(),
+                               xpkmeans.m_step(X, labels, init, sample_weight=w), rtol=1e-12)
+    assert ch == pytest.approx(xpkmeans.calinski_harabasz_score(X, labels), rel=1e-12)
+    assert db == pytest.approx(xpkmeans.davies_bouldin_score(X, labels), rel=1e-12)
+    assert xpkmeans.silhouette_score(features, frame["label"], sample_size=300, random_state=0) == (
+        pytest.approx(xpkmeans.silhouette_score(X, labels, sample_size=300, random_state=0),
+                      rel=1e-12))
+    with pytest.raises(TypeError, match="in memory.*compute"):  # not computed whole
+        xpkmeans.silhouette_score(features, labels)
+    with pytest.raises(TypeError, match="in memory.*compute"):  # had been an AttributeError
+        xpkmeans.calinski_harabasz_score(X, da.from_array(labels, chunks=300))
+
+
+@pytest.mark.parametrize("weight", [True, np.bool_(True), "2", 1j])
+def test_scalar_sample_weight_is_checked_as_in_memory(weight):
+    """Only a real number is every point's weight: a bool or a string had
+    been taken as 1.0 or 2.0, a complex number had raised float()'s error."""
+    X = np.random.default_rng(0).random((50, 2))
+    with pytest.raises(ValueError) as in_memory:  # InputTypeError is a ValueError too
+        xpkmeans.KMeans(2).fit(X, sample_weight=weight)
+    with pytest.raises(type(in_memory.value), match=f"^{re.escape(str(in_memory.value))}$"):
+        xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=weight)
 
 
 @pytest.mark.parametrize("as_dask", [False, True])
@@ -682,6 +743,46 @@ def test_nan_and_bad_weights_raise_the_errors_of_numpy(lazy_backend, case):
     with pytest.raises(ValueError, match=message):
         result = calls[name](lazy_backend.asarray(data))
         getattr(result, "compute", lambda: result)()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's, on sums of such weights
+@pytest.mark.parametrize("name", ["fit", "score", "e_step", "m_step"])
+def test_weights_whose_sum_overflows_raise_the_error_of_numpy(lazy_backend, name):
+    """Finite weights whose total a float cannot hold: in memory an error;
+    on Dask the fit had gone on (inf inertia, equal centres) and m_step had
+    given NaN centres."""
+    X = np.random.default_rng(0).normal(size=(1000, 4))
+    centres, labels, w = X[:4], np.arange(1000) % 4, np.full(1000, 1e307)
+    calls = {
+        "fit": lambda X: xpkmeans.KMeans(4, init=centres).fit(X, sample_weight=w),
+        "score": lambda X: xpkmeans.KMeans(4, init=centres).fit(np.asarray(centres)).score(
+            X, sample_weight=w),
+        "e_step": lambda X: xpkmeans.e_step(X, centres, sample_weight=w)[1],
+        "m_step": lambda X: xpkmeans.m_step(X, labels, centres, sample_weight=w),
+    }
+    message = _numpy_error(lambda: calls[name](X))
+    assert re.escape("sums to more than a float can hold") in message
+    with pytest.raises(ValueError, match=message):
+        result = calls[name](lazy_backend.asarray(X))
+        getattr(result, "compute", lambda: result)()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("problem", ["too large", "too small"])
+def test_weights_float32_cannot_hold_raise_the_errors_of_numpy(problem):
+    """The weights are checked as given and once cast to X's dtype, as in
+    memory (these had been "contains NaN or inf" and "all are zero")."""
+    X = np.random.default_rng(0).random((100, 2)).astype(np.float32)
+    w = np.r_[1e39 if problem == "too large" else 1e-50, np.zeros(99)]
+    fit = {
+        "fit": lambda X, w: xpkmeans.KMeans(2, init=X[:2]).fit(X, sample_weight=w),
+        "score": lambda X, w: xpkmeans.KMeans(2, init=X[:2]).fit(X).score(X, sample_weight=w),
+    }
+    for name, call in fit.items():
+        message = _numpy_error(lambda: call(X, w))
+        assert "float32" in message, name
+        with pytest.raises(ValueError, match=message):
+            call(da.from_array(X, chunks=30), da.from_array(w, chunks=40))
 
 
 @pytest.mark.parametrize("case", ["max_iter", "duplicates"])

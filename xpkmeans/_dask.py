@@ -17,6 +17,7 @@ Dask is imported only when a Dask array is given.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -85,9 +86,16 @@ def is_dask_input(X: Any) -> bool:
 
 
 def _is_dask_frame(X: Any) -> bool:
-    """A Dask DataFrame, known without importing ``dask.dataframe``."""
+    """A Dask DataFrame (or Series), known without importing ``dask.dataframe``."""
     return type(X).__module__.startswith(("dask.dataframe", "dask_expr")) and hasattr(
         X, "to_dask_array")
+
+
+def _dask_values(values: Any) -> Any:
+    """A Dask Series or DataFrame given for weights or labels as the Dask array
+    of its values (one compute counts its partitions' rows, so that it can be
+    chunked like X), never gathered to the client; anything else as it is."""
+    return values.to_dask_array(lengths=True) if _is_dask_frame(values) else values
 
 
 # ------------------------------------------------------------------ validation (lazy)
@@ -100,8 +108,7 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
 
     Nothing is computed: finiteness is checked in the first pass over the data.
     A Dask DataFrame becomes the Dask array of its values; with ``known_rows``,
-    counting the rows of its partitions is the one compute (dask-ml refuses
-    data frames).
+    counting the rows of its partitions is the one compute.
     """
     if _is_dask_frame(X):
         X = X.to_dask_array(lengths=True) if known_rows else X.to_dask_array()
@@ -137,25 +144,31 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
     return X
 
 
-def _check_dask_weights(sample_weight: Any, X: Any) -> Any:
-    """``sample_weight`` as an (n, 1) Dask array chunked like X's rows, or None.
+def _check_dask_weights(sample_weight: Any, X: Any) -> tuple[Any, Any]:
+    """``sample_weight`` as an (n, 1) Dask array in X's dtype, chunked like
+    X's rows, and the lazy ``_weight_checks`` of its values; None, None without.
 
-    Its values (finite, non-negative, one positive) are checked in the first pass.
+    Its values (finite, non-negative, one positive, before and after the cast
+    to X's dtype, and a finite total) are checked when the flags are computed:
+    in the first pass of a fit, with the result of a lazy step.
     """
     import dask.array as da
 
     if sample_weight is None:
-        return None
+        return None, None
     n_samples = X.shape[0]
-    if np.isscalar(sample_weight):
+    sample_weight = _dask_values(sample_weight)
+    # a real number is every point's weight, as in memory (not a bool, a string
+    # or a complex number: those fail the checks of an array below)
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         sample_weight = da.full((n_samples,), float(sample_weight), chunks=(X.chunks[0],))
     elif not is_dask_array(sample_weight):
         sample_weight = np.asarray(to_numpy(sample_weight))
     check_weight_layout(sample_weight, n_samples, real=sample_weight.dtype.kind in "biuf")
     if not is_dask_array(sample_weight):  # checked first: a wrong length cannot be chunked
         sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
-    weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
-    return weights[:, None]
+    sample_weight = sample_weight.rechunk((X.chunks[0],))
+    return sample_weight.astype(X.dtype)[:, None], _weight_checks(sample_weight, X.dtype)
 
 
 def _centers_for(centers: Any, block: Any) -> Any:
@@ -217,19 +230,55 @@ def _chunk_weight_flags(block: Any, weights: Any) -> Any:
     return xp.stack([xp.sum(xp.astype(flag, accumulate)) for flag in flags])
 
 
-def _check_weight_flags(flags: Any) -> None:
-    """The error of ``check_sample_weight`` for weights whose summed chunk
-    flags are ``flags``: it checks the smallest weights that fail the same way."""
-    non_finite, negative, positive = to_numpy(flags) > 0
-    stand_in = np.array([np.nan if non_finite else 0.0, -1.0 if negative else 0.0,
-                         1.0 if positive else 0.0])
-    check_sample_weight(stand_in, stand_in[:, None], host_xp)
+_WEIGHT_CHECKS = 6
+"""Numbers of ``_chunk_weight_checks``."""
 
 
-def _weight_flags(X: Any, weights: Any) -> Any:
-    """The lazy (3,) sum of the chunks' ``_chunk_weight_flags``."""
-    return _stacked(X, lambda block, w: _chunk_weight_flags(block, w)[None, :], shape=(3,),
-                    weights=weights).sum(axis=0)
+def _chunk_weight_checks(weights: Any, dtype: Any) -> Any:
+    """(1, 6) of a chunk of 1-D weights as given: its non-finite | negative |
+    positive weights, then, cast to X's ``dtype`` as in memory, its
+    non-finite | positive weights (counts) and their sum, in the widest float
+    of the chunk's device."""
+    xp = array_namespace(weights)
+    wide = widest_float_dtype(xp, device_of(weights))
+    cast = xp.astype(weights, dtype)
+    flags = [xp.logical_not(xp.isfinite(weights)), weights < 0, weights > 0,
+             xp.logical_not(xp.isfinite(cast)), cast > 0]
+    counts = [xp.sum(xp.astype(flag, wide)) for flag in flags]
+    return xp.stack([*counts, xp.sum(xp.astype(cast, wide))])[None, :]
+
+
+def _weight_checks(weights: Any, dtype: Any) -> Any:
+    """The lazy (6,) sum of the ``_chunk_weight_checks`` of 1-D Dask weights."""
+    return weights.map_blocks(
+        _chunk_weight_checks, dtype, new_axis=1, dtype=np.float64,
+        chunks=((1,) * weights.numblocks[0], (_WEIGHT_CHECKS,)),
+        meta=np.empty((0, 0), dtype=np.float64)).sum(axis=0)
+
+
+def _check_weight_flags(flags: Any, dtype: Any) -> None:
+    """The error of ``check_sample_weight`` for weights of X in ``dtype``
+    whose summed ``_chunk_weight_checks`` are ``flags``: it checks a few
+    weights that fail the same way, in the same order (NaN, negative, none
+    positive, too large for ``dtype``, all zero in it, a total too large)."""
+    non_finite, negative, positive, cast_non_finite, cast_positive, total = (
+        np.asarray(to_numpy(flags), dtype=np.float64))
+    largest = float(np.finfo(dtype).max)
+    stand_in = [0.0]
+    if non_finite:
+        stand_in.append(np.nan)
+    if negative:
+        stand_in.append(-1.0)
+    if positive:  # all of them rounded to 0 in dtype, or not
+        stand_in.append(1.0 if cast_positive else float(np.finfo(np.float64).smallest_subnormal))
+    if cast_non_finite > non_finite:  # finite values that dtype cannot hold
+        stand_in.append(2.0 * largest)
+    if not math.isfinite(total):
+        stand_in += [largest, largest]
+    stand_in = np.asarray(stand_in)
+    with warnings.catch_warnings():  # the cast's overflow, as in memory: raised as an error
+        warnings.simplefilter("ignore", RuntimeWarning)
+        check_sample_weight(stand_in, np.empty((stand_in.shape[0], 1), dtype=dtype), host_xp)
 
 
 def _chunk_moments(block: Any, weights: Any) -> Any:
@@ -421,17 +470,18 @@ class _Prepared:
         import dask
 
         X = check_dask_array(X)
-        self.weights = _check_dask_weights(sample_weight, X)
+        self.weights, weight_checks = _check_dask_weights(sample_weight, X)
         n, d = X.shape
         self.raw = X.persist()  # first: the checks below read it, as does every pass
-        moments = _stacked(self.raw, _chunk_moments, shape=(d + 4,), weights=self.weights)
-        sums, n_nonfinite, weight_flags = _split_moments(
-            to_numpy(dask.compute(moments.sum(axis=0))[0]))
+        moments = _stacked(self.raw, _chunk_moments, shape=(d + 4,))
+        totals, weight_flags = dask.compute(moments.sum(axis=0), weight_checks)
+        sums, n_nonfinite, _ = _split_moments(to_numpy(totals))
         if n_nonfinite > 0:
             raise ValueError("`X` contains NaN or inf (infinity); remove or impute them first.")
         if self.weights is not None:  # the errors of the fit in memory
-            _check_weight_flags(weight_flags)
-        self.n_positive = n if self.weights is None else int(weight_flags[2])  # weight > 0
+            _check_weight_flags(weight_flags, X.dtype)
+        # the points of weight > 0 (in X's dtype)
+        self.n_positive = n if self.weights is None else int(to_numpy(weight_flags)[4])
         self.mean = (sums / n).astype(X.dtype)
         self.X = self.raw.map_blocks(_chunk_subtract, self.mean, dtype=X.dtype)
         if self.weights is not None:
@@ -741,6 +791,7 @@ def rows_in_memory(X: Any, labels: Any, rows: np.ndarray) -> tuple[Any, Any]:
 
     rows = np.sort(rows)
     X = check_dask_array(X)
+    labels = _dask_values(labels)
     labels = labels if is_dask_array(labels) else _on_host(labels)
     return dask.compute(X[rows], labels[rows])
 
@@ -752,6 +803,7 @@ def _labels_along(X: Any, labels: Any, *, categories: bool = False) -> Any:
     ``LabelEncoder``)."""
     import dask.array as da
 
+    labels = _dask_values(labels)
     if not is_dask_array(labels):
         labels = encode_host_categories(labels, name="labels")
         labels = da.from_array(_on_host(labels), chunks=(X.chunks[0],))
@@ -920,7 +972,7 @@ def predict(estimator: Any, X: Any, sample_weight: Any = None) -> Any:
     """Labels of a Dask array (or DataFrame), as a lazy Dask array: one task
     per chunk, so row chunks of unknown size are fine (without weights)."""
     X, mean, centered, _ = _test_data(estimator, X, known_rows=sample_weight is not None)
-    _check_dask_weights(sample_weight, X)
+    _check_dask_weights(sample_weight, X)  # its layout only: predict does not use it
     return X.map_blocks(_chunk_predict, mean, centered, drop_axis=1, dtype=np.int64,
                         meta=np.empty((0,), dtype=np.int64))
 
@@ -945,7 +997,7 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     import dask.array as da
 
     X, mean, centered, _ = _test_data(estimator, X, known_rows=sample_weight is not None)
-    weights = _check_dask_weights(sample_weight, X)
+    weights, weight_checks = _check_dask_weights(sample_weight, X)
     arrays = [X] + ([] if weights is None else [weights])
 
     def call(block, *w):
@@ -957,8 +1009,8 @@ def score(estimator: Any, X: Any, sample_weight: Any = None) -> float:
     if weights is None:
         inertia = dask.compute(parts.sum())[0]
     else:
-        inertia, flags = dask.compute(parts.sum(), _weight_flags(X, weights))
-        _check_weight_flags(flags)
+        inertia, flags = dask.compute(parts.sum(), weight_checks)
+        _check_weight_flags(flags, X.dtype)
     return -check_inertia_is_finite(float(inertia), X.dtype)
 
 
@@ -971,19 +1023,19 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
 
     X = check_dask_array(X)
     centers = _host_centers(centers, X.dtype)
-    weights = _check_dask_weights(sample_weight, X)
+    weights, weight_checks = _check_dask_weights(sample_weight, X)
     labels = X.map_blocks(_chunk_predict, None, centers, drop_axis=1, dtype=np.int64,
                           meta=np.empty((0,), dtype=np.int64))
     inertia = _inertia_graph(X, labels, weights, centers).sum().astype(X.dtype)
     if weights is None:
         return labels, inertia
-    return labels, da.map_blocks(_after_weight_checks, inertia, _weight_flags(X, weights),
+    return labels, da.map_blocks(_after_weight_checks, inertia, weight_checks, X.dtype,
                                  drop_axis=0, dtype=X.dtype, meta=np.empty((), dtype=X.dtype))
 
 
-def _after_weight_checks(value: Any, flags: Any) -> Any:
+def _after_weight_checks(value: Any, flags: Any, dtype: Any) -> Any:
     """``value``, once the summed weight ``flags`` passed (``_check_weight_flags``)."""
-    _check_weight_flags(flags)
+    _check_weight_flags(flags, dtype)
     return value
 
 
@@ -994,7 +1046,7 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
 
     X = check_dask_array(X)
     centers = _host_centers(centers, X.dtype)
-    weights = _check_dask_weights(sample_weight, X)
+    weights, weight_checks = _check_dask_weights(sample_weight, X)
     k, d = centers.shape
     labels = _labels_along(X, labels)
     arrays = [X, labels[:, None]] + ([] if weights is None else [weights])
@@ -1010,10 +1062,12 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     reduced = parts.sum(axis=0)
     candidates = _farthest_candidates(X, labels, weights, centers).rechunk(-1)
     weighted = weights is not None
-    flags = _weight_flags(X, weights)
+    checks = [] if weight_checks is None else [weight_checks[None, :]]
+    dtype = X.dtype  # not X itself in the task
 
-    def finish(reduced, candidates, flags):
-        _check_weight_flags(flags[0])
+    def finish(reduced, candidates, *flags):
+        if flags:
+            _check_weight_flags(flags[0][0], dtype)
         reduced = to_numpy(reduced)  # host memory, like the centres
         cluster_sums = _split_sums(reduced)
         if np.any(cluster_sums.totals == 0):
@@ -1021,7 +1075,7 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
                                      centers, weighted)
         return _centers_from_sums(cluster_sums, centers, xp=array_namespace(reduced))
 
-    return da.map_blocks(finish, reduced, candidates, flags[None, :], chunks=((k,), (d,)),
+    return da.map_blocks(finish, reduced, candidates, *checks, chunks=((k,), (d,)),
                          dtype=X.dtype, meta=np.empty((0, 0), dtype=X.dtype))
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from array_api_compat import is_dask_array
-
 from ._backend import (
     block_width,
     centered,
@@ -495,9 +493,9 @@ def e_step(X: Any, centers: Any, *, sample_weight: Any = None) -> tuple[Any, Any
     inertia : 0-D array
         Sum of weighted squared distances of points to their centre.
     """
-    if is_dask_array(X):  # Dask: lazy labels and inertia (_dask.py)
-        from . import _dask
+    from . import _dask  # imports no Dask: it tells Dask arrays and DataFrames apart
 
+    if _dask.is_dask_input(X):  # Dask: lazy labels and inertia (_dask.py)
         return _dask.e_step(X, centers, sample_weight=sample_weight)
     X, xp = check_array(X)
     centers = check_centers(centers, X, xp)
@@ -535,9 +533,9 @@ def m_step(X: Any, labels: Any, centers: Any, *, sample_weight: Any = None) -> A
     -------
     new_centers : array of shape (n_clusters, n_features)
     """
-    if is_dask_array(X):  # Dask: lazy new centres (_dask.py)
-        from . import _dask
+    from . import _dask  # imports no Dask: it tells Dask arrays and DataFrames apart
 
+    if _dask.is_dask_input(X):  # Dask: lazy new centres (_dask.py)
         return _dask.m_step(X, labels, centers, sample_weight=sample_weight)
     X, xp = check_array(X)
     centers = check_centers(centers, X, xp)

@@ -100,10 +100,16 @@ def _encode_labels(labels: Any, *, xp: Any) -> tuple[Any, int]:
     return xp.astype(xp.reshape(codes, (-1,)), xp.int64), int(values.shape[0])
 
 
+def _is_lazy(values: Any) -> bool:
+    """A lazy array, or a Dask DataFrame or Series (not an array, but lazy:
+    reading it as an array would compute all of it)."""
+    return is_lazy_array(values) or _dask.is_dask_input(values)
+
+
 def _check_in_memory(X: Any, labels: Any, *, sampled: bool = False) -> None:
     """The scores take data in memory (their shapes depend on the labels): a
     lazy (Dask) X or labels is refused, with what to pass instead."""
-    if is_lazy_array(X) or is_lazy_array(labels):
+    if _is_lazy(X) or _is_lazy(labels):
         msg = (
             "`X` and `labels` must be in memory, not lazy (Dask) arrays: pass X.compute() "
             "and labels.compute()"
@@ -325,8 +331,9 @@ default=None
     >>> round(silhouette_score(X, [0, 0, 1, 1]), 4)
     0.8997
     """
-    if sample_size is not None and is_lazy_array(X):  # a Dask array: its sample, computed
+    if sample_size is not None and _is_lazy(X):  # a Dask array: its sample, computed
         sample_size = check_int(sample_size, "sample_size", minimum=1)
+        X = _dask.check_dask_array(X)  # a Dask DataFrame: its array, its rows counted
         X, labels = _dask.rows_in_memory(X, labels, _sample_rows(X.shape[0], sample_size,
                                                                  random_state))
         sample_size = None
@@ -379,7 +386,7 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     >>> calinski_harabasz_score(X, [0, 0, 1, 1])
     200.0
     """
-    if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
+    if _is_lazy(X):  # three computes of k x d numbers; Dask labels of X in memory: refused
         centroids, counts, within, _ = _dask.cluster_dispersions(X, labels)
         return _calinski_harabasz(centroids, counts, within, xp=host_xp)
     X, codes, n_labels, xp = _check_X_labels(X, labels)
@@ -432,7 +439,7 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     >>> davies_bouldin_score(X, [0, 0, 1, 1])
     0.1
     """
-    if is_lazy_array(X) or is_lazy_array(labels):  # three computes of k x d numbers
+    if _is_lazy(X):  # three computes of k x d numbers; Dask labels of X in memory: refused
         centroids, _, _, spread = _dask.cluster_dispersions(X, labels)
         return _davies_bouldin(centroids, spread, xp=host_xp)
     X, codes, n_labels, xp = _check_X_labels(X, labels)
