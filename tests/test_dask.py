@@ -552,6 +552,41 @@ def test_dispersion_scores_of_dask_arrays_equal_scikit_learns(lazy_backend, dtyp
         xpkmeans.calinski_harabasz_score(Xd, np.zeros(1200, dtype=int))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_dispersion_scores_of_bad_dask_data_raise_the_errors_of_memory():
+    """NaN in X and overflowing squared distances had given NaN scores, and
+    labels of another length an error of Dask's chunks that named neither."""
+    X = _blobs(n=600)
+    labels = xpkmeans.KMeans(4, init=_init(X, 4)).fit(X).labels_
+    with_nan = X.copy()
+    with_nan[77, 1] = np.nan
+    for score in (xpkmeans.calinski_harabasz_score, xpkmeans.davies_bouldin_score):
+        with pytest.raises(ValueError, match="^`X` contains NaN"):
+            score(da.from_array(with_nan, chunks=150), labels)
+        with pytest.raises(ValueError, match="^`X` has values too large for float64"):
+            score(da.from_array(X * 1e160, chunks=150), labels)
+        with pytest.raises(ValueError, match=r"^`labels` must have shape \(600,\) .*\(5,\)"):
+            score(da.from_array(X, chunks=150), labels[:5])
+
+
+def test_big_endian_float32_stays_float32_and_large_weights_draw_as_small_ones():
+    """'>f4' chunks had been fitted in float64; weights of 1e9 on float32
+    data of 1e15 had drawn one row again and again in k-means++ and k-means||."""
+    X = _blobs(n=600, dtype=np.float32)
+    swapped = X.astype(X.dtype.newbyteorder(">" if np.little_endian else "<"))
+    km = xpkmeans.KMeans(4, init=_init(X, 4)).fit(da.from_array(swapped, chunks=150))
+    assert km.cluster_centers_.dtype == np.float32
+    data = X * np.float32(1e14)
+    weights = np.random.default_rng(0).uniform(1.0, 2.0, size=600)
+    for init in ("k-means++", "k-means||"):
+        expected = xpkmeans.KMeans(4, init=init, random_state=0).fit(data, sample_weight=weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # k-means++'s passes over a Dask array
+            ours = xpkmeans.KMeans(4, init=init, random_state=0).fit(
+                da.from_array(data, chunks=150), sample_weight=weights * 2.0**30)
+        np.testing.assert_allclose(ours.cluster_centers_, expected.cluster_centers_, rtol=1e-5)
+
+
 def test_dispersion_scores_take_float_boolean_and_string_dask_labels_as_in_memory():
     """Whole-number floats, booleans and strings are labels in memory; a Dask
     array of them had been refused as not integers."""

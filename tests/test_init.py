@@ -207,6 +207,24 @@ def test_random_init_draws_distinct_rows(backend):
     np.testing.assert_allclose(backend.to_numpy(km.cluster_centers_), expected.cluster_centers_)
 
 
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_large_weights_draw_the_rows_of_small_ones(backend, init):
+    """Draws go by weight * D(x)^2, unchanged when all weights are scaled: on
+    float32 X of 1e15, weights of 1e9 had made those products inf in
+    float32, and every centre after the first the same row."""
+    data = (X * 1e15).astype(np.float32)
+    weights = np.random.default_rng(0).uniform(1.0, 2.0, size=X.shape[0])
+    _, expected = kmeans_plusplus(data, 5, sample_weight=weights, random_state=0)
+    _, indices = kmeans_plusplus(backend.asarray(data), 5, random_state=0,
+                                 sample_weight=backend.asarray(weights * 2.0**30))
+    np.testing.assert_array_equal(backend.to_numpy(indices), expected)
+    assert len(set(expected.tolist())) == 5
+    fit = KMeans(5, init=init, random_state=0).fit(data, sample_weight=weights)
+    scaled = KMeans(5, init=init, random_state=0).fit(backend.asarray(data),
+                                                      sample_weight=backend.asarray(weights * 2.0**30))
+    np.testing.assert_array_equal(backend.to_numpy(scaled.cluster_centers_), fit.cluster_centers_)
+
+
 def test_random_init_needs_enough_weighted_points():
     weights = np.zeros(len(X))
     weights[:3] = 1

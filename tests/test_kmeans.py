@@ -577,6 +577,26 @@ def test_predict_transform_score_on_centres_set_by_hand(backend):
     assert km.score(Xb) == pytest.approx(-squared.min(axis=1).sum(), rel=1e-9)
 
 
+def test_centres_set_by_hand_are_checked_as_init_is(backend):
+    """NaN centres had given NaN distances and arbitrary labels, a list an
+    AttributeError, 1-D centres an IndexError."""
+    X = backend.asarray(X_OK)
+    km = KMeans(2)
+    km.cluster_centers_ = backend.asarray(np.full((2, 2), np.nan))
+    for call in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match="^`cluster_centers_` contains NaN"):
+            call(X)
+    km.cluster_centers_ = backend.asarray(X_OK[0])
+    for call in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match=r"^`cluster_centers_` must be a 2-D array.*\(2,\)"):
+            call(X)
+    km.cluster_centers_ = X_OK[:2].tolist()  # nested lists, as scikit-learn takes them
+    backend.assert_here(km.predict(X))
+    gap = np.linalg.norm(X_OK[0] - X_OK[1])
+    np.testing.assert_allclose(backend.to_numpy(km.transform(X))[:2], [[0, gap], [gap, 0]],
+                               atol=1e-9)
+
+
 def test_centres_set_by_hand_after_a_fit_are_used():
     X, _ = xpkmeans.make_blobs(200, 2, centers=3, random_state=2)
     km = KMeans(3, random_state=0).fit(X)
@@ -671,6 +691,61 @@ def test_tensors_that_require_grad_are_fitted_outside_autograd():
     assert tracked.requires_grad and tracked.grad is None and torch.equal(tracked.detach(), plain)
     mbk = xpkmeans.MiniBatchKMeans(4, random_state=0).fit(tracked)
     assert not mbk.cluster_centers_.requires_grad
+
+
+def test_tensors_with_a_negation_bit_are_read_as_their_values():
+    """``z.conj().imag`` is a view with torch's negation bit: reading its
+    memory as NumPy does had failed ("Can't call numpy() on Tensor that has
+    negative bit set")."""
+    torch = pytest.importorskip("torch")
+    X, _ = xpkmeans.make_blobs(200, 3, centers=4, random_state=0)
+    plain = torch.as_tensor(X)
+    negated = torch.complex(torch.zeros_like(plain), -plain).conj().imag  # plain's values
+    assert negated.is_neg() and torch.equal(negated, plain)
+    ones = torch.ones(200, dtype=torch.float64)
+    weights = torch.complex(torch.zeros_like(ones), -ones).conj().imag
+    km = KMeans(4, random_state=0).fit(negated, sample_weight=weights)
+    km_ref = KMeans(4, random_state=0).fit(plain)
+    assert torch.equal(km.labels_, km_ref.labels_)
+    assert torch.equal(km.predict(negated), km_ref.labels_)
+    assert torch.equal(kmeans_plusplus(negated, 4, random_state=0)[1],
+                       kmeans_plusplus(plain, 4, random_state=0)[1])
+    assert xpkmeans.silhouette_score(negated, km.labels_) == pytest.approx(
+        xpkmeans.silhouette_score(plain, km.labels_), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_floats_of_the_other_byte_order_keep_their_precision(dtype):
+    """Big-endian float32 ('>f4', as read from some files) had been fitted
+    and returned as float64."""
+    X = blobs().astype(dtype)
+    swapped = X.astype(np.dtype(dtype).newbyteorder(">" if np.little_endian else "<"))
+    init = X[:4]
+    km = KMeans(4, init=init, n_init=1).fit(swapped)
+    km_ref = KMeans(4, init=init, n_init=1).fit(X)
+    assert km.cluster_centers_.dtype == np.dtype(dtype) and km.cluster_centers_.dtype.isnative
+    np.testing.assert_array_equal(km.cluster_centers_, km_ref.cluster_centers_)
+    assert km.transform(swapped).dtype == np.dtype(dtype)
+    assert kmeans_plusplus(swapped, 4, random_state=0)[0].dtype == np.dtype(dtype)
+    assert MiniBatchKMeans(4, random_state=0).fit(swapped).cluster_centers_.dtype == np.dtype(dtype)
+    assert xpkmeans.silhouette_samples(swapped, km.labels_).dtype == np.dtype(dtype)
+    streamed = KMeans(4, init=init, n_init=1).fit(xpkmeans.RowBlocks(swapped))
+    assert streamed.cluster_centers_.dtype == np.dtype(dtype)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+def test_weighted_inertia_that_overflows_is_an_error(backend):
+    """Weights times squared distances beyond the largest float had left
+    ``inertia_ = inf`` (and the first of n_init starts, whatever its
+    clustering); ``score`` of the same data raised."""
+    X = blobs(k=3).astype(np.float64) * 1e150
+    weights = backend.asarray(np.full(X.shape[0], 1e10))
+    with pytest.raises(ValueError, match=r"^The inertia .*`sample_weight`.* overflows"):
+        KMeans(3, random_state=0, n_init=2).fit(backend.asarray(X), sample_weight=weights)
+    with pytest.raises(ValueError, match=r"^The inertia .*`sample_weight`.* overflows"):
+        MiniBatchKMeans(3, random_state=0).fit(backend.asarray(X), sample_weight=weights)
+    scaled = KMeans(3, random_state=0).fit(backend.asarray(X), sample_weight=weights / 1e10)
+    assert np.isfinite(scaled.inertia_)
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")

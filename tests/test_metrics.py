@@ -230,6 +230,21 @@ def test_bad_X(backend, function):
         function(backend.asarray(X), backend.asarray(labels))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
+def test_squared_distances_that_overflow_are_an_error(backend, function):
+    """The error of KMeans.fit: the dispersion scores had returned NaN (as
+    scikit-learn does), and every silhouette 0."""
+    X, labels = make_clusters(n_samples=30)
+    with pytest.raises(ValueError, match="^`X` has values too large for .*float64"):
+        function(backend.asarray(X * 1e160), backend.asarray(labels))
+    # float32 data is scored in float64: no overflow there
+    huge32 = backend.asarray((X * 1e30).astype(np.float32))
+    expected = function(backend.asarray(X.astype(np.float32)), backend.asarray(labels))
+    assert_close(backend.to_numpy(function(huge32, backend.asarray(labels))),
+                 backend.to_numpy(expected), rtol=1e-4)
+
+
 # ------------------------------------------------------------------ sampling
 
 

@@ -191,6 +191,9 @@ def test_bad_sources():
     X[3, 2] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         xpkmeans.KMeans(2).fit(xpkmeans.RowBlocks(lambda: iter([X[:50], X[50:]])))
+    # a callable that returns no blocks had raised "'int' object is not iterable"
+    with pytest.raises(TypeError, match="^`source` must return an iterator of row blocks.*int"):
+        xpkmeans.KMeans(2).fit(xpkmeans.RowBlocks(lambda: 3))
 
 
 _RSS_SCRIPT = """

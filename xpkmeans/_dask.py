@@ -16,6 +16,7 @@ Dask is imported only when a Dask array is given.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import warnings
@@ -130,8 +131,9 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
     if X.shape[0] < 1 or X.shape[1] < 1:
         msg = f"`{name}` must have at least one sample and one feature, got shape={X.shape}."
         raise ValueError(msg)
-    if dtype is None:
-        dtype = kind if kind in (np.float32, np.float64) else np.float64
+    if dtype is None:  # a float of another byte order ('>f4') is kept, in the native one
+        native = kind.newbyteorder("=")
+        dtype = native if native in (np.float32, np.float64) else np.float64
     if kind != dtype:
         X = X.astype(dtype)
     if X.numblocks[1] > 1:  # per-chunk kernels need whole rows
@@ -667,7 +669,38 @@ def _finish_start(data: _Prepared, centers: np.ndarray, best: _Start | None, *,
     return _Start(labels, float(totals[0]), centers, n_iter, converged, totals[1:], renaming)
 
 
+def _scaled_for_init(data: _Prepared) -> _Prepared:
+    """``data`` with its weights scaled as in memory (``_init._scaled_to_unit``:
+    by the power of two that brings the largest below 2), for the
+    initialisers: the same draws, and products ``weight * D(x)^2`` that fit
+    X's dtype (1e9 weights on float32 X of 1e15 had drawn one row again and
+    again). One compute of the largest weight, once per fit."""
+    if data.weights is None:
+        return data
+    scaled = getattr(data, "_for_init", None)
+    if scaled is None:
+        largest = _stacked(data.raw, lambda block, w: _chunk_largest(w), shape=(1,),
+                           weights=data.weights).max()  # chunks of 0 rows too
+        exponent = math.frexp(float(largest.compute()))[1] - 1
+        scaled = copy.copy(data)
+        if exponent > 0:
+            scaled.weights = (data.weights * 2.0**-exponent).astype(data.weights.dtype).persist()
+        data._for_init = scaled
+    return scaled
+
+
+def _chunk_largest(weights: Any) -> Any:
+    """(1, 1): the largest of a chunk's weights (0 for a chunk of no rows)."""
+    xp = array_namespace(weights)
+    device = device_of(weights)
+    wide = widest_float_dtype(xp, device)
+    values = xp.concat([xp.reshape(xp.astype(weights, wide), (-1,)),
+                        xp.zeros((1,), dtype=wide, device=device)])
+    return xp.reshape(xp.max(values), (1, 1))
+
+
 def _initial_centers(estimator: Any, data: _Prepared, n_clusters: int, rng: Any) -> np.ndarray:
+    data = _scaled_for_init(data)
     init = estimator.init
     if isinstance(init, str):
         if init == "k-means||":
@@ -805,17 +838,22 @@ def _labels_along(X: Any, labels: Any, *, categories: bool = False) -> Any:
 
     labels = _dask_values(labels)
     if not is_dask_array(labels):
-        labels = encode_host_categories(labels, name="labels")
-        labels = da.from_array(_on_host(labels), chunks=(X.chunks[0],))
-    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
-        msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
-        raise ValueError(msg)
+        labels = _on_host(encode_host_categories(labels, name="labels"))
+        _check_labels_shape(labels, X)  # before chunking them as X: Dask's error names neither
+        labels = da.from_array(labels, chunks=(X.chunks[0],))
+    _check_labels_shape(labels, X)
     if categories and labels.dtype.kind in "USO":
         return labels.rechunk((X.chunks[0],))
     if labels.dtype.kind not in "iu":  # booleans and whole-number floats, checked per chunk
         integer_labels(labels._meta, array_namespace(labels._meta))
         labels = labels.map_blocks(_integer_chunk, dtype=np.int64)
     return labels.rechunk((X.chunks[0],))
+
+
+def _check_labels_shape(labels: Any, X: Any) -> None:
+    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        msg = f"`labels` must have shape ({X.shape[0]},) to match X, got {tuple(labels.shape)}."
+        raise ValueError(msg)
 
 
 def _integer_chunk(labels: Any) -> Any:
@@ -872,7 +910,8 @@ def cluster_dispersions(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, fl
     from .metrics import check_number_of_labels
 
     X = check_dask_array(X)
-    X = X.map_blocks(_widest, dtype=np.float64)  # as in memory: a chunk at a time
+    # as in memory: a chunk at a time, checked (NaN had given a NaN score)
+    X = X.map_blocks(lambda block: _widest(_checked(block)), dtype=np.float64)
     labels = _labels_along(X, labels, categories=True)
     values = _distinct(labels)
     check_number_of_labels(values.shape[0], X.shape[0])
@@ -952,7 +991,7 @@ def _test_data(estimator: Any, X: Any, *, known_rows: bool) -> Any:
     centres' dtypes; and X's own dtype."""
     estimator._check_fitted()
     X = check_dask_array(X, known_rows=known_rows)
-    n_features = estimator.cluster_centers_.shape[1]  # also of centres set by hand
+    n_features = estimator._n_center_features()  # also of centres set by hand
     if X.shape[1] != n_features:
         msg = (
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "

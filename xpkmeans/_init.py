@@ -55,6 +55,20 @@ def _weighted_draws(cumulative: Any, uniforms: Any, *, xp: Any, fallback: Any = 
     return xp.clip(indices, 0, cumulative.shape[0] - 1)
 
 
+def _scaled_to_unit(weights: Any, *, xp: Any) -> Any:
+    """``weights`` times the power of two that brings the largest below 2.
+
+    The draws, by ``weight * D(x)^2``, and the order of the potentials are
+    the same bit for bit (a power of two scales without rounding), but the
+    products fit X's dtype wherever the squared distances do: 1e9 weights on
+    float32 X of 1e15 had made them inf, and every later centre the same row.
+    Weights below 1 are left as they are. On the device: nothing waits for it.
+    """
+    wide = xp.astype(weights, widest_float_dtype(xp, device_of(weights)))
+    exponent = xp.clip(xp.floor(xp.log2(xp.max(wide))), min=0.0)
+    return xp.astype(wide * 2.0 ** (-exponent), weights.dtype)
+
+
 def _closest_with_candidates(
     X: Any, x_sq_norms: Any, weights: Any, closest_sq: Any, candidates: Any, *, xp: Any
 ) -> tuple[list, Any]:
@@ -108,7 +122,7 @@ def _kmeans_plusplus(
     weights = (
         xp.ones(n_samples, dtype=X.dtype, device=device)
         if sample_weight is None
-        else sample_weight
+        else _scaled_to_unit(sample_weight, xp=xp)
     )
     x_sq_norms = sq_row_norms(X)
     # uniforms[0]: the first centre; then n_local_trials per further centre
@@ -233,7 +247,7 @@ def _kmeans_parallel_candidates(
     weights = (
         xp.ones(n_samples, dtype=X.dtype, device=device)
         if sample_weight is None
-        else sample_weight
+        else _scaled_to_unit(sample_weight, xp=xp)
     )
     uniforms = from_host(rng.random(n_candidates), xp=xp, device=device, dtype=accumulate)
 

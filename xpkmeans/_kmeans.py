@@ -29,6 +29,7 @@ from ._backend import (
     refuse_row_blocks,
     segment_count,
     segment_sum,
+    shape_of,
     sparse,
     widest_float_dtype,
 )
@@ -64,6 +65,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_sample_weight,
     check_tol,
+    check_weighted_inertia_is_finite,
     feature_names,
     int_at_least,
     one_of,
@@ -434,7 +436,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         X, xp = check_array(X)
-        n_features = self.cluster_centers_.shape[1]
+        n_features = self._n_center_features()
         if X.shape[1] != n_features:
             msg = (
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -443,7 +445,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(msg)
         device, own_dtype = device_of(X), X.dtype
         if is_sparse(X):  # sparse data is never centred
-            centers = as_namespace(self.cluster_centers_, xp, device)
+            centers = self._given_centers(xp, device)
             dtype = xp.result_type(own_dtype, centers.dtype)
             return sparse.as_csr(X, dtype), xp.astype(centers, dtype), own_dtype
         origin, centers = self._prediction_frame(xp, device)  # in the centres' dtype
@@ -460,9 +462,26 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if self._centers_are_fitted():  # also for X of another library or device
             return (as_namespace(self.mean_, xp, device),
                     as_namespace(self._centered_centers, xp, device))
-        centers = as_namespace(self.cluster_centers_, xp, device)
+        centers = self._given_centers(xp, device)
         origin = xp.mean(centers, axis=0)
         return origin, centers - origin
+
+    def _n_center_features(self) -> int:
+        """The features of ``cluster_centers_`` (of the fit, or set by hand:
+        an array of any library, or nested lists), which must be 2-D."""
+        shape = shape_of(self.cluster_centers_)
+        if len(shape) != 2:
+            msg = ("`cluster_centers_` must be a 2-D array of shape (n_clusters, n_features), "
+                   f"got shape {shape}.")
+            raise ValueError(msg)
+        return shape[1]
+
+    def _given_centers(self, xp: Any, device: Any) -> Any:
+        """``cluster_centers_`` in ``xp`` on ``device``; centres set by hand are
+        checked as ``init`` is (finite real numbers): NaN centres had given NaN
+        distances and arbitrary labels."""
+        centers = as_namespace(self.cluster_centers_, xp, device, name="cluster_centers_")
+        return check_array(centers, name="cluster_centers_")[0]
 
     def _centers_are_fitted(self) -> bool:
         """True while ``cluster_centers_`` are those of the fit (not set by hand).
@@ -475,7 +494,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         try:
             xp = array_namespace(centered)
             fitted = centered + self.mean_
-            return fitted.shape == self.cluster_centers_.shape and bool(
+            return tuple(fitted.shape) == shape_of(self.cluster_centers_) and bool(
                 xp.all(fitted == self.cluster_centers_)
             )
         except (TypeError, ValueError, RuntimeError):  # another namespace or device
@@ -610,6 +629,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 objective, params, scaled_tol, start, started, converged
             )
             run = finish(lloyd(centers, report), converged[-1], best)
+            check_weighted_inertia_is_finite(run.inertia)
             if _replaces_best(run, best, same_clustering):
                 best = run
             del centers, run  # the next start runs without them (k x d each)
@@ -748,7 +768,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         ``input_features``, if given, must be the names of the fit's features
         (checked as scikit-learn does; they do not change the output)."""
         self._check_fitted()
-        check_input_features(self, input_features, self.cluster_centers_.shape[1])
+        check_input_features(self, input_features, self._n_center_features())
         prefix = type(self).__name__.lower()
         return object_array([f"{prefix}{i}" for i in range(self._n_features_out)])
 

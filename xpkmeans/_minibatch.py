@@ -46,6 +46,7 @@ from ._validation import (
     check_inertia_is_finite,
     check_n_clusters_fits,
     check_sample_weight,
+    check_weighted_inertia_is_finite,
     feature_names,
     finite_at_least_zero,
     int_at_least,
@@ -467,6 +468,9 @@ default="k-means++"
                 total = n_samples if weights is None else float(weights.sum())
                 ewa = self._ewa_inertia  # None after a single step
                 self.inertia_ = (self._last_batch_inertia if ewa is None else ewa) * total
+            # the batches are drawn by weight and unweighted: only the weighted
+            # inertia of all of X can overflow
+            check_weighted_inertia_is_finite(self.inertia_)
         set_feature_names(self, names)
         return self
 

@@ -125,7 +125,14 @@ class RowBlocks:
     def _host_blocks(self) -> Iterator[np.ndarray]:
         """Host row blocks in order; a read-only memmap's pages are dropped once read."""
         if callable(self.source):
-            yield from self._checked_pass(self.source())
+            blocks = self.source()
+            try:
+                blocks = iter(blocks)
+            except TypeError:  # had been Python's "'int' object is not iterable"
+                msg = ("`source` must return an iterator of row blocks when called, got "
+                       f"{type(blocks).__name__}.")
+                raise InputTypeError(msg) from None
+            yield from self._checked_pass(blocks)
             return
         X = self.source
         rows = self.block_rows or max(1, self._block_bytes() // max(1, X.shape[1] * X.itemsize))
@@ -247,8 +254,9 @@ def _as_row_blocks(X: Any) -> RowBlocks:
 
 def _as_float(block: Any, dtype: Any) -> Any:
     xp = array_namespace(block)
-    if dtype is None:
-        dtype = block.dtype if block.dtype in (xp.float32, xp.float64) else xp.float64
+    if dtype is None:  # a NumPy float of another byte order ('>f4') is kept, in the native one
+        kind = block.dtype.newbyteorder("=") if isinstance(block.dtype, np.dtype) else block.dtype
+        dtype = kind if kind in (xp.float32, xp.float64) else xp.float64
     return block if block.dtype == dtype else xp.astype(block, dtype)
 
 

@@ -190,7 +190,7 @@ def scaled_tolerance(
     would make them infinite.
     """
     if not sum_of_squares <= dtype_max / 4:
-        _raise_overflow(dtype)
+        raise_overflow(dtype)
     return sum_of_squares / n_values * tol
 
 
@@ -198,11 +198,23 @@ def check_inertia_is_finite(inertia: float, dtype: Any) -> float:
     """An inertia of finite X and centres that is not finite overflowed:
     the error of ``scaled_tolerance``, for the entry points that skip its pass."""
     if not math.isfinite(inertia):
-        _raise_overflow(dtype)
+        raise_overflow(dtype)
     return inertia
 
 
-def _raise_overflow(dtype: Any) -> None:
+def check_weighted_inertia_is_finite(inertia: float) -> float:
+    """The inertia of a fit, which ``scaled_tolerance`` bounds without
+    weights: not finite, the weighted squared distances overflowed (the fit
+    had kept ``inertia_ = inf``, and the first of ``n_init`` starts)."""
+    if not math.isfinite(inertia):
+        msg = ("The inertia (the sum of `sample_weight` times squared distances) overflows: "
+               "rescale `sample_weight` (e.g. divide it by its largest value) or X.")
+        raise ValueError(msg)
+    return inertia
+
+
+def raise_overflow(dtype: Any) -> None:
+    """The error for X whose squared distances overflow ``dtype``."""
     msg = (
         f"`X` has values too large for {dtype}: their squared distances "
         "overflow. Rescale X (e.g. divide by its largest absolute value)."

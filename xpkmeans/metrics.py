@@ -17,6 +17,7 @@ sums by ``segment_sum``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import is_lazy_array
@@ -44,7 +45,7 @@ from ._backend import (
 from . import _dask
 from ._errors import InputTypeError
 from ._lloyd import column_means
-from ._validation import as_namespace, check_array, check_int, integer_labels
+from ._validation import as_namespace, check_array, check_int, integer_labels, raise_overflow
 
 __all__ = [
     "calinski_harabasz_score",
@@ -140,6 +141,14 @@ def _centered_wide(X: Any, *, xp: Any) -> Any:
     return X if is_sparse(X) else subtract_row(X, column_means(X, xp=xp))
 
 
+def _check_no_overflow(fits: bool, dtype: Any) -> None:
+    """``KMeans.fit``'s error where the squared distances of X overflow
+    ``dtype`` (that of the computation); scikit-learn returns NaN (or a
+    silhouette of 0) there."""
+    if not fits:
+        raise_overflow(dtype)
+
+
 def _cluster_means(X: Any, codes: Any, n_labels: int) -> tuple[Any, Any]:
     """Centroid and size of each cluster (every cluster is non-empty)."""
     sums, counts = sum_by_cluster(X, codes, n_labels)
@@ -192,6 +201,9 @@ def _silhouette_samples(X: Any, codes: Any, n_labels: int, *, xp: Any) -> Any:
     dtype = X_centered.dtype
     zero = xp.asarray(0.0, dtype=dtype, device=device)
     sq_norms = sq_row_norms(X_centered)[:, None]
+    # a squared distance is at most 4 times the largest squared norm: beyond
+    # the largest float, they overflow to inf, and every silhouette had been 0
+    _check_no_overflow(float(xp.max(sq_norms)) <= float(xp.finfo(dtype).max) / 4, dtype)
     ones = xp.ones_like(sq_norms)
     if is_sparse(X_centered):
         def sq_distances(block: slice) -> Any:
@@ -402,6 +414,7 @@ def _calinski_harabasz(centroids: Any, counts: Any, within: float, *, xp: Any) -
     n_samples, n_labels = float(xp.sum(counts)), centroids.shape[0]
     offsets = centroids - xp.sum(centroids * counts[:, None], axis=0) / n_samples
     between = float(xp.sum(counts * xp.sum(offsets * offsets, axis=1)))
+    _check_no_overflow(math.isfinite(between) and math.isfinite(within), centroids.dtype)
     if within == 0.0:
         return 1.0
     return between * (n_samples - n_labels) / (within * (n_labels - 1.0))
@@ -466,15 +479,18 @@ def _davies_bouldin(centroids: Any, spread: Any, *, xp: Any) -> float:
     inf = xp.asarray(xp.inf, dtype=centroids.dtype, device=device)
     width = n_labels * n_features
     step = row_chunk_size(n_labels, width, xp=xp, device=device, min_rows=1)
-    worst, all_close = [], []
+    worst, all_close, finite = [], [], [xp.all(xp.isfinite(spread))]
     for rows in row_blocks(n_labels, width, xp=xp, device=device, step=step):
         differences = centroids[rows, None, :] - centroids[None, :, :]
         distances = xp.sqrt(xp.sum(differences * differences, axis=2))
+        finite.append(xp.all(xp.isfinite(distances)))
         all_close.append(xp.all(xp.abs(distances) <= _ZERO_ATOL))
         # a cluster is not compared with itself (nor with one of the same centroid)
         distances = xp.where(distances == 0, inf, distances)
         similarity = (spread[rows, None] + spread[None, :]) / distances
         worst.append(xp.max(similarity, axis=1))
+    # overflowing squared distances: inf spreads gave NaN, inf centroid distances 0
+    _check_no_overflow(bool(xp.all(xp.stack(finite))), centroids.dtype)
     if bool(xp.all(xp.abs(spread) <= _ZERO_ATOL)) or bool(xp.all(xp.stack(all_close))):
         return 0.0
     return float(xp.mean(concat_rows(worst, xp=xp)))

@@ -159,8 +159,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return np.asarray(x)
     if is_cupy_array(x):
         return x.get()
-    if is_torch_array(x):
-        return x.detach().cpu().numpy()
+    if is_torch_array(x):  # a negation bit (``x.conj().imag``) is applied first
+        return x.detach().cpu().resolve_neg().numpy()
     try:  # CPU libraries such as array_api_strict implement the buffer protocol
         return np.asarray(x)
     except (TypeError, ValueError, RuntimeError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_array_api_obj, is_dask_array
+from array_api_compat import is_array_api_obj, is_dask_array, is_torch_array
 
 from .._errors import InputTypeError
 from ._host import array_namespace, without_autograd
@@ -42,11 +42,11 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
         xp = array_namespace(X)
         if not (isinstance(X, np.ndarray) and X.dtype == object):
             _check_holds_values(X, name)
-            return without_autograd(X), xp
+            return _values_resolved(without_autograd(X)), xp
     except TypeError:
         pass
     try:
-        X = np.asarray(X)
+        X = _native_byte_order(np.asarray(X))
     except (TypeError, ValueError) as e:
         msg = f"`{name}` could not be converted to a numeric array: {e}"
         raise InputTypeError(msg) from e
@@ -57,6 +57,22 @@ def as_array(X: Any, name: str) -> tuple[Any, Any]:
             msg = f"`{name}` must be numeric; {e}"
             raise InputTypeError(msg) from e
     return X, array_namespace(X)
+
+
+def _values_resolved(X: Any) -> Any:
+    """A torch tensor with its lazy negation bit set (``x.conj().imag`` of a
+    complex tensor) as a tensor holding its values: NumPy views and the
+    compiled kernels read a tensor's memory as it is (``.numpy()`` refuses
+    it); a NumPy array of another byte order (``'>f4'``) in the native one,
+    so that float32 stays float32. Other arrays are returned as they are."""
+    if is_torch_array(X) and X.is_neg():
+        return X.resolve_neg()
+    return _native_byte_order(X) if isinstance(X, np.ndarray) else X
+
+
+def _native_byte_order(X: np.ndarray) -> np.ndarray:
+    """``X`` in the machine's byte order (a copy only where it is not)."""
+    return X if X.dtype.isnative else X.astype(X.dtype.newbyteorder("="))
 
 
 def check_dense_chunks(X: Any, name: str) -> None:
