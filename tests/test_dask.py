@@ -517,6 +517,9 @@ def test_scalar_sample_weight_is_checked_as_in_memory(weight):
         xpkmeans.KMeans(2).fit(X, sample_weight=weight)
     with pytest.raises(type(in_memory.value), match=f"^{re.escape(str(in_memory.value))}$"):
         xpkmeans.KMeans(2).fit(da.from_array(X, chunks=10), sample_weight=weight)
+    if isinstance(weight, (bool, np.bool_)):  # not the shape error of an array of 50
+        assert str(in_memory.value).startswith(
+            "`sample_weight` must be a real number (not a bool) or have shape (50,)")
 
 
 @pytest.mark.parametrize("as_dask", [False, True])

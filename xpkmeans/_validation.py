@@ -118,6 +118,12 @@ def check_weight_layout(sample_weight: Any, n_samples: int, *, real: bool) -> No
     if not real:
         msg = f"`sample_weight` must be real numbers, got dtype {sample_weight.dtype}."
         raise InputTypeError(msg)
+    if sample_weight.ndim == 0:  # a bool, a string, a 0-d array
+        msg = (
+            f"`sample_weight` must be a real number (not a bool) or have shape ({n_samples},) "
+            f"to match X, got a single value of dtype {sample_weight.dtype}."
+        )
+        raise ValueError(msg)
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
         msg = (
             f"`sample_weight` must have shape ({n_samples},) to match X, got "
