@@ -448,6 +448,42 @@ def test_triton_deterministic_sums_are_exact_fixed_point(monkeypatch, tiles, wei
         np.testing.assert_array_equal(value.cpu().numpy(), repeated.cpu().numpy())
 
 
+def test_triton_fixed_point_scales_take_no_copy_of_x(monkeypatch):
+    """The scales of the fixed-point sums come from reductions over X, with
+    no temporary of X's size (``abs(X)`` had doubled the memory of X on
+    every deterministic pass), and a pass over no rows with weights (an
+    empty Dask chunk) gives zero sums (``amax`` of no weights had raised)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestResult(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            for value in result if isinstance(result, (tuple, list)) else (result,):
+                if isinstance(value, torch.Tensor):
+                    LargestResult.numel = max(LargestResult.numel, value.numel())
+            return result
+
+    rng = np.random.default_rng(12)
+    X = _tensor(rng.standard_normal((300, 8)) * 5.0)
+    mean, weights = _tensor(rng.standard_normal(8)), _tensor(rng.uniform(0, 3, 300))
+    with LargestResult():
+        scales = _triton._fixed_point_scales(X, mean, weights)
+    assert LargestResult.numel <= 300  # the weights' size at most
+    x, w = X.cpu().numpy().astype(np.float64), weights.cpu().numpy().astype(np.float64)
+    largest = np.abs(x).max() + np.abs(mean.cpu().numpy()).max()
+    bounds = 300 * np.array([largest * w.max(), w.max()])
+    np.testing.assert_array_equal(scales.cpu().numpy(), 2.0 ** (62 - np.ceil(np.log2(bounds))))
+
+    monkeypatch.setenv("XPKMEANS_CUDA_DETERMINISTIC", "1")
+    labels, sums, totals = _triton.nearest_centers_and_sums(
+        _tensor(np.ones((0, 2))), _tensor(np.ones((3, 2))), weights=_tensor(np.ones(0)))
+    assert labels.shape == (0,)
+    np.testing.assert_array_equal(sums.cpu().numpy(), np.zeros((3, 2)))
+    np.testing.assert_array_equal(totals.cpu().numpy(), np.zeros(3))
+
+
 def test_triton_non_contiguous_input():
     rng = np.random.default_rng(6)
     wide = _tensor(rng.standard_normal((260, 10)))
@@ -509,6 +545,56 @@ def test_triton_counts_are_integers_and_sum_replicas_bound_their_rows():
     assert config["sum_copies"] == 330 and config["exact_sum_copies"] == 1
 
 
+@pytest.mark.parametrize("precision", EXACT)
+def test_triton_goes_in_chunks_where_the_gpu_refuses_a_wide_tile(monkeypatch, precision):
+    """A GPU with less shared memory a block than a wide tile of features
+    asks (sm_75: 64 KB, against 66-96 KB at d = 65-128; sm_86/89 in tf32x3:
+    99 KB against 136-160 KB) refuses its launch (``OutOfResources``): the
+    pass goes in chunks of features, with the same results, and so do the
+    next ones, without another refused launch."""
+    from triton.runtime.errors import OutOfResources
+
+    from xpkmeans._backend import _triton_kernels as kernels
+
+    launched = []
+
+    class SmallSharedMemory:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def launch(*args, **settings):
+                wide = settings["SINGLE_CHUNK"] and settings["BLOCK_D"] > 32
+                launched.append(wide)
+                if wide:
+                    raise OutOfResources(98304, 65536, "shared memory")
+                return self.kernel[grid](*args, **settings)
+            return launch
+
+    for name in ("dense_kernel", "listed_kernel"):
+        monkeypatch.setattr(kernels, name, SmallSharedMemory(getattr(kernels, name)))
+    monkeypatch.setattr(_triton, "_NARROW_TILES", set())
+    rng = np.random.default_rng(13)
+    X = _tensor(rng.standard_normal((150, 70)))
+    centers = _tensor(rng.standard_normal((20, 70)))
+    weights = _tensor(rng.uniform(0, 2, 150))
+    assert _triton.tile_config(150, 70, 20, precision)["BLOCK_D"] == (
+        16 if precision == "ieee" else 128)
+
+    labels, sums, totals = _triton.nearest_centers_and_sums(
+        X, centers, weights=weights, dot_precision=precision)
+    again = _triton.nearest_centers(X, centers, dot_precision=precision)
+
+    expected, _, _ = _portable_scores(X, centers)
+    _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+    np.testing.assert_array_equal(again.cpu().numpy(), labels.cpu().numpy())
+    ref_sums, ref_totals = _reference_sums(X, labels, 20, weights)
+    np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-5)
+    assert launched.count(True) == (0 if precision == "ieee" else 1)  # refused once
+    assert not all(launched)
+
+
 def test_triton_handles_only_float32_cuda_arrays():
     X = torch.ones((4, 2), dtype=torch.float32)
     assert not _triton.handles(X, X)  # CPU tensors take the portable path
@@ -517,6 +603,98 @@ def test_triton_handles_only_float32_cuda_arrays():
         Xc = X.to(DEVICE)
         assert _triton.handles(Xc, Xc)
         assert not _triton.handles(Xc.double(), Xc.double())
+
+
+# ------------------------------------------------------------------ randomized differential check
+
+
+def _edge_data(rng, n, d, k, kind):
+    """Rows, centres and weights of one randomized case (``kind``)."""
+    if kind == "integers":  # every product exact: ties are exact, scores equal bit for bit
+        X, centers = rng.integers(-2, 3, (n, d)), rng.integers(-2, 3, (k, d))
+    elif kind == "duplicates":  # each centre thrice, half the rows on a centre
+        base = rng.standard_normal((-(-k // 3), d))
+        centers = np.concatenate([base, base, base])[:k]
+        X = np.concatenate([centers[rng.integers(0, k, n // 2)],
+                            rng.standard_normal((n - n // 2, d))])
+    else:  # "normal", or "huge" / "tiny" magnitudes
+        scale = {"normal": 1.0, "huge": 1e15, "tiny": 1e-15}[kind]
+        X, centers = rng.standard_normal((n, d)) * scale, rng.standard_normal((k, d)) * scale
+    weights = rng.uniform(0, 2, n) * (rng.random(n) < 0.7)  # fractional, some zero
+    return _tensor(X), _tensor(centers), _tensor(weights)
+
+
+def _laid_out(X, layout):
+    """``X`` row-major, column-major, or every other column of a wider array."""
+    if layout == "columns":
+        return X.T.contiguous().T
+    if layout == "strided":
+        return torch.repeat_interleave(X, 2, dim=1)[:, ::2]
+    return X
+
+
+@pytest.mark.parametrize(("n", "d", "k", "kind", "layout"), [
+    # n and k about tiles of 16 (forced), d about chunks and pieces of 16 and 32
+    (1, 1, 1, "normal", "rows"), (15, 2, 2, "integers", "columns"),
+    (17, 3, 17, "duplicates", "strided"), (33, 15, 15, "integers", "rows"),
+    (17, 16, 40, "normal", "columns"), (15, 31, 3, "huge", "rows"),
+    (33, 33, 17, "duplicates", "rows"), (20, 65, 9, "tiny", "strided"),
+    (17, 100, 5, "integers", "rows"), (9, 129, 20, "normal", "columns"),
+])
+def test_triton_entry_points_equal_portable_on_randomized_edge_cases(
+        tiles, n, d, k, kind, layout):
+    """Every entry point against the portable float32 path, in each exact
+    precision: labels (bit for bit where products are exact), sums and
+    totals of the labels given, the two best scores, distances to assigned
+    centres and greedy k-means++'s pass, on tiles of 16 rows and centres."""
+    from xpkmeans._backend import _primitives
+
+    tiles(BLOCK_N=16, BLOCK_K=16, sum_copies=2)
+    rng = np.random.default_rng(n * 1000 + d * 10 + k)
+    X, centers, weights = _edge_data(rng, n, d, k, kind)
+    data = _laid_out(X, layout)
+    half = 0.5 * torch.sum(centers * centers, dim=1)
+    expected, ref_best, ref_second = _portable.nearest_two_centers(X, centers, half)
+    score_scale = (torch.sum(torch.abs(X), dim=1) * torch.max(torch.abs(centers))
+                   + torch.max(torch.abs(half))).cpu().numpy() * 1e-5
+    for precision in EXACT:
+        labels, sums, totals = _triton.nearest_centers_and_sums(
+            data, centers, weights=weights, dot_precision=precision)
+        two = _triton.nearest_two_centers(data, centers, half, dot_precision=precision)
+        if kind == "integers":
+            np.testing.assert_array_equal(labels.cpu().numpy(), expected.cpu().numpy())
+        _assert_labels_equal_up_to_ties(X, centers, labels, expected)
+        np.testing.assert_array_equal(two[0].cpu().numpy(), labels.cpu().numpy())
+        np.testing.assert_array_equal(
+            _triton.nearest_centers(data, centers, dot_precision=precision).cpu().numpy(),
+            labels.cpu().numpy())
+        for got, ref in ((two[1], ref_best), (two[2], ref_second)):
+            got, ref = got.cpu().numpy(), ref.cpu().numpy()
+            with np.errstate(invalid="ignore"):  # inf - inf: a second score of one centre
+                assert np.all((got == ref) | (np.abs(got - ref) <= score_scale)), precision
+        ref_sums, ref_totals = _reference_sums(X, labels, k, weights)
+        scale = np.max(np.sum(np.abs(X.cpu().numpy().astype(np.float64)), axis=0))
+        np.testing.assert_allclose(sums.cpu().numpy(), ref_sums, rtol=1e-5, atol=1e-6 * scale)
+        np.testing.assert_allclose(totals.cpu().numpy(), ref_totals, rtol=1e-6, atol=1e-6)
+
+    distances = _triton.sq_distances_to_assigned(data, centers, labels)
+    np.testing.assert_allclose(
+        distances.cpu().numpy(),
+        _primitives.block_sq_distances_to_assigned(X, centers, labels).cpu().numpy(),
+        rtol=1e-5, atol=0)
+    x_sq, rows = torch.sum(X * X, dim=1), X[rng.integers(0, n, 3)]
+    rows_sq = torch.sum(rows * rows, dim=1)
+    closest = torch.where(_tensor(rng.random(n)) < 0.5, torch.inf,  # inf: before a first centre
+                          _tensor(rng.uniform(0, 2, n)) * torch.max(x_sq))
+    blocks, potentials = _triton.closest_with_candidates(
+        data, x_sq, weights, closest, rows, rows_sq)
+    ref_blocks, ref_potentials = _primitives.closest_with_candidates(
+        *(t.cpu() for t in (X, x_sq, weights, closest, rows, rows_sq)))
+    atol = 16 * 2.0**-23 * float(torch.max(x_sq) + torch.max(rows_sq))
+    np.testing.assert_allclose(blocks[0].cpu().numpy(), torch.cat(ref_blocks).cpu().numpy(),
+                               rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(potentials.cpu().numpy(), ref_potentials.cpu().numpy(),
+                               rtol=1e-5, atol=n * atol)
 
 
 # ------------------------------------------------------------------ data centred as it is read
@@ -618,6 +796,19 @@ def test_triton_candidates_pass_equals_portable(monkeypatch, d, m, block_d, cent
                                    rtol=1e-5, atol=301 * atol)
 
 
+def test_triton_candidates_pass_with_zero_weights_before_a_first_centre():
+    """Rows of zero weight while no centre is chosen yet (closest = inf): the
+    padded candidates, inf away, are masked before the weights multiply them
+    (inf x 0 had made NaN, which the interpreter turns into an error)."""
+    X = _tensor([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0]])
+    rows = X[:1]
+    x_sq, rows_sq = torch.sum(X * X, dim=1), torch.sum(rows * rows, dim=1)
+    blocks, potentials = _triton.closest_with_candidates(
+        X, x_sq, _tensor([0.0, 1.0, 0.5]), _tensor(np.full(3, np.inf)), rows, rows_sq)
+    np.testing.assert_array_equal(blocks[0].cpu().numpy(), [[0.0], [5.0], [1.0]])
+    np.testing.assert_array_equal(potentials.cpu().numpy(), [5.5])
+
+
 @pytest.mark.parametrize("centred", [False, True])
 @pytest.mark.parametrize(("n", "d", "k"), [(300, 3, 9), (130, 129, 20)])  # 5 chunks of 32
 def test_triton_distances_to_assigned_centres_equal_portable(n, d, k, centred):
@@ -702,7 +893,13 @@ for n, d, m in [(8_000_000, 128, 8), (20_000, 128, 8), (1000, 3, 70),
                 (8_000_000, 100, 8)]:  # d = 100: chunks of 16
     record(f"k-means++ {n}x{d}x{m}", [_triton.compile_candidates_for(sm90, n, d, m, "tf32x3")])
 record("distances to assigned centres", [_triton.compile_assigned_for(sm90, 129)])
+narrow = {}  # shared memory of the passes in chunks that smaller GPUs fall back to
+for arch, precision in [(75, "tf32-check"), (86, "tf32x3")]:
+    kernels = _triton.compile_for(GPUTarget("cuda", arch, 32), 8_000_000, 100, 1024, precision,
+                                  narrow=True)
+    narrow[f"sm_{arch} {precision}"] = [kernel.metadata.shared for kernel in kernels]
 print(json.dumps(found))
+print(json.dumps(narrow))
 """
 
 
@@ -723,7 +920,11 @@ def test_triton_compiles_for_sm90():
     if done.returncode != 0 and ("ptxas" in done.stderr or "backend" in done.stderr.lower()):
         pytest.skip(f"triton cannot compile for sm_90 here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = json.loads(done.stdout.strip().splitlines()[-2])
+    narrow = json.loads(done.stdout.strip().splitlines()[-1])
+    # a block's shared memory: 64 KB on sm_75 (T4), 99 KB on sm_86/89 (A10, L4)
+    assert max(narrow["sm_75 tf32-check"]) <= 64 * 1024, narrow
+    assert max(narrow["sm_86 tf32x3"]) <= 99 * 1024, narrow
     assert len(found) == 24  # 18 Lloyd passes, the deterministic one, 4 of k-means++, inertia
     for name, kernels in found.items():
         for shared, spills, programs in kernels:

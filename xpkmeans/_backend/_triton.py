@@ -112,15 +112,23 @@ def _fixed_point_scales(X: Any, mean: Any, weights: Any) -> Any:
     below 2^62."""
     import torch
 
+    def largest_magnitude(values: Any) -> Any:
+        """max |values| (float64, 0-D) by one reduction: ``abs`` first would
+        write a temporary of X's size on every pass (an 8 GB X took 8 GB
+        more)."""
+        if not values.numel():
+            return torch.zeros((), dtype=torch.float64, device=values.device)
+        low, high = torch.aminmax(values)
+        return torch.maximum(-low, high).to(torch.float64)
+
     n = max(X.shape[0], 1)
-    largest = torch.amax(torch.abs(X)).to(torch.float64) if X.numel() else torch.zeros(
-        (), dtype=torch.float64, device=X.device)
+    largest = largest_magnitude(X)
     if mean is not None:
-        largest = largest + torch.amax(torch.abs(mean)).to(torch.float64)
+        largest = largest + largest_magnitude(mean)
     if weights is None:
         weight_largest = torch.ones((), dtype=torch.float64, device=X.device)
     else:
-        weight_largest = torch.amax(torch.abs(weights)).to(torch.float64)
+        weight_largest = largest_magnitude(weights)
     bounds = torch.stack([largest * weight_largest, weight_largest]) * n
     tiny = torch.finfo(torch.float64).tiny
     exponents = 62.0 - torch.ceil(torch.log2(torch.clamp(bounds, min=tiny)))
@@ -166,7 +174,8 @@ def held_piece(block_d: int, d: int) -> int:
     return 32 if d % 16 and block_d > 64 else block_d
 
 
-def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
+def tile_config(n: int, d: int, k: int, dot_precision: str, *,
+                narrow: bool = False) -> dict[str, Any]:
     """Tiles and launch settings of the dense pass for an ``n x d`` X and k centres.
 
     ``BLOCK_D`` covers all features of a row tile, up to 128 on tensor
@@ -179,9 +188,15 @@ def tile_config(n: int, d: int, k: int, dot_precision: str) -> dict[str, Any]:
     of d = 100, as launched on a contiguous X, is free of register spills on
     sm_90 (tested); a tile of 128 features where d is not a multiple of 16
     is held in pieces (``held_piece``).
+
+    ``narrow``: no tile of more than 32 features, for a GPU whose shared
+    memory a block cannot hold a wide tile's (``_launch`` falls back to it):
+    on sm_90 those take up to 192 KB, on sm_80/86 up to 160 KB (tf32x3), on
+    sm_75 up to 96 KB (tf32-check), against 99 KB a block on sm_86/89 and
+    64 KB on sm_75.
     """
     block_d = max(16, _next_power_of_two(d))
-    single_chunk = block_d <= (32 if dot_precision == "ieee" else 128)
+    single_chunk = block_d <= (32 if dot_precision == "ieee" or narrow else 128)
     wide = single_chunk and block_d > 32
     if not single_chunk:  # tf32-check: 16 measured 18% faster than 32 on 8M x 128 (H200)
         block_d = 16 if dot_precision in ("ieee", "tf32-check") else 32
@@ -314,26 +329,60 @@ def _like_input(x: Any, like: Any) -> Any:
 # ------------------------------------------------------------------ passes
 
 
+#: (device, precision, tiles) of wide tiles of features that asked a block for
+#: more shared memory than its GPU has: their passes go in chunks
+_NARROW_TILES: set[tuple] = set()
+
+
 def _launch(
-    X: Any, centers: Any, half_sq_norms: Any = None, *, mean: Any = None, weights: Any = None,
-    with_scores: bool = False, with_second: bool = False, with_sums: bool = False,
-    drop_sums: bool = False, dot_precision: str | None = None,
+    X: Any, centers: Any, half_sq_norms: Any = None, *, dot_precision: str | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """One pass over the rows of ``X - mean`` (torch tensors; ``mean`` None:
-    of X), each tile centred as it is loaded; returns the outputs asked for.
+    of X), each tile centred as it is loaded; returns the outputs asked for
+    (``options``: those of ``_launch_tiles``).
+
+    Where the GPU refuses the shared memory of a wide tile of features
+    (Triton's ``OutOfResources`` at the launch: sm_75 at d = 65-128 in
+    every precision, sm_86/89 in tf32x3), the pass goes in chunks of
+    features (``tile_config(narrow=True)``), and so do the next ones of the
+    same tiles; nothing of the refused launch ran."""
+    from triton.runtime.errors import OutOfResources
+
+    dot_precision = precision() if dot_precision is None else dot_precision
+    n, d = X.shape
+    wide = tile_config(n, d, centers.shape[0], dot_precision)
+    key = (str(X.device), dot_precision, wide["BLOCK_N"], wide["BLOCK_K"], wide["BLOCK_D"])
+    narrow = key in _NARROW_TILES
+    try:
+        return _launch_tiles(X, centers, half_sq_norms, dot_precision=dot_precision,
+                             narrow=narrow, **options)
+    except OutOfResources:
+        if narrow or not (wide["SINGLE_CHUNK"] and wide["BLOCK_D"] > 32):
+            raise
+        _NARROW_TILES.add(key)
+        return _launch_tiles(X, centers, half_sq_norms, dot_precision=dot_precision,
+                             narrow=True, **options)
+
+
+def _launch_tiles(
+    X: Any, centers: Any, half_sq_norms: Any = None, *, mean: Any = None, weights: Any = None,
+    with_scores: bool = False, with_second: bool = False, with_sums: bool = False,
+    drop_sums: bool = False, dot_precision: str, narrow: bool = False,
+) -> dict[str, Any]:
+    """``_launch`` on the tiles of ``tile_config(narrow=narrow)``.
     ``drop_sums``: the sums are added up but not wanted (in float, never
     fixed point)."""
     import torch
 
     from . import _triton_kernels as kernels
 
-    dot_precision = precision() if dot_precision is None else dot_precision
     n, d = X.shape
     k = centers.shape[0]
     device = X.device
     if half_sq_norms is None:
         half_sq_norms = 0.5 * torch.sum(centers * centers, dim=1)
-    config = tile_config(n, d, k, dot_precision)
+    config = tile_config(n, d, k, dot_precision, narrow=narrow)
     check = dot_precision == "tf32-check"
     redo = listed_config(config, d) if check else config
     C, H = _padded_centers(centers, half_sq_norms, max(config["BLOCK_K"], redo["BLOCK_K"]),
@@ -634,7 +683,7 @@ def closest_with_candidates(
 
 def compile_for(
     target: Any, n: int, d: int, k: int, dot_precision: str, *, fixed_point: bool = False,
-    centered: bool = True,
+    centered: bool = True, narrow: bool = False,
 ) -> list[Any]:
     """Compile the kernels of a pass on ``(n, d, k)`` for ``target`` (a
     ``triton.backends.compiler.GPUTarget``) without a GPU, as they are
@@ -643,7 +692,7 @@ def compile_for(
 
     from . import _triton_kernels as kernels
 
-    config = tile_config(n, d, k, dot_precision)
+    config = tile_config(n, d, k, dot_precision, narrow=narrow)
     check = dot_precision == "tf32-check"
     tiles = {key: config[key] for key in ("BLOCK_N", "BLOCK_K", "BLOCK_D", "PIECE_D",
                                           "SINGLE_CHUNK")}

@@ -579,7 +579,9 @@ def candidates_kernel(
         inside = row_ok[:, None] & (cols[None, :] < m)
         nearest = tl.minimum(closest[:, None], tl.maximum(x_sq[:, None] + 2.0 * scores, 0.0))
         tl.store(OUT + rows[:, None] * stride_on + cols[None, :], nearest, mask=inside)
-        partial = tl.sum(tl.where(inside, nearest * weight[:, None], 0.0), axis=0)
+        # masked before the product: a padded candidate is inf away, and inf
+        # times a zero weight is NaN (discarded, but the interpreter warns)
+        partial = tl.sum(tl.where(inside, nearest, 0.0) * weight[:, None], axis=0)
         tl.store(PARTIAL + program.to(tl.int64) * stride_pp + cols, partial, mask=cols < m)
 
 
