@@ -995,3 +995,22 @@ def test_chunk_kernels_make_their_constants_on_the_chunks_device():
     np.testing.assert_array_equal(weight_flags, [0.0, 0.0, 1.0])  # non-finite | negative | positive
     farthest = _dask._chunk_farthest(block, None, None, np.zeros((2, 2)))
     np.testing.assert_array_equal(_dask.to_numpy(farthest)[:, -1], [1.0, 1.0])  # unit weights
+
+
+def test_fit_transform_reads_each_chunk_once():
+    """The fit and the distances share X's chunks (the distances had read
+    X from its source again), as fit_predict's labels do."""
+    rows_read = []
+
+    def read(block):
+        rows_read.append(block.shape[0])
+        return block
+
+    X = _blobs(n=400, d=3)
+    lazy = da.from_array(X, chunks=100).map_blocks(read, dtype=X.dtype)
+    init = _init(X, 3)
+    with dask.config.set(scheduler="synchronous"):
+        distances = xpkmeans.KMeans(3, init=init).fit_transform(lazy).compute()
+    assert sorted(r for r in rows_read if r) == [100] * 4  # (and Dask's empty probes)
+    np.testing.assert_allclose(distances, xpkmeans.KMeans(3, init=init).fit_transform(X),
+                               rtol=1e-10, atol=1e-10)

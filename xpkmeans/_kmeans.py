@@ -690,6 +690,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         distances : array of shape (n_samples, n_clusters), in X's namespace
         """
         refuse_row_blocks(X, "X")  # before the fit, not after
+        if _dask.is_dask_input(X):  # read once: the fit and the distances share its chunks
+            X = X.persist()
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     # -------------------------------------------------------------- using the fit
