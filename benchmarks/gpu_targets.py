@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -713,23 +714,41 @@ def _eager(run: Callable[[], Any]) -> Any:
 # ------------------------------------------------------------------ verdicts
 
 
+#: pytest's closing line ("===== 3 failed, 295 passed in 70.1s =====", or
+#: "3 passed in 2.0s" with -q); a part cut by its time limit has none
+_PYTEST_TOTALS = re.compile(
+    r"^=*\s*(?:(?:\d+ (?:passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?"
+    r"|rerun)(?:, )?)+|no tests ran) in [\d.]+s")
+
+
 def summary(records: Records, tests_logs: list[Path]) -> str:
     rows = records.read()
     card = next((r["card"] for r in rows if "card" in r), "unknown card")
     verdicts: list[tuple[str, bool | None, str]] = []
 
-    def lloyd(problem: str, library: str):
+    def lloyd_record(problem: str, library: str) -> dict:
         for r in rows:
             if r["kind"] == "lloyd" and r["problem"] == problem and r["library"] == library:
-                return r.get("per_iteration_ms")
-        return None
+                return r
+        return {}
 
-    # tests: each part's last pytest summary line
+    def lloyd(problem: str, library: str):
+        return lloyd_record(problem, library).get("per_iteration_ms")
+
+    def why(problem: str, library: str) -> str:
+        """Why a library has no time: its record's error or skip, or no record."""
+        r = lloyd_record(problem, library)
+        return r.get("error") or r.get("skipped") or ("no record" if not r else "")
+
+    # tests: each part's pytest closing line (a part cut by its time limit has none;
+    # a traceback's "... line 12 in f" is not one)
     lasts = {}
     for log in tests_logs:
         if log.exists():
-            tail = [line for line in log.read_text().splitlines() if " in " in line]
-            lasts[log.stem] = (tail[-1] if tail else "no pytest summary line").strip("= ")
+            tail = [line for line in log.read_text().splitlines()
+                    if _PYTEST_TOTALS.match(line.strip())]
+            lasts[log.stem] = (tail[-1].strip("= ") if tail else
+                               "no pytest summary line: crashed or cut by its time limit")
     if lasts:
         green = all("failed" not in last and "error" not in last and "passed" in last
                     for last in lasts.values())
@@ -756,6 +775,10 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
         if ours is not None and cupy is not None:
             verdicts.append((f"CuPy ≤ 1.2× torch-CUDA, {shape}", cupy <= 1.2 * ours,
                              f"{cupy:.2f} vs {ours:.2f} ms ({cupy / ours:.2f}×)"))
+        elif not QUICK:  # a failed CuPy run is a verdict too, never a missing row
+            verdicts.append((f"CuPy ≤ 1.2× torch-CUDA, {shape}", None,
+                             f"CuPy: {why(problem, 'xpkmeans-cupy') or cupy}; torch-CUDA: "
+                             f"{why(problem, 'xpkmeans-torch-cuda') or ours}"))
         exact = {r["way"]: r.get("mislabelled") for r in rows
                  if r["kind"] == "exactness" and r["problem"] == problem}
         mine = exact.get(f"xpkmeans triton {_default_precision()}")
@@ -763,6 +786,15 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
         if mine is not None and portable is not None:
             verdicts.append((f"mislabelled ≤ portable float32's, {shape} (1M rows)",
                              mine <= portable, f"{mine} vs {portable}; all: {exact}"))
+        else:
+            errors = {r["way"]: r["error"] for r in rows if r["kind"] == "exactness"
+                      and r["problem"] == problem and "error" in r}
+            verdicts.append((f"mislabelled ≤ portable float32's, {shape} (1M rows)", None,
+                             f"no count: {errors or 'no record (part failed or cut)'}"))
+        if not QUICK and not any(r["kind"] == "determinism" and r.get("deterministic")
+                                 and r["problem"] == problem for r in rows):
+            verdicts.append((f"deterministic sums bitwise equal run to run, {problem}", None,
+                             "no record: the kernels part failed or ran out of time"))
     for r in rows:
         if r["kind"] == "determinism" and r.get("deterministic"):
             verdicts.append((f"deterministic sums bitwise equal run to run, {r['problem']}",
@@ -813,8 +845,9 @@ def summary(records: Records, tests_logs: list[Path]) -> str:
                              if "n_iter" in r else f"{r['s']:.3f} s"))
     for target in EXPECTED_TARGETS:  # a part that failed or ran out of time says so
         if not any(text.startswith(target) for text, _, _ in verdicts):
-            verdicts.append((target, None, "no record: its part failed or ran out of time "
-                                           "(see the part's log)"))
+            verdicts.append((target, None, "not run by gpu_check.sh --quick" if QUICK else
+                             "no record: its part failed or ran out of time "
+                             "(see the part's log)"))
     lines = [f"# GPU targets on {card}", "",
              "| target | verdict | measured |", "|---|---|---|"]
     for target, met, text in verdicts:

@@ -156,3 +156,38 @@ def test_gpu_summary_says_which_targets_have_no_record(tmp_path):
         assert rows[missing][0] == "NOT MEASURED", missing
     # no current k-means++ timing: no Lloyd pass time in its place
     assert rows["huge k-means++ pass (ms a centre)"][2].strip(" |") == "–"
+
+
+def test_gpu_summary_never_drops_a_verdict_nor_reads_a_traceback_as_pytest_totals(
+        tmp_path, monkeypatch):
+    """A test part cut by its time limit has no pytest closing line (its last
+    line with " in " is a traceback's); CuPy's Lloyd run that failed, a
+    problem whose exactness part was cut, and a missing deterministic run
+    read NOT MEASURED, not a missing row."""
+    gpu_targets = pytest.importorskip("benchmarks.gpu_targets")
+    monkeypatch.setattr(gpu_targets, "QUICK", False)
+    records = gpu_targets.Records(tmp_path)
+    records.add("card", card="Test card", part="lloyd")
+    for problem in ("large", "huge"):
+        records.add("lloyd", problem=problem, library="xpkmeans-torch-cuda", per_iteration_ms=3.0)
+        records.add("lloyd", problem=problem, library="xpkmeans-cupy",
+                    error="RuntimeError: CUDA error")
+    records.add("exactness", problem="large", rows=1, way="portable float32 (torch matmul, "
+                "TF32 off)", mislabelled=0)
+    records.add("determinism", problem="large", deterministic=True, bitwise_equal=True, ms=7.0)
+    cut = tmp_path / "gpu-dask-tests.log"
+    cut.write_text("tests/test_dask.py::test_one_gpu_cluster_with_cupy_chunks \n"
+                   "Timeout (0:00:40)!\n  File \"/x/threading.py\", line 320 in wait\n")
+    done = tmp_path / "gpu-tests.log"
+    done.write_text("===== 3 passed, 1 skipped in 2.0s =====\n")
+    lines = gpu_targets.summary(records, [cut, done]).splitlines()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines
+            if line.startswith("| ")}
+    green = rows["GPU test suite green"]
+    assert green[0] == "NOT MET" and "no pytest summary line" in green[1]
+    for shape in ("10M×32×256", "8M×128×1024"):
+        cupy = rows[f"CuPy ≤ 1.2× torch-CUDA, {shape}"]
+        assert cupy[0] == "NOT MEASURED" and "CUDA error" in cupy[1]
+        assert rows[f"mislabelled ≤ portable float32's, {shape} (1M rows)"][0] == "NOT MEASURED"
+    assert rows["deterministic sums bitwise equal run to run, large"][0] == "MET"
+    assert rows["deterministic sums bitwise equal run to run, huge"][0] == "NOT MEASURED"

@@ -454,3 +454,51 @@ def test_kmeans_parallel_on_few_points_is_greedy_kmeans_plusplus():
     expected, _ = kmeans_plusplus(X_PIN - X_PIN.mean(axis=0), n_clusters, random_state=4)
     centers = _kmeans_parallel(X_PIN - X_PIN.mean(axis=0), n_clusters, seed=4)
     np.testing.assert_array_equal(centers, expected)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_draws_under_torch_deterministic_mode_never_ask_cuda_for_a_float_cumsum(
+        monkeypatch, init):
+    """``torch.use_deterministic_algorithms(True)`` (which the README offers for
+    bitwise equal sums) makes torch.cumsum of a CUDA float tensor raise: the
+    weighted draws take a scan of elementwise additions there, and keep the
+    centres. Torch CPU tensors stand in for CUDA ones (the compiled CPU
+    kernels off, the refusal mimicked)."""
+    torch = pytest.importorskip("torch")
+    from torch.overrides import TorchFunctionMode
+
+    from xpkmeans._backend import _gpu, _numba
+
+    class RefuseFloatCumsum(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", "") == "cumsum" and torch.is_floating_point(args[0]):
+                raise RuntimeError("cumsum_cuda_kernel does not have a deterministic "
+                                   "implementation")
+            return func(*args, **kwargs)
+
+    monkeypatch.setenv("XPKMEANS_CUDA_GRAPHS", "0")  # the stand-ins are CPU tensors
+    monkeypatch.setattr(_gpu, "_is_cuda_tensor", lambda value: isinstance(value, torch.Tensor))
+    monkeypatch.setattr(_numba, "_is_torch_cpu", lambda x: False)
+    expected = KMeans(5, init=init, random_state=0).fit(X_PIN)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with RefuseFloatCumsum():
+            km = KMeans(5, init=init, random_state=0).fit(torch.asarray(X_PIN))
+            _, indices = kmeans_plusplus(torch.asarray(X_PIN), 7, random_state=0)
+    finally:
+        torch.use_deterministic_algorithms(was)
+    np.testing.assert_allclose(km.cluster_centers_.numpy(), expected.cluster_centers_,
+                               rtol=1e-12)
+    assert indices.tolist() == PINNED_KMEANS_PLUSPLUS[(0, False, 7, None)]
+
+
+def test_cumulative_sum_by_doubling_is_the_running_sum():
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import _gpu
+
+    for n in (0, 1, 2, 5, 64, 1000):
+        values = torch.asarray(np.random.default_rng(n).uniform(size=n))
+        np.testing.assert_allclose(_gpu.cumulative_sum_by_doubling(values).numpy(),
+                                   np.cumsum(values.numpy()), rtol=1e-13)

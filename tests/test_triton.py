@@ -605,6 +605,34 @@ def test_triton_handles_only_float32_cuda_arrays():
         assert not _triton.handles(Xc.double(), Xc.double())
 
 
+def test_triton_never_hands_torch_negative_strides(monkeypatch):
+    """torch.from_dlpack does not raise on negative strides, it aborts the
+    process (torch <= 2.13): a reversed CuPy view takes the portable path
+    (``handles``), and ``_as_torch`` copies such an array before DLPack. The
+    conversion runs in a subprocess, which the abort would kill."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(_triton, "is_cupy_array", lambda x: isinstance(x, np.ndarray))
+    monkeypatch.setattr(_triton, "triton_imports", lambda: True)
+    X = np.ones((4, 2), np.float32)  # a NumPy array standing in for a CuPy one
+    assert _triton.handles(X, X)
+    assert not _triton.handles(X[::-1], X)
+    assert not _triton.handles(X[:, ::-1], X)
+
+    code = ("import numpy as np\n"
+            "from xpkmeans._backend import _triton\n"
+            "x = np.arange(12, dtype=np.float32).reshape(3, 4)\n"
+            "for view in (x[::-1], x[:, ::-1], x[::-2, ::-1]):\n"
+            "    assert (_triton._as_torch(view).numpy() == view).all()\n"
+            "print('converted')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "converted" in done.stdout, done.stderr[-2000:]
+
+
 # ------------------------------------------------------------------ randomized differential check
 
 

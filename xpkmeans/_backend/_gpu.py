@@ -63,6 +63,29 @@ def _is_cuda_tensor(value) -> bool:
     return is_torch_array(value) and value.is_cuda
 
 
+def refuses_float_cumsum(values) -> bool:
+    """True where torch refuses a floating-point ``cumsum``: a CUDA tensor
+    under ``torch.use_deterministic_algorithms(True)`` (its CUB scan varies
+    run to run: torch raises ``RuntimeError``, or warns with ``warn_only``)."""
+    import torch
+
+    return _is_cuda_tensor(values) and torch.are_deterministic_algorithms_enabled()
+
+
+def cumulative_sum_by_doubling(values):
+    """The running sum of the 1-D torch tensor ``values`` in ceil(log2 n)
+    rounds of shifted additions (Hillis-Steele): elementwise only, so the
+    same bits every run, and nothing waits for the device (a CUDA graph
+    replays it)."""
+    import torch
+
+    total, shift = values.clone(), 1
+    while shift < values.shape[0]:
+        total = torch.cat([total[:shift], total[shift:] + total[:-shift]])
+        shift *= 2
+    return total
+
+
 def graphs_handle(state: tuple, reads: tuple = ()) -> bool:
     """True when ``run_steps`` replays a CUDA graph: a state of torch CUDA
     tensors (CuPy queues on streams of its own), unless

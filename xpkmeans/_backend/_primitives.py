@@ -225,6 +225,9 @@ def cumulative_sum(values: Any, dtype: Any) -> Any:
     if wide and _numba.handles_vector(values):
         return _numba.cumulative_sum(values)
     xp = array_namespace(values)
+    if is_torch_array(values) and _gpu.refuses_float_cumsum(values):
+        # torch.use_deterministic_algorithms(True): torch.cumsum raises on CUDA floats
+        return _gpu.cumulative_sum_by_doubling(xp.astype(values, dtype))
     return xp.cumulative_sum(xp.astype(values, dtype))
 
 

@@ -69,6 +69,8 @@ def handles(X: Any, centers: Any) -> bool:
     elif is_cupy_array(X):
         if not (X.dtype.name == "float32" and centers.dtype == X.dtype):
             return False
+        if _has_negative_strides(X):  # a reversed view: the portable path (or a centred copy)
+            return False
         feature_stride = X.strides[1] // X.itemsize if X.ndim == 2 else 1
     else:
         return False
@@ -301,18 +303,37 @@ def listed_config(config: dict[str, Any], d: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ arrays
 
 
+def _has_negative_strides(x: Any) -> bool:
+    return any(stride < 0 for stride in (getattr(x, "strides", None) or ()))
+
+
+def _contiguous(x: Any) -> Any:
+    """A C-contiguous copy of the CuPy (or NumPy) array ``x``, on its device."""
+    if is_cupy_array(x):
+        import cupy
+
+        with x.device:
+            return cupy.ascontiguousarray(x)
+    import numpy as np
+
+    return np.ascontiguousarray(x)
+
+
 def _as_torch(x: Any) -> Any:
-    """``x`` as a torch tensor (CuPy: zero-copy through DLPack)."""
+    """``x`` as a torch tensor (CuPy: zero-copy through DLPack; a copy where
+    its strides are negative: torch.from_dlpack does not raise on those, it
+    aborts the process, std::terminate from a noexcept storage-size check,
+    torch 2.13 and earlier)."""
     import torch
 
     if is_torch_array(x):
         return x
+    if _has_negative_strides(x):
+        x = _contiguous(x)
     try:
         return torch.from_dlpack(x)
-    except (BufferError, RuntimeError, ValueError):  # e.g. negative strides
-        import cupy
-
-        return torch.from_dlpack(cupy.ascontiguousarray(x))
+    except (BufferError, RuntimeError, ValueError):  # a layout DLPack cannot carry
+        return torch.from_dlpack(_contiguous(x))
 
 
 def _like_input(x: Any, like: Any) -> Any:
