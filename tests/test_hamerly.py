@@ -40,6 +40,28 @@ def test_bounded_nearest_sends_equal_centres_to_the_first(backend):
     assert not np.any(backend.to_numpy(labels) == 5)
 
 
+def test_exact_ties_go_where_lloyd_sends_them(backend):
+    """Integer points: many are exactly as far from two centres, and only the
+    rounding of the scores breaks the tie. Hamerly's scores must be Lloyd's
+    to the bit: on torch CPU its half norms came from torch's sum, which
+    rounds apart from the compiled pass's, and 19 labels and the iteration
+    count (13, not 10) differed."""
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(0, 3, (300, 8)))
+    X_centered, mean = _lloyd.center_data(backend.asarray(X), xp=backend.xp)
+    centers = backend.asarray(X[:16]) - mean
+    labels = BoundedNearest(X_centered, xp=backend.xp)(centers)
+    np.testing.assert_array_equal(backend.to_numpy(labels),
+                                  backend.to_numpy(nearest_centers(X_centered, centers)))
+    if not supports("algorithm='hamerly'", backend.asarray(X)):
+        return
+    fits = [KMeans(16, init=backend.asarray(X[:16]), tol=0, algorithm=algorithm)
+            .fit(backend.asarray(X)) for algorithm in ("lloyd", "hamerly")]
+    assert fits[1].n_iter_ == fits[0].n_iter_
+    np.testing.assert_array_equal(backend.to_numpy(fits[1].labels_),
+                                  backend.to_numpy(fits[0].labels_))
+
+
 def test_bounded_nearest_skips_points_once_centres_settle(monkeypatch):
     import array_api_compat.numpy as xp
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from ._backend import (
     blocks_run_compiled,
+    center_half_sq_norms,
     concat_rows,
     device_of,
     first_equal_rows,
@@ -113,7 +114,7 @@ class BoundedNearest:
         """Labels, upper and lower bounds of the rows ``indices``, from scratch."""
         xp = self.xp
         every = indices.shape[0] == self.X.shape[0]  # then indices is arange(n)
-        half_sq_norms = 0.5 * xp.sum(centers * centers, axis=1)
+        half_sq_norms = center_half_sq_norms(self.X, centers)  # Lloyd's, bit for bit
 
         def block(rows: slice) -> tuple[Any, Any, Any]:
             points = row_block(self.X, rows) if every else take_rows(self.X, indices[rows])

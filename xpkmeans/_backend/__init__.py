@@ -8,7 +8,8 @@ proves it equals that twin. The rooms:
 - ``_primitives``: the public primitives, each a guard per fast path, then
   the portable twin: on one block of rows (``nearest_center_labels``,
   ``nearest_two_centers``; ``blocks_run_compiled`` says where they run
-  compiled host code, one core a block), whole passes over X (``nearest_centers``,
+  compiled host code, one core a block; ``center_half_sq_norms``: the
+  centres' half norms that the whole pass scores with), whole passes over X (``nearest_centers``,
   ``nearest_centers_and_sums``, ``sum_by_cluster``, greedy k-means++'s
   ``closest_with_candidates``, ``sq_distances_to_assigned``,
   ``column_sums``: a fused kernel where one exists; ``sums_in_pass`` says
@@ -70,6 +71,7 @@ from ._host_input import (
 from ._primitives import (
     block_width,
     blocks_run_compiled,
+    center_half_sq_norms,
     centered,
     closest_with_candidates,
     column_sums,
@@ -104,6 +106,7 @@ from ._transfer import blocks_to_device, is_cuda_device, is_pinned_tensor
 __all__ = [
     "block_width",
     "blocks_run_compiled",
+    "center_half_sq_norms",
     "centered",
     "check_dense_chunks",
     "closest_with_candidates",

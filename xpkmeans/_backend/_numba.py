@@ -818,6 +818,13 @@ def csr_pass(X, centers, *, weights=None, want_scores=False, want_sums=False):
 
 
 @_takes_torch_cpu
+def half_sq_norms(X, centers):
+    """``||c||^2 / 2`` of each centre in X's dtype, rounded as ``dense_pass``
+    rounds them (NumPy's sum; torch's rounds some apart in the last bit)."""
+    return _prepared_centers(centers, X.dtype)[2]
+
+
+@_takes_torch_cpu
 def nearest_two_centers(X, centers, half_sq_norms):
     """The block primitive, in the calling thread (callers run blocks in threads)."""
     n_rows = X.shape[0]

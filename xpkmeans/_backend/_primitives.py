@@ -362,6 +362,19 @@ def nearest_centers(X: Any, centers: Any) -> Any:
     return xp.take(first_equal_rows(centers), labels)
 
 
+def center_half_sq_norms(X: Any, centers: Any) -> Any:
+    """``||c||^2 / 2`` of each centre, rounded as ``nearest_centers(X, centers)``
+    rounds them where it runs the compiled CPU pass, so that block scores made
+    with them (``nearest_two_centers``) are that pass's own, bit for bit (on
+    torch CPU, torch's sum had rounded some apart from the compiled pass's,
+    and Hamerly's recomputed points had gone to the later of two centres
+    exactly as far)."""
+    if _numba.handles_pass(X):
+        return _numba.half_sq_norms(X, centers)
+    xp = array_namespace(X, centers)
+    return 0.5 * xp.sum(centers * centers, axis=1)
+
+
 def first_equal_rows(rows: Any) -> Any:
     """For each row, the index of the first row equal to it (itself where none
     comes before), in fixed shapes: the rows ordered by a projection (ties by
