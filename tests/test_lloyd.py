@@ -327,3 +327,30 @@ def test_em_moving_only_changed_points_equals_summing_all(X, k, seed):
     for full, updated in zip(all_points, moved_points):
         np.testing.assert_array_equal(updated.labels, full.labels)
         np.testing.assert_allclose(updated.centers, full.centers, rtol=1e-9, atol=1e-9)
+
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, before the error
+@pytest.mark.parametrize("dtype,value", [("float64", 1e200), ("float64", 1e153),
+                                         ("float32", 1e20), ("float32", 1e18)])
+def test_zero_tol_skips_the_variance_but_not_the_overflow_check(dtype, value):
+    """``tol=0`` needs no sum of squares (scikit-learn reads nothing then):
+    0.0 where the squares cannot overflow, and the error of any other tol
+    where they can, whichever side of the shortcut's bound X falls."""
+    import array_api_compat.numpy as xp_numpy
+
+    from xpkmeans._lloyd import variance_scaled_tol
+
+    rng = np.random.default_rng(0)
+    for scale in (1.0, value / 100, value):
+        X = (rng.standard_normal((257, 3)) * scale).astype(dtype)
+        try:  # a positive tol reads the sum of squares
+            variance_scaled_tol(X, 1e-300, xp=xp_numpy)
+            overflows = False
+        except ValueError:
+            overflows = True
+        if overflows:
+            with pytest.raises(ValueError, match="too large"):
+                variance_scaled_tol(X, 0.0, xp=xp_numpy)
+        else:
+            assert variance_scaled_tol(X, 0.0, xp=xp_numpy) == 0.0

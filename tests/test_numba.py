@@ -24,6 +24,7 @@ def small_chunks(monkeypatch):
     """Chunks of 7 rows: small data spans many (tiles are compiled in: the
     odd row counts test their last, shorter tile)."""
     monkeypatch.setattr(_numba, "_MIN_ROWS_PER_CHUNK", 7)
+    monkeypatch.setattr(_numba, "_SERIAL_BELOW_WORK", 0)  # and on all cores, however small
 
 
 def _integer_problem(n, d, k, dtype, order, seed=0):
@@ -110,6 +111,41 @@ def test_tiles_are_transposed_exactly(d, order, dtype):
             np.testing.assert_array_equal(np.isnan(tile[:, n:]), True)  # nothing past the rows
             rows = np.full((_numba.TILE_ROWS, d), np.nan, dtype=dtype)  # and back to rows
             np.testing.assert_array_equal(_numba._rows_of_tile(tile, n, rows), X[start:start + n])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [64, 65, 80, 129])
+def test_row_tiles_are_copied_exactly(d, order, dtype):
+    """Tiles of 64 features and more (rows, not transposed): column-major X
+    transposed in registers, other layouts copied one by one."""
+    for n in (15, 16, 17, _numba.TILE_ROWS):
+        data = np.asarray(np.random.default_rng(n).standard_normal((n + 9, d)), dtype=dtype, order=order)
+        for X, start in ((data[:n], 0), (data, 9), (data[::-1][:n], 0), (data[:, 1:], 3)):
+            tile = np.full((_numba.TILE_ROWS, X.shape[1]), np.nan, dtype=dtype)
+            _numba._load_tile(X, start, start + n if start + n <= X.shape[0] else X.shape[0],
+                              tile, False)
+            stop = min(start + n, X.shape[0])
+            np.testing.assert_array_equal(tile[:stop - start], X[start:stop])
+            np.testing.assert_array_equal(np.isnan(tile[stop - start:]), True)
+
+
+@pytest.mark.parametrize("d", [64, 130])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_wide_column_major_pass_equals_row_major_bit_for_bit(d, weighted, small_chunks):
+    """Wide X (rows not transposed) gives the same labels and sums, bit for
+    bit, column-major (the centred copy of a fit) or row-major."""
+    rng = np.random.default_rng(d)
+    X = rng.standard_normal((1301, d)) * 100  # float64: sums depend on the order
+    centers = X[:7].copy()
+    weights = rng.uniform(0, 3, 1301) if weighted else None
+    row_major = nearest_centers_and_sums(X, centers, weights=weights)
+    column_major = nearest_centers_and_sums(np.asfortranarray(X), centers, weights=weights)
+    for a, b in zip(row_major, column_major):
+        np.testing.assert_array_equal(a, b)
+    given = _numba.sum_by_cluster(np.asfortranarray(X), row_major[0], 7, weights=weights)
+    np.testing.assert_array_equal(given[0], row_major[1])
+    np.testing.assert_array_equal(given[1], row_major[2])
 
 
 def test_many_chunks_and_tiles_with_weights(small_chunks):
@@ -506,3 +542,53 @@ def test_wide_sums_take_one_chunk_per_core(monkeypatch):
     assert len(_numba._row_chunks(1_000_000, sums_bytes=8 * 64 * 129)) == 64  # small sums
     assert len(_numba._row_chunks(1_000_000, sums_bytes=8 * 200 * 50_001)) == 16
     assert len(_numba._row_chunks(1000, sums_bytes=8 * 200 * 50_001)) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_torch_cpu_finite_check_reads_numpys_view(dtype, bad):
+    """``all_finite`` of a torch CPU tensor (checked as NumPy's view of its
+    memory) answers as torch's own ``isfinite``, also on strided views."""
+    torch = pytest.importorskip("torch")
+    from xpkmeans._backend import all_finite
+
+    X = torch.asarray(np.random.default_rng(0).standard_normal((3001, 7)), dtype=getattr(torch, dtype))
+    for view in (X, X.T, X[::3, 1:], X.requires_grad_(False)):
+        assert all_finite(view)
+    Y = X.clone()
+    Y[2999, 6] = bad
+    for view in (Y, Y.T, Y[1::2]):
+        assert all_finite(view) == bool(torch.isfinite(view).all())
+    assert not all_finite(Y)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        KMeans(2, n_init=1).fit(Y)
+
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(10_000, 2, 3), (9_000, 10, 10), (20_000, 70, 5)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_small_passes_in_the_calling_thread_equal_the_threaded_ones(n, d, k, weighted, monkeypatch):
+    """Below ``_SERIAL_BELOW_WORK`` a pass runs its chunks in the calling
+    thread (a pool thread's wake-up cost more than it saved): the same
+    chunks, so the same labels, sums and potentials, bit for bit."""
+    rng = np.random.default_rng(n + d + k)
+    X = np.asfortranarray(rng.standard_normal((n, d)) * 100)
+    centers = X[:k].copy()
+    weights = rng.uniform(0, 3, n) if weighted else None
+    assert len(_numba._row_chunks(n)) > 1
+
+    def everything():
+        labels, sums, totals = nearest_centers_and_sums(X, centers, weights=weights)
+        given = _numba.sum_by_cluster(X, labels, k, weights=weights)
+        norms = np.sum(X * X, axis=1)
+        w = np.ones(n) if weights is None else weights
+        _, potentials = _numba.closest_with_candidates(X, norms, w, np.full(n, np.inf), X[:3],
+                                                       norms[:3])
+        return labels, sums, totals, *given, potentials
+
+    monkeypatch.setattr(_numba, "_SERIAL_BELOW_WORK", 1 << 40)
+    serial = everything()
+    monkeypatch.setattr(_numba, "_SERIAL_BELOW_WORK", 0)
+    threaded = everything()
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ._backend import (
     array_namespace,
+    blocks_run_compiled,
     check_random_state,
     centered,
     device_of,
@@ -549,7 +550,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """``fit``: resolve the parameters, run the starts, keep the best."""
         params = self._resolve_params()
         X, xp = check_array(X)
-        with parallel_region(xp):  # the whole fit: BLAS never wakes its own threads
+        # the whole fit: BLAS never wakes its own threads (nor, for torch CPU
+        # tensors that the compiled kernels read, does NumPy's: its gemv of the
+        # mean woke two OpenBLAS threads, which then spun on the cores of the
+        # passes: a torch CPU fit took 2x a NumPy one)
+        with parallel_region(xp, compiled=blocks_run_compiled(X)):
             check_n_clusters_fits(X.shape[0], params.n_clusters)
             weights = check_sample_weight(sample_weight, X, xp)
             X_centered, X_mean = center_data(X, xp=xp)

@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 from ._errors import InputTypeError
 from ._backend import (
+    all_finite,
     array_namespace,
     as_array,
     default_float_dtype,
     device_of,
     is_bool,
     is_sparse,
-    map_row_blocks,
     object_array,
     shape_of,
     sparse,
@@ -78,10 +78,7 @@ def check_array(
         dtype = kind if kind in (xp.float32, xp.float64) else default_float_dtype(xp, device)
     if kind != dtype:
         X = xp.astype(X, dtype)
-    finite = map_row_blocks(  # in row blocks: some libraries' isfinite makes copies of X
-        lambda rows: xp.all(xp.isfinite(X[rows, :])), n_samples, n_features, xp=xp, device=device
-    )
-    if not bool(xp.all(xp.stack(finite))):
+    if not all_finite(X):  # in row blocks: some libraries' isfinite makes copies of X
         msg = f"`{name}` contains NaN or inf (infinity); remove or impute them first."
         raise ValueError(msg)
     return X, xp

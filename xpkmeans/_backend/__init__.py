@@ -69,6 +69,7 @@ from ._host_input import (
     shape_of,
 )
 from ._primitives import (
+    all_finite,
     block_width,
     blocks_run_compiled,
     center_half_sq_norms,
@@ -104,6 +105,7 @@ from ._threads import blas_is_limited, map_blocks, n_cores, parallel_region
 from ._transfer import blocks_to_device, is_cuda_device, is_pinned_tensor
 
 __all__ = [
+    "all_finite",
     "block_width",
     "blocks_run_compiled",
     "center_half_sq_norms",

@@ -147,7 +147,7 @@ def column_sums(X: Any) -> Any:
     # otherwise, and the mean, and every result after it, had depended on
     # the BLAS threads in effect (threadpool_limits, Dask's scheduler, a fit
     # in another thread)
-    with parallel_region(xp):
+    with parallel_region(xp, compiled=_numba.handles(X)):  # torch CPU: NumPy's BLAS
         blocks = map_row_blocks(
             lambda rows: block_sums(X[rows, :], wide), X.shape[0], X.shape[1], xp=xp,
             device=device,
@@ -156,6 +156,22 @@ def column_sums(X: Any) -> Any:
     for block in blocks[1:]:
         total = total + block
     return total
+
+
+def all_finite(X: Any) -> bool:
+    """Whether every value of the dense 2-D ``X`` is finite, in row blocks
+    (some libraries' ``isfinite`` makes copies of X). Torch CPU float
+    tensors that the compiled kernels take are checked as NumPy arrays of
+    their memory, on all cores: torch's ``isfinite`` took 10x NumPy's
+    (5 ms against 0.5 on 100k x 32 float32, most of a small fit's checks)."""
+    if _numba.handles(X) and not is_numpy_array(X):
+        return all_finite(_numba.host_view(X))
+    xp = array_namespace(X)
+    finite = map_row_blocks(
+        lambda rows: xp.all(xp.isfinite(X[rows, :])), X.shape[0], X.shape[1], xp=xp,
+        device=device_of(X),
+    )
+    return bool(xp.all(xp.stack(finite)))
 
 
 def centered(X: Any, mean: Any, *, view: bool | None = None) -> Any:
