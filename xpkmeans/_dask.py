@@ -29,6 +29,7 @@ from array_api_compat import is_dask_array
 
 from ._backend import (
     array_namespace,
+    kept_float_dtype,
     centered,
     closest_with_candidates,
     check_dense_chunks,
@@ -131,9 +132,8 @@ def check_dask_array(X: Any, *, name: str = "X", dtype: Any = None,
     if X.shape[0] < 1 or X.shape[1] < 1:
         msg = f"`{name}` must have at least one sample and one feature, got shape={X.shape}."
         raise ValueError(msg)
-    if dtype is None:  # a float of another byte order ('>f4') is kept, in the native one
-        native = kind.newbyteorder("=")
-        dtype = native if native in (np.float32, np.float64) else np.float64
+    if dtype is None:
+        dtype = kept_float_dtype(kind, np)
     if kind != dtype:
         X = X.astype(dtype)
     if X.numblocks[1] > 1:  # per-chunk kernels need whole rows

@@ -26,6 +26,7 @@ import numpy as np
 
 from ._backend import (
     array_namespace,
+    kept_float_dtype,
     blocks_to_device,
     from_host,
     host_xp,
@@ -254,9 +255,8 @@ def _as_row_blocks(X: Any) -> RowBlocks:
 
 def _as_float(block: Any, dtype: Any) -> Any:
     xp = array_namespace(block)
-    if dtype is None:  # a NumPy float of another byte order ('>f4') is kept, in the native one
-        kind = block.dtype.newbyteorder("=") if isinstance(block.dtype, np.dtype) else block.dtype
-        dtype = kind if kind in (xp.float32, xp.float64) else xp.float64
+    if dtype is None:
+        dtype = kept_float_dtype(block.dtype, xp)
     return block if block.dtype == dtype else xp.astype(block, dtype)
 
 

@@ -65,6 +65,7 @@ from ._host_input import (
     encode_host_categories,
     is_bool,
     is_memmap,
+    kept_float_dtype,
     object_array,
     shape_of,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "is_cuda_array",
     "is_cuda_device",
     "is_memmap",
+    "kept_float_dtype",
     "is_pinned_tensor",
     "is_sparse",
     "largest_indices",

@@ -70,6 +70,15 @@ def _values_resolved(X: Any) -> Any:
     return _native_byte_order(X) if isinstance(X, np.ndarray) else X
 
 
+def kept_float_dtype(kind: Any, xp: Any) -> Any:
+    """The float dtype an input of dtype ``kind`` is computed in: float32 and
+    float64 kept (a NumPy one of another byte order, '>f4', in the native
+    one), anything else float64."""
+    if isinstance(kind, np.dtype):
+        kind = kind.newbyteorder("=")
+    return kind if kind in (xp.float32, xp.float64) else xp.float64
+
+
 def _native_byte_order(X: np.ndarray) -> np.ndarray:
     """``X`` in the machine's byte order (a copy only where it is not)."""
     return X if X.dtype.isnative else X.astype(X.dtype.newbyteorder("="))

@@ -632,24 +632,19 @@ def _is_torch_cpu(x) -> bool:
     return is_torch_array(x) and x.device.type == "cpu" and str(x.layout) == "torch.strided"
 
 
-def _host_view(x):
+def host_view(x):
     """A torch CPU tensor as a NumPy array of its memory (zero-copy), also
     inside a ``CenteredRows``; anything else as it is."""
     from ._centered import CenteredRows
 
     if isinstance(x, CenteredRows):
-        return CenteredRows(_host_view(x.data), _host_view(x.mean))
+        return CenteredRows(host_view(x.data), host_view(x.mean))
     return x.detach().numpy() if _is_torch_cpu(x) else x
-
-
-def host_view(x):
-    """A torch CPU tensor as a NumPy array of its memory (zero-copy)."""
-    return _host_view(x)
 
 
 def _takes_torch_cpu(function):
     """``function`` of NumPy arrays, taking torch CPU tensors too (as
-    ``_host_view``); given a tensor ``X``, its arrays come back as tensors."""
+    ``host_view``); given a tensor ``X``, its arrays come back as tensors."""
 
     @functools.wraps(function)
     def on_views(X, *args, **kwargs):
@@ -661,8 +656,8 @@ def _takes_torch_cpu(function):
 
         torch_on_one_thread()
 
-        out = function(_host_view(X), *map(_host_view, args),
-                       **{key: _host_view(value) for key, value in kwargs.items()})
+        out = function(host_view(X), *map(host_view, args),
+                       **{key: host_view(value) for key, value in kwargs.items()})
         if isinstance(out, tuple):
             return tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in out)
         return torch.from_numpy(out)
